@@ -1,0 +1,47 @@
+"""`postier SUBCOMMAND [ARGS]`: dispatch to one module per subcommand.
+
+Each subcommand module has `main(argv: list[str]) -> int` and its own --help.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from postier import __version__
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("postier.cli.run_cmd", "run the mail system in the foreground"),
+    "config": ("postier.cli.config_cmd", "show or edit main.cf/master.cf (like postconf)"),
+    "map": ("postier.cli.map_cmd", "build and query lookup tables (like postmap)"),
+    "alias": ("postier.cli.alias_cmd", "build and query alias databases (like postalias)"),
+}
+
+USAGE = "usage: postier COMMAND [ARGS...]\n\ncommands:\n" + "".join(
+    f"  {name:<10} {doc}\n" for name, (_, doc) in COMMANDS.items()
+) + "\n`postier COMMAND --help` describes each command.\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        print(f"postier {__version__}")
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        sys.stderr.write(f"postier: unknown command {name!r}\n\n{USAGE}")
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        return int(module.main(argv[1:]) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

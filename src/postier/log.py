@@ -1,0 +1,111 @@
+"""Postfix-shaped mail logging: the log format is an API.
+
+Every line has Postfix's shape, with `postier` where Postfix says `postfix`:
+
+    Nov 28 05:16:07 host postier/smtpd[1234]: 3F1A2B: client=...
+
+Command-line tools also write `NAME: warning: text` to stderr exactly as
+Postfix's tools do (`postmap: warning: ...`), so scripts that read them work.
+
+Parameters read: maillog_file (write lines to this file instead of syslog),
+syslog_facility, syslog_name (default "postier", the part before the slash).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import syslog
+import threading
+import time
+
+_FACILITIES = {name: getattr(syslog, "LOG_" + name.upper()) for name in (
+    "mail", "daemon", "user", "local0", "local1", "local2", "local3",
+    "local4", "local5", "local6", "local7")}
+
+
+class MailLog:
+    """One process's log: a service name, and where lines go."""
+
+    def __init__(self) -> None:
+        self.syslog_name = "postier"
+        self.service = "postier"
+        self.progname = "postier"
+        self.stderr = False
+        self.maillog_file: str | None = None
+        self.use_syslog = False
+        self._lock = threading.Lock()
+        self._host = socket.gethostname().split(".")[0]
+        self._fh = None
+
+    def setup(self, service: str, *, progname: str | None = None, stderr: bool = False,
+              maillog_file: str | None = None, use_syslog: bool = False,
+              syslog_name: str = "postier", facility: str = "mail") -> None:
+        """Configure this process's log.  `service` is the part after the slash
+        (smtpd, qmgr, postmap ...); `progname` is the stderr prefix."""
+        self.service = service
+        self.progname = progname or service
+        self.stderr = stderr
+        self.syslog_name = syslog_name
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        self.maillog_file = maillog_file or None
+        self.use_syslog = use_syslog and not self.maillog_file
+        if self.use_syslog:
+            syslog.openlog(f"{syslog_name}/{service}", syslog.LOG_PID,
+                           _FACILITIES.get(facility, syslog.LOG_MAIL))
+
+    @property
+    def tag(self) -> str:
+        return f"{self.syslog_name}/{self.service}"
+
+    def format_line(self, text: str, when: float | None = None) -> str:
+        """The maillog line for `text`, as postlogd writes it."""
+        stamp = time.strftime("%b %d %H:%M:%S", time.localtime(when or time.time()))
+        return f"{stamp} {self._host} {self.tag}[{os.getpid()}]: {text}"
+
+    def emit(self, severity: str, text: str) -> None:
+        body = f"{severity}: {text}" if severity else text
+        if self.stderr:
+            sys.stderr.write(f"{self.progname}: {body}\n")
+            sys.stderr.flush()
+        if self.maillog_file:
+            line = self.format_line(body) + "\n"
+            with self._lock:
+                if self._fh is None:
+                    self._fh = open(self.maillog_file, "a", encoding="utf-8",
+                                    errors="surrogateescape")
+                self._fh.write(line)
+                self._fh.flush()
+        elif self.use_syslog:
+            prio = {"": syslog.LOG_INFO, "warning": syslog.LOG_WARNING,
+                    "error": syslog.LOG_ERR, "fatal": syslog.LOG_CRIT,
+                    "panic": syslog.LOG_ALERT}.get(severity, syslog.LOG_INFO)
+            syslog.syslog(prio, body)
+
+
+LOG = MailLog()
+
+
+def setup(service: str, **kw) -> None:
+    LOG.setup(service, **kw)
+
+
+def info(text: str) -> None:
+    LOG.emit("", text)
+
+
+def warning(text: str) -> None:
+    LOG.emit("warning", text)
+
+
+def error(text: str) -> None:
+    LOG.emit("error", text)
+
+
+def fatal(text: str, status: int = 1) -> None:
+    """Log `fatal: text` and exit, as Postfix's msg_fatal() does."""
+    LOG.emit("fatal", text)
+    raise SystemExit(status)
