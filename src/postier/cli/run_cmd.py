@@ -1,0 +1,145 @@
+"""`postier run`: run the mail system in the foreground (containers, tests).
+
+Reads main.cf and master.cf from the configuration directory (`-c DIR`, else
+POSTIER_CONFIG_DIR / MAIL_CONFIG, else /etc/postier, else the built-in
+default configuration), opens every lookup table the configuration names (so
+a broken table is reported at start, with its file and line), creates the
+queue directories, and serves SMTP on every `inet` service of master.cf whose
+command is `smtpd`.  Postfix-internal services in master.cf (cleanup,
+trivial-rewrite, qmgr, bounce, postlog, ...) are built into postier and are
+accepted without effect.  SIGTERM or SIGINT stops it: the listeners close
+first; a message whose 250 was sent is already on disk.
+
+Logs go to maillog_file when set, else to standard error.
+
+Parameters read: queue_directory, maillog_file, syslog_name, and everything
+smtpd reads (see postier.smtpd.server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import sys
+
+from postier import __version__, log
+from postier.errors import PostierError
+
+MAP_SPEC = re.compile(r"^(hash|texthash|regexp|pcre|cidr|inline|static):")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="postier run",
+        description="Run postier in the foreground: load main.cf/master.cf and every lookup "
+                    "table they name, then serve SMTP on master.cf's inet smtpd services "
+                    "until SIGTERM or SIGINT.")
+    p.add_argument("-c", dest="config_dir", metavar="DIR",
+                   help="configuration directory (default: $POSTIER_CONFIG_DIR, "
+                        "/etc/postier, else the built-in default configuration)")
+    p.add_argument("--check", action="store_true",
+                   help="load the configuration and tables, report, and exit")
+    return p
+
+
+def table_specs(cfg) -> list[str]:
+    """Every `type:name` lookup table named by a parameter value."""
+    from postier.config import split_list
+    specs: list[str] = []
+    for name in cfg.names():
+        try:
+            value = cfg.expand(cfg.raw(name) or "")
+        except PostierError:
+            continue
+        for item in split_list(value):
+            if MAP_SPEC.match(item) and item not in specs:
+                specs.append(item)
+    return specs
+
+
+def smtpd_services(services) -> list[tuple[str, int]]:
+    """(host, port) of each inet service whose command is smtpd."""
+    out = []
+    for svc in services:
+        if svc.type != "inet" or not svc.command or os.path.basename(svc.command[0]) != "smtpd":
+            continue
+        host, sep, port = svc.name.rpartition(":")
+        if not sep:
+            host, port = "", svc.name
+        host = host.strip("[]")
+        if not port.isdigit():
+            try:
+                import socket
+                port = str(socket.getservbyname(port, "tcp"))
+            except OSError:
+                raise PostierError(f"master.cf: unknown service port {svc.name!r}") from None
+        out.append((host, int(port)))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from postier.config import load_config, read_master_cf
+    log.setup("master", progname="postier", stderr=True)
+    try:
+        cfg = load_config(args.config_dir)
+        cfg.validate()
+        maillog = cfg.get("maillog_file")
+        log.setup("master", progname="postier", stderr=not maillog,
+                  maillog_file=maillog or None, syslog_name=cfg.get("syslog_name") or "postier")
+        services = read_master_cf(os.path.join(cfg.config_dir, "master.cf"))
+        from postier.maps import open_map
+        specs = table_specs(cfg)
+        for spec in specs:
+            open_map(spec)
+        listeners = smtpd_services(services)
+    except PostierError as e:
+        log.fatal(str(e))
+        return 1
+    log.info(f"daemon started -- version {__version__}, configuration {cfg.config_dir}")
+    log.info(f"loaded main.cf ({len(cfg.names())} parameters set), master.cf "
+             f"({len(services)} services), {len(specs)} lookup tables")
+    if args.check:
+        return 0
+    if not listeners:
+        log.warning("master.cf defines no inet smtpd service: nothing to serve")
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a hard dependency
+        pass
+    try:
+        return asyncio.run(_serve(cfg, listeners))
+    except PostierError as e:
+        log.fatal(str(e))
+        return 1
+
+
+async def _serve(cfg, listeners: list[tuple[str, int]]) -> int:
+    from postier.smtpd.restrictions import RestrictionEngine
+    from postier.smtpd.server import SmtpdServer, SmtpdSettings
+    log.setup("smtpd", progname="postier", stderr=log.LOG.stderr,
+              maillog_file=log.LOG.maillog_file, syslog_name=log.LOG.syslog_name)
+    settings = SmtpdSettings.from_config(cfg)
+    for q in ("incoming", "active", "deferred", "hold", "corrupt", "maildrop"):
+        os.makedirs(os.path.join(settings.queue_directory, q), exist_ok=True)
+    loop = asyncio.get_running_loop()
+    server = SmtpdServer(settings, RestrictionEngine(cfg), loop=loop)
+    for host, port in listeners:
+        try:
+            await server.listen(host, port)
+        except OSError as e:
+            raise PostierError(f"bind {host or '*'} port {port}: {e.strerror}") from None
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    where = ", ".join(f"{h or '*'}:{p}" for h, p in listeners)
+    sys.stderr.flush()
+    log.info(f"smtpd listening on {where}" if where else "no SMTP listener")
+    await stop.wait()
+    log.info("terminating on signal")
+    await server.close()
+    return 0

@@ -1,0 +1,1090 @@
+"""postier's SMTP server: an aiosmtpd `SMTP` subclass that answers as Postfix's smtpd.
+
+aiosmtpd provides the connection plumbing (StreamReaderProtocol, timeouts);
+this subclass replaces its command loop because aiosmtpd buffers all of DATA
+in a list of lines and lacks PIPELINING, ENHANCEDSTATUSCODES and CHUNKING:
+
+* Commands are read from our own buffer; replies are queued and flushed only
+  when no further complete command is waiting (PIPELINING, as Postfix does).
+* DATA is read in large chunks, dot-unstuffed and scanned for the end marker
+  by the native `dataframe` reader (pure twin with POSTIER_PURE=1), and
+  streamed to the queue file; it is never held whole in memory.  Only
+  <CR><LF>.<CR><LF> ends DATA (SMTP smuggling safe).  BDAT (CHUNKING) is
+  streamed the same way.
+* Replies, codes and enhanced codes are Postfix's; the restriction engine
+  (postier.smtpd.restrictions) decides rejects.
+
+Parameters read (through SmtpdSettings): myhostname, smtpd_banner,
+message_size_limit, smtpd_recipient_limit, smtpd_timeout, smtpd_helo_required,
+smtpd_delay_reject, smtpd_soft_error_limit, smtpd_hard_error_limit,
+smtpd_error_sleep_time, smtpd_junk_command_limit, disable_vrfy_command,
+smtputf8_enable, smtpd_authorized_xclient_hosts, smtpd_authorized_xforward_hosts,
+smtpd_tls_security_level, smtpd_tls_cert_file, smtpd_tls_key_file,
+smtpd_forbid_bare_newline, smtpd_client_connection_count_limit,
+smtpd_client_connection_rate_limit, anvil_rate_time_unit,
+smtpd_peername_lookup, queue_directory, line_length_limit, mail_name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+import ssl
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any
+
+from aiosmtpd.smtp import SMTP as AioSMTP
+
+from postier import log, native
+from postier.errors import Reply
+from postier.queue.file import Envelope, QueueWriter, Recipient
+from postier.smtpd.state import Client, SessionState
+
+CRLF = b"\r\n"
+READ_CHUNK = 256 * 1024
+LINE_LIMIT = 2048          # Postfix's line_length_limit default for command lines
+
+XCLIENT_ATTRS = "NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT"
+XFORWARD_ATTRS = "NAME ADDR PROTO HELO SOURCE PORT IDENT"
+
+R_OK = Reply(250, "2.0.0", "Ok")
+R_BYE = Reply(221, "2.0.0", "Bye")
+R_MAIL_OK = Reply(250, "2.1.0", "Ok")
+R_RCPT_OK = Reply(250, "2.1.5", "Ok")
+R_DATA_GO = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
+R_UNKNOWN = Reply(500, "5.5.2", "Error: command not recognized")
+R_BAD_SYNTAX = Reply(500, "5.5.2", "Error: bad syntax")
+R_NEED_MAIL = Reply(503, "5.5.1", "Error: need MAIL command")
+R_NEED_RCPT = Reply(503, "5.5.1", "Error: need RCPT command")
+R_NESTED_MAIL = Reply(503, "5.5.1", "Error: nested MAIL command")
+R_SEND_HELO = Reply(503, "5.5.1", "Error: send HELO/EHLO first")
+R_NO_VALID_RCPT = Reply(554, "5.5.1", "Error: no valid recipients")
+R_TOO_MANY_RCPT = Reply(452, "4.5.3", "Error: too many recipients")
+R_SIZE_LIMIT = Reply(552, "5.3.4", "Message size exceeds fixed limit")
+R_FILE_TOO_BIG = Reply(552, "5.3.4", "Error: message file too big")
+R_NOAUTH_X = Reply(550, "5.7.0", "Error: insufficient authorization")
+R_IN_TRANSACTION = Reply(503, "5.5.1", "Error: MAIL transaction in progress")
+R_NOT_IMPLEMENTED = Reply(502, "5.5.1", "Error: command not implemented")
+R_NO_AUTH = Reply(503, "5.5.1", "Error: authentication not enabled")
+R_VRFY_DISABLED = Reply(502, "5.5.1", "VRFY command is disabled")
+R_NON_SMTP = Reply(221, "2.7.0", "Error: I can break rules, too. Goodbye.")
+R_TLS_READY = Reply(220, "2.0.0", "Ready to start TLS")
+R_QUEUE_ERROR = Reply(451, "4.3.0", "Error: queue file write error")
+R_DATA_AFTER_BDAT = Reply(503, "5.5.1", "Error: DATA after BDAT")
+
+
+@dataclass
+class SmtpdSettings:
+    """The parameters smtpd reads, typed and expanded once per start/reload."""
+
+    myhostname: str = "localhost"
+    banner: str = "localhost ESMTP"
+    mail_name: str = "Postfix"
+    message_size_limit: int = 10240000
+    recipient_limit: int = 1000
+    timeout: float = 300.0
+    helo_required: bool = False
+    delay_reject: bool = True
+    soft_error_limit: int = 10
+    hard_error_limit: int = 20
+    error_sleep_time: float = 1.0
+    junk_command_limit: int = 100
+    disable_vrfy: bool = False
+    smtputf8: bool = True
+    xclient_hosts: list[Any] = field(default_factory=list)
+    xforward_hosts: list[Any] = field(default_factory=list)
+    tls_context: ssl.SSLContext | None = None
+    bare_lf: str = "normalize"
+    conn_count_limit: int = 50
+    conn_rate_limit: int = 0
+    rate_time_unit: float = 60.0
+    event_limit_exceptions: list[Any] = field(default_factory=list)
+    peername_lookup: bool = True
+    queue_directory: str = "/var/spool/postier"
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> SmtpdSettings:
+        def nets(name: str) -> list[Any]:
+            return parse_networks(cfg.get_list(name))
+        tls = None
+        level = cfg.get("smtpd_tls_security_level")
+        cert, key = cfg.get("smtpd_tls_cert_file"), cfg.get("smtpd_tls_key_file")
+        if level in ("may", "encrypt") and cert:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(cert, key or None)
+        bare = str(cfg.get("smtpd_forbid_bare_newline")).lower()
+        return cls(
+            myhostname=cfg.get("myhostname"),
+            banner=cfg.get("smtpd_banner"),
+            mail_name=cfg.get("mail_name"),
+            message_size_limit=cfg.get("message_size_limit"),
+            recipient_limit=cfg.get("smtpd_recipient_limit"),
+            timeout=float(cfg.get_time("smtpd_timeout")),
+            helo_required=cfg.get_bool("smtpd_helo_required"),
+            delay_reject=cfg.get_bool("smtpd_delay_reject"),
+            soft_error_limit=cfg.get("smtpd_soft_error_limit"),
+            hard_error_limit=cfg.get("smtpd_hard_error_limit"),
+            error_sleep_time=float(cfg.get_time("smtpd_error_sleep_time")),
+            junk_command_limit=cfg.get("smtpd_junk_command_limit"),
+            disable_vrfy=cfg.get_bool("disable_vrfy_command"),
+            smtputf8=cfg.get_bool("smtputf8_enable"),
+            xclient_hosts=nets("smtpd_authorized_xclient_hosts"),
+            xforward_hosts=nets("smtpd_authorized_xforward_hosts"),
+            tls_context=tls,
+            bare_lf="reject" if bare == "reject" else "normalize",
+            conn_count_limit=cfg.get("smtpd_client_connection_count_limit"),
+            conn_rate_limit=cfg.get("smtpd_client_connection_rate_limit"),
+            rate_time_unit=float(cfg.get_time("anvil_rate_time_unit")),
+            event_limit_exceptions=nets("smtpd_client_event_limit_exceptions"),
+            peername_lookup=cfg.get_bool("smtpd_peername_lookup"),
+            queue_directory=cfg.get("queue_directory"),
+        )
+
+
+def parse_networks(items: list[str]) -> list[Any]:
+    """CIDR/host entries of a Postfix network list (`[v6]/len` allowed);
+    entries that are not literal networks (hostnames, tables) are skipped
+    here — the restriction engine handles mynetworks in full."""
+    out = []
+    for item in items:
+        text = item.strip()
+        if text.startswith("["):
+            text = text.replace("[", "").replace("]", "")
+        try:
+            out.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            continue
+    return out
+
+
+def addr_in(addr: str, nets: list[Any]) -> bool:
+    if not nets or not addr:
+        return False
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return any(ip.version == n.version and ip in n for n in nets)
+
+
+def xtext_decode(value: str) -> str:
+    out, i = [], 0
+    while i < len(value):
+        c = value[i]
+        if c == "+" and i + 2 < len(value) + 0 and len(value[i + 1:i + 3]) == 2:
+            try:
+                out.append(chr(int(value[i + 1:i + 3], 16)))
+                i += 3
+                continue
+            except ValueError:
+                pass
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+class Anvil:
+    """Per-client connection count and rate (Postfix's anvil), in-process."""
+
+    def __init__(self) -> None:
+        self.count: Counter[str] = Counter()
+        self.rate: dict[str, list[float]] = {}
+
+    def connect(self, addr: str, unit: float) -> tuple[int, int]:
+        self.count[addr] += 1
+        now = time.monotonic()
+        times = [t for t in self.rate.get(addr, ()) if now - t < unit]
+        times.append(now)
+        self.rate[addr] = times
+        return self.count[addr], len(times)
+
+    def disconnect(self, addr: str) -> None:
+        self.count[addr] -= 1
+        if self.count[addr] <= 0:
+            del self.count[addr]
+
+
+class CommandCounts:
+    """The `ehlo=1 mail=1 rcpt=0/1 ... commands=3/4` disconnect statistics."""
+
+    ORDER = ("ehlo", "helo", "starttls", "auth", "mail", "rcpt", "bdat", "data",
+             "rset", "noop", "vrfy", "etrn", "quit", "unknown")
+
+    def __init__(self) -> None:
+        self.ok: Counter[str] = Counter()
+        self.total: Counter[str] = Counter()
+
+    def add(self, name: str, ok: bool) -> None:
+        self.total[name] += 1
+        if ok:
+            self.ok[name] += 1
+
+    def summary(self) -> str:
+        parts = []
+        names = [n for n in self.ORDER if self.total[n]]
+        names += sorted(n for n in self.total if n not in self.ORDER)
+        for n in names:
+            if self.ok[n] == self.total[n]:
+                parts.append(f"{n}={self.total[n]}")
+            else:
+                parts.append(f"{n}={self.ok[n]}/{self.total[n]}")
+        tok, tall = sum(self.ok.values()), sum(self.total.values())
+        parts.append(f"commands={tall}" if tok == tall else f"commands={tok}/{tall}")
+        return " ".join(parts)
+
+
+class PeerGone(Exception):
+    """The client closed the connection or timed out."""
+
+
+class Smtpd(AioSMTP):
+    """One SMTP session.  `server` is the shared SmtpdServer."""
+
+    def __init__(self, server: SmtpdServer):
+        s = server.settings
+        super().__init__(None, hostname=s.myhostname, timeout=s.timeout,
+                         data_size_limit=None, enable_SMTPUTF8=True,
+                         loop=server.loop)
+        self.server = server
+        self.s = s
+        self.st = SessionState()
+        self.buf = bytearray()
+        self.out: list[bytes] = []
+        self.counts = CommandCounts()
+        self.errors = 0
+        self.junk = 0
+        self.writer_q: QueueWriter | None = None
+        self.bdat: Any = None
+        self.bdat_failed: Reply | None = None
+        self.bdat_started = False
+        self.closing = False
+        self.last_cmd = "CONNECT"
+        self.anvil_addr: str | None = None
+
+    # ---------------------------------------------------------- plumbing
+
+    def _timeout_cb(self) -> None:
+        if self.transport is not None and not self.closing:
+            try:
+                self.transport.write(Reply(421, "4.4.2",
+                                           f"{self.s.myhostname} Error: timeout exceeded").wire())
+            except Exception:  # noqa: BLE001 - the peer may be gone already
+                pass
+            log.info(f"timeout after {self.last_cmd} from {self.st.client.namaddr}")
+            self.closing = True
+        super()._timeout_cb()
+
+    def reply(self, r: Reply) -> None:
+        self.out.append(r.wire())
+
+    async def flush(self) -> None:
+        if self.out and self.transport is not None:
+            self._writer.write(b"".join(self.out))
+            self.out.clear()
+            await self._writer.drain()
+
+    async def _fill(self) -> bool:
+        data = await self._reader.read(READ_CHUNK)
+        if not data:
+            return False
+        self.buf += data
+        return True
+
+    async def readline(self) -> bytes:
+        """One command line without its line end (LF or CRLF).  Replies are
+        flushed before waiting for more input (PIPELINING)."""
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[:i + 1]
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                return line
+            if len(self.buf) > LINE_LIMIT * 4:
+                # keep the start of an overlong line; discard the rest as Postfix does
+                line = bytes(self.buf[:LINE_LIMIT])
+                while True:
+                    j = self.buf.find(b"\n")
+                    if j >= 0:
+                        del self.buf[:j + 1]
+                        break
+                    self.buf.clear()
+                    await self.flush()
+                    if not await self._fill():
+                        raise PeerGone()
+                log.warning(f"{self.st.client.namaddr}: request longer than {LINE_LIMIT}: "
+                            f"{line[:25].decode('latin-1')}...")
+                return line
+            await self.flush()
+            if not await self._fill():
+                raise PeerGone()
+
+    # ---------------------------------------------------------- session
+
+    async def _handle_client(self) -> None:
+        try:
+            await self._session()
+        except (PeerGone, ConnectionError, asyncio.IncompleteReadError):
+            if not self.closing:
+                log.info(f"lost connection after {self.last_cmd} from {self.st.client.namaddr}")
+        except asyncio.CancelledError:
+            if not self.closing:
+                log.info(f"lost connection after {self.last_cmd} from {self.st.client.namaddr}")
+            raise
+        finally:
+            self._abort_transaction()
+            if self.anvil_addr is not None:
+                self.server.anvil.disconnect(self.anvil_addr)
+            log.info(f"disconnect from {self.st.client.namaddr} {self.counts.summary()}")
+            if self.transport is not None:
+                self.transport.close()
+
+    async def _session(self) -> None:
+        peer = self.transport.get_extra_info("peername") or ("", "")
+        sock = self.transport.get_extra_info("sockname") or ("", "")
+        addr = str(peer[0])
+        if addr.startswith("::ffff:") and "." in addr:
+            addr = addr[7:]
+        client = Client(addr=addr, port=str(peer[1]))
+        if self.s.peername_lookup:
+            await self.server.lookup_peer(client)
+        self.st.client = client
+        self.st.real_client = Client(**client.__dict__)
+        self.st.server_addr, self.st.server_port = str(sock[0]), str(sock[1])
+        log.info(f"connect from {client.namaddr}")
+        if not await self._connect_limits():
+            return
+        reject = None
+        if not self.s.delay_reject:
+            reject = await self.server.engine.connect(self.st)
+        if reject is not None:
+            self.reply(reject)
+            self.connect_reject = reject
+            if reject.code == 421:
+                self.closing = True
+                await self.flush()
+                return
+        else:
+            self.connect_reject = None
+            self.reply(Reply(220, "", self.s.banner))
+        while not self.closing:
+            line = await self.readline()
+            self._reset_timeout()
+            await self.command(line)
+            if self.errors >= self.s.hard_error_limit and not self.closing:
+                self.reply(Reply(421, "4.7.0", f"{self.s.myhostname} Error: too many errors"))
+                log.info(f"too many errors after {self.last_cmd} from {self.st.client.namaddr}")
+                self.closing = True
+        await self.flush()
+
+    async def _connect_limits(self) -> bool:
+        s = self.s
+        addr = self.st.client.addr
+        if addr_in(addr, s.event_limit_exceptions) or not (s.conn_count_limit or s.conn_rate_limit):
+            return True
+        count, rate = self.server.anvil.connect(addr, s.rate_time_unit)
+        self.anvil_addr = addr
+        msg = None
+        if s.conn_count_limit and count > s.conn_count_limit:
+            log.warning(f"Connection concurrency limit exceeded: {count} from "
+                        f"{self.st.client.namaddr} for service smtp")
+            msg = f"{s.myhostname} Error: too many connections from {addr}"
+        elif s.conn_rate_limit and rate > s.conn_rate_limit:
+            log.warning(f"Connection rate limit exceeded: {rate} from "
+                        f"{self.st.client.namaddr} for service smtp")
+            msg = f"{s.myhostname} Error: too many connections from {addr}"
+        if msg:
+            self.reply(Reply(421, "4.7.0", msg))
+            self.closing = True
+            await self.flush()
+            return False
+        return True
+
+    async def error_reply(self, r: Reply) -> None:
+        """Send an error reply, counting it against the error limits and
+        sleeping smtpd_error_sleep_time past the soft limit, as Postfix does."""
+        self.errors += 1
+        if self.errors > self.s.soft_error_limit and self.s.error_sleep_time > 0:
+            await self.flush()
+            await asyncio.sleep(self.s.error_sleep_time)
+        self.reply(r)
+        if r.code == 421:
+            self.closing = True
+
+    async def command(self, raw: bytes) -> None:
+        text = raw.decode("utf-8", "surrogateescape")
+        if not text.strip():
+            self.counts.add("unknown", False)
+            await self.error_reply(R_BAD_SYNTAX)
+            return
+        verb, _, arg = text.strip().partition(" ")
+        verb = verb.upper()
+        arg = arg.strip()
+        handler = COMMANDS.get(verb)
+        if handler is None:
+            if verb in ("CONNECT", "GET", "POST") or verb.endswith(":"):
+                log.warning(f"non-SMTP command from {self.st.client.namaddr}: {text[:100]}")
+                self.reply(R_NON_SMTP)
+                self.counts.add("unknown", False)
+                self.closing = True
+                return
+            self.counts.add("unknown", False)
+            self.last_cmd = "UNKNOWN"
+            await self.error_reply(R_UNKNOWN)
+            return
+        name = verb.lower()
+        self.last_cmd = verb
+        if self.connect_reject is not None and verb not in ("QUIT", "XCLIENT", "NOOP", "RSET"):
+            self.counts.add(name, False)
+            await self.error_reply(Reply(503, "5.7.0",
+                                         f"Error: access denied for {self.st.real_client.namaddr}"))
+            return
+        ok = await handler(self, arg)
+        self.counts.add(name, bool(ok))
+
+    # ---------------------------------------------------------- commands
+
+    def _ehlo_lines(self) -> list[str]:
+        s = self.s
+        lines = [s.myhostname, "PIPELINING"]
+        lines.append(f"SIZE {s.message_size_limit}" if s.message_size_limit else "SIZE")
+        if not s.disable_vrfy:
+            lines.append("VRFY")
+        lines.append("ETRN")
+        if s.tls_context is not None and not self.st.tls:
+            lines.append("STARTTLS")
+        real = self.st.real_client.addr
+        if addr_in(real, s.xclient_hosts):
+            lines.append("XCLIENT " + XCLIENT_ATTRS)
+        if addr_in(real, s.xforward_hosts):
+            lines.append("XFORWARD " + XFORWARD_ATTRS)
+        lines += ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN"]
+        if s.smtputf8:
+            lines.append("SMTPUTF8")
+        lines.append("CHUNKING")
+        return lines
+
+    async def smtp_helo(self, arg: str, esmtp: bool = False) -> bool:
+        word = "EHLO" if esmtp else "HELO"
+        if not arg:
+            await self.error_reply(Reply(501, "", f"Syntax: {word} hostname"))
+            return False
+        self._abort_transaction()
+        self.st.reset_transaction()
+        self.st.helo_name = arg.split()[0] if esmtp else arg
+        self.st.protocol = "ESMTP" if esmtp else "SMTP"
+        if not self.s.delay_reject:
+            r = await self.server.engine.helo(self.st)
+            if r is not None:
+                await self.error_reply(r)
+                return False
+        if esmtp:
+            self.reply(Reply(250, "", "\n".join(self._ehlo_lines())))
+        else:
+            self.reply(Reply(250, "", self.s.myhostname))
+        return True
+
+    async def smtp_EHLO(self, arg: str) -> bool:  # noqa: N802 - aiosmtpd naming
+        return await self.smtp_helo(arg, esmtp=True)
+
+    async def smtp_HELO(self, arg: str) -> bool:  # noqa: N802
+        return await self.smtp_helo(arg, esmtp=False)
+
+    async def smtp_MAIL(self, arg: str) -> bool:  # noqa: N802
+        st, s = self.st, self.s
+        if self.s.helo_required and st.helo_name is None:
+            await self.error_reply(R_SEND_HELO)
+            return False
+        if st.sender is not None:
+            await self.error_reply(R_NESTED_MAIL)
+            return False
+        from postier.smtpd import address
+        path, params = split_path_arg(arg, "FROM")
+        if path is None:
+            await self.error_reply(Reply(501, "5.5.4", "Syntax: MAIL FROM:<address>"))
+            return False
+        try:
+            sender = address.parse_path(path, sender=True)
+        except address.AddressError:
+            log.warning(f"Illegal address syntax from {st.client.namaddr} in MAIL command: {path}")
+            await self.error_reply(Reply(501, "5.1.7", "Bad sender address syntax"))
+            return False
+        mail_params: dict[str, str] = {}
+        for p in params:
+            key, eq, val = p.partition("=")
+            ukey = key.upper()
+            if ukey == "SIZE" and eq:
+                if not val.isdigit():
+                    await self.error_reply(Reply(501, "5.5.4", "Bad message size syntax"))
+                    return False
+                mail_params["SIZE"] = val
+            elif ukey == "BODY" and val.upper() in ("7BIT", "8BITMIME", "BINARYMIME"):
+                mail_params["BODY"] = val.upper()
+            elif ukey == "SMTPUTF8" and not eq and s.smtputf8:
+                mail_params["SMTPUTF8"] = ""
+            elif ukey == "RET" and eq:
+                if val.upper() not in ("FULL", "HDRS"):
+                    await self.error_reply(Reply(501, "5.5.4", "Bad RET parameter syntax"))
+                    return False
+                mail_params["RET"] = val.upper()
+            elif ukey == "ENVID" and eq:
+                mail_params["ENVID"] = xtext_decode(val)
+            elif ukey == "AUTH" and eq:
+                mail_params["AUTH"] = val
+            else:
+                await self.error_reply(Reply(555, "5.5.4", f"Unsupported option: {p}"))
+                return False
+        size = int(mail_params.get("SIZE", "0") or 0)
+        if s.message_size_limit and size > s.message_size_limit:
+            log.info(f"NOQUEUE: reject: MAIL from {st.client.namaddr}: {R_SIZE_LIMIT.line()}; "
+                     f"from=<{address.external(sender)}> proto={st.protocol} helo=<{st.helo_name or ''}>")
+            await self.error_reply(R_SIZE_LIMIT)
+            return False
+        st.sender = sender
+        st.mail_params = mail_params
+        st.message_size = size
+        if not s.delay_reject:
+            r = await self.server.engine.mail(self.st)
+            if r is not None:
+                st.sender = None
+                st.mail_params = {}
+                await self.error_reply(r)
+                return False
+        self.reply(R_MAIL_OK)
+        return True
+
+    async def smtp_RCPT(self, arg: str) -> bool:  # noqa: N802
+        st, s = self.st, self.s
+        if st.sender is None:
+            await self.error_reply(R_NEED_MAIL)
+            return False
+        from postier.smtpd import address
+        path, params = split_path_arg(arg, "TO")
+        if path is None:
+            await self.error_reply(Reply(501, "5.5.4", "Syntax: RCPT TO:<address>"))
+            return False
+        try:
+            rcpt = address.parse_path(path, sender=False)
+        except address.AddressError:
+            log.warning(f"Illegal address syntax from {st.client.namaddr} in RCPT command: {path}")
+            await self.error_reply(Reply(501, "5.1.3", "Bad recipient address syntax"))
+            return False
+        notify, orcpt = "", ""
+        for p in params:
+            key, eq, val = p.partition("=")
+            ukey = key.upper()
+            if ukey == "NOTIFY" and eq:
+                words = [w.upper() for w in val.split(",")]
+                if not all(w in ("NEVER", "SUCCESS", "FAILURE", "DELAY") for w in words) or (
+                        "NEVER" in words and len(words) > 1):
+                    bad = next((w for w in val.split(",")
+                                if w.upper() not in ("NEVER", "SUCCESS", "FAILURE", "DELAY")), val)
+                    log.warning(f'unknown DSN NOTIFY command value "{bad}" in "{val}"')
+                    await self.error_reply(Reply(501, "5.5.4", "Error: Bad NOTIFY parameter syntax"))
+                    return False
+                notify = ",".join(words)
+            elif ukey == "ORCPT" and eq:
+                orcpt = xtext_decode(val)
+            else:
+                await self.error_reply(Reply(555, "5.5.4", f"Unsupported option: {p}"))
+                return False
+        if st.rcpt_count >= s.recipient_limit:
+            st.rcpt_count += 1
+            await self.error_reply(R_TOO_MANY_RCPT)
+            return False
+        st.rcpt_count += 1
+        st.recipient = rcpt
+        r = await self.server.engine.rcpt(st)
+        if r is not None:
+            if r.code == 421:
+                self.closing = True
+            await self.error_reply(r)
+            return False
+        if st.queue_id is None and not self._open_queue_file():
+            await self.error_reply(R_QUEUE_ERROR)
+            return False
+        st.recipients.append(rcpt)
+        self.rcpt_meta.append((rcpt, notify, orcpt or f"rfc822;{rcpt}", path))
+        self.reply(R_RCPT_OK)
+        return True
+
+    def _open_queue_file(self) -> bool:
+        try:
+            self.writer_q = QueueWriter(os.path.join(self.s.queue_directory, "incoming"))
+        except OSError as e:
+            log.warning(f"queue file create error: {e}")
+            return False
+        self.st.queue_id = self.writer_q.queue_id
+        c = self.st.client
+        log.info(f"{self.st.queue_id}: client={c.namaddr}")
+        self.arrival = time.time()
+        return True
+
+    def _abort_transaction(self) -> None:
+        if self.writer_q is not None:
+            self.writer_q.abort()
+            self.writer_q = None
+        self.rcpt_meta = []
+        self.bdat = None
+        self.bdat_failed = None
+        self.bdat_started = False
+        self.bdat_bytes = 0
+        self.bdat_last_byte = b""
+
+    def _received_header(self) -> bytes:
+        st = self.st
+        c = st.client
+        helo = st.helo_name
+        if helo:
+            first = f"Received: from {helo} ({c.name} [{c.addr}])"
+        else:
+            first = f"Received: from {c.name} ({c.name} [{c.addr}])"
+        proto = st.protocol
+        if st.tls:
+            proto = proto + "S"
+        lines = [first,
+                 f"\tby {self.s.myhostname} ({self.s.mail_name}) with {proto} id {st.queue_id}"]
+        date = formatdate(localtime=True)
+        tz = time.strftime("%Z")
+        if len(st.recipients) == 1:
+            lines.append(f"\tfor <{st.recipients[0]}>; {date} ({tz})")
+        else:
+            lines[-1] += ";"
+            lines.append(f"\t{date} ({tz})")
+        return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+
+    async def smtp_DATA(self, arg: str) -> bool:  # noqa: N802
+        st = self.st
+        if arg:
+            await self.error_reply(Reply(501, "5.5.4", "Syntax: DATA"))
+            return False
+        if self.bdat_started:
+            await self.error_reply(R_DATA_AFTER_BDAT)
+            return False
+        refused = self._no_recipients()
+        if refused is not None:
+            await self.error_reply(refused)
+            return False
+        r = await self.server.engine.data(st)
+        if r is not None:
+            await self.error_reply(r)
+            return False
+        self.reply(R_DATA_GO)
+        await self.flush()
+        reader = self.server.dataframe.DataReader(self._content_limit(), self.s.bare_lf)
+        wq = self.writer_q
+        assert wq is not None
+        wq.write(self._received_header())
+        while True:
+            if self.buf:
+                content, consumed = reader.feed(bytes(self.buf))
+                if consumed < 0:
+                    self.buf.clear()
+                else:
+                    del self.buf[:consumed]
+                if content:
+                    wq.write(content)
+                if consumed >= 0:
+                    break
+            if not await self._fill():
+                raise PeerGone()
+        return await self._finish_message(reader)
+
+    def _no_recipients(self) -> Reply | None:
+        """DATA/BDAT without MAIL: need RCPT; inside a transaction whose
+        recipients were all refused: no valid recipients (Postfix)."""
+        if self.st.sender is None:
+            return R_NEED_RCPT
+        if not self.st.recipients:
+            return R_NO_VALID_RCPT
+        return None
+
+    def _content_limit(self) -> int:
+        return self.s.message_size_limit
+
+    async def _finish_message(self, reader: Any) -> bool:
+        st = self.st
+        wq = self.writer_q
+        assert wq is not None
+        self.last_cmd = "END-OF-MESSAGE"
+        st.message_size = wq.size
+        if reader.oversize or (self.s.message_size_limit and wq.size > self.s.message_size_limit):
+            log.warning(f"{st.queue_id}: queue file size limit exceeded")
+            self._abort_transaction()
+            st.reset_transaction()
+            await self.error_reply(R_FILE_TOO_BIG)
+            return False
+        if self.s.bare_lf == "reject" and reader.bare_lf_seen:
+            self._abort_transaction()
+            st.reset_transaction()
+            log.info(f"bare <LF> received from {st.client.namaddr} after DATA")
+            await self.error_reply(Reply(550, "5.5.2", "Error: bare <LF> received"))
+            return False
+        r = await self.server.engine.end_of_data(st)
+        if r is not None:
+            self._abort_transaction()
+            st.reset_transaction()
+            await self.error_reply(r)
+            return False
+        env = self._envelope()
+        qid = st.queue_id
+        try:
+            await self.loop.run_in_executor(None, wq.commit, env)
+        except OSError as e:
+            log.warning(f"{qid}: queue file write error: {e}")
+            self._abort_transaction()
+            st.reset_transaction()
+            await self.error_reply(R_QUEUE_ERROR)
+            return False
+        self.writer_q = None
+        self.server.delivered(qid)
+        self._abort_transaction()
+        st.reset_transaction()
+        self.reply(Reply(250, "2.0.0", f"Ok: queued as {qid}"))
+        return True
+
+    def _envelope(self) -> Envelope:
+        st = self.st
+        p = st.mail_params
+        a = st.actions
+        rcpts = [Recipient(address=addr, orig=addr, dsn_orcpt=orcpt, dsn_notify=notify)
+                 for addr, notify, orcpt, _ in self.rcpt_meta]
+        return Envelope(
+            queue_id=st.queue_id or "", arrival=self.arrival, sender=st.sender or "",
+            recipients=rcpts, dsn_envid=p.get("ENVID", ""), dsn_ret=p.get("RET", ""),
+            body_type=p.get("BODY", ""), smtputf8="SMTPUTF8" in p,
+            client_address=st.client.addr, client_name=st.client.name,
+            reverse_client_name=st.client.reverse_name, helo_name=st.helo_name or "",
+            protocol_name=st.protocol, content_filter=a.filter or "",
+            redirect=a.redirect or "", hold_reason=a.hold or "",
+            attrs={"discard": a.discard} if a.discard else {})
+
+    async def smtp_BDAT(self, arg: str) -> bool:  # noqa: N802
+        st = self.st
+        words = arg.split()
+        if not words or not words[0].isdigit() or len(words) > 2 or (
+                len(words) == 2 and words[1].upper() != "LAST"):
+            log.warning(f"{st.log_queue_id}: malformed BDAT command syntax from "
+                        f"{st.client.namaddr}: BDAT {arg}")
+            self.reply(Reply(521, "5.5.4", "Syntax: BDAT count [LAST]"))
+            self.closing = True
+            return False
+        size = int(words[0])
+        last = len(words) == 2
+        refused = self._no_recipients()
+        if refused is not None:
+            await self._skip_bytes(size)
+            await self.error_reply(refused)
+            return False
+        if self.bdat is None:
+            self.bdat = self.server.dataframe.BdatReader(self._content_limit())
+            self.bdat_started = True
+            r = await self.server.engine.data(st)
+            if r is not None:
+                self.bdat_failed = r
+            else:
+                self.writer_q.write(self._received_header())
+        self.bdat_bytes += size
+        self.bdat_last_byte = self.bdat_last_byte if size == 0 else b""
+        remaining = size
+        while remaining:
+            if not self.buf and not await self._fill():
+                raise PeerGone()
+            take = min(remaining, len(self.buf))
+            chunk = bytes(self.buf[:take])
+            del self.buf[:take]
+            remaining -= take
+            if remaining == 0 and take:
+                self.bdat_last_byte = chunk[-1:]
+            if self.bdat_failed is None:
+                out = self.bdat.feed(chunk, last and remaining == 0)
+                self.writer_q.write(out)
+        if last and size == 0:
+            self.writer_q.write(self.bdat.feed(b"", True))
+        if self.bdat_failed is not None:
+            r = self.bdat_failed
+            if last:
+                self._abort_transaction()
+                st.reset_transaction()
+            await self.error_reply(r)
+            return False
+        if not last:
+            self.reply(Reply(250, "2.0.0", f"Ok: {self.bdat_bytes} bytes"))
+            return True
+        reader = self.bdat
+        # Postfix counts the bytes received, plus the CRLF it adds when the
+        # content does not end with a line end.
+        total = self.bdat_bytes + (0 if self.bdat_last_byte == b"\n" else 2)
+        ok = await self._finish_message(reader)
+        if ok and self.out:
+            # Postfix: "250 2.0.0 Ok: N bytes queued as ID"
+            last_reply = self.out.pop()
+            self.out.append(last_reply.replace(b"Ok: queued as", f"Ok: {total} bytes queued as".encode()))
+        return ok
+
+    async def _skip_bytes(self, n: int) -> None:
+        while n:
+            if not self.buf and not await self._fill():
+                raise PeerGone()
+            take = min(n, len(self.buf))
+            del self.buf[:take]
+            n -= take
+
+    async def smtp_RSET(self, arg: str) -> bool:  # noqa: N802
+        if arg:
+            await self.error_reply(Reply(501, "5.5.4", "Syntax: RSET"))
+            return False
+        self._abort_transaction()
+        self.st.reset_transaction()
+        self.reply(R_OK)
+        return True
+
+    async def smtp_NOOP(self, arg: str) -> bool:  # noqa: N802
+        self.reply(R_OK)
+        return True
+
+    async def smtp_QUIT(self, arg: str) -> bool:  # noqa: N802
+        self.reply(R_BYE)
+        self.closing = True
+        return True
+
+    async def smtp_VRFY(self, arg: str) -> bool:  # noqa: N802
+        if self.s.disable_vrfy:
+            await self.error_reply(R_VRFY_DISABLED)
+            return False
+        if not arg:
+            await self.error_reply(Reply(501, "5.5.4", "Syntax: VRFY address"))
+            return False
+        addr = arg.strip()
+        if addr.startswith("<") and addr.endswith(">"):
+            addr = addr[1:-1]
+        self.reply(Reply(252, "2.0.0", addr))
+        return True
+
+    async def smtp_ETRN(self, arg: str) -> bool:  # noqa: N802
+        if self.st.sender is not None:
+            await self.error_reply(Reply(503, "", "Error: MAIL transaction in progress"))
+            return False
+        if not arg:
+            await self.error_reply(Reply(500, "", "Syntax: ETRN domain"))
+            return False
+        log.warning(f"reject: ETRN {arg}... from {self.st.client.namaddr}")
+        await self.error_reply(Reply(459, "", f"<{arg}>: service unavailable"))
+        return False
+
+    async def smtp_STARTTLS(self, arg: str) -> bool:  # noqa: N802
+        ctx = self.s.tls_context
+        if ctx is None or self.st.tls:
+            await self.error_reply(R_NOT_IMPLEMENTED)
+            return False
+        if arg:
+            await self.error_reply(Reply(501, "5.5.4", "Syntax: STARTTLS"))
+            return False
+        self.reply(R_TLS_READY)
+        await self.flush()
+        self.buf.clear()   # RFC 3207: discard anything pipelined before the handshake
+        try:
+            await self._writer.start_tls(ctx)
+        except (ssl.SSLError, OSError, ConnectionError) as e:
+            log.warning(f"TLS handshake failed for {self.st.client.namaddr}: {e}")
+            self.closing = True
+            raise PeerGone() from None
+        self.transport = self._writer.transport
+        self.st.tls = True
+        self.st.helo_name = None
+        self._abort_transaction()
+        self.st.reset_transaction()
+        sslobj = self.transport.get_extra_info("ssl_object")
+        if sslobj is not None:
+            log.info(f"{self.st.client.namaddr}: TLS established: {sslobj.version()} "
+                     f"with cipher {sslobj.cipher()[0]}")
+        return True
+
+    async def smtp_AUTH(self, arg: str) -> bool:  # noqa: N802
+        await self.error_reply(R_NO_AUTH)
+        return False
+
+    async def smtp_XCLIENT(self, arg: str) -> bool:  # noqa: N802
+        st = self.st
+        if not addr_in(st.real_client.addr if not self.xclient_used else st.client.addr,
+                       self.s.xclient_hosts):
+            await self.error_reply(R_NOAUTH_X)
+            return False
+        if not arg:
+            await self.error_reply(Reply(501, "5.5.4", "Syntax: XCLIENT attribute=value..."))
+            return False
+        if st.sender is not None:
+            await self.error_reply(R_IN_TRANSACTION)
+            return False
+        new = Client(**st.client.__dict__)
+        helo = st.helo_name
+        proto = st.protocol
+        for item in arg.split():
+            key, eq, val = item.partition("=")
+            key = key.upper()
+            if not eq or key not in XCLIENT_ATTRS.split():
+                await self.error_reply(Reply(501, "5.5.4", f"Bad XCLIENT attribute name: {key}"))
+                return False
+            val = xtext_decode(val)
+            unavailable = val.upper() in ("[UNAVAILABLE]", "[TEMPUNAVAIL]")
+            if key == "ADDR":
+                if unavailable:
+                    new.addr = "unknown"
+                    continue
+                if val.upper().startswith("IPV6:"):
+                    val = val[5:]
+                try:
+                    new.addr = str(ipaddress.ip_address(val))
+                except ValueError:
+                    await self.error_reply(Reply(501, "5.5.4", f"Bad XCLIENT {key} syntax: {val}"))
+                    return False
+            elif key == "NAME":
+                new.name = "unknown" if unavailable else val
+                new.name_status = 4 if val.upper() == "[TEMPUNAVAIL]" else (5 if unavailable else 2)
+            elif key == "REVERSE_NAME":
+                new.reverse_name = "unknown" if unavailable else val
+            elif key == "PORT":
+                new.port = "unknown" if unavailable else val
+            elif key == "HELO":
+                helo = None if unavailable else val
+            elif key == "PROTO":
+                proto = val.upper()
+        self.xclient_used = True
+        st.client = new
+        st.helo_name = helo
+        st.protocol = proto if helo else "SMTP"
+        self.connect_reject = None
+        self.reply(Reply(220, "", self.s.banner))
+        return True
+
+    xclient_used = False
+    connect_reject: Reply | None = None
+    rcpt_meta: list = []
+    arrival: float = 0.0
+
+    async def smtp_XFORWARD(self, arg: str) -> bool:  # noqa: N802
+        if not addr_in(self.st.real_client.addr, self.s.xforward_hosts):
+            await self.error_reply(R_NOAUTH_X)
+            return False
+        if not arg:
+            await self.error_reply(Reply(501, "5.5.4", "Syntax: XFORWARD attribute=value..."))
+            return False
+        for item in arg.split():
+            key, eq, val = item.partition("=")
+            if not eq or key.upper() not in XFORWARD_ATTRS.split():
+                await self.error_reply(Reply(501, "5.5.4", f"Bad XFORWARD attribute name: {key}"))
+                return False
+            self.st.xforward[key.upper()] = xtext_decode(val)
+        self.reply(R_OK)
+        return True
+
+
+def split_path_arg(arg: str, keyword: str) -> tuple[str | None, list[str]]:
+    """`FROM:<a@b> SIZE=10` -> ("<a@b>", ["SIZE=10"]); (None, []) on bad syntax.
+    Postfix accepts a space after the colon and a path without brackets."""
+    head, colon, rest = arg.partition(":")
+    if not colon or head.strip().upper() != keyword:
+        return None, []
+    rest = rest.lstrip()
+    if not rest:
+        return None, []
+    if rest.startswith("<"):
+        # the path ends at the first ">" outside a quoted string
+        i, quoted = 1, False
+        while i < len(rest):
+            c = rest[i]
+            if c == "\\" and quoted:
+                i += 2
+                continue
+            if c == '"':
+                quoted = not quoted
+            elif c == ">" and not quoted:
+                break
+            i += 1
+        if i >= len(rest):
+            return rest, []            # no closing bracket: let the address parser reject it
+        return rest[:i + 1], rest[i + 1:].split()
+    parts = rest.split()
+    return parts[0], parts[1:]
+
+
+COMMANDS = {
+    "EHLO": Smtpd.smtp_EHLO, "HELO": Smtpd.smtp_HELO, "MAIL": Smtpd.smtp_MAIL,
+    "RCPT": Smtpd.smtp_RCPT, "DATA": Smtpd.smtp_DATA, "BDAT": Smtpd.smtp_BDAT,
+    "RSET": Smtpd.smtp_RSET, "NOOP": Smtpd.smtp_NOOP, "QUIT": Smtpd.smtp_QUIT,
+    "VRFY": Smtpd.smtp_VRFY, "ETRN": Smtpd.smtp_ETRN, "STARTTLS": Smtpd.smtp_STARTTLS,
+    "AUTH": Smtpd.smtp_AUTH, "XCLIENT": Smtpd.smtp_XCLIENT, "XFORWARD": Smtpd.smtp_XFORWARD,
+}
+
+
+class PermitAll:
+    """Restriction engine stand-in: every command may proceed."""
+
+    async def connect(self, st: SessionState) -> Reply | None:
+        return None
+
+    helo = mail = rcpt = data = end_of_data = connect
+
+
+class SmtpdServer:
+    """Everything shared by the sessions of one process: settings, the
+    restriction engine, anvil, the native DATA reader module."""
+
+    def __init__(self, settings: SmtpdSettings, engine: Any = None,
+                 loop: asyncio.AbstractEventLoop | None = None):
+        self.settings = settings
+        self.engine = engine or PermitAll()
+        self.loop = loop or asyncio.get_event_loop()
+        self.anvil = Anvil()
+        self.dataframe = native.load("dataframe")
+        self.servers: list[asyncio.AbstractServer] = []
+        self.on_queued: Any = None
+        os.makedirs(os.path.join(settings.queue_directory, "incoming"), exist_ok=True)
+
+    def delivered(self, qid: str) -> None:
+        if self.on_queued is not None:
+            self.on_queued(qid)
+
+    async def lookup_peer(self, client: Client) -> None:
+        """Reverse-resolve the client and confirm forward (Postfix's
+        smtpd_peername_lookup); 'unknown' when it does not verify."""
+        addr = client.addr
+        try:
+            host, _ = await asyncio.wait_for(
+                self.loop.getnameinfo((addr, 0), socket.NI_NAMEREQD), timeout=5)
+        except (OSError, asyncio.TimeoutError, ValueError):
+            return
+        client.reverse_name = host
+        client.reverse_name_status = 2
+        try:
+            infos = await asyncio.wait_for(self.loop.getaddrinfo(host, None), timeout=5)
+        except (OSError, asyncio.TimeoutError):
+            client.name_status = 4
+            return
+        if any(i[4][0] == addr for i in infos):
+            client.name = host
+            client.name_status = 2
+
+    async def listen(self, host: str, port: int, sock: socket.socket | None = None) -> None:
+        def factory() -> Smtpd:
+            return Smtpd(self)
+        if sock is not None:
+            srv = await self.loop.create_server(factory, sock=sock, backlog=1024)
+        else:
+            srv = await self.loop.create_server(factory, host=host or None, port=port,
+                                                reuse_address=True, backlog=1024)
+        self.servers.append(srv)
+
+    async def close(self) -> None:
+        for srv in self.servers:
+            srv.close()
+        for srv in self.servers:
+            await srv.wait_closed()
