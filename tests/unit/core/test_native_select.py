@@ -15,8 +15,9 @@ def _native_modules():
 
 
 def test_every_native_module_has_a_pure_twin():
-    pyx_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(native.__file__))),
-                           "_native")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
+    pyx_dir = os.path.join(root, "src", "_native")
     names = sorted(f[:-4] for f in os.listdir(pyx_dir) if f.endswith(".pyx"))
     assert names, "no native modules found in src/_native"
     for name in names:
