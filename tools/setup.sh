@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 TEST=0
 [ "${1:-}" = "--test" ] && TEST=1
 
-RUNTIME_DEBS="python3 python3-venv python3-dev gcc"
+RUNTIME_DEBS="python3 python3-venv python3-dev gcc libpcre2-8-0"
 # Real peers used by the tests (oracle and baselines): Postfix and its pcre map,
 # smtp-source/smtp-sink (in postfix), swaks.
 TEST_DEBS="postfix postfix-pcre swaks"
