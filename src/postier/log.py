@@ -14,15 +14,11 @@ syslog_facility, syslog_name (default "postier", the part before the slash).
 from __future__ import annotations
 
 import os
-import socket
 import sys
-import syslog
-import threading
 import time
 
-_FACILITIES = {name: getattr(syslog, "LOG_" + name.upper()) for name in (
-    "mail", "daemon", "user", "local0", "local1", "local2", "local3",
-    "local4", "local5", "local6", "local7")}
+_FACILITIES = ("mail", "daemon", "user", "local0", "local1", "local2", "local3",
+               "local4", "local5", "local6", "local7")
 
 
 class MailLog:
@@ -35,9 +31,8 @@ class MailLog:
         self.stderr = False
         self.maillog_file: str | None = None
         self.use_syslog = False
-        self._lock = threading.Lock()
-        self._host = socket.gethostname().split(".")[0]
-        self._fh = None
+        self._host = os.uname().nodename.split(".")[0]
+        self._fd: int | None = None
 
     def setup(self, service: str, *, progname: str | None = None, stderr: bool = False,
               maillog_file: str | None = None, use_syslog: bool = False,
@@ -48,14 +43,16 @@ class MailLog:
         self.progname = progname or service
         self.stderr = stderr
         self.syslog_name = syslog_name
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         self.maillog_file = maillog_file or None
         self.use_syslog = use_syslog and not self.maillog_file
         if self.use_syslog:
+            import syslog
+            fac = facility if facility in _FACILITIES else "mail"
             syslog.openlog(f"{syslog_name}/{service}", syslog.LOG_PID,
-                           _FACILITIES.get(facility, syslog.LOG_MAIL))
+                           getattr(syslog, "LOG_" + fac.upper()))
 
     @property
     def tag(self) -> str:
@@ -72,14 +69,14 @@ class MailLog:
             sys.stderr.write(f"{self.progname}: {body}\n")
             sys.stderr.flush()
         if self.maillog_file:
-            line = self.format_line(body) + "\n"
-            with self._lock:
-                if self._fh is None:
-                    self._fh = open(self.maillog_file, "a", encoding="utf-8",
-                                    errors="surrogateescape")
-                self._fh.write(line)
-                self._fh.flush()
+            # one O_APPEND write per line: lines from several processes never interleave
+            line = (self.format_line(body) + "\n").encode("utf-8", "surrogateescape")
+            if self._fd is None:
+                self._fd = os.open(self.maillog_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                                   0o644)
+            os.write(self._fd, line)
         elif self.use_syslog:
+            import syslog
             prio = {"": syslog.LOG_INFO, "warning": syslog.LOG_WARNING,
                     "error": syslog.LOG_ERR, "fatal": syslog.LOG_CRIT,
                     "panic": syslog.LOG_ALERT}.get(severity, syslog.LOG_INFO)

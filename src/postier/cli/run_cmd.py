@@ -49,7 +49,7 @@ def table_specs(cfg) -> list[str]:
     """Every `type:name` lookup table named by a parameter value."""
     from postier.config import split_list
     specs: list[str] = []
-    for name in cfg.names():
+    for name in cfg.main.entries:
         try:
             value = cfg.expand(cfg.raw(name) or "")
         except PostierError:
@@ -60,29 +60,27 @@ def table_specs(cfg) -> list[str]:
     return specs
 
 
-def smtpd_services(services) -> list[tuple[str, int]]:
-    """(host, port) of each inet service whose command is smtpd."""
+def smtpd_services(services) -> list[tuple[str, int, object]]:
+    """(host, port, service) of each inet service whose command is smtpd."""
     out = []
     for svc in services:
-        if svc.type != "inet" or not svc.command or os.path.basename(svc.command[0]) != "smtpd":
+        if svc.type != "inet" or os.path.basename(svc.command) != "smtpd":
             continue
-        host, sep, port = svc.name.rpartition(":")
-        if not sep:
-            host, port = "", svc.name
-        host = host.strip("[]")
+        host, port = svc.listen_address()
+        host = host or ""
         if not port.isdigit():
             try:
                 import socket
                 port = str(socket.getservbyname(port, "tcp"))
             except OSError:
                 raise PostierError(f"master.cf: unknown service port {svc.name!r}") from None
-        out.append((host, int(port)))
+        out.append((host, int(port), svc))
     return out
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from postier.config import load_config, read_master_cf
+    from postier.config import load_config
     log.setup("master", progname="postier", stderr=True)
     try:
         cfg = load_config(args.config_dir)
@@ -90,7 +88,7 @@ def main(argv: list[str]) -> int:
         maillog = cfg.get("maillog_file")
         log.setup("master", progname="postier", stderr=not maillog,
                   maillog_file=maillog or None, syslog_name=cfg.get("syslog_name") or "postier")
-        services = read_master_cf(os.path.join(cfg.config_dir, "master.cf"))
+        services = cfg.services
         from postier.maps import open_map
         specs = table_specs(cfg)
         for spec in specs:
@@ -100,7 +98,7 @@ def main(argv: list[str]) -> int:
         log.fatal(str(e))
         return 1
     log.info(f"daemon started -- version {__version__}, configuration {cfg.config_dir}")
-    log.info(f"loaded main.cf ({len(cfg.names())} parameters set), master.cf "
+    log.info(f"loaded main.cf ({len(cfg.main.entries)} parameters set), master.cf "
              f"({len(services)} services), {len(specs)} lookup tables")
     if args.check:
         return 0
@@ -118,28 +116,33 @@ def main(argv: list[str]) -> int:
         return 1
 
 
-async def _serve(cfg, listeners: list[tuple[str, int]]) -> int:
+async def _serve(cfg, listeners: list[tuple[str, int, object]]) -> int:
     from postier.smtpd.restrictions import RestrictionEngine
     from postier.smtpd.server import SmtpdServer, SmtpdSettings
     log.setup("smtpd", progname="postier", stderr=log.LOG.stderr,
               maillog_file=log.LOG.maillog_file, syslog_name=log.LOG.syslog_name)
-    settings = SmtpdSettings.from_config(cfg)
-    for q in ("incoming", "active", "deferred", "hold", "corrupt", "maildrop"):
-        os.makedirs(os.path.join(settings.queue_directory, q), exist_ok=True)
+    from postier.queue import QUEUE_NAMES
+    qdir = cfg.get("queue_directory")
+    for q in QUEUE_NAMES:
+        os.makedirs(os.path.join(qdir, q), exist_ok=True)
     loop = asyncio.get_running_loop()
-    server = SmtpdServer(settings, RestrictionEngine(cfg), loop=loop)
-    for host, port in listeners:
+    servers = []
+    for host, port, svc in listeners:
+        scfg = cfg.for_service(svc)     # master.cf -o overrides apply to this service
+        server = SmtpdServer(SmtpdSettings.from_config(scfg), RestrictionEngine(scfg), loop=loop)
         try:
             await server.listen(host, port)
         except OSError as e:
             raise PostierError(f"bind {host or '*'} port {port}: {e.strerror}") from None
+        servers.append(server)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    where = ", ".join(f"{h or '*'}:{p}" for h, p in listeners)
+    where = ", ".join(f"{h or '*'}:{p}" for h, p, _ in listeners)
     sys.stderr.flush()
     log.info(f"smtpd listening on {where}" if where else "no SMTP listener")
     await stop.wait()
     log.info("terminating on signal")
-    await server.close()
+    for server in servers:
+        await server.close()
     return 0

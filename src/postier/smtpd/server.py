@@ -46,6 +46,8 @@ from postier.queue.file import Envelope, QueueWriter, Recipient
 from postier.smtpd.state import Client, SessionState
 
 CRLF = b"\r\n"
+NEUTER = str.maketrans({c: "?" for c in ' <>()\\";@'})
+OFF_T_MAX = 2**63 - 1
 READ_CHUNK = 256 * 1024
 LINE_LIMIT = 2048          # Postfix's line_length_limit default for command lines
 
@@ -461,10 +463,11 @@ class Smtpd(AioSMTP):
         lines.append("ETRN")
         if s.tls_context is not None and not self.st.tls:
             lines.append("STARTTLS")
-        real = self.st.real_client.addr
-        if addr_in(real, s.xclient_hosts):
+        # authorization follows the client as XCLIENT last set it (Postfix)
+        addr = self.st.client.addr
+        if addr_in(addr, s.xclient_hosts):
             lines.append("XCLIENT " + XCLIENT_ATTRS)
-        if addr_in(real, s.xforward_hosts):
+        if addr_in(addr, s.xforward_hosts):
             lines.append("XFORWARD " + XFORWARD_ATTRS)
         lines += ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN"]
         if s.smtputf8:
@@ -479,7 +482,9 @@ class Smtpd(AioSMTP):
             return False
         self._abort_transaction()
         self.st.reset_transaction()
-        self.st.helo_name = arg.split()[0] if esmtp else arg
+        # Postfix collapses the arguments and neuters characters that could
+        # confuse logs or headers (smtpd.c NEUTER_CHARACTERS)
+        self.st.helo_name = " ".join(arg.split()).translate(NEUTER)
         self.st.protocol = "ESMTP" if esmtp else "SMTP"
         if not self.s.delay_reject:
             r = await self.server.engine.helo(self.st)
@@ -524,6 +529,10 @@ class Smtpd(AioSMTP):
             if ukey == "SIZE" and eq:
                 if not val.isdigit():
                     await self.error_reply(Reply(501, "5.5.4", "Bad message size syntax"))
+                    return False
+                if int(val) > OFF_T_MAX:
+                    await self.error_reply(Reply(552, "5.3.4",
+                                                 "Message size exceeds file system imposed limit"))
                     return False
                 mail_params["SIZE"] = val
             elif ukey == "BODY" and val.upper() in ("7BIT", "8BITMIME", "BINARYMIME"):
@@ -914,8 +923,7 @@ class Smtpd(AioSMTP):
 
     async def smtp_XCLIENT(self, arg: str) -> bool:  # noqa: N802
         st = self.st
-        if not addr_in(st.real_client.addr if not self.xclient_used else st.client.addr,
-                       self.s.xclient_hosts):
+        if not addr_in(st.client.addr, self.s.xclient_hosts):
             await self.error_reply(R_NOAUTH_X)
             return False
         if not arg:
@@ -971,7 +979,7 @@ class Smtpd(AioSMTP):
     arrival: float = 0.0
 
     async def smtp_XFORWARD(self, arg: str) -> bool:  # noqa: N802
-        if not addr_in(self.st.real_client.addr, self.s.xforward_hosts):
+        if not addr_in(self.st.client.addr, self.s.xforward_hosts):
             await self.error_reply(R_NOAUTH_X)
             return False
         if not arg:

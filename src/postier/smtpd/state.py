@@ -71,6 +71,10 @@ class SessionState:
     # pipelining facts for reject_unauth_pipelining
     pipelined: bool = False          # the client sent a command before our previous reply
     ehlo_seen_pipelining: bool = False
+    # the restriction engine's memory between commands (defer_if_permit
+    # carried from client/HELO/MAIL to RCPT, the policy "instance");
+    # postier.smtpd.restrictions owns it, the server only keeps it
+    check_state: object | None = None
 
     @property
     def log_queue_id(self) -> str:
