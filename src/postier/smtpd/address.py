@@ -38,6 +38,7 @@ empty_address_recipient and smtputf8_enable by its caller.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ VALID_LABEL_LEN = 63
 VALID_HOSTNAME_LEN = 255
 
 
+@functools.lru_cache(maxsize=4096)
 def valid_hostname(name: str) -> bool:
     """valid_hostname(): letters, digits, '_' and '-' (not at either end of
     a label), dots between non-empty labels, labels up to 63 characters,

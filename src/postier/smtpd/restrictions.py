@@ -49,6 +49,16 @@ fixture smtpd_restrictions.json and tests/unit/smtpd/test_restrictions*.py):
   configured" and the checks are DUNNO.  reject_unknown_client_hostname and
   reject_unknown_reverse_client_hostname use the lookup status the server
   stored in `st.client`.
+* Not (yet) backed by anything: permit_sasl_authenticated (no SASL: never
+  matches), the *_sender_login_mismatch restrictions ("ignored: no SASL
+  support", as Postfix without SASL), permit_tls_*clientcerts and
+  check_ccert_access (no client certificates), reject_unverified_* (no
+  verify service: DUNNO with one warning).  A restriction class that names
+  itself is warned about at start-up and fails with 451 4.3.5 when reached
+  (Postfix crashes).  reject_unauth_pipelining rejects when `st.pipelined`
+  is set and `st.ehlo_seen_pipelining` is not.  `unix:passwd.byname` (in the
+  default local_recipient_maps) is the local user list; `nis:` tables are
+  never found, as in Postfix without a NIS domain.
 
 Parameters read: smtpd_delay_reject, smtpd_client_restrictions,
 smtpd_helo_restrictions, smtpd_sender_restrictions, smtpd_relay_restrictions,
@@ -158,6 +168,14 @@ class NoDns:
     * host_status(name): A/AAAA then MX of a HELO name (reject_unknown_helo_hostname)
     * mailhost_status(domain): MX then A/AAAA of an address domain
       (reject_unknown_sender_domain, reject_unknown_recipient_domain)
+
+    Optional, looked up with getattr (absent: the restriction is DUNNO):
+
+    * dnslist(engine, ctx, command, arg, reply_name, reply_class) -> status:
+      reject_rbl_client, reject_rhsbl_*, permit_dnswl_client,
+      permit_rhswl_client (`arg` is the list domain with its optional
+      `=filter`; use engine._reject / engine._acl_permit for the answer)
+    * mx_backup(engine, ctx) -> status: permit_mx_backup
     """
 
     configured = False
@@ -335,7 +353,7 @@ class Params:
 
     def _lookup(self, name: str) -> str | None:
         cfg = self.cfg
-        for attr in ("get",):
+        for attr in ("get_str", "get"):
             fn = getattr(cfg, attr, None)
             if fn is None:
                 continue
@@ -477,6 +495,8 @@ class Table:
         try:
             if real == "unix:passwd.byname":
                 self.map = _PasswdMap()
+            elif self.type == "nis":
+                self.map = _NisMap()
             else:
                 self.map = opener(real, fold=True)
         except (MapError, OSError, ValueError, ImportError) as e:
@@ -494,6 +514,19 @@ def _error_text(e: BaseException) -> str:
     if isinstance(e, OSError) and e.strerror:
         return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
     return str(e)
+
+
+class _NisMap:
+    """nis: tables, as Postfix without a NIS domain: never found."""
+
+    type = "nis"
+    warned = False
+
+    def lookup(self, key: str) -> str | None:
+        if not _NisMap.warned:
+            _NisMap.warned = True
+            log.warning("NIS domain name not set - NIS lookups disabled")
+        return None
 
 
 class _PasswdMap:
@@ -815,6 +848,8 @@ def _alldig(text: str) -> bool:
 
 
 def _printable_reply(text: str) -> str:
+    if text.isprintable():
+        return text
     return "".join(ch if ch.isprintable() else " " for ch in text)
 
 
@@ -932,6 +967,7 @@ class RestrictionEngine:
         self.dns_configured = bool(getattr(self.dns, "configured", True))
         self._tables: dict[str, Table] = {}
         self._value_lists: dict[str, tuple[Step, ...]] = {}
+        self._addr_lookups: dict[str, list[access.Lookup]] = {}
         self._warned: set[str] = set()
 
         self.compat = p.compat_level()
@@ -1170,7 +1206,7 @@ class RestrictionEngine:
             if steps is None:
                 log.warning(f'unknown smtpd restriction: "{name}"')
                 self._server_error(ctx)
-            if ctx.recursion > 100:
+            if ctx.recursion > 150:      # Postfix has no guard here (it crashes)
                 log.warning(f"restriction class {name} causes unreasonable recursion")
                 self._server_error(ctx)
             return self._run(ctx, steps, rn, rc, acl)
@@ -1333,6 +1369,14 @@ class RestrictionEngine:
             return await self._run(ctx, steps, rn, rc, acl)
         except _Abort:
             return REJECT
+        except (MapError, OSError, ValueError, LookupError, UnicodeError) as e:
+            # a table or helper failing in an unforeseen way: never a traceback
+            log.warning(f"{rc} restrictions: {type(e).__name__}: {e}")
+            try:
+                self._server_error(ctx)
+            except _Abort:
+                pass
+            return REJECT
 
     # -- replies and logging ----------------------------------------------------
 
@@ -1486,7 +1530,12 @@ class RestrictionEngine:
         if "@" not in recipient:
             log.warning(f"check_mail_access: no @domain in address: {recipient}")
             return DUNNO
-        lookups = self.search.sender(recipient)
+        lookups = self._addr_lookups.get(recipient)
+        if lookups is None:
+            lookups = self.search.sender(recipient)
+            if len(self._addr_lookups) >= 2048:
+                self._addr_lookups.clear()
+            self._addr_lookups[recipient] = lookups
         try:
             hit = self._lookup(table, lookups)
         except (MapError, _Unavailable, OSError) as e:

@@ -20,9 +20,11 @@ smtpd_delay_reject, smtpd_soft_error_limit, smtpd_hard_error_limit,
 smtpd_error_sleep_time, smtpd_junk_command_limit, disable_vrfy_command,
 smtputf8_enable, smtpd_authorized_xclient_hosts, smtpd_authorized_xforward_hosts,
 smtpd_tls_security_level, smtpd_tls_cert_file, smtpd_tls_key_file,
-smtpd_forbid_bare_newline, smtpd_client_connection_count_limit,
+smtpd_forbid_bare_newline, smtpd_forbid_bare_newline_exclusions,
+smtpd_forbid_bare_newline_reject_code, smtpd_client_connection_count_limit,
 smtpd_client_connection_rate_limit, anvil_rate_time_unit,
-smtpd_peername_lookup, queue_directory, line_length_limit, mail_name.
+smtpd_peername_lookup, queue_directory, line_length_limit, mail_name,
+service_name (the master.cf service name, set by `postier run`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from typing import Any
 
 from aiosmtpd.smtp import SMTP as AioSMTP
@@ -78,6 +79,10 @@ R_NON_SMTP = Reply(221, "2.7.0", "Error: I can break rules, too. Goodbye.")
 R_TLS_READY = Reply(220, "2.0.0", "Ready to start TLS")
 R_QUEUE_ERROR = Reply(451, "4.3.0", "Error: queue file write error")
 R_DATA_AFTER_BDAT = Reply(503, "5.5.1", "Error: DATA after BDAT")
+R_MAIL_AFTER_BDAT = Reply(503, "5.5.1", "Error: MAIL after BDAT")
+R_RCPT_AFTER_BDAT = Reply(503, "5.5.1", "Error: RCPT after BDAT")
+R_NULL_BDAT = Reply(551, "5.7.1", "Null BDAT request")
+R_CHUNK_TOO_BIG = Reply(552, "5.3.4", "Chunk exceeds message size limit")
 
 
 @dataclass
@@ -102,12 +107,16 @@ class SmtpdSettings:
     xforward_hosts: list[Any] = field(default_factory=list)
     tls_context: ssl.SSLContext | None = None
     bare_lf: str = "normalize"
+    bare_lf_exclusions: list[Any] = field(default_factory=list)
+    bare_lf_code: int = 550
     conn_count_limit: int = 50
     conn_rate_limit: int = 0
     rate_time_unit: float = 60.0
     event_limit_exceptions: list[Any] = field(default_factory=list)
     peername_lookup: bool = True
     queue_directory: str = "/var/spool/postier"
+    service_name: str = "smtp"
+    cleanup: Any = None           # postier.cleanup.CleanupSettings (None: no cleanup stage)
 
     @classmethod
     def from_config(cls, cfg: Any) -> SmtpdSettings:
@@ -139,13 +148,42 @@ class SmtpdSettings:
             xforward_hosts=nets("smtpd_authorized_xforward_hosts"),
             tls_context=tls,
             bare_lf="reject" if bare == "reject" else "normalize",
+            bare_lf_exclusions=nets("smtpd_forbid_bare_newline_exclusions"),
+            bare_lf_code=_reply_code(cfg.get("smtpd_forbid_bare_newline_reject_code"), 550),
             conn_count_limit=cfg.get("smtpd_client_connection_count_limit"),
             conn_rate_limit=cfg.get("smtpd_client_connection_rate_limit"),
             rate_time_unit=float(cfg.get_time("anvil_rate_time_unit")),
             event_limit_exceptions=nets("smtpd_client_event_limit_exceptions"),
             peername_lookup=cfg.get_bool("smtpd_peername_lookup"),
             queue_directory=cfg.get("queue_directory"),
+            service_name=cfg.get("service_name") or "smtp",
+            cleanup=_cleanup_settings(cfg),
         )
+
+
+def _cleanup_settings(cfg: Any) -> Any:
+    from postier.cleanup import CleanupSettings
+    return CleanupSettings.from_config(cfg)
+
+
+def _reply_code(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+_UTF8_RESOLVER: Any = None
+
+
+def _utf8_resolver() -> Any:
+    """For SMTPUTF8 transactions: parse_path's default resolver refuses
+    non-ASCII domains, Postfix accepts them once SMTPUTF8 was declared."""
+    global _UTF8_RESOLVER
+    if _UTF8_RESOLVER is None:
+        from postier.smtpd.address import Resolver
+        _UTF8_RESOLVER = Resolver(smtputf8=True)
+    return _UTF8_RESOLVER
 
 
 def parse_networks(items: list[str]) -> list[Any]:
@@ -390,18 +428,20 @@ class Smtpd(AioSMTP):
     async def _connect_limits(self) -> bool:
         s = self.s
         addr = self.st.client.addr
-        if addr_in(addr, s.event_limit_exceptions) or not (s.conn_count_limit or s.conn_rate_limit):
+        # Postfix exempts XCLIENT-authorized hosts from anvil accounting too
+        if (addr_in(addr, s.event_limit_exceptions) or addr_in(addr, s.xclient_hosts)
+                or not (s.conn_count_limit or s.conn_rate_limit)):
             return True
         count, rate = self.server.anvil.connect(addr, s.rate_time_unit)
         self.anvil_addr = addr
         msg = None
         if s.conn_count_limit and count > s.conn_count_limit:
             log.warning(f"Connection concurrency limit exceeded: {count} from "
-                        f"{self.st.client.namaddr} for service smtp")
+                        f"{self.st.client.namaddr} for service {s.service_name}")
             msg = f"{s.myhostname} Error: too many connections from {addr}"
         elif s.conn_rate_limit and rate > s.conn_rate_limit:
             log.warning(f"Connection rate limit exceeded: {rate} from "
-                        f"{self.st.client.namaddr} for service smtp")
+                        f"{self.st.client.namaddr} for service {s.service_name}")
             msg = f"{s.myhostname} Error: too many connections from {addr}"
         if msg:
             self.reply(Reply(421, "4.7.0", msg))
@@ -484,13 +524,18 @@ class Smtpd(AioSMTP):
         self.st.reset_transaction()
         # Postfix collapses the arguments and neuters characters that could
         # confuse logs or headers (smtpd.c NEUTER_CHARACTERS)
-        self.st.helo_name = " ".join(arg.split()).translate(NEUTER)
-        self.st.protocol = "ESMTP" if esmtp else "SMTP"
+        name = " ".join(arg.split()).translate(NEUTER)
         if not self.s.delay_reject:
-            r = await self.server.engine.helo(self.st)
+            old = self.st.helo_name
+            self.st.helo_name = name
+            r = await self.server.engine.helo(self.st, name, command=word)
             if r is not None:
+                self.st.helo_name = old      # Postfix keeps the previous name (and protocol)
                 await self.error_reply(r)
                 return False
+        self.st.helo_name = name
+        self.st.protocol = "ESMTP" if esmtp else "SMTP"
+        self.st.ehlo_seen_pipelining = esmtp
         if esmtp:
             self.reply(Reply(250, "", "\n".join(self._ehlo_lines())))
         else:
@@ -511,15 +556,23 @@ class Smtpd(AioSMTP):
         if st.sender is not None:
             await self.error_reply(R_NESTED_MAIL)
             return False
+        if self.bdat_started:
+            await self.error_reply(R_MAIL_AFTER_BDAT)
+            return False
         from postier.smtpd import address
         path, params = split_path_arg(arg, "FROM")
         if path is None:
             await self.error_reply(Reply(501, "5.5.4", "Syntax: MAIL FROM:<address>"))
             return False
+        # a non-ASCII domain needs SMTPUTF8 on this very command (Postfix)
+        utf8 = s.smtputf8 and any(p.upper() == "SMTPUTF8" for p in params)
         try:
-            sender = address.parse_path(path, sender=True)
-        except address.AddressError:
-            log.warning(f"Illegal address syntax from {st.client.namaddr} in MAIL command: {path}")
+            sender = address.parse_path(path, sender=True, smtputf8=utf8,
+                                        resolver=_utf8_resolver() if utf8 else self.server.resolver)
+        except address.AddressError as e:
+            if e.warn:
+                log.warning(f"Illegal address syntax from {st.client.namaddr} in MAIL command: "
+                            f"{path}")
             await self.error_reply(Reply(501, "5.1.7", "Bad sender address syntax"))
             return False
         mail_params: dict[str, str] = {}
@@ -535,7 +588,7 @@ class Smtpd(AioSMTP):
                                                  "Message size exceeds file system imposed limit"))
                     return False
                 mail_params["SIZE"] = val
-            elif ukey == "BODY" and val.upper() in ("7BIT", "8BITMIME", "BINARYMIME"):
+            elif ukey == "BODY" and val.upper() in ("7BIT", "8BITMIME"):  # no BINARYMIME (Postfix)
                 mail_params["BODY"] = val.upper()
             elif ukey == "SMTPUTF8" and not eq and s.smtputf8:
                 mail_params["SMTPUTF8"] = ""
@@ -575,15 +628,22 @@ class Smtpd(AioSMTP):
         if st.sender is None:
             await self.error_reply(R_NEED_MAIL)
             return False
+        if self.bdat_started:
+            await self.error_reply(R_RCPT_AFTER_BDAT)
+            return False
         from postier.smtpd import address
         path, params = split_path_arg(arg, "TO")
         if path is None:
             await self.error_reply(Reply(501, "5.5.4", "Syntax: RCPT TO:<address>"))
             return False
         try:
-            rcpt = address.parse_path(path, sender=False)
-        except address.AddressError:
-            log.warning(f"Illegal address syntax from {st.client.namaddr} in RCPT command: {path}")
+            utf8 = "SMTPUTF8" in st.mail_params
+            rcpt = address.parse_path(path, sender=False, smtputf8=utf8,
+                                      resolver=_utf8_resolver() if utf8 else self.server.resolver)
+        except address.AddressError as e:
+            if e.warn:
+                log.warning(f"Illegal address syntax from {st.client.namaddr} in RCPT command: "
+                            f"{path}")
             await self.error_reply(Reply(501, "5.1.3", "Bad recipient address syntax"))
             return False
         notify, orcpt = "", ""
@@ -611,12 +671,23 @@ class Smtpd(AioSMTP):
             return False
         st.rcpt_count += 1
         st.recipient = rcpt
+        st.pipelined = bool(self.buf)       # more input waiting: sent ahead of our reply
         r = await self.server.engine.rcpt(st)
         if r is not None:
             if r.code == 421:
                 self.closing = True
             await self.error_reply(r)
             return False
+        if self.s.cleanup is not None and self.s.cleanup.reject_unlisted_recipient:
+            from postier.cleanup import relocated_reply
+            r = relocated_reply(self.s.cleanup, rcpt)
+            if r is not None:
+                from postier.smtpd.address import external
+                log.info(f"{st.log_queue_id}: reject: RCPT from {st.client.namaddr}: {r.line()}; "
+                         f"from=<{external(st.sender or '')}> to=<{external(rcpt)}> "
+                         f"proto={st.protocol} helo=<{st.helo_name or ''}>")
+                await self.error_reply(r)
+                return False
         if st.queue_id is None and not self._open_queue_file():
             await self.error_reply(R_QUEUE_ERROR)
             return False
@@ -642,11 +713,14 @@ class Smtpd(AioSMTP):
             self.writer_q.abort()
             self.writer_q = None
         self.rcpt_meta = []
+        self.cleanup = None
         self.bdat = None
         self.bdat_failed = None
         self.bdat_started = False
         self.bdat_bytes = 0
         self.bdat_last_byte = b""
+        self.bdat_complete = 0          # wire bytes up to the last LF of this BDAT sequence
+        self.bdat_discard = False       # a chunk failed: discard the rest up to LAST
 
     def _received_header(self) -> bytes:
         st = self.st
@@ -656,19 +730,40 @@ class Smtpd(AioSMTP):
             first = f"Received: from {helo} ({c.name} [{c.addr}])"
         else:
             first = f"Received: from {c.name} ({c.name} [{c.addr}])"
-        proto = st.protocol
+        # RFC 6531 "with" types, as Postfix writes them: UTF8SMTP[S]
+        proto = "UTF8SMTP" if "SMTPUTF8" in st.mail_params else st.protocol
         if st.tls:
             proto = proto + "S"
         lines = [first,
                  f"\tby {self.s.myhostname} ({self.s.mail_name}) with {proto} id {st.queue_id}"]
-        date = formatdate(localtime=True)
-        tz = time.strftime("%Z")
+        from postier.cleanup.headers import mail_date
+        date = mail_date(time.time())
         if len(st.recipients) == 1:
-            lines.append(f"\tfor <{st.recipients[0]}>; {date} ({tz})")
+            lines.append(f"\tfor <{st.recipients[0]}>; {date}")
         else:
             lines[-1] += ";"
-            lines.append(f"\t{date} ({tz})")
+            lines.append(f"\t{date}")
         return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+
+    def _start_cleanup(self) -> bytes:
+        """Start the cleanup stage (postier.cleanup) for this message and
+        return the bytes to store for smtpd's Received: header."""
+        settings = self.s.cleanup
+        if settings is None:
+            self.cleanup = None
+            return self._received_header()
+        from postier.cleanup import Cleanup, Rcpt
+        st = self.st
+        self.cleanup = Cleanup(
+            settings, queue_id=st.queue_id or "", sender=st.sender or "",
+            recipients=[Rcpt(addr, notify, orcpt) for addr, notify, orcpt, _ in self.rcpt_meta],
+            client_addr=st.client.addr, real_addr=st.real_client.addr,
+            sasl_username=st.sasl_username, arrival=self.arrival)
+        return self.cleanup.received(self._received_header())
+
+    def _clean(self, data: bytes) -> bytes:
+        """Message content through the cleanup stage, if any."""
+        return data if self.cleanup is None else self.cleanup.feed(data)
 
     async def smtp_DATA(self, arg: str) -> bool:  # noqa: N802
         st = self.st
@@ -682,6 +777,7 @@ class Smtpd(AioSMTP):
         if refused is not None:
             await self.error_reply(refused)
             return False
+        st.pipelined = bool(self.buf)
         r = await self.server.engine.data(st)
         if r is not None:
             await self.error_reply(r)
@@ -691,7 +787,7 @@ class Smtpd(AioSMTP):
         reader = self.server.dataframe.DataReader(self._content_limit(), self.s.bare_lf)
         wq = self.writer_q
         assert wq is not None
-        wq.write(self._received_header())
+        wq.write(self._start_cleanup())
         while True:
             if self.buf:
                 content, consumed = reader.feed(bytes(self.buf))
@@ -700,7 +796,7 @@ class Smtpd(AioSMTP):
                 else:
                     del self.buf[:consumed]
                 if content:
-                    wq.write(content)
+                    wq.write(self._clean(content))
                 if consumed >= 0:
                     break
             if not await self._fill():
@@ -724,6 +820,8 @@ class Smtpd(AioSMTP):
         wq = self.writer_q
         assert wq is not None
         self.last_cmd = "END-OF-MESSAGE"
+        if self.cleanup is not None:
+            wq.write(self.cleanup.finish())
         st.message_size = wq.size
         if reader.oversize or (self.s.message_size_limit and wq.size > self.s.message_size_limit):
             log.warning(f"{st.queue_id}: queue file size limit exceeded")
@@ -731,13 +829,21 @@ class Smtpd(AioSMTP):
             st.reset_transaction()
             await self.error_reply(R_FILE_TOO_BIG)
             return False
-        if self.s.bare_lf == "reject" and reader.bare_lf_seen:
+        if (self.s.bare_lf == "reject" and reader.bare_lf_seen
+                and not addr_in(st.client.addr, self.s.bare_lf_exclusions)):
+            from postier.smtpd.address import external
+            to = f" to=<{external(st.recipients[0])}>" if st.recipients else ""
+            log.info(f"{st.queue_id}: reject: END-OF-MESSAGE from {st.client.namaddr}: "
+                     f"bare <LF> received; from=<{external(st.sender or '')}>{to} "
+                     f"proto={st.protocol} helo=<{st.helo_name or ''}>")
             self._abort_transaction()
             st.reset_transaction()
-            log.info(f"bare <LF> received from {st.client.namaddr} after DATA")
-            await self.error_reply(Reply(550, "5.5.2", "Error: bare <LF> received"))
+            await self.error_reply(Reply(self.s.bare_lf_code, "5.5.2",
+                                         f"{self.s.myhostname} Error: bare <LF> received"))
             return False
         r = await self.server.engine.end_of_data(st)
+        if r is None and self.cleanup is not None:
+            r = self.cleanup.error
         if r is not None:
             self._abort_transaction()
             st.reset_transaction()
@@ -766,8 +872,16 @@ class Smtpd(AioSMTP):
         a = st.actions
         rcpts = [Recipient(address=addr, orig=addr, dsn_orcpt=orcpt, dsn_notify=notify)
                  for addr, notify, orcpt, _ in self.rcpt_meta]
+        sender = st.sender or ""
+        c = self.cleanup
+        if c is not None:
+            sender, rcpts = c.sender, c.recipients
         return Envelope(
-            queue_id=st.queue_id or "", arrival=self.arrival, sender=st.sender or "",
+            rewrite_context=c.rewrite_context if c is not None else "",
+            header_encoding=c.header_encoding if c is not None else "",
+            client_port=st.client.port, server_address=st.server_addr,
+            server_port=st.server_port,
+            queue_id=st.queue_id or "", arrival=self.arrival, sender=sender,
             recipients=rcpts, dsn_envid=p.get("ENVID", ""), dsn_ret=p.get("RET", ""),
             body_type=p.get("BODY", ""), smtputf8="SMTPUTF8" in p,
             client_address=st.client.addr, client_name=st.client.name,
@@ -788,19 +902,43 @@ class Smtpd(AioSMTP):
             return False
         size = int(words[0])
         last = len(words) == 2
-        refused = self._no_recipients()
+        if self.bdat_discard:
+            # an earlier chunk of this BDAT sequence failed: Postfix discards
+            # every further chunk, up to and including the LAST one
+            await self._skip_bytes(size)
+            if last:
+                self._abort_transaction()
+                st.reset_transaction()
+            await self.error_reply(Reply(551, "5.0.0",
+                                         f"Discarded {size} bytes after earlier error"))
+            return False
+        refused = None
+        if self.bdat is None:
+            refused = self._no_recipients()
+        if refused is None and size == 0 and not last:
+            refused = R_NULL_BDAT
+        # Postfix compares each chunk with the limit minus the complete lines
+        # received so far (a line still open at a chunk end is not counted)
+        limit = self.s.message_size_limit
+        if refused is None and limit and size > limit - self.bdat_complete:
+            refused = R_CHUNK_TOO_BIG
+        if refused is None and self.bdat is None:
+            st.pipelined = bool(self.buf)
+            refused = await self.server.engine.data(st, command="BDAT")
         if refused is not None:
             await self._skip_bytes(size)
+            self._abort_transaction()
+            if last:
+                st.reset_transaction()
+            else:
+                self.bdat_started = self.bdat_discard = True
             await self.error_reply(refused)
             return False
         if self.bdat is None:
             self.bdat = self.server.dataframe.BdatReader(self._content_limit())
             self.bdat_started = True
-            r = await self.server.engine.data(st)
-            if r is not None:
-                self.bdat_failed = r
-            else:
-                self.writer_q.write(self._received_header())
+            self.writer_q.write(self._start_cleanup())
+        pos = self.bdat_bytes
         self.bdat_bytes += size
         self.bdat_last_byte = self.bdat_last_byte if size == 0 else b""
         remaining = size
@@ -811,22 +949,18 @@ class Smtpd(AioSMTP):
             chunk = bytes(self.buf[:take])
             del self.buf[:take]
             remaining -= take
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                self.bdat_complete = pos + nl + 1
+            pos += take
             if remaining == 0 and take:
                 self.bdat_last_byte = chunk[-1:]
-            if self.bdat_failed is None:
-                out = self.bdat.feed(chunk, last and remaining == 0)
-                self.writer_q.write(out)
+            out = self.bdat.feed(chunk, last and remaining == 0)
+            self.writer_q.write(self._clean(out))
         if last and size == 0:
-            self.writer_q.write(self.bdat.feed(b"", True))
-        if self.bdat_failed is not None:
-            r = self.bdat_failed
-            if last:
-                self._abort_transaction()
-                st.reset_transaction()
-            await self.error_reply(r)
-            return False
+            self.writer_q.write(self._clean(self.bdat.feed(b"", True)))
         if not last:
-            self.reply(Reply(250, "2.0.0", f"Ok: {self.bdat_bytes} bytes"))
+            self.reply(Reply(250, "2.0.0", f"Ok: {size} bytes"))   # this chunk (Postfix)
             return True
         reader = self.bdat
         # Postfix counts the bytes received, plus the CRLF it adds when the
@@ -974,9 +1108,14 @@ class Smtpd(AioSMTP):
         return True
 
     xclient_used = False
+    cleanup: Any = None
     connect_reject: Reply | None = None
     rcpt_meta: list = []
     arrival: float = 0.0
+    bdat_bytes = 0
+    bdat_last_byte = b""
+    bdat_complete = 0
+    bdat_discard = False
 
     async def smtp_XFORWARD(self, arg: str) -> bool:  # noqa: N802
         if not addr_in(self.st.client.addr, self.s.xforward_hosts):
@@ -1053,6 +1192,7 @@ class SmtpdServer:
         self.loop = loop or asyncio.get_event_loop()
         self.anvil = Anvil()
         self.dataframe = native.load("dataframe")
+        self.resolver = getattr(self.engine, "resolver", None)   # address classes for parse_path
         self.servers: list[asyncio.AbstractServer] = []
         self.on_queued: Any = None
         os.makedirs(os.path.join(settings.queue_directory, "incoming"), exist_ok=True)
@@ -1068,13 +1208,13 @@ class SmtpdServer:
         try:
             host, _ = await asyncio.wait_for(
                 self.loop.getnameinfo((addr, 0), socket.NI_NAMEREQD), timeout=5)
-        except (OSError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, OSError, ValueError):
             return
         client.reverse_name = host
         client.reverse_name_status = 2
         try:
             infos = await asyncio.wait_for(self.loop.getaddrinfo(host, None), timeout=5)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             client.name_status = 4
             return
         if any(i[4][0] == addr for i in infos):
