@@ -15,6 +15,22 @@ the message survives kill -9 and power loss.  Readers take the envelope from
 the last trailer; a file whose trailer or envelope does not decode is
 corrupt (the caller moves it to the `corrupt` queue and logs it).
 
+The queue manager updates a file in place by appending: `append_envelope()`
+writes a new envelope (recipients marked `done`, `warned`) and trailer after
+the old ones, so a reader always sees either the old or the new state.
+
+Per-message delivery logs live beside the queues, as in Postfix:
+`defer/ID` (why recipients were deferred: delay warnings, "expired" bounces,
+mailq reasons), `bounce/ID` (permanent failures waiting for the non-delivery
+notice) and `trace/ID` (NOTIFY=SUCCESS reports).  Each is a sequence of
+length-prefixed msgpack `DsnRecord`s, one per recipient and attempt;
+`append_dsn_log()` adds records in one write, `read_dsn_log()` ignores a
+torn last record (a crash in mid-write).
+
+`recover_queues()` is the start-up recovery: files left in `active` go back
+to `incoming` (delivery is at-least-once), unfinished `.ID.tmp` files that
+no 250 reply ever acknowledged are removed.
+
 Parameters read: queue_directory (through the caller).
 """
 
@@ -40,6 +56,9 @@ class Recipient(msgspec.Struct, omit_defaults=True):
     dsn_orcpt: str = ""         # DSN ORCPT, e.g. "rfc822;user@example.test"
     dsn_notify: str = ""        # DSN NOTIFY, e.g. "SUCCESS,FAILURE"
     done: bool = False          # delivered, bounced or otherwise finished
+    # where postcat shows it: "" (with the recipients), "after_sender"
+    # (sender_bcc_maps), "extracted" (always_bcc, after the content)
+    segment: str = ""
 
 
 class Envelope(msgspec.Struct, omit_defaults=True):
@@ -61,6 +80,14 @@ class Envelope(msgspec.Struct, omit_defaults=True):
     redirect: str = ""
     hold_reason: str = ""
     attrs: dict[str, str] = {}
+    # cleanup facts (postcat shows them as named attributes)
+    rewrite_context: str = ""   # local or remote (local_header_rewrite_clients)
+    header_encoding: str = ""   # "8bit" from a Content-Transfer-Encoding: header
+    client_port: str = ""
+    server_address: str = ""
+    server_port: str = ""
+    # queue manager state (appended updates; see append_envelope)
+    warned: bool = False        # the delay_warning_time notice was sent
 
 
 class CorruptQueueFile(PostierError):
@@ -169,3 +196,120 @@ def read_content(path: str) -> bytes:
     with open(path, "rb") as f:
         f.seek(start)
         return f.read(env.content_size)
+
+
+def append_envelope(path: str, envelope: Envelope, *, sync: bool = True) -> None:
+    """Append `envelope` as the file's new current state (the last trailer
+    wins).  With `sync`, fsync before returning: the queue manager does that
+    before it relies on the new state (recipients marked done before a
+    deferral).  Blocking."""
+    record = _encoder.encode(envelope)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        offset = os.fstat(fd).st_size
+        data = record + _TRAILER.pack(offset, len(record), END)
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class DsnRecord(msgspec.Struct, omit_defaults=True):
+    """One recipient's delivery result in a defer/bounce/trace log."""
+    address: str
+    orig: str = ""
+    dsn_orcpt: str = ""
+    dsn_notify: str = ""
+    status: str = ""            # enhanced status code, e.g. 5.1.1
+    action: str = ""            # failed, delayed, delivered, relayed, expanded
+    reason: str = ""            # the text logged after status=... (Postfix's "why")
+    relay: str = ""
+    mta_type: str = ""          # Remote-MTA: "dns"; "" = none
+    mta_name: str = ""
+    diag_type: str = ""         # Diagnostic-Code: "smtp"; "" = X-$mail_name + reason
+    diag_text: str = ""
+    time: float = 0.0
+
+
+_log_encoder = msgspec.msgpack.Encoder()
+_log_decoder = msgspec.msgpack.Decoder(DsnRecord)
+_LEN = struct.Struct("<I")
+
+
+def append_dsn_log(path: str, records: list[DsnRecord], *, sync: bool = False) -> None:
+    """Append records to a defer/bounce/trace log (one write)."""
+    parts = []
+    for r in records:
+        blob = _log_encoder.encode(r)
+        parts.append(_LEN.pack(len(blob)) + blob)
+    data = b"".join(parts)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, data)
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_dsn_log(path: str) -> list[DsnRecord]:
+    """All complete records of a log; [] when it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    out: list[DsnRecord] = []
+    pos, end = 0, len(data)
+    while pos + 4 <= end:
+        (n,) = _LEN.unpack_from(data, pos)
+        if pos + 4 + n > end:
+            break
+        try:
+            out.append(_log_decoder.decode(data[pos + 4:pos + 4 + n]))
+        except msgspec.DecodeError:
+            break
+        pos += 4 + n
+    return out
+
+
+def recover_queues(queue_directory: str) -> tuple[list[str], list[str]]:
+    """Start-up recovery: move every file in active/ back to incoming/ and
+    remove unfinished `.ID.tmp` files from incoming/ (and maildrop/).  Call
+    it before accepting mail.  Returns (requeued IDs, removed temp files)."""
+    active = os.path.join(queue_directory, "active")
+    incoming = os.path.join(queue_directory, "incoming")
+    moved: list[str] = []
+    removed: list[str] = []
+    try:
+        names = os.listdir(active)
+    except FileNotFoundError:
+        names = []
+    for name in names:
+        if name.startswith("."):
+            continue
+        try:
+            os.rename(os.path.join(active, name), os.path.join(incoming, name))
+            moved.append(name)
+        except FileNotFoundError:
+            pass
+    for qname in ("incoming", "maildrop"):
+        d = os.path.join(queue_directory, qname)
+        try:
+            entries = os.listdir(d)
+        except FileNotFoundError:
+            continue
+        for name in entries:
+            if name.startswith(".") and name.endswith(".tmp"):
+                try:
+                    os.unlink(os.path.join(d, name))
+                    removed.append(name)
+                except FileNotFoundError:
+                    pass
+    if moved:
+        _fsync_dir(incoming)
+    return moved, removed

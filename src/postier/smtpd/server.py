@@ -166,6 +166,16 @@ def _cleanup_settings(cfg: Any) -> Any:
     return CleanupSettings.from_config(cfg)
 
 
+def _non_smtp(verb: str) -> bool:
+    """Postfix's default smtpd_forbidden_commands (CONNECT GET POST and
+    regexp:{{/^[^A-Z]/ Bogus}}, case-insensitive) plus its is_header() test
+    (a header name and a colon, e.g. `Subject:`); `verb` is upper-case."""
+    if verb in ("CONNECT", "GET", "POST") or not ("A" <= verb[:1] <= "Z"):
+        return True
+    head, colon, _ = verb.partition(":")
+    return bool(colon and head) and all(32 < ord(c) < 127 for c in head)
+
+
 def _reply_code(value: Any, default: int) -> int:
     try:
         return int(value)
@@ -254,8 +264,9 @@ class Anvil:
 class CommandCounts:
     """The `ehlo=1 mail=1 rcpt=0/1 ... commands=3/4` disconnect statistics."""
 
-    ORDER = ("ehlo", "helo", "starttls", "auth", "mail", "rcpt", "bdat", "data",
-             "rset", "noop", "vrfy", "etrn", "quit", "unknown")
+    # Postfix's smtpd command table order
+    ORDER = ("helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt",
+             "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit", "unknown")
 
     def __init__(self) -> None:
         self.ok: Counter[str] = Counter()
@@ -472,7 +483,7 @@ class Smtpd(AioSMTP):
         arg = arg.strip()
         handler = COMMANDS.get(verb)
         if handler is None:
-            if verb in ("CONNECT", "GET", "POST") or verb.endswith(":"):
+            if _non_smtp(verb):
                 log.warning(f"non-SMTP command from {self.st.client.namaddr}: {text[:100]}")
                 self.reply(R_NON_SMTP)
                 self.counts.add("unknown", False)
@@ -490,7 +501,8 @@ class Smtpd(AioSMTP):
                                          f"Error: access denied for {self.st.real_client.namaddr}"))
             return
         ok = await handler(self, arg)
-        self.counts.add(name, bool(ok))
+        # Postfix counts even a successful XCLIENT as failed (xclient=0/1)
+        self.counts.add(name, bool(ok) and verb != "XCLIENT")
 
     # ---------------------------------------------------------- commands
 
@@ -767,15 +779,16 @@ class Smtpd(AioSMTP):
 
     async def smtp_DATA(self, arg: str) -> bool:  # noqa: N802
         st = self.st
-        if arg:
-            await self.error_reply(Reply(501, "5.5.4", "Syntax: DATA"))
-            return False
+        # Postfix's order: BDAT state, then the transaction, then the syntax
         if self.bdat_started:
             await self.error_reply(R_DATA_AFTER_BDAT)
             return False
         refused = self._no_recipients()
         if refused is not None:
             await self.error_reply(refused)
+            return False
+        if arg:
+            await self.error_reply(Reply(501, "5.5.4", "Syntax: DATA"))
             return False
         st.pipelined = bool(self.buf)
         r = await self.server.engine.data(st)
