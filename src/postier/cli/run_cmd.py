@@ -5,7 +5,10 @@ POSTIER_CONFIG_DIR / MAIL_CONFIG, else /etc/postier, else the built-in
 default configuration), opens every lookup table the configuration names (so
 a broken table is reported at start, with its file and line), creates the
 queue directories, and serves SMTP on every `inet` service of master.cf whose
-command is `smtpd`.  Postfix-internal services in master.cf (cleanup,
+command is `smtpd`.  When master.cf has a `qmgr` service, the queue manager
+(postier.qmgr: recovery of active/, then delivery through the agents in
+postier.delivery) runs in the same event loop, and smtpd hands it each
+message as soon as its 250 is sent.  Postfix-internal services in master.cf (cleanup,
 trivial-rewrite, qmgr, bounce, postlog, ...) are built into postier and are
 accepted without effect.  SIGTERM or SIGINT stops it: the listeners close
 first; a message whose 250 was sent is already on disk.
@@ -97,11 +100,12 @@ def main(argv: list[str]) -> int:
     except PostierError as e:
         log.fatal(str(e))
         return 1
-    log.info(f"daemon started -- version {__version__}, configuration {cfg.config_dir}")
-    log.info(f"loaded main.cf ({len(cfg.main.entries)} parameters set), master.cf "
-             f"({len(services)} services), {len(specs)} lookup tables")
+    summary = (f"configuration {cfg.config_dir}: main.cf ({len(cfg.main.entries)} parameters "
+               f"set), master.cf ({len(services)} services), {len(specs)} lookup tables")
     if args.check:
+        log.info(f"{summary}: OK")
         return 0
+    log.info(f"daemon started -- version {__version__}, {summary}")
     if not listeners:
         log.warning("master.cf defines no inet smtpd service: nothing to serve")
     try:
@@ -126,10 +130,19 @@ async def _serve(cfg, listeners: list[tuple[str, int, object]]) -> int:
     for q in QUEUE_NAMES:
         os.makedirs(os.path.join(qdir, q), exist_ok=True)
     loop = asyncio.get_running_loop()
+    qmgr = None
+    if any(s.command in ("qmgr", "oqmgr") for s in cfg.services):
+        # before any listener: start-up recovery of active/ comes first
+        from postier.qmgr.manager import QueueManager, load_agents
+        load_agents()
+        qmgr = QueueManager(cfg, loop=loop)
+        await qmgr.start()
     servers = []
     for host, port, svc in listeners:
         scfg = cfg.for_service(svc)     # master.cf -o overrides apply to this service
         server = SmtpdServer(SmtpdSettings.from_config(scfg), RestrictionEngine(scfg), loop=loop)
+        if qmgr is not None:
+            server.on_queued = qmgr.on_queued     # picked up at once, no directory scan
         try:
             await server.listen(host, port)
         except OSError as e:
@@ -145,4 +158,6 @@ async def _serve(cfg, listeners: list[tuple[str, int, object]]) -> int:
     log.info("terminating on signal")
     for server in servers:
         await server.close()
+    if qmgr is not None:
+        await qmgr.stop()
     return 0
