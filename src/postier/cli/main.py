@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("postier.cli.config_cmd", "show or edit main.cf/master.cf (like postconf)"),
     "map": ("postier.cli.map_cmd", "build and query lookup tables (like postmap)"),
     "alias": ("postier.cli.alias_cmd", "build and query alias databases (like postalias)"),
+    "queue": ("postier.cli.queue_cmd", "manage the mail queue (like mailq, postqueue, postsuper, postcat)"),
+    "qshape": ("postier.cli.qshape_cmd", "queue domain and age distribution (like qshape)"),
 }
 
 USAGE = "usage: postier COMMAND [ARGS...]\n\ncommands:\n" + "".join(
