@@ -16,8 +16,10 @@ TEST=0
 
 RUNTIME_DEBS="python3 python3-venv python3-dev gcc libpcre2-8-0"
 # Real peers used by the tests (oracle and baselines): Postfix and its pcre map,
-# smtp-source/smtp-sink (in postfix), swaks.
-TEST_DEBS="postfix postfix-pcre swaks"
+# smtp-source/smtp-sink (in postfix), swaks; Dovecot LMTP (lmtp agent tests),
+# nsd (authoritative DNS on a loopback port for the smtp client's MX tests);
+# SpamAssassin, spamd + spamc (the spam rule engine's oracle and benchmark baseline).
+TEST_DEBS="postfix postfix-pcre swaks dovecot-core dovecot-lmtpd nsd spamassassin spamd spamc"
 
 missing=""
 want="$RUNTIME_DEBS"
