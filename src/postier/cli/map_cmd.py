@@ -250,6 +250,10 @@ def dict_name(ttype: str, name: str) -> str:
 def open_table(ttype: str, name: str, o: Options, warn: Callable[[str], None]) -> Map:
     """Open TYPE:NAME for reading (the Map object); Fatal on errors."""
     from postier.errors import MapError
+    if ttype == "proxy":        # proxy:TYPE:NAME: the wrapped table (see postier.maps)
+        inner, sep, rest = name.partition(":")
+        if sep:
+            return open_table(inner, rest, o, warn)
     if ttype not in _known_types():
         raise Fatal(f"unsupported dictionary type: {ttype}")
     try:

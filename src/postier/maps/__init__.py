@@ -4,8 +4,10 @@
     m.lookup("Subject: hello")        # -> str, or None when not found
 
 Types: hash (memory-mapped table built by `postier map`), texthash, regexp,
-pcre, cidr, inline, static.  Each type lives in its own module and registers
-an opener in TYPES.  Opened tables are cached per process by (spec, fold).
+pcre, cidr, inline, static, unix (passwd.byname, group.byname); `proxy:`
+opens the table it wraps.  Each type
+lives in its own module and registers an opener in TYPES.  Opened tables
+are cached per process by (spec, fold).
 
 `fold`: fold the query key to lower case for fixed-string tables (hash,
 texthash, inline), as Postfix does unless `postmap -f`.  Regexp/pcre/cidr
@@ -48,6 +50,7 @@ TYPES: dict[str, str] = {
     "cidr": "postier.maps.cidr",
     "inline": "postier.maps.inline",
     "static": "postier.maps.static",
+    "unix": "postier.maps.unixpw",
 }
 
 _CACHE: dict[tuple[str, bool], Map] = {}
@@ -69,6 +72,14 @@ def open_map(spec: str, *, fold: bool = True, warn: Warn | None = None,
     if cache and key in _CACHE:
         return _CACHE[key]
     ttype, name = split_spec(spec)
+    if ttype == "proxy":
+        # Postfix's proxymap only shares one open table between processes;
+        # postier's tables are already shared (mmap, page cache): open the
+        # inner table directly.
+        m = open_map(name, fold=fold, warn=warn, cache=cache)
+        if cache:
+            _CACHE[key] = m
+        return m
     modname = TYPES.get(ttype)
     if modname is None:
         raise MapError(f'unsupported dictionary type: {ttype} (in "{spec}"); '
