@@ -148,6 +148,10 @@ async def _serve(cfg, listeners: list[tuple[str, int, object]]) -> int:
         except OSError as e:
             raise PostierError(f"bind {host or '*'} port {port}: {e.strerror}") from None
         servers.append(server)
+    from postier import pickup
+    submission = await pickup.start(cfg, loop)     # public/pickup: sendmail, mailq, -bs
+    if submission is not None and qmgr is not None:
+        submission.on_queued = qmgr.on_queued
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -158,6 +162,8 @@ async def _serve(cfg, listeners: list[tuple[str, int, object]]) -> int:
     log.info("terminating on signal")
     for server in servers:
         await server.close()
+    if submission is not None:
+        await submission.close()
     if qmgr is not None:
         await qmgr.stop()
     return 0
