@@ -17,6 +17,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "alias": ("postier.cli.alias_cmd", "build and query alias databases (like postalias)"),
     "queue": ("postier.cli.queue_cmd", "manage the mail queue (like mailq, postqueue, postsuper, postcat)"),
     "qshape": ("postier.cli.qshape_cmd", "queue domain and age distribution (like qshape)"),
+    "filter": ("postier.cli.filter_cmd", "after-queue content filter: clamd, banned files, spam (like amavisd-new)"),
+    "greylistd": ("postier.cli.greylistd_cmd", "greylisting policy server (like postgrey)"),
+    "install-compat": ("postier.cli.install_compat_cmd", "install the sendmail, mailq and newaliases links"),
 }
 
 USAGE = "usage: postier COMMAND [ARGS...]\n\ncommands:\n" + "".join(
