@@ -24,7 +24,11 @@ smtpd_forbid_bare_newline, smtpd_forbid_bare_newline_exclusions,
 smtpd_forbid_bare_newline_reject_code, smtpd_client_connection_count_limit,
 smtpd_client_connection_rate_limit, anvil_rate_time_unit,
 smtpd_peername_lookup, queue_directory, line_length_limit, mail_name,
-service_name (the master.cf service name, set by `postier run`).
+service_name (the master.cf service name, set by `postier run`); for DNS
+(client name lookup, DNS-based restrictions through
+postier.smtpd.dnschecks): dns_nameservers, dns_timeout, dns_tries,
+dns_cache_size, dns_negative_ttl; for the content scan at end of DATA
+(antivirus, banned files, spam): see postier.content.scan.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import os
 import socket
 import ssl
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,7 +120,10 @@ class SmtpdSettings:
     peername_lookup: bool = True
     queue_directory: str = "/var/spool/postier"
     service_name: str = "smtp"
+    content_filter: str = ""      # main.cf/-o content_filter: after-queue filter for all mail
     cleanup: Any = None           # postier.cleanup.CleanupSettings (None: no cleanup stage)
+    dns: Any = None               # postier.dns.DnsSettings (None: the defaults, /etc/resolv.conf)
+    content: Any = None           # postier.content.scan.ContentScanner (None: no content scan)
 
     @classmethod
     def from_config(cls, cfg: Any) -> SmtpdSettings:
@@ -157,8 +164,21 @@ class SmtpdSettings:
             peername_lookup=cfg.get_bool("smtpd_peername_lookup"),
             queue_directory=cfg.get("queue_directory"),
             service_name=cfg.get("service_name") or "smtp",
+            content_filter=cfg.get("content_filter") or "",
             cleanup=_cleanup_settings(cfg),
+            dns=_dns_settings(cfg),
+            content=_content_scanner(cfg),
         )
+
+
+def _content_scanner(cfg: Any) -> Any:
+    from postier.content.scan import content_scanner
+    return content_scanner(cfg)
+
+
+def _dns_settings(cfg: Any) -> Any:
+    from postier.dns import DnsSettings
+    return DnsSettings.from_config(cfg)
 
 
 def _cleanup_settings(cfg: Any) -> Any:
@@ -241,18 +261,32 @@ def xtext_decode(value: str) -> str:
 
 
 class Anvil:
-    """Per-client connection count and rate (Postfix's anvil), in-process."""
+    """Per-client connection count and rate (Postfix's anvil), in-process.
+
+    Rates are kept only when a rate limit is set: a deque of connection
+    times per client, trimmed on each connect, and clients idle for a whole
+    time unit are swept out (the table stays as small as the set of recent
+    clients)."""
 
     def __init__(self) -> None:
         self.count: Counter[str] = Counter()
-        self.rate: dict[str, list[float]] = {}
+        self.rate: dict[str, deque[float]] = {}
+        self._sweep_at = 1024
 
-    def connect(self, addr: str, unit: float) -> tuple[int, int]:
+    def connect(self, addr: str, unit: float, rate: bool = True) -> tuple[int, int]:
         self.count[addr] += 1
+        if not rate:
+            return self.count[addr], 0
         now = time.monotonic()
-        times = [t for t in self.rate.get(addr, ()) if now - t < unit]
+        times = self.rate.get(addr)
+        if times is None:
+            times = self.rate[addr] = deque()
+        while times and now - times[0] >= unit:
+            times.popleft()
         times.append(now)
-        self.rate[addr] = times
+        if len(self.rate) >= self._sweep_at:
+            self.rate = {a: t for a, t in self.rate.items() if now - t[-1] < unit}
+            self._sweep_at = max(1024, 2 * len(self.rate))
         return self.count[addr], len(times)
 
     def disconnect(self, addr: str) -> None:
@@ -300,9 +334,28 @@ class Smtpd(AioSMTP):
 
     def __init__(self, server: SmtpdServer):
         s = server.settings
-        super().__init__(None, hostname=s.myhostname, timeout=s.timeout,
-                         data_size_limit=None, enable_SMTPUTF8=True,
-                         loop=server.loop)
+        template = server.aio_template
+        if template is None:
+            super().__init__(None, hostname=s.myhostname, timeout=s.timeout,
+                             data_size_limit=None, enable_SMTPUTF8=True,
+                             loop=server.loop)
+            # aiosmtpd's __init__ introspects the instance (inspect.getmembers,
+            # dir) for its own dispatch tables, about a tenth of the event
+            # loop's time per connection; postier dispatches through COMMANDS.
+            # Later sessions of this server copy what it set, per-connection
+            # fields still None, dispatch tables empty.
+            # (minus what asyncio.StreamReaderProtocol.__init__ sets afresh)
+            fresh = vars(asyncio.StreamReaderProtocol(
+                asyncio.StreamReader(loop=server.loop),
+                client_connected_cb=self._cb_client_connected, loop=server.loop))
+            server.aio_template = {k: v for k, v in self.__dict__.items() if k not in fresh}
+            server.aio_template.update(_smtp_methods={}, _auth_methods={})
+        else:
+            asyncio.StreamReaderProtocol.__init__(
+                self, asyncio.StreamReader(loop=server.loop, limit=self.line_length_limit),
+                client_connected_cb=self._cb_client_connected, loop=server.loop)
+            for k, v in template.items():
+                self.__dict__.setdefault(k, v)
         self.server = server
         self.s = s
         self.st = SessionState()
@@ -358,6 +411,10 @@ class Smtpd(AioSMTP):
                 del self.buf[:i + 1]
                 if line.endswith(b"\r"):
                     line = line[:-1]
+                if len(line) > LINE_LIMIT:
+                    # Postfix keeps the first line_length_limit bytes of a command
+                    self._warn_long(line)
+                    line = line[:LINE_LIMIT]
                 return line
             if len(self.buf) > LINE_LIMIT * 4:
                 # keep the start of an overlong line; discard the rest as Postfix does
@@ -371,12 +428,15 @@ class Smtpd(AioSMTP):
                     await self.flush()
                     if not await self._fill():
                         raise PeerGone()
-                log.warning(f"{self.st.client.namaddr}: request longer than {LINE_LIMIT}: "
-                            f"{line[:25].decode('latin-1')}...")
+                self._warn_long(line)
                 return line
             await self.flush()
             if not await self._fill():
                 raise PeerGone()
+
+    def _warn_long(self, line: bytes) -> None:
+        log.warning(f"{self.st.client.namaddr}: request longer than {LINE_LIMIT}: "
+                    f"{line[:30].decode('utf-8', 'replace')}...")
 
     # ---------------------------------------------------------- session
 
@@ -443,7 +503,7 @@ class Smtpd(AioSMTP):
         if (addr_in(addr, s.event_limit_exceptions) or addr_in(addr, s.xclient_hosts)
                 or not (s.conn_count_limit or s.conn_rate_limit)):
             return True
-        count, rate = self.server.anvil.connect(addr, s.rate_time_unit)
+        count, rate = self.server.anvil.connect(addr, s.rate_time_unit, s.conn_rate_limit > 0)
         self.anvil_addr = addr
         msg = None
         if s.conn_count_limit and count > s.conn_count_limit:
@@ -600,6 +660,9 @@ class Smtpd(AioSMTP):
                                                  "Message size exceeds file system imposed limit"))
                     return False
                 mail_params["SIZE"] = val
+                # Postfix keeps a declared size until the transaction is reset,
+                # even when this MAIL command fails (state->msg_size)
+                st.message_size = int(val)
             elif ukey == "BODY" and val.upper() in ("7BIT", "8BITMIME"):  # no BINARYMIME (Postfix)
                 mail_params["BODY"] = val.upper()
             elif ukey == "SMTPUTF8" and not eq and s.smtputf8:
@@ -616,7 +679,7 @@ class Smtpd(AioSMTP):
             else:
                 await self.error_reply(Reply(555, "5.5.4", f"Unsupported option: {p}"))
                 return False
-        size = int(mail_params.get("SIZE", "0") or 0)
+        size = st.message_size
         if s.message_size_limit and size > s.message_size_limit:
             log.info(f"NOQUEUE: reject: MAIL from {st.client.namaddr}: {R_SIZE_LIMIT.line()}; "
                      f"from=<{address.external(sender)}> proto={st.protocol} helo=<{st.helo_name or ''}>")
@@ -700,17 +763,38 @@ class Smtpd(AioSMTP):
                          f"proto={st.protocol} helo=<{st.helo_name or ''}>")
                 await self.error_reply(r)
                 return False
-        if st.queue_id is None and not self._open_queue_file():
-            await self.error_reply(R_QUEUE_ERROR)
-            return False
+        if st.queue_id is None:
+            await self._prepare_queue_file()
+            if not self._open_queue_file():
+                await self.error_reply(R_QUEUE_ERROR)
+                return False
         st.recipients.append(rcpt)
         self.rcpt_meta.append((rcpt, notify, orcpt or f"rfc822;{rcpt}", path))
         self.reply(R_RCPT_OK)
         return True
 
+    async def _prepare_queue_file(self) -> None:
+        """Create the queue file in the executor: a file creation costs
+        hundreds of microseconds of kernel time, during which the event loop
+        keeps serving the other sessions.  _open_queue_file() adopts it (and
+        creates the file itself if this failed)."""
+        fut = self.loop.run_in_executor(
+            None, QueueWriter, os.path.join(self.s.queue_directory, "incoming"))
+        try:
+            self._ready_writer = await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            # the session is gone: remove the file once the thread made it
+            fut.add_done_callback(
+                lambda f: f.cancelled() or f.exception() or f.result().abort())
+            raise
+        except OSError:
+            self._ready_writer = None
+
     def _open_queue_file(self) -> bool:
         try:
-            self.writer_q = QueueWriter(os.path.join(self.s.queue_directory, "incoming"))
+            ready, self._ready_writer = self._ready_writer, None
+            self.writer_q = ready or QueueWriter(os.path.join(self.s.queue_directory,
+                                                              "incoming"))
         except OSError as e:
             log.warning(f"queue file create error: {e}")
             return False
@@ -770,7 +854,8 @@ class Smtpd(AioSMTP):
             settings, queue_id=st.queue_id or "", sender=st.sender or "",
             recipients=[Rcpt(addr, notify, orcpt) for addr, notify, orcpt, _ in self.rcpt_meta],
             client_addr=st.client.addr, real_addr=st.real_client.addr,
-            sasl_username=st.sasl_username, arrival=self.arrival)
+            sasl_username=st.sasl_username, arrival=self.arrival,
+            log_origin=st.client.namaddr, proto=st.protocol, helo=st.helo_name or "")
         return self.cleanup.received(self._received_header())
 
     def _clean(self, data: bytes) -> bytes:
@@ -857,14 +942,35 @@ class Smtpd(AioSMTP):
         r = await self.server.engine.end_of_data(st)
         if r is None and self.cleanup is not None:
             r = self.cleanup.error
+        c = self.cleanup
+        if r is None and (st.actions.discard is not None or (c is not None and c.discard)):
+            # DISCARD (access map or header/body checks): 250, nothing is queued
+            qid = st.queue_id
+            self._abort_transaction()
+            st.reset_transaction()
+            self.reply(Reply(250, "2.0.0", f"Ok: queued as {qid}"))
+            return True
+        if r is None and self.s.content is not None:
+            # antivirus, banned files, spam (postier.content.scan): None = commit
+            r = await self.s.content.end_of_data(self, wq)
         if r is not None:
             self._abort_transaction()
             st.reset_transaction()
+            if r.code < 400:        # content scan: discarded, or passed on by `postier filter`
+                self.reply(r)
+                return True
             await self.error_reply(r)
             return False
         env = self._envelope()
         qid = st.queue_id
+        hold = st.actions.hold is not None or (c is not None and c.hold_reason is not None)
+        if hold:
+            # HOLD: the file goes straight into the hold queue, out of qmgr's sight
+            wq.directory = os.path.join(self.s.queue_directory, "hold")
+            wq.path = os.path.join(wq.directory, wq.queue_id)
         try:
+            if hold:
+                os.makedirs(wq.directory, exist_ok=True)
             await self.loop.run_in_executor(None, wq.commit, env)
         except OSError as e:
             log.warning(f"{qid}: queue file write error: {e}")
@@ -873,7 +979,8 @@ class Smtpd(AioSMTP):
             await self.error_reply(R_QUEUE_ERROR)
             return False
         self.writer_q = None
-        self.server.delivered(qid)
+        if not hold:
+            self.server.delivered(qid)
         self._abort_transaction()
         st.reset_transaction()
         self.reply(Reply(250, "2.0.0", f"Ok: queued as {qid}"))
@@ -899,8 +1006,13 @@ class Smtpd(AioSMTP):
             body_type=p.get("BODY", ""), smtputf8="SMTPUTF8" in p,
             client_address=st.client.addr, client_name=st.client.name,
             reverse_client_name=st.client.reverse_name, helo_name=st.helo_name or "",
-            protocol_name=st.protocol, content_filter=a.filter or "",
-            redirect=a.redirect or "", hold_reason=a.hold or "",
+            protocol_name=st.protocol,
+            # a FILTER action wins over main.cf's content_filter (Postfix cleanup)
+            content_filter=(c.content_filter if c is not None and c.content_filter
+                            else a.filter) or self.s.content_filter,
+            redirect=(c.redirect if c is not None and c.redirect else a.redirect) or "",
+            hold_reason=(c.hold_reason if c is not None and c.hold_reason is not None
+                         else a.hold) or "",
             attrs={"discard": a.discard} if a.discard else {})
 
     async def smtp_BDAT(self, arg: str) -> bool:  # noqa: N802
@@ -1125,6 +1237,7 @@ class Smtpd(AioSMTP):
     connect_reject: Reply | None = None
     rcpt_meta: list = []
     arrival: float = 0.0
+    _ready_writer: Any = None
     bdat_bytes = 0
     bdat_last_byte = b""
     bdat_complete = 0
@@ -1206,37 +1319,39 @@ class SmtpdServer:
         self.anvil = Anvil()
         self.dataframe = native.load("dataframe")
         self.resolver = getattr(self.engine, "resolver", None)   # address classes for parse_path
+        self.dns_settings = settings.dns
+        if not getattr(self.engine, "dns_configured", True) and hasattr(self.engine, "use_dns"):
+            from postier.smtpd.dnschecks import DnsChecks
+            self.engine.use_dns(DnsChecks(self.engine, self.dns_resolver))
         self.servers: list[asyncio.AbstractServer] = []
+        self.aio_template: dict[str, Any] | None = None   # see Smtpd.__init__
         self.on_queued: Any = None
+        self.session_class: type[Smtpd] = Smtpd     # a subclass for `postier filter --lmtp`
         os.makedirs(os.path.join(settings.queue_directory, "incoming"), exist_ok=True)
 
     def delivered(self, qid: str) -> None:
         if self.on_queued is not None:
             self.on_queued(qid)
 
+    def dns_resolver(self) -> Any:
+        """The process's DNS resolver (postier.dns), for these settings."""
+        from postier.dns import DnsSettings, get_resolver
+        return get_resolver(self.dns_settings or DnsSettings())
+
     async def lookup_peer(self, client: Client) -> None:
         """Reverse-resolve the client and confirm forward (Postfix's
-        smtpd_peername_lookup); 'unknown' when it does not verify."""
-        addr = client.addr
-        try:
-            host, _ = await asyncio.wait_for(
-                self.loop.getnameinfo((addr, 0), socket.NI_NAMEREQD), timeout=5)
-        except (TimeoutError, OSError, ValueError):
-            return
-        client.reverse_name = host
-        client.reverse_name_status = 2
-        try:
-            infos = await asyncio.wait_for(self.loop.getaddrinfo(host, None), timeout=5)
-        except (TimeoutError, OSError):
-            client.name_status = 4
-            return
-        if any(i[4][0] == addr for i in infos):
-            client.name = host
-            client.name_status = 2
+        smtpd_peername_lookup): /etc/hosts then DNS, PTR then A/AAAA;
+        'unknown' when it does not verify (postier.dns.peer)."""
+        from postier.dns import lookup_peer
+        info = await lookup_peer(self.dns_resolver(), client.addr)
+        for text in info.warnings:
+            log.warning(text)
+        client.name, client.name_status = info.name, info.name_status
+        client.reverse_name, client.reverse_name_status = info.reverse_name, info.reverse_status
 
     async def listen(self, host: str, port: int, sock: socket.socket | None = None) -> None:
         def factory() -> Smtpd:
-            return Smtpd(self)
+            return self.session_class(self)
         if sock is not None:
             srv = await self.loop.create_server(factory, sock=sock, backlog=1024)
         else:
