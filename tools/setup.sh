@@ -18,8 +18,12 @@ RUNTIME_DEBS="python3 python3-venv python3-dev gcc libpcre2-8-0"
 # Real peers used by the tests (oracle and baselines): Postfix and its pcre map,
 # smtp-source/smtp-sink (in postfix), swaks; Dovecot LMTP (lmtp agent tests),
 # nsd (authoritative DNS on a loopback port for the smtp client's MX tests);
-# SpamAssassin, spamd + spamc (the spam rule engine's oracle and benchmark baseline).
-TEST_DEBS="postfix postfix-pcre swaks dovecot-core dovecot-lmtpd nsd spamassassin spamd spamc"
+# SpamAssassin, spamd + spamc (the spam rule engine's oracle and benchmark baseline);
+# postgrey (the greylisting oracle and baseline), redis-server (shared greylist store);
+# clamav-daemon + clamav (clamd for the antivirus tests, with a signature database the
+# tests make themselves: no freshclam); chromium (headless screenshots of the
+# `postier bench` HTML report).
+TEST_DEBS="postfix postfix-pcre swaks dovecot-core dovecot-lmtpd nsd spamassassin spamd spamc postgrey redis-server clamav-daemon clamav chromium"
 
 missing=""
 want="$RUNTIME_DEBS"
@@ -44,6 +48,15 @@ if [ -n "$missing" ]; then
     # shellcheck disable=SC2086
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
     [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+fi
+
+# postier's own unprivileged account (mail_owner = postier): the master runs
+# the smtpd processes (and the queue manager, unless local/pipe delivery needs
+# root) as this user and gives it the queue directory (see postier.master).
+if [ "$(id -u)" = 0 ] && ! getent passwd postier >/dev/null; then
+    useradd --system --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin postier
+    echo "setup: created the system account postier"
 fi
 
 PY=${PYTHON:-python3}

@@ -1,0 +1,321 @@
+"""The policy delegation protocol server behind `postier greylistd`.
+
+Postfix's check_policy_service sends one request per check: `name=value`
+lines ended by an empty line; the server answers `action=ACTION` and an
+empty line, and the connection stays open for the next request.  This
+server parses requests the way postgrey 1.37 does (mux_input): lines end
+in LF or CRLF; a line `NAME=VALUE` sets an attribute (NAME is the text
+before the first `=`; names and values are cut at 512 bytes); any other
+non-empty line is logged as `ignoring garbage: <LINE>` (first 100 bytes);
+the empty line ends the request.  A request whose `request` attribute is
+not `smtpd_access_policy` is logged (`unrecognized request type: 'X'`) and
+gets no answer, as in postgrey.  With `exim=True` the connection is closed
+after each answer (postgrey --exim).
+
+Many connections are served concurrently by one asyncio loop (uvloop when
+installed); with the memory-mapped store each decision is made inside
+data_received (microseconds, no task switch), with Redis each connection
+has a task that answers its requests in order.  Requests a client sends
+without waiting for the answers (pipelining) are answered in order.
+
+A background task calls Greylist.maintain() (expiry passes, table
+rebuilds) once a second, more often while such work is pending.  When the
+store fails (Redis unreachable), the answer is `451 4.3.5 Server
+configuration problem` (what Postfix itself applies when a policy server
+cannot be reached) and a warning is logged.
+
+Reads no main.cf parameters (postier.cli.greylistd_cmd passes the
+settings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import stat
+from collections import deque
+from operator import methodcaller
+
+from postier import log
+from postier.policy.greylist import MAINT_BUSY, MAINT_IDLE, Greylist
+from postier.policy.store import StoreError
+
+MAX_LINE = 1 << 16          # a line longer than this closes the connection
+_ATTR = re.compile(rb"([^=]+)=(.*)", re.DOTALL)
+_LONG = re.compile(rb"[^\n]{513}")
+_SPLIT = methodcaller("split", "=", 1)
+
+
+def parse_block(block: bytes, attrs: dict[str, str]) -> dict[str, str]:
+    """The attributes of complete request lines (`block`: lines joined by LF,
+    no final LF) added to `attrs`; returns the updated dict (maybe a new
+    one when attrs was empty)."""
+    if len(block) <= 512 or _LONG.search(block) is None:
+        try:
+            d = dict(map(_SPLIT, block.decode("utf-8", "surrogateescape").split("\n")))
+        except ValueError:          # a line without "=": the line-by-line path
+            d = None
+        if d is not None and "" not in d:
+            if attrs:
+                attrs.update(d)
+                return attrs
+            return d
+    _parse_lines(block.split(b"\n"), attrs)
+    return attrs
+
+
+def _parse_lines(lines: list[bytes], attrs: dict[str, str]) -> None:
+    """postgrey's per-line rules: NAME=VALUE (cut at 512 bytes), else garbage."""
+    for line in lines:
+        name, eq, value = line.partition(b"=")
+        if not eq or not name:
+            m = _ATTR.search(line)
+            if m is None:
+                log.info(f"ignoring garbage: <{line[:100].decode('utf-8', 'surrogateescape')}>")
+                continue
+            name, value = m.group(1), m.group(2)
+        attrs[name[:512].decode("utf-8", "surrogateescape")] = \
+            value[:512].decode("utf-8", "surrogateescape")
+
+
+class _PolicyProtocol(asyncio.Protocol):
+    __slots__ = ("server", "transport", "buf", "attrs", "queue", "worker", "paused", "closed")
+
+    def __init__(self, server: PolicyServer):
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.attrs: dict[str, str] = {}
+        self.queue: deque[dict[str, str]] = deque()
+        self.worker: asyncio.Task | None = None
+        self.paused = False
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport      # type: ignore[assignment]
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        if self.worker is not None and not self.worker.done():
+            self.worker.cancel()
+
+    def pause_writing(self) -> None:
+        if self.transport is not None and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and self.paused:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        end = buf.rfind(b"\n")
+        if end < 0:
+            self.buf = buf
+            if len(buf) > MAX_LINE:
+                self._too_long()
+            return
+        self.buf = buf[end + 1:]
+        if len(self.buf) > MAX_LINE:
+            self._too_long()
+            return
+        chunk = buf[:end + 1]            # complete lines, each ending in LF
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n")
+        # every part but the last is a complete request; a part that starts
+        # with LF starts with an empty line (a request without attributes)
+        parts = chunk.split(b"\n\n")
+        last = parts.pop()
+        attrs = self.attrs
+        for part in parts:
+            while part.startswith(b"\n"):
+                self._request(attrs)
+                attrs = {}
+                part = part[1:]
+            if part:
+                attrs = parse_block(part, attrs)
+            self._request(attrs)
+            attrs = {}
+            if self.closed:
+                return
+        while last.startswith(b"\n"):
+            self._request(attrs)
+            attrs = {}
+            last = last[1:]
+        if last:
+            attrs = parse_block(last[:-1], attrs)
+        self.attrs = attrs
+
+    def _too_long(self) -> None:
+        log.warning("policy request line too long: closing the connection")
+        self.buf = b""
+        if self.transport is not None:
+            self.transport.close()
+
+    def _request(self, attrs: dict[str, str]) -> None:
+        req = attrs.get("request", "")
+        if req != "smtpd_access_policy":
+            log.info(f"unrecognized request type: '{req}'")
+            return
+        srv = self.server
+        if srv.greylist.sync and not self.queue:
+            self._answer(srv.decide(attrs))
+            return
+        self.queue.append(attrs)
+        if self.worker is None or self.worker.done():
+            self.worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def _work(self) -> None:
+        srv = self.server
+        while self.queue and not self.closed:
+            attrs = self.queue.popleft()
+            self._answer(await srv.adecide(attrs))
+
+    def _answer(self, action: str) -> None:
+        t = self.transport
+        if t is None or self.closed:
+            return
+        t.write(b"action=" + action.encode("utf-8", "surrogateescape") + b"\n\n")
+        if self.server.exim:
+            self.closed = True
+            t.close()
+
+
+class PolicyServer:
+    """A greylisting policy server on inet and/or unix sockets."""
+
+    def __init__(self, greylist: Greylist, *, exim: bool = False,
+                 error_action: str = "451 4.3.5 Server configuration problem"):
+        self.greylist = greylist
+        self.exim = exim
+        self.error_action = error_action
+        self.connections: set[_PolicyProtocol] = set()
+        self.servers: list[asyncio.AbstractServer] = []
+        self._maint: asyncio.Task | None = None
+        self.requests = 0
+
+    def decide(self, attrs: dict[str, str]) -> str:
+        self.requests += 1
+        try:
+            return self.greylist.decide(attrs)
+        except (StoreError, OSError) as e:
+            log.warning(f"greylist store: {e}")
+            return self.error_action
+
+    async def adecide(self, attrs: dict[str, str]) -> str:
+        self.requests += 1
+        try:
+            return await self.greylist.adecide(attrs)
+        except (StoreError, OSError) as e:
+            log.warning(f"greylist store: {e}")
+            return self.error_action
+
+    async def listen_socket(self, sock: socket.socket) -> None:
+        """Serve an already bound and listening socket."""
+        loop = asyncio.get_running_loop()
+        if sock.family == socket.AF_UNIX:
+            srv = await loop.create_unix_server(lambda: _PolicyProtocol(self), sock=sock)
+        else:
+            srv = await loop.create_server(lambda: _PolicyProtocol(self), sock=sock)
+        self.servers.append(srv)
+        self._start_maintenance()
+
+    def _start_maintenance(self) -> None:
+        if self._maint is None:
+            self._maint = asyncio.get_running_loop().create_task(self._maintenance())
+
+    async def _maintenance(self) -> None:
+        g = self.greylist
+        while True:
+            busy = False
+            try:
+                busy = g.maintain()
+            except Exception as e:  # noqa: BLE001 - keep serving whatever happens here
+                log.warning(f"greylist maintenance: {e}")
+            await asyncio.sleep(MAINT_BUSY if busy else MAINT_IDLE)
+
+    async def close(self) -> None:
+        for srv in self.servers:
+            srv.close()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        for srv in self.servers:
+            try:
+                await asyncio.wait_for(srv.wait_closed(), 2)
+            except TimeoutError:
+                pass
+        if self._maint is not None:
+            self._maint.cancel()
+            try:
+                await self._maint
+            except asyncio.CancelledError:
+                pass
+
+
+def parse_inet(value: str) -> tuple[str, int]:
+    """postgrey --inet=[HOST:]PORT (a bare port binds localhost); [V6]:PORT."""
+    v = value.strip()
+    if v.isdigit():
+        return "localhost", int(v)
+    host, sep, port = v.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"bad --inet value {value!r}: expected [HOST:]PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def bind_inet(host: str, port: int, backlog: int = 128, reuse_port: bool = False
+              ) -> list[socket.socket]:
+    """Listening TCP sockets for host:port (every address the name has)."""
+    socks = []
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    seen = set()
+    for family, stype, proto, _canon, addr in infos:
+        if (family, addr) in seen:
+            continue
+        seen.add((family, addr))
+        s = socket.socket(family, stype, proto)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            s.bind(addr)
+        except OSError:
+            s.close()
+            for o in socks:
+                o.close()
+            raise
+        s.listen(backlog)
+        s.setblocking(False)
+        socks.append(s)
+    return socks
+
+
+def bind_unix(path: str, mode: int = 0o666, backlog: int = 128) -> socket.socket:
+    """A listening unix socket at path (a stale socket file is replaced)."""
+    try:
+        st = os.lstat(path)
+        if stat.S_ISSOCK(st.st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.bind(path)
+        os.chmod(path, mode)
+        s.listen(backlog)
+    except OSError:
+        s.close()
+        raise
+    s.setblocking(False)
+    return s
