@@ -29,11 +29,25 @@ recipients are expanded through virtual_alias_maps and duplicates
 dropped while fewer than duplicate_filter_limit are remembered;
 sender_bcc_maps, recipient_bcc_maps and always_bcc add recipients.
 
-Hook points: `settings.hooks` may be an object with
-`header(cleanup, header: bytes, kind: str) -> bytes | None` (kind "primary",
-"mime" or "nested"; None drops the header, other bytes replace it) and
-`body(cleanup, line: bytes) -> bytes | None`; header_checks, mime_header_checks,
-nested_header_checks and body_checks plug in there.
+Hook points: `settings.hooks` may be an object (postier.content.checks:
+header_checks, mime_header_checks, nested_header_checks, body_checks) with
+* `header(cleanup, header: bytes, kind: str, out: list[bytes]) -> bytes | None`
+  for each primary header (kind "primary", or "mime" for MIME headers); None
+  drops the header, other bytes replace it; lines appended to `out` are
+  stored before it;
+* optional `header_end(cleanup, line: bytes | None, out)`: the primary header
+  block ended with `line` (b"" = the blank line, other bytes = a non-header
+  line, None = end of data); the hook stores the output for that line;
+* `body_lines(cleanup, data: bytes, out)`: content after the primary header,
+  whole LF-terminated lines (one or many), the hook stores the output; or the
+  simpler `body(cleanup, line: bytes) -> bytes | None` per line;
+* optional `finish(cleanup, out)` at the end of the content.
+Hooks are not called once the message is rejected or discarded (`error`,
+`discard`); like Postfix's cleanup, processing of the content stops there.
+Content checks leave their verdicts in `hold_reason` (None = not held),
+`content_filter`, `redirect` and `discard`, and add BCC recipients
+(`add_bcc`); `log_origin`, `log_proto` and `log_helo` are what their log
+lines show about the client.
 
 Parameters read: see postier.cleanup.settings.
 """
@@ -89,7 +103,8 @@ class Cleanup:
     def __init__(self, settings: CleanupSettings, *, queue_id: str, sender: str,
                  recipients: list[Rcpt], client_addr: str = "", real_addr: str = "",
                  sasl_username: str | None = None, arrival: float | None = None,
-                 rewrite_context: str | None = None):
+                 rewrite_context: str | None = None, log_origin: str = "",
+                 proto: str = "", helo: str = ""):
         self.s = settings
         self.rw = settings.rewriter
         self.queue_id = queue_id
@@ -99,6 +114,13 @@ class Cleanup:
         self.hdr_ctx = settings.header_context(self.rewrite_context)
         self.error: Reply | None = None
         self.discard = False
+        self.hold_reason: str | None = None    # content checks: HOLD
+        self.content_filter = ""               # content checks: FILTER
+        self.redirect = ""                     # content checks: REDIRECT
+        self.content: object = None            # per-message state of settings.hooks
+        self.log_origin = log_origin           # "name[addr]" of the client
+        self.log_proto = proto
+        self.log_helo = helo
         self.header_encoding = ""      # "8bit" from Content-Transfer-Encoding
         # content state
         self._pending = b""            # partial line
@@ -165,6 +187,16 @@ class Cleanup:
         if self.first_recipient is not None and s.always_bcc:
             self._add_bcc(s.always_bcc, "extracted")
 
+    def add_bcc(self, bcc: str) -> None:
+        """A BCC recipient from a content check (NOTIFY=NEVER, after the
+        content, duplicates dropped)."""
+        try:
+            self._add_bcc(bcc, "extracted")
+        except ExpansionError as e:
+            self._fail(Reply(451, str(e)[:5], str(e)[6:]))
+        except TableError:
+            self._fail(R_WRITE)
+
     def _add_bcc(self, bcc: str, segment: str) -> None:
         addr = self.rw.rewrite_internal(LOCAL, tok822.unquote_822_local(bcc))
         addr = self._canon_env(addr, False)
@@ -212,7 +244,18 @@ class Cleanup:
         """Content in (LF line ends, any chunking), bytes to store out."""
         if not data:
             return b""
-        if not self._in_header and not self._pending and self.s.hooks is None:
+        hooks = self.s.hooks
+        lines_hook = getattr(hooks, "body_lines", None)
+        if not self._in_header and not self._pending and lines_hook is not None:
+            end = data.rfind(b"\n")
+            self._pending = data[end + 1:]
+            if end < 0:
+                return b""
+            out: list[bytes] = []
+            if self._out_ok():
+                lines_hook(self, data[:end + 1], out)
+            return b"".join(out)
+        if not self._in_header and not self._pending and hooks is None:
             # body fast path: whole lines pass straight through
             end = data.rfind(b"\n")
             if end == len(data) - 1:
@@ -225,11 +268,19 @@ class Cleanup:
             self._pending = data
             return b""
         self._pending = data[end + 1:]
-        if not self._in_header and self.s.hooks is None:
+        if not self._in_header and hooks is None:
             return data[:end + 1]
         out: list[bytes] = []
         start = 0
         while start <= end:
+            if not self._in_header and (lines_hook is not None or hooks is None):
+                # the header ended inside this chunk: the rest is body, in one go
+                if self._out_ok():
+                    if lines_hook is not None:
+                        lines_hook(self, data[start:end + 1], out)
+                    else:
+                        out.append(data[start:end + 1])
+                break
             nl = data.index(b"\n", start)
             self._line(data[start:nl], out)
             start = nl + 1
@@ -242,15 +293,18 @@ class Cleanup:
             line, self._pending = self._pending, b""
             self._line(line, out)
         if self._in_header:
-            self._flush_header(out)
-            self._header_done(out)
-            self._in_header = False
+            self._end_of_headers(None, out)
+        finish = getattr(self.s.hooks, "finish", None)
+        if finish is not None and self._out_ok():
+            finish(self, out)
         if self._hops == 0 and self.error is None:
             log.warning(f"{self.queue_id}: message rejected: no Received: header")
             self._fail(Reply(451, "4.3.0", "Error: queue file write error"))
         return b"".join(out)
 
     def _line(self, line: bytes, out: list[bytes]) -> None:
+        if not self._out_ok():
+            return          # rejected or discarded: cleanup reads no further
         if not self._in_header:
             self._body(line, out)
             return
@@ -261,11 +315,7 @@ class Cleanup:
             else:
                 self._first_line = False
                 if line[:1] in (b" ", b"\t"):
-                    self._flush_header(out)
-                    self._header_done(out)
-                    self._in_header = False
-                    self._body(b"", out)
-                    self._body(line, out)
+                    self._end_of_headers(line, out)
                     return
         limit = self.s.line_length_limit
         first = line[:limit]
@@ -279,9 +329,19 @@ class Cleanup:
             self._hdr = bytearray()
             self._append(b"", line[:n] + rest)
             return
+        self._end_of_headers(line, out)
+
+    def _end_of_headers(self, line: bytes | None, out: list[bytes]) -> None:
+        """The primary header block ends with `line` (None: end of data)."""
         self._flush_header(out)
         self._header_done(out)
         self._in_header = False
+        end = getattr(self.s.hooks, "header_end", None)
+        if end is not None and self._out_ok():
+            end(self, line, out)
+            return
+        if line is None:
+            return
         if line:
             # mime_state: a non-empty line that ends the primary headers gets
             # a blank separator line in front of it
@@ -303,6 +363,10 @@ class Cleanup:
     def _body(self, line: bytes, out: list[bytes]) -> None:
         hooks = self.s.hooks
         if hooks is not None and self._out_ok():
+            lines_hook = getattr(hooks, "body_lines", None)
+            if lines_hook is not None:
+                lines_hook(self, line + b"\n", out)
+                return
             new = hooks.body(self, line)
             if new is None:
                 return
@@ -347,6 +411,8 @@ class Cleanup:
             pos += len(line) + 1
 
     def _header(self, header: bytes, out: list[bytes]) -> None:
+        if not self._out_ok():
+            return          # rejected or discarded: cleanup reads no further
         opts = self.s.header_table.find(header)
         kind = "primary"
         if opts is not None and opts.flags & MIME:
@@ -355,7 +421,7 @@ class Cleanup:
             self._hops += 1
         hooks = self.s.hooks
         if hooks is not None and self._out_ok():
-            new = hooks.header(self, header, kind)
+            new = hooks.header(self, header, kind, out)
             if new is None:
                 return
             if new != header:

@@ -19,7 +19,8 @@ virtual_alias_expansion_limit, virtual_alias_address_length_limit,
 propagate_unmatched_extensions, recipient_delimiter, swap_bangpath,
 allow_percent_hack, append_at_myorigin, append_dot_mydomain,
 always_bcc, sender_bcc_maps, recipient_bcc_maps, relocated_maps,
-smtpd_reject_unlisted_recipient.
+smtpd_reject_unlisted_recipient; and, for the content checks that go into
+`hooks`, what postier.content.checks reads (header_checks, body_checks, ...).
 """
 
 from __future__ import annotations
@@ -192,6 +193,8 @@ class CleanupSettings:
             recipient_bcc=maps("recipient_bcc_maps"),
             reject_unlisted_recipient=p.bool("smtpd_reject_unlisted_recipient"),
         )
+        from postier.content.checks import ContentChecks
+        s.hooks = ContentChecks.from_config(p, opener=opener)
         return s
 
     # -- smtpd_check_rewrite() ------------------------------------------------

@@ -475,3 +475,201 @@ class PatternSet:
 
 def _on_match(i: int, start: int, end: int, flags: int, hits: set) -> None:
     hits.add(i)
+
+
+# ---------------------------------------------------------------- many lines at once
+
+def span_expr(p: Pattern) -> bytes | None:
+    """p's Hyperscan expression for a buffer of many lines: every anchor for
+    the start or the end of the subject (\\A, ^, \\z, \\Z, $) becomes a
+    LF.  Scanned over LF + the lines (each with its LF) + a NUL sentinel,
+    every match p has on one line alone is then also a match inside that
+    line's LFs, and no anchor depends on where the buffer starts or ends
+    (matches may also cross lines: false candidates, confirmed later).
+    None when the expression is raw PCRE text (inline options could change
+    what the anchors mean) or there is none."""
+    expr = p.hs_expr
+    if expr is None or (_hs is not None and p.hs_flags > 0 and p.hs_flags & _hs.HS_FLAG_PREFILTER):
+        return None
+    out = bytearray()
+    i, n = 0, len(expr)
+    while i < n:
+        c = expr[i]
+        if c == 0x5C and i + 1 < n:             # escape
+            if expr[i + 1] in (0x41, 0x7A, 0x5A):   # \A \z \Z
+                out += rb"\n"
+            else:
+                out += expr[i:i + 2]
+            i += 2
+            continue
+        if c == 0x5B:                           # character class: copied as is
+            j = i + 1
+            if j < n and expr[j] == 0x5E:
+                j += 1
+            if j < n and expr[j] == 0x5D:
+                j += 1
+            while j < n and expr[j] != 0x5D:
+                j += 2 if expr[j] == 0x5C else 1
+            out += expr[i:j + 1]
+            i = j + 1
+            continue
+        if c in (0x5E, 0x24):                   # ^ $
+            out += rb"\n"
+        else:
+            out.append(c)
+        i += 1
+    return bytes(out)
+
+
+class LineScanner:
+    """Which lines of a buffer may match one of `patterns` (one line = one
+    subject, as body_checks sees them), found with few Hyperscan scans of
+    the whole buffer instead of one lookup per line.
+
+    All span_expr() forms go into one database (HS_FLAG_SINGLEMATCH |
+    ALLOWEMPTY; PREFILTER for what Hyperscan refuses), compiled twice: for
+    HS_MODE_BLOCK and for HS_MODE_VECTORED.  A span is a match candidate
+    when either scan reports a match: Vectorscan 5.4 (what the hyperscan
+    wheel ships) misses some matches in one mode that the other finds, so
+    the second scan is a safety net (it only runs when the first found
+    nothing).  candidate_lines() scans a span; a span without any match has
+    no candidate line; a span with a match is cut in two at a line boundary
+    and each half is scanned again, down to spans of `small` lines, whose
+    lines are all candidates.  No assumption about match order is needed.
+    `usable` is False when some pattern cannot be expressed this way (the
+    caller then looks every line up).  cache_dir as for PatternSet."""
+
+    def __init__(self, patterns: Sequence[Pattern], *, cache_dir: str | None = None,
+                 small: int = 4):
+        self.small = max(1, small)
+        self.usable = _hs is not None
+        self._dbs: list = []
+        self._local = threading.local()
+        if not self.usable:
+            return
+        items = []
+        for i, p in enumerate(patterns):
+            e = span_expr(p)
+            if e is None:
+                self.usable = False
+                return
+            items.append((i, e))
+        if not items:
+            return
+        modes = (_hs.HS_MODE_BLOCK, _hs.HS_MODE_VECTORED)
+        cache_dir = cache_dir if cache_dir is not None else CACHE_DIR
+        paths = []
+        if cache_dir:
+            h = hashlib.sha256(b"postier-hs-lines-3\0" + str(_hs.__version__).encode())
+            for i, e in items:
+                h.update(b"%d\0%d\0" % (i, len(e)) + e)
+            key = h.hexdigest()
+            paths = [os.path.join(cache_dir, f"hsl-{key}-{m}.db") for m in modes]
+            try:
+                dbs = []
+                for path, mode in zip(paths, modes, strict=True):
+                    with open(path, "rb") as f:
+                        dbs.append(_hs.loadb(f.read(), mode))
+                self._dbs = dbs
+                return
+            except (OSError, ValueError, _hs.error):
+                pass
+        base = _hs.HS_FLAG_SINGLEMATCH | _hs.HS_FLAG_ALLOWEMPTY
+        full = []
+        for i, e in items:
+            for f in (base, base | _hs.HS_FLAG_PREFILTER):
+                try:
+                    self._compile([(i, e, f)], _hs.HS_MODE_BLOCK)
+                    full.append((i, e, f))
+                    break
+                except _hs.error:
+                    continue
+            else:
+                self.usable = False
+                return
+        self._dbs = [self._compile(full, m) for m in modes]
+        for path, db in zip(paths, self._dbs, strict=False):
+            try:
+                os.makedirs(cache_dir, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".hsl-")
+                with os.fdopen(fd, "wb") as f:
+                    f.write(_hs.dumpb(db))
+                os.replace(tmp, path)
+            except OSError:
+                pass
+
+    @staticmethod
+    def _compile(items: list[tuple[int, bytes, int]], mode: int):
+        db = _hs.Database(mode=mode)
+        db.compile(expressions=[e for _, e, _ in items], ids=[i for i, _, _ in items],
+                   elements=len(items), flags=[f for _, _, f in items])
+        return db
+
+    def hit(self, data: bytes) -> bool:
+        """Does any pattern match anywhere in data (see span_expr for the
+        framing the expressions expect)?"""
+        if not self._dbs:
+            return False
+        scratches = getattr(self._local, "scratches", None)
+        if scratches is None:
+            scratches = self._local.scratches = [_hs.Scratch(db) for db in self._dbs]
+        block, vectored = self._dbs
+        try:
+            block.scan(data, match_event_handler=_stop, scratch=scratches[0])
+            vectored.scan([data], match_event_handler=_stop, scratch=scratches[1])
+        except _hs.ScanTerminated:
+            return True
+        return False
+
+    def candidate_lines(self, data: bytes, start: int, end: int) -> list[tuple[int, int]]:
+        """(line start, index of its LF) of every line in data[start:end]
+        (whole LF-terminated lines) that may match, in order."""
+        out: list[tuple[int, int]] = []
+        if not self._dbs or start >= end:
+            return out
+        todo = [(start, end)]
+        small = self.small
+        while todo:
+            s, e = todo.pop()
+            if not self.hit(b"\n" + data[s:e] + b"\x00"):
+                continue
+            if data.count(b"\n", s, e) <= small:
+                pos = s
+                while pos < e:
+                    nl = data.index(b"\n", pos, e)
+                    out.append((pos, nl))
+                    pos = nl + 1
+                continue
+            # at least two lines: cut after a LF near the middle (never the last one)
+            mid = data.find(b"\n", (s + e) // 2, e - 1)
+            if mid < 0:
+                mid = data.rfind(b"\n", s, e - 1)
+            todo.append((mid + 1, e))
+            todo.append((s, mid + 1))
+        out.sort()
+        return out
+
+
+def _stop(i: int, start: int, end: int, flags: int, ctx: object) -> int:
+    return 1
+
+
+def pcre_pattern_unchecked(pattern: bytes, *, caseless: bool = False, multiline: bool = False,
+                           dotall: bool = False, extended: bool = False) -> Pattern:
+    """pcre_pattern() without asking libpcre2: for patterns PCRE2 refuses only
+    for its own size limits ("regular expression is too large"), which Perl
+    and `re` accept (SpamAssassin's replace_tags alternations).  Raises
+    CompileError when the tree parser or both RE2 and `re` cannot take it."""
+    p = Pattern()
+    try:
+        tree, ncap = resyntax.parse_pcre(pattern, caseless=caseless, multiline=multiline,
+                                         dotall=dotall, extended=extended)
+    except resyntax.PcreSyntaxError as e:
+        raise CompileError(f"error in regex at offset {e.offset}: {e.message}") from None
+    except (resyntax.Unsupported, RecursionError) as e:
+        raise CompileError(f"unsupported construct: {e}") from None
+    p.ngroups = ncap
+    _finish(p, tree, pattern)
+    if p._re2 is None and p._py is None:
+        raise CompileError("this regular expression cannot be run by RE2 or re")
+    return p

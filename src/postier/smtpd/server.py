@@ -34,6 +34,7 @@ dns_cache_size, dns_negative_ttl; for the content scan at end of DATA
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures.thread  # noqa: F401 - run_in_executor's, loaded before a worker drops privileges
 import ipaddress
 import os
 import socket
@@ -845,18 +846,25 @@ class Smtpd(AioSMTP):
         """Start the cleanup stage (postier.cleanup) for this message and
         return the bytes to store for smtpd's Received: header."""
         settings = self.s.cleanup
+        # access(5) PREPEND (and check_greylist's X-Greylist) headers go
+        # before smtpd's own Received: header, as Postfix stores them
+        prepend = "".join(f"{h}\n" for h in self.st.actions.prepend).encode(
+            "utf-8", "surrogateescape")
         if settings is None:
             self.cleanup = None
-            return self._received_header()
+            return prepend + self._received_header()
         from postier.cleanup import Cleanup, Rcpt
         st = self.st
         self.cleanup = Cleanup(
             settings, queue_id=st.queue_id or "", sender=st.sender or "",
-            recipients=[Rcpt(addr, notify, orcpt) for addr, notify, orcpt, _ in self.rcpt_meta],
+            recipients=[Rcpt(addr, notify, orcpt) for addr, notify, orcpt, _ in self.rcpt_meta]
+            # access(5) BCC: an ordinary recipient after the others (Postfix)
+            + [Rcpt(b, "", f"rfc822;{b}") for b in dict.fromkeys(st.actions.bcc)
+               if b not in st.recipients],
             client_addr=st.client.addr, real_addr=st.real_client.addr,
             sasl_username=st.sasl_username, arrival=self.arrival,
             log_origin=st.client.namaddr, proto=st.protocol, helo=st.helo_name or "")
-        return self.cleanup.received(self._received_header())
+        return prepend + self.cleanup.received(self._received_header())
 
     def _clean(self, data: bytes) -> bytes:
         """Message content through the cleanup stage, if any."""
@@ -1320,6 +1328,10 @@ class SmtpdServer:
         self.dataframe = native.load("dataframe")
         self.resolver = getattr(self.engine, "resolver", None)   # address classes for parse_path
         self.dns_settings = settings.dns
+        from postier.dns import DnsSettings, get_resolver
+        # created now (no loop needed yet), so that the smtp client of the same
+        # process finds and shares it (postier.dns: one resolver per process)
+        self._dns = get_resolver(settings.dns or DnsSettings())
         if not getattr(self.engine, "dns_configured", True) and hasattr(self.engine, "use_dns"):
             from postier.smtpd.dnschecks import DnsChecks
             self.engine.use_dns(DnsChecks(self.engine, self.dns_resolver))
@@ -1335,8 +1347,7 @@ class SmtpdServer:
 
     def dns_resolver(self) -> Any:
         """The process's DNS resolver (postier.dns), for these settings."""
-        from postier.dns import DnsSettings, get_resolver
-        return get_resolver(self.dns_settings or DnsSettings())
+        return self._dns
 
     async def lookup_peer(self, client: Client) -> None:
         """Reverse-resolve the client and confirm forward (Postfix's
