@@ -1202,6 +1202,7 @@ class Smtpd(AioSMTP):
         new = Client(**st.client.__dict__)
         helo = st.helo_name
         proto = st.protocol
+        got_name = got_reverse_name = False
         for item in arg.split():
             key, eq, val = item.partition("=")
             key = key.upper()
@@ -1224,14 +1225,22 @@ class Smtpd(AioSMTP):
             elif key == "NAME":
                 new.name = "unknown" if unavailable else val
                 new.name_status = 4 if val.upper() == "[TEMPUNAVAIL]" else (5 if unavailable else 2)
+                got_name = True
             elif key == "REVERSE_NAME":
                 new.reverse_name = "unknown" if unavailable else val
+                new.reverse_name_status = (4 if val.upper() == "[TEMPUNAVAIL]"
+                                           else (5 if unavailable else 2))
+                got_reverse_name = True
             elif key == "PORT":
                 new.port = "unknown" if unavailable else val
             elif key == "HELO":
                 helo = None if unavailable else val
             elif key == "PROTO":
                 proto = val.upper()
+        if got_name and not got_reverse_name:
+            # Postfix: NAME alone also sets the reverse name (recorded from 3.7.11,
+            # tests/integration/dns/postfix_dns.json, client_mx_ns_a_access)
+            new.reverse_name, new.reverse_name_status = new.name, new.name_status
         self.xclient_used = True
         st.client = new
         st.helo_name = helo
