@@ -1,9 +1,9 @@
 """MX / A / AAAA resolution for the smtp and lmtp clients (Postfix's smtp_addr.c).
 
-A small, replaceable layer on aiodns: a later issue brings the full DNS layer
-(postier.dns, with its own caching); the smtp client only calls
-`domain_addrs()` and `host_addrs()`, so swapping the resolver underneath is a
-local change.
+The lookups go through the process's resolver, postier.dns (one cached,
+coalescing aiodns resolver per process, shared with smtpd's DNS checks);
+the smtp client only calls `domain_addrs()` and `host_addrs()`.  `_query()`
+still accepts a bare aiodns resolver too.
 
 What it does, as Postfix 3.7's smtp(8) does:
 
@@ -42,13 +42,15 @@ system's /etc/resolv.conf).
 from __future__ import annotations
 
 import asyncio
-import atexit
 import ipaddress
 import random
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from postier import dns as _dns
+from postier.dns import parse_nameservers
 
 __all__ = [
     "Address", "LookupFailure", "LookupOptions", "balance_inet_protocols", "domain_addrs",
@@ -127,91 +129,15 @@ class _Why:
 
 # --------------------------------------------------------------------------- resolver
 
-def parse_nameservers(values: Iterable[str]) -> list[tuple[str, int]]:
-    """`dns_nameservers` members -> (address, port): "127.0.0.1", "127.0.0.1:5353",
-    "[::1]:5353", "::1".  Raises ValueError naming a bad member."""
-    out = []
-    for v in values:
-        v = v.strip()
-        if not v:
-            continue
-        host, port = v, 53
-        if v.startswith("["):
-            end = v.find("]")
-            if end < 0 or (v[end + 1:] and not v[end + 1:].startswith(":")):
-                raise ValueError(f"bad nameserver address: {v}")
-            host = v[1:end]
-            if v[end + 1:]:
-                port = _port(v[end + 2:], v)
-        elif v.count(":") == 1:
-            host, p = v.split(":")
-            port = _port(p, v)
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError(f"bad nameserver address: {v}") from None
-        out.append((host, port))
-    return out
-
-
-def _port(text: str, whole: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"bad nameserver port: {whole}")
-    return int(text)
-
-
-_RESOLVERS: dict[tuple[int, tuple[str, ...]], Any] = {}
-
-
-def _release(r: Any) -> None:
-    """Free an aiodns resolver's c-ares channel (aiodns 4: _cleanup; 3: cancel)."""
-    try:
-        cleanup = getattr(r, "_cleanup", None)
-        if cleanup is not None:
-            cleanup()
-        else:
-            r.cancel()
-    except Exception:  # noqa: BLE001 - the loop may be gone already
-        pass
-
-
 def close_resolvers() -> None:
-    """Release every cached resolver (also run at interpreter exit)."""
-    for r in list(_RESOLVERS.values()):
-        _release(r)
-    _RESOLVERS.clear()
-
-
-atexit.register(close_resolvers)
+    """Release every resolver of the process registry (postier.dns)."""
+    _dns.close_resolvers()
 
 
 def get_resolver(nameservers: Sequence[str] = ()) -> Any:
-    """One aiodns resolver per event loop and nameserver list (resolvers of
-    closed loops are released here)."""
-    import aiodns
-
-    loop = asyncio.get_running_loop()
-    key = (id(loop), tuple(nameservers))
-    r = _RESOLVERS.get(key)
-    if r is not None and getattr(r, "_postier_loop", None) is loop:
-        return r
-    for k, old in list(_RESOLVERS.items()):
-        if old._postier_loop.is_closed() or k == key:
-            _release(old)
-            del _RESOLVERS[k]
-    servers = parse_nameservers(nameservers)
-    kw: dict[str, Any] = {"loop": loop}
-    if servers:
-        ports = {p for _h, p in servers}
-        if len(ports) == 1:
-            kw.update(nameservers=[h for h, _p in servers], udp_port=ports.pop(),
-                      tcp_port=servers[0][1])
-        else:  # aiodns 4 / pycares 5 syntax
-            kw["nameservers"] = [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in servers]
-    r = aiodns.DNSResolver(**kw)
-    r._postier_loop = loop
-    _RESOLVERS[key] = r
-    return r
+    """The process's postier.dns resolver for these nameservers (created on
+    first use; c-ares channels follow the running event loop)."""
+    return _dns.get_resolver(nameservers=tuple(nameservers))
 
 
 _QTYPE_CODE = {"A": 1, "MX": 15, "AAAA": 28}
@@ -220,6 +146,13 @@ _QTYPE_CODE = {"A": 1, "MX": 15, "AAAA": 28}
 async def _query(resolver: Any, name: str, qtype: str) -> tuple[str, list, str]:
     """(status, records, h_errno text).  MX records are (pref, host); A/AAAA
     records are address strings."""
+    if isinstance(resolver, _dns.Resolver):
+        ans = await resolver.query(name, qtype)
+        if ans.status == OK:
+            return OK, list(ans.records), ""
+        if ans.status == NULLMX:
+            return NULLMX, [], ""
+        return ans.status, [], ans.herror
     import aiodns
     import pycares
 

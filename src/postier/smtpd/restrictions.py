@@ -46,9 +46,11 @@ fixture smtpd_restrictions.json and tests/unit/smtpd/test_restrictions*.py):
 * DNS-based checks (reject_unknown_helo_hostname, reject_unknown_sender_domain,
   reject_unknown_recipient_domain, DNS lists, permit_mx_backup, MX/NS/A
   access) ask the injected `dns` object; the default `NoDns` answers "not
-  configured" and the checks are DUNNO.  reject_unknown_client_hostname and
-  reject_unknown_reverse_client_hostname use the lookup status the server
-  stored in `st.client`.
+  configured" and the checks are DUNNO.  SmtpdServer installs the real one,
+  postier.smtpd.dnschecks.DnsChecks (use_dns()); a list that names DNS
+  lists first lets it start all their lookups at once (prefetch).
+  reject_unknown_client_hostname and reject_unknown_reverse_client_hostname
+  use the lookup status the server stored in `st.client`.
 * Not (yet) backed by anything: permit_sasl_authenticated (no SASL: never
   matches), the *_sender_login_mismatch restrictions ("ignored: no SASL
   support", as Postfix without SASL), permit_tls_*clientcerts and
@@ -81,6 +83,7 @@ unknown_client_reject_code, unknown_hostname_reject_code,
 unknown_local_recipient_reject_code, unknown_relay_recipient_reject_code,
 unknown_virtual_alias_reject_code, unknown_virtual_mailbox_reject_code,
 multi_recipient_bounce_reject_code, plaintext_reject_code, soft_bounce,
+unknown_helo_hostname_tempfail_action, unknown_address_tempfail_action,
 smtpd_log_access_permit_actions, smtpd_policy_service_* (see
 postier.smtpd.policy).
 """
@@ -99,7 +102,7 @@ from typing import Any
 
 from postier import log
 from postier import maps as _maps
-from postier.errors import ConfigError, MapError, Reply
+from postier.errors import ConfigError, MapError, PostierError, Reply
 from postier.maps import access
 from postier.smtpd import policy as _policy
 from postier.smtpd.address import (
@@ -176,6 +179,16 @@ class NoDns:
       permit_rhswl_client (`arg` is the list domain with its optional
       `=filter`; use engine._reject / engine._acl_permit for the answer)
     * mx_backup(engine, ctx) -> status: permit_mx_backup
+    * server_access(engine, ctx, command, table, reply_name, reply_class,
+      def_acl) -> status: check_{client,reverse_client,helo,sender,
+      recipient}_{mx,ns,a}_access (`table` is the opened Table)
+    * prefetch(engine, ctx, specs) -> None: called (not awaited) when a
+      restriction list that names DNS lists starts; `specs` are its
+      (command, argument) pairs, so that all list lookups go out at once
+    * maps_rbl(engine, ctx) -> status: the obsolete reject_maps_rbl
+
+    postier.smtpd.dnschecks.DnsChecks is the real implementation
+    (RestrictionEngine.use_dns() installs it; SmtpdServer does that).
     """
 
     configured = False
@@ -283,6 +296,9 @@ DEFAULTS: dict[str, str] = {
     "multi_recipient_bounce_reject_code": "550",
     "plaintext_reject_code": "450",
     "maps_rbl_reject_code": "554",
+    "reject_tempfail_action": "defer_if_permit",
+    "unknown_helo_hostname_tempfail_action": "$reject_tempfail_action",
+    "unknown_address_tempfail_action": "$reject_tempfail_action",
     "soft_bounce": "no",
     "smtpd_log_access_permit_actions": "",
     "smtpd_policy_service_timeout": "100s",
@@ -939,12 +955,17 @@ _MAP_COMMANDS = (CHECK_CLIENT_ACL, CHECK_REVERSE_CLIENT_ACL, CHECK_HELO_ACL, CHE
                  CHECK_RECIP_ACL, CHECK_ETRN_ACL,
                  "check_ccert_access", "check_sasl_access",
                  "check_client_ns_access", "check_client_mx_access", "check_client_a_access",
-                 "check_reverse_client_ns_access", "check_reverse_client_mx_access",
-                 "check_reverse_client_a_access",
+                 "check_reverse_client_hostname_ns_access",
+                 "check_reverse_client_hostname_mx_access",
+                 "check_reverse_client_hostname_a_access",
                  "check_helo_ns_access", "check_helo_mx_access", "check_helo_a_access",
                  "check_sender_ns_access", "check_sender_mx_access", "check_sender_a_access",
                  "check_recipient_ns_access", "check_recipient_mx_access",
                  "check_recipient_a_access")
+
+#: check_*_{ns,mx,a}_access: access tables searched with DNS-derived names.
+_SERVER_ACCESS = frozenset(c for c in _MAP_COMMANDS
+                           if c.endswith(("_ns_access", "_mx_access", "_a_access")))
 
 #: Restrictions that take a DNS list domain as their argument.
 _DNSLIST_COMMANDS = ("reject_rbl_client", "permit_dnswl_client", "reject_rhsbl_client",
@@ -987,6 +1008,9 @@ class RestrictionEngine:
                  "multi_recipient_bounce_reject_code", "plaintext_reject_code",
                  "maps_rbl_reject_code")
         self.code = {name: p.int(name) for name in codes}
+        # DEFER_IF_PERMIT2(): "defer" rejects at once, anything else is defer_if_permit
+        self.unk_name_tf_defer = p.text("unknown_helo_hostname_tempfail_action").strip() == "defer"
+        self.unk_addr_tf_defer = p.text("unknown_address_tempfail_action").strip() == "defer"
 
         parent_params = {x.lower() for x in split_restrictions(
             p.text("parent_domain_matches_subdomains"))}
@@ -1074,6 +1098,11 @@ class RestrictionEngine:
         self.data_list = self._compile(p.list("smtpd_data_restrictions"))
         self.eod_list = self._compile(p.list("smtpd_end_of_data_restrictions"))
         self.etrn_list = self._compile(p.list("smtpd_etrn_restrictions"))
+
+    def use_dns(self, dns: Any) -> None:
+        """Install the DNS hook object (postier.smtpd.dnschecks.DnsChecks)."""
+        self.dns = dns
+        self.dns_configured = bool(getattr(dns, "configured", True))
 
     # -- start-up helpers -----------------------------------------------------
 
@@ -1176,7 +1205,23 @@ class RestrictionEngine:
             else:
                 steps.append(self._named_step(tok, low, tuple(tokens[i + 1:])))
                 i += 1
+        dnsxl = [(low, tokens[j + 1]) for j, low in
+                 ((j, _ALIASES.get(t.lower(), t.lower())) for j, t in enumerate(tokens[:-1]))
+                 if low in _DNSLIST_COMMANDS]
+        dnsxl += [("reject_maps_rbl", "") for t in tokens if t.lower() == "reject_maps_rbl"]
+        if dnsxl:
+            steps.insert(0, self._prefetch_step(tuple(dnsxl)))
         return tuple(steps)
+
+    def _prefetch_step(self, specs: tuple[tuple[str, str], ...]) -> Step:
+        """Start all DNS list lookups of a list at once (hook `prefetch`);
+        neutral for the list itself (like warn_if_reject's marker)."""
+        def step(ctx: _Ctx, rn: str, rc: str, acl: str | None) -> int:
+            hook = getattr(self.dns, "prefetch", None)
+            if self.dns_configured and hook is not None:
+                hook(self, ctx, specs)
+            return _MARK
+        return step
 
     def _named_step(self, tok: str, low: str, rest: tuple[str, ...]) -> Step:
         simple = _SIMPLE.get(low)
@@ -1285,7 +1330,14 @@ class RestrictionEngine:
                     return DUNNO
                 return self._check_domain(ctx, table, ctx.etrn, ctx.etrn, ETRN, acl)
             return etrn
-        # TLS certificates, SASL logins, DNS-derived names: not available (yet)
+        if command in _SERVER_ACCESS:
+            async def server(ctx: _Ctx, rn: str, rc: str, acl: str | None) -> int:
+                hook = getattr(self.dns, "server_access", None)
+                if not self.dns_configured or hook is None:
+                    return DUNNO
+                return await hook(self, ctx, command, table, rn, rc, acl)
+            return server
+        # TLS certificates, SASL logins: not available (yet)
         return _dunno
 
     def _policy_step(self, arg: str) -> Step:
@@ -1852,8 +1904,10 @@ class RestrictionEngine:
         if status != DNS_RETRY:
             return self._reject(ctx, POLICY, self.code["unknown_hostname_reject_code"], "4.7.1",
                                 f"<{rn}>: {rc} rejected: {why or 'Host not found'}")
+        if self.unk_name_tf_defer:
+            return self._reject(ctx, POLICY, 450, "4.7.1", f"<{rn}>: {rc} rejected: Host not found")
         return self._defer_if_permit(ctx, POLICY, 450, "4.7.1",
-                                     f"<{rn}>: {rc} rejected: {why or 'Host not found, try again'}")
+                                     f"<{rn}>: {rc} rejected: Host not found")
 
     async def _reject_unknown_address(self, ctx: _Ctx, addr: str, rn: str, rc: str) -> int:
         res = self._resolve(ctx, addr)
@@ -1880,7 +1934,10 @@ class RestrictionEngine:
         if status != DNS_RETRY:
             return self._reject(ctx, POLICY, self.code["unknown_address_reject_code"], dsn,
                                 f"<{rn}>: {rc} rejected: {why}")
-        return self._defer_if_permit(ctx, POLICY, 450, dsn, f"<{rn}>: {rc} rejected: {why}")
+        if self.unk_addr_tf_defer:
+            return self._reject(ctx, POLICY, 450, dsn, f"<{rn}>: {rc} rejected: Domain not found")
+        return self._defer_if_permit(ctx, POLICY, 450, dsn,
+                                     f"<{rn}>: {rc} rejected: Domain not found")
 
     # -- policy requests ------------------------------------------------------------
 
@@ -2368,6 +2425,49 @@ def _s_dns_only(e: RestrictionEngine) -> Step:
     return step
 
 
+def _s_maps_rbl(e: RestrictionEngine) -> Step:
+    """reject_maps_rbl: needs the DNS component (hook `maps_rbl`)."""
+    async def step(ctx: _Ctx, rn: str, rc: str, acl: str | None) -> int:
+        hook = getattr(e.dns, "maps_rbl", None)
+        if not e.dns_configured or hook is None:
+            return DUNNO
+        return await hook(e, ctx)
+    return step
+
+
+def _s_check_greylist(e: RestrictionEngine) -> Step:
+    """check_greylist: postgrey's greylisting in-process (postier.policy.greylist;
+    reads the greylist_* parameters), answered like a policy server's action."""
+    from postier.policy.greylist import Greylist, settings_from_config
+    g = getattr(e, "greylist", None)
+    if g is None:
+        g = e.greylist = Greylist(settings_from_config(e.params.optional))  # type: ignore[attr-defined]
+
+    def step(ctx: _Ctx, rn: str, rc: str, acl: str | None) -> int | Awaitable[int]:
+        st = ctx.st
+        attrs = {"client_address": st.client.addr, "client_name": st.client.name,
+                 "sender": ctx.sender or "", "recipient": ctx.recipient or "",
+                 "instance": e._instance(ctx), "queue_id": st.queue_id or "", "etrn_domain": ""}
+        if g.sync:
+            try:
+                action = g.decide(attrs)
+            except (PostierError, OSError) as err:
+                log.warning(f"check_greylist: {err}")
+                action = _policy.DEFAULT_ACTION
+            return e._table_result(ctx, "check_greylist", action, "greylist", rn, rc, acl)
+
+        async def run() -> int:
+            try:
+                action = await g.adecide(attrs)
+            except (PostierError, OSError) as err:
+                log.warning(f"check_greylist: {err}")
+                action = _policy.DEFAULT_ACTION
+            return await _await(e._table_result(ctx, "check_greylist", action, "greylist",
+                                                rn, rc, acl))
+        return run()
+    return step
+
+
 def _s_dunno(e: RestrictionEngine) -> Step:
     return _dunno
 
@@ -2387,7 +2487,7 @@ _SIMPLE: dict[str, Callable[[RestrictionEngine], Step]] = {
     "permit_sasl_authenticated": _s_dunno,
     "permit_tls_clientcerts": _s_dunno,
     "permit_tls_all_clientcerts": _s_dunno,
-    "reject_maps_rbl": _s_dunno,
+    "reject_maps_rbl": _s_maps_rbl,
     "reject_invalid_helo_hostname": _s_helo_check("invalid"),
     "reject_non_fqdn_helo_hostname": _s_helo_check("non_fqdn"),
     "reject_unknown_helo_hostname": _s_helo_check("unknown"),
@@ -2404,4 +2504,5 @@ _SIMPLE: dict[str, Callable[[RestrictionEngine], Step]] = {
     "check_relay_domains": _s_check_relay_domains,
     "reject_multi_recipient_bounce": _s_multi_rcpt_bounce,
     "permit_mx_backup": _s_dns_only,
+    "check_greylist": _s_check_greylist,
 }
