@@ -16,6 +16,11 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Network safety: tests talk to loopback only.  postier's resolver asks these
+# servers when a test's main.cf names none (a dead loopback port: lookups fail
+# fast, locally), and every postier process a test starts inherits this.
+os.environ.setdefault("POSTIER_DNS_NAMESERVERS", "127.0.0.1:9")
 SRC = os.path.join(ROOT, "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)

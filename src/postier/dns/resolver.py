@@ -59,6 +59,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import ipaddress
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -198,6 +199,10 @@ class DnsSettings:
             except (KeyError, AttributeError, TypeError, ValueError):
                 return default
         servers = get("dns_nameservers", "list", ())
+        if not servers and os.environ.get("POSTIER_DNS_NAMESERVERS"):
+            # the test suite's guard: with no dns_nameservers configured, ask
+            # these (loopback) servers instead of /etc/resolv.conf's
+            servers = tuple(os.environ["POSTIER_DNS_NAMESERVERS"].replace(",", " ").split())
         try:
             parse_nameservers(servers)
         except ValueError as e:

@@ -34,6 +34,9 @@ EHLO = "EHLO client.example.org"
 MAIL = "MAIL FROM:<sender@example.org>"
 RCPT = "RCPT TO:<rcpt@example.test>"
 OUTSIDE = {"mynetworks": "192.0.2.0/24", "smtpd_authorized_xclient_hosts": ""}
+# Tests that connect from 127.0.0.2/3 turn client name lookups off: those
+# addresses are not in /etc/hosts, and a PTR query would leave loopback.
+NO_PTR = {"smtpd_peername_lookup": "no"}
 
 
 def compare(start_postier, start_postfix, overrides, steps, **kw) -> list[str]:
@@ -278,7 +281,7 @@ def test_error_limits_match_postfix(start_postier, start_postfix):
 
 
 def test_connection_count_limit(start_postier):
-    srv = start_postier({**OUTSIDE, "smtpd_client_connection_count_limit": "1"})
+    srv = start_postier({**OUTSIDE, **NO_PTR, "smtpd_client_connection_count_limit": "1"})
     first = Smtp(srv.port)
     try:
         assert first.reply().code == 220
@@ -292,15 +295,15 @@ def test_connection_count_limit(start_postier):
         assert first.cmd("QUIT").code == 221
     finally:
         first.close()
-    assert srv.wait_log("disconnect from localhost[127.0.0.1] ehlo=1 quit=1 commands=2")
+    assert srv.wait_log("disconnect from unknown[127.0.0.1] ehlo=1 quit=1 commands=2")
     # once the first session is gone, the same client is served again
     assert new_session_accepts_mail(srv.port).code == 250
     assert srv.wait_log("warning: Connection concurrency limit exceeded: 2 from "
-                        "localhost[127.0.0.1] for service 127.0.0.1:")
+                        "unknown[127.0.0.1] for service 127.0.0.1:")
 
 
 def test_connection_rate_limit(start_postier):
-    srv = start_postier({**OUTSIDE, "smtpd_client_connection_rate_limit": "2"})
+    srv = start_postier({**OUTSIDE, **NO_PTR, "smtpd_client_connection_rate_limit": "2"})
     replies = []
     for _ in range(3):
         with Smtp(srv.port, source="127.0.0.3") as c:
@@ -338,7 +341,8 @@ def _anvil_transcript(port: int, limit: str) -> list[str]:
 @pytest.mark.postfix
 @pytest.mark.parametrize("limit", ["count", "rate"])
 def test_connection_limits_match_postfix(start_postier, start_postfix, limit):
-    ov = {**OUTSIDE, f"smtpd_client_connection_{limit}_limit": "1" if limit == "count" else "2"}
+    ov = {**OUTSIDE, **NO_PTR,
+          f"smtpd_client_connection_{limit}_limit": "1" if limit == "count" else "2"}
     want = _anvil_transcript(start_postfix(ov).port, limit)
     got = _anvil_transcript(start_postier(ov).port, limit)
     assert got == want

@@ -292,6 +292,7 @@ BDAT_ERRORS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.postfix
 def test_bdat_replies_match_postfix(start_postier, start_postfix):
     msg = message(20000, subject="bdat", eight_bit=True)

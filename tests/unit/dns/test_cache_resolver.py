@@ -280,7 +280,8 @@ def test_parse_nameservers(values, out):
     assert dns.parse_nameservers(values) == out
 
 
-def test_settings_from_config():
+def test_settings_from_config(monkeypatch):
+    monkeypatch.delenv("POSTIER_DNS_NAMESERVERS", raising=False)
     cfg = Config.from_text("dns_nameservers = 127.0.0.1:5353, [::1]:53\ndns_timeout = 2s\n"
                            "dns_tries = 3\ndns_cache_size = 50\ndns_negative_ttl = 5m\n")
     s = dns.DnsSettings.from_config(cfg)
@@ -289,6 +290,13 @@ def test_settings_from_config():
     d = dns.DnsSettings.from_config(Config.from_text(""))
     assert (d.nameservers, d.timeout, d.tries, d.cache_size, d.negative_ttl) == \
         ((), 5.0, 2, 10000, 60.0)
+
+
+def test_test_suite_guard_env_applies_only_without_dns_nameservers(monkeypatch):
+    monkeypatch.setenv("POSTIER_DNS_NAMESERVERS", "127.0.0.1:9")
+    assert dns.DnsSettings.from_config(Config.from_text("")).nameservers == ("127.0.0.1:9",)
+    cfg = Config.from_text("dns_nameservers = 127.0.0.1:5353\n")
+    assert dns.DnsSettings.from_config(cfg).nameservers == ("127.0.0.1:5353",)
 
 
 def test_bad_nameserver_is_a_config_error():
