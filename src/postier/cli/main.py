@@ -12,6 +12,12 @@ from postier import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("postier.cli.run_cmd", "run the mail system in the foreground"),
+    "start": ("postier.cli.control_cmd", "start the mail system in the background (like postfix start)"),
+    "stop": ("postier.cli.control_cmd", "stop the mail system (like postfix stop)"),
+    "reload": ("postier.cli.control_cmd", "re-read the configuration without dropping sessions"),
+    "status": ("postier.cli.control_cmd", "is the mail system running? (like postfix status)"),
+    "check": ("postier.cli.control_cmd", "check configuration, tables and directories (like postfix check)"),
+    "flush": ("postier.cli.control_cmd", "deliver deferred mail now (like postfix flush)"),
     "config": ("postier.cli.config_cmd", "show or edit main.cf/master.cf (like postconf)"),
     "map": ("postier.cli.map_cmd", "build and query lookup tables (like postmap)"),
     "alias": ("postier.cli.alias_cmd", "build and query alias databases (like postalias)"),
@@ -41,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"postier: unknown command {name!r}\n\n{USAGE}")
         return 2
     module = importlib.import_module(COMMANDS[name][0])
+    # a module serving several commands has main_<command>
+    entry = getattr(module, "main_" + name.replace("-", "_"), None) or module.main
     try:
-        return int(module.main(argv[1:]) or 0)
+        return int(entry(argv[1:]) or 0)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -3,30 +3,33 @@
 Reads main.cf and master.cf from the configuration directory (`-c DIR`, else
 POSTIER_CONFIG_DIR / MAIL_CONFIG, else /etc/postier, else the built-in
 default configuration), opens every lookup table the configuration names (so
-a broken table is reported at start, with its file and line), creates the
-queue directories, and serves SMTP on every `inet` service of master.cf whose
-command is `smtpd`.  When master.cf has a `qmgr` service, the queue manager
-(postier.qmgr: recovery of active/, then delivery through the agents in
-postier.delivery) runs in the same event loop, and smtpd hands it each
-message as soon as its 250 is sent.  Postfix-internal services in master.cf (cleanup,
-trivial-rewrite, qmgr, bounce, postlog, ...) are built into postier and are
-accepted without effect.  SIGTERM or SIGINT stops it: the listeners close
-first; a message whose 250 was sent is already on disk.
+a broken table is reported at start, with its file and line), and runs the
+master process (postier.master) in the foreground: it prepares the queue
+directories, binds every `inet` service of master.cf whose command is
+`smtpd`, and forks the smtpd worker processes ($smtpd_worker_processes, one
+per CPU by default) and, when master.cf has a `qmgr` (or `pickup`) service,
+the queue process (postier.qmgr: recovery of active/, then delivery through
+the agents in postier.delivery; the pickup service), which hears of each
+message as soon as smtpd sent its 250.  Postfix-internal services in
+master.cf (cleanup, trivial-rewrite, bounce, postlog, ...) are built into
+postier and are accepted without effect.  `smtpd listening on ADDR` is
+logged once every worker accepts.  SIGTERM or SIGINT stops it: the listeners
+close first; sessions in progress may finish for $smtpd_drain_time; a
+message whose 250 was sent is already on disk.  SIGHUP reloads the
+configuration (see postier.master).  `postier start` runs the same master
+as a daemon.
 
 Logs go to maillog_file when set, else to standard error.
 
 Parameters read: queue_directory, maillog_file, syslog_name, and everything
-smtpd reads (see postier.smtpd.server).
+the master, smtpd and the queue manager read (see postier.master).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
-import signal
-import sys
 
 from postier import __version__, log
 from postier.errors import PostierError
@@ -108,62 +111,7 @@ def main(argv: list[str]) -> int:
     log.info(f"daemon started -- version {__version__}, {summary}")
     if not listeners:
         log.warning("master.cf defines no inet smtpd service: nothing to serve")
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a hard dependency
-        pass
-    try:
-        return asyncio.run(_serve(cfg, listeners))
-    except PostierError as e:
-        log.fatal(str(e))
-        return 1
-
-
-async def _serve(cfg, listeners: list[tuple[str, int, object]]) -> int:
-    from postier.smtpd.restrictions import RestrictionEngine
-    from postier.smtpd.server import SmtpdServer, SmtpdSettings
-    log.setup("smtpd", progname="postier", stderr=log.LOG.stderr,
-              maillog_file=log.LOG.maillog_file, syslog_name=log.LOG.syslog_name)
-    from postier.queue import QUEUE_NAMES
-    qdir = cfg.get("queue_directory")
-    for q in QUEUE_NAMES:
-        os.makedirs(os.path.join(qdir, q), exist_ok=True)
-    loop = asyncio.get_running_loop()
-    qmgr = None
-    if any(s.command in ("qmgr", "oqmgr") for s in cfg.services):
-        # before any listener: start-up recovery of active/ comes first
-        from postier.qmgr.manager import QueueManager, load_agents
-        load_agents()
-        qmgr = QueueManager(cfg, loop=loop)
-        await qmgr.start()
-    servers = []
-    for host, port, svc in listeners:
-        scfg = cfg.for_service(svc)     # master.cf -o overrides apply to this service
-        server = SmtpdServer(SmtpdSettings.from_config(scfg), RestrictionEngine(scfg), loop=loop)
-        if qmgr is not None:
-            server.on_queued = qmgr.on_queued     # picked up at once, no directory scan
-        try:
-            await server.listen(host, port)
-        except OSError as e:
-            raise PostierError(f"bind {host or '*'} port {port}: {e.strerror}") from None
-        servers.append(server)
-    from postier import pickup
-    submission = await pickup.start(cfg, loop)     # public/pickup: sendmail, mailq, -bs
-    if submission is not None and qmgr is not None:
-        submission.on_queued = qmgr.on_queued
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    where = ", ".join(f"{h or '*'}:{p}" for h, p, _ in listeners)
-    sys.stderr.flush()
-    log.info(f"smtpd listening on {where}" if where else "no SMTP listener")
-    await stop.wait()
-    log.info("terminating on signal")
-    for server in servers:
-        await server.close()
-    if submission is not None:
-        await submission.close()
-    if qmgr is not None:
-        await qmgr.stop()
-    return 0
+    from postier.master import Master
+    log_kw = {"progname": "postier", "stderr": log.LOG.stderr,
+              "maillog_file": log.LOG.maillog_file, "syslog_name": log.LOG.syslog_name}
+    return Master(cfg, foreground=True, log_kw=log_kw, summary=summary).serve()
