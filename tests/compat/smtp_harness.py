@@ -58,7 +58,7 @@ def xtext(value: str) -> str:
     out = []
     for ch in value:
         o = ord(ch)
-        out.append("+%02X" % o if o < 33 or o > 126 or ch in "+=" else ch)
+        out.append(f"+{o:02X}" if o < 33 or o > 126 or ch in "+=" else ch)
     return "".join(out)
 
 
