@@ -973,7 +973,10 @@ class Smtpd(AioSMTP):
         qid = st.queue_id
         hold = st.actions.hold is not None or (c is not None and c.hold_reason is not None)
         if hold:
-            # HOLD: the file goes straight into the hold queue, out of qmgr's sight
+            # HOLD: the file goes straight into the hold queue, out of qmgr's
+            # sight; the placement consumes the mark (as qmgr clears it), so a
+            # release delivers the message instead of holding it again
+            env.hold_reason = ""
             wq.directory = os.path.join(self.s.queue_directory, "hold")
             wq.path = os.path.join(wq.directory, wq.queue_id)
         try:
