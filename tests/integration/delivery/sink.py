@@ -56,7 +56,7 @@ class SmtpSink:
         argv += self.options + [f"127.0.0.1:{self.port}", "256"]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
-        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -71,10 +71,11 @@ class SmtpSink:
         while time.time() < deadline and self._raw()["sess"] < 1:
             time.sleep(0.01)
 
-    def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
+    def _read(self, proc: subprocess.Popen) -> None:
+        # the process is passed in: stop() may clear self.proc while this reads
+        assert proc.stdout is not None
         while True:
-            chunk = self.proc.stdout.read1(4096)
+            chunk = proc.stdout.read1(4096)
             if not chunk:
                 return
             self._out += chunk

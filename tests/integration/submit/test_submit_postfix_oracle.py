@@ -10,6 +10,7 @@ Run as any user; needs the postfix package.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -164,14 +165,15 @@ def test_queue_file_like_postfix(both, setup, name, args, message):
     _, ours = setup
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C", "NAME": "Full Name"}
 
-    def pf_files() -> list[str]:
-        return os.listdir(os.path.join(pf.queue, "incoming"))
-    before = set(pf_files())
+    # the queue ID comes from cleanup's message-id log line: a file seen in
+    # incoming/ may still carry cleanup's temporary name (it renames the file
+    # to the inode-based queue ID), so it is not the ID to ask postcat for
+    log_start = len(pf.read_log().encode("utf-8", "surrogateescape"))
     p = subprocess.run([SENDMAIL, *args], input=message, capture_output=True, timeout=30,
                        env={**env, "MAIL_CONFIG": pf.etc})
     assert p.returncode == 0, p.stderr
-    qid = _wait_new(pf_files, before)
-    _wait_new(lambda: [qid] if pf.read_log().count(f"{qid}: message-id=") else [], set())
+    qid = _wait_new(lambda: re.findall(r"\]: ([0-9A-Za-z]+): message-id=", pf.read_log(log_start)),
+                    set())
     theirs = subprocess.run(["postcat", "-c", pf.etc, "-q", qid], capture_output=True,
                             text=True, timeout=30).stdout
 
