@@ -1,7 +1,9 @@
 """Listening sockets of master.cf's inet services, bound by the master.
 
 The master binds them (as root: port 25 works) before it forks the workers;
-every worker of a service accepts on the same inherited sockets.  On reload
+every worker of a service accepts on the same inherited sockets.  The first
+worker's create_server() makes a socket listen: until a worker is ready,
+connections are refused rather than left waiting in the backlog.  On reload
 a socket whose address is still in master.cf is kept (new workers inherit
 it, nothing in its backlog is lost); sockets of removed services are closed
 once no worker uses them.
@@ -68,9 +70,13 @@ def service_addresses(svc: Any, cfg: Any) -> list[tuple[str | None, int]]:
     return out
 
 
-def bind(host: str | None, port: int, cfg: Any) -> list[socket.socket]:
-    """Bound, listening, non-blocking sockets for one address (a wildcard
-    gives one per protocol).  PostierError `bind HOST port N: REASON`."""
+def bind(host: str | None, port: int, cfg: Any, listen: bool = False) -> list[socket.socket]:
+    """Bound, non-blocking sockets for one address (a wildcard gives one per
+    protocol), listening only with `listen`: the master leaves listen(2) to
+    the workers (asyncio's create_server does it), so the port accepts
+    connections only once a worker is about to serve them, as when `postier
+    run` was one process.  A port another process listens on is refused at
+    bind time already.  PostierError `bind HOST port N: REASON`."""
     fams = _families(cfg)
     try:
         infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
@@ -89,7 +95,8 @@ def bind(host: str | None, port: int, cfg: Any) -> list[socket.socket]:
             if fam == socket.AF_INET6:
                 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             s.bind(addr)
-            s.listen(BACKLOG)
+            if listen:
+                s.listen(BACKLOG)
             s.setblocking(False)
         except OSError as e:
             s.close()

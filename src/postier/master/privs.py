@@ -28,7 +28,12 @@
   QUEUE_USER is the account the queue manager process runs as: root when
   master.cf has local, virtual or pipe services with unpriv = n (they
   switch to the recipient), else $mail_owner (postier.pickup serves
-  public/pickup from that process and wants it owned by itself).
+  public/pickup from that process and wants it owned by itself).  Files
+  below the $mail_owner directories may also belong to QUEUE_USER (a root
+  queue manager writes defer logs and notices): check_tree accepts them,
+  fix_tree gives them to $mail_owner at the next start.
+* `set_process_name(name)`: /proc/PID/comm (`postier-smtpd`,
+  `postier-qmgr`), what ps and top show.
 
 Parameters read: mail_owner, queue_directory, data_directory,
 process_id_directory.

@@ -48,6 +48,7 @@ from postier.master.workers import READY, ChildContext, run_child
 
 STABLE_TIME = 10.0          # a worker that lived this long is healthy again
 QMGR_GRACE = 5.0            # QueueManager.stop()'s default grace period
+READY_TIMEOUT = 300.0       # first start: a child that is not ready by then is fatal
 BIND_RETRY = 5.0            # EADDRINUSE at start: the old instance's children may be dying
 ANVIL_COLUMNS = 64
 
@@ -310,7 +311,7 @@ class Master:
             fds.append(self.pidfile.fd)
         return [f for f in fds if f >= 0]
 
-    def spawn(self, kind: str, name: str, slot: int, first: bool = False) -> Child | None:
+    def spawn(self, kind: str, name: str, slot: int) -> Child | None:
         gen = self.gen
         assert gen is not None
         r, w = os.pipe2(os.O_CLOEXEC)
@@ -399,8 +400,16 @@ class Master:
         gen = self.gen
         assert gen is not None
         if child.kind == "queue":
-            if self.queue_pending or (child.generation == gen.number and not child.stopping):
-                if not child.ready and self.queue_starts == 1 and not self.queue_pending:
+            if any(c.kind == "queue" for c in self.children.values()):
+                return                          # another one is still stopping
+            if self.queue_pending:
+                # reload: the old queue process is gone, the new one may start
+                self.queue_pending = False
+                if gen.queue:
+                    self.restarts.append((time.monotonic(), "queue", "qmgr", 0))
+                return
+            if child.generation == gen.number and not child.stopping and gen.queue:
+                if not child.ready and self.queue_starts == 1:
                     raise StartupError("the queue manager process failed to start")
                 self._schedule(child, prog)
             return
@@ -411,13 +420,10 @@ class Master:
         self._schedule(child, prog)
 
     def _schedule(self, child: Child, prog: str) -> None:
-        key = (child.kind, child.name, child.slot)
+        """A restart of the child's slot after its back-off delay."""
         gen = self.gen
         assert gen is not None
-        if self.queue_pending and child.kind == "queue":
-            self.queue_pending = False
-            self.restarts.append((time.monotonic(), child.kind, child.name, child.slot))
-            return
+        key = (child.kind, child.name, child.slot)
         throttle = float(gen.cfg.get_time("service_throttle_time"))
         b = self.backoff.setdefault(key, Backoff(throttle))
         b.throttle = throttle
@@ -427,6 +433,8 @@ class Master:
         self.restarts.append((time.monotonic() + delay, child.kind, child.name, child.slot))
 
     def _run_restarts(self) -> None:
+        if self.stopping:
+            return
         now = time.monotonic()
         due = [r for r in self.restarts if r[0] <= now]
         if not due:
@@ -498,9 +506,9 @@ class Master:
         cfg = self.cfg
         gen = self.build(cfg, 1)
         self.gen = gen
-        self.prepare_tree(gen)
         self.pidfile = PidFile(privs.pid_file(cfg))
-        self.pidfile.acquire()
+        self.pidfile.acquire()          # before touching a queue another master may own
+        self.prepare_tree(gen)
         self.anvil = SharedAnvil.create(ANVIL_COLUMNS)
         self.notify_rx, self.notify_tx = make_pair()
         self._install_signals()
@@ -520,10 +528,15 @@ class Master:
         return where
 
     def _wait_ready(self, children: list[Child]) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
         while any(not c.ready for c in children):
             for c in children:
                 if c.pid not in self.children and not c.ready:
                     raise StartupError(f"{c.kind} process pid {c.pid} failed to start")
+            if time.monotonic() > deadline:
+                slow = [c for c in children if not c.ready]
+                raise StartupError(f"{slow[0].kind} process pid {slow[0].pid} not ready "
+                                   f"after {READY_TIMEOUT:.0f}s")
             self.poll(1.0)
 
     def reload(self) -> None:
@@ -546,6 +559,9 @@ class Master:
         except PostierError as e:
             log.warning(f"reload failed, configuration not changed: {e}")
             return
+        except Exception as e:   # noqa: BLE001 - a reload must never kill the master
+            log.warning(f"reload failed, configuration not changed: {type(e).__name__}: {e}")
+            return
         old = self.gen
         try:
             self.gen = gen
@@ -563,10 +579,13 @@ class Master:
                 c.stopping = True
                 _kill(c.pid, signal.SIGHUP)
         self._spawn_generation()
-        queue = [c for c in self.children.values() if c.kind == "queue" and not c.stopping]
+        # the queue process: the old one stops (in-flight deliveries get their
+        # grace period), the new one starts only when it is gone
+        queue = [c for c in self.children.values() if c.kind == "queue"]
         for c in queue:
-            c.stopping = True
-            _kill(c.pid, signal.SIGTERM)
+            if not c.stopping:
+                c.stopping = True
+                _kill(c.pid, signal.SIGTERM)
         self.restarts = [r for r in self.restarts if r[1] != "queue"]
         if queue:
             self.queue_pending = gen.queue
@@ -633,19 +652,29 @@ class Master:
                 self.stop(e.signum)
             return self.exit_code
         except PostierError as e:
-            self._announce(str(e))
-            if self.children:
-                self.stopping = True
-                for c in self.children.values():
-                    _kill(c.pid, signal.SIGKILL)
-                end = time.monotonic() + 5
-                while self.children and time.monotonic() < end:
-                    self._reap()
-                    time.sleep(0.05)
-            log.LOG.emit("fatal", str(e))
+            self._abort(str(e))
+            return 1
+        except Exception as e:   # noqa: BLE001 - log it the mail-log way, then go
+            import traceback
+            for line in traceback.format_exc().rstrip().split("\n")[-8:]:
+                log.error(line)
+            self._abort(f"internal error: {type(e).__name__}: {e}")
             return 1
         finally:
             self.close()
+
+    def _abort(self, text: str) -> None:
+        """Fatal: report, SIGKILL the children (by PID), log `fatal: TEXT`."""
+        self._announce(text)
+        if self.children:
+            self.stopping = True
+            for c in self.children.values():
+                _kill(c.pid, signal.SIGKILL)
+            end = time.monotonic() + 5
+            while self.children and time.monotonic() < end:
+                self._reap()
+                time.sleep(0.05)
+        log.LOG.emit("fatal", text)
 
     def _announce(self, text: str) -> None:
         """`postier start`: tell the waiting foreground process how it went."""

@@ -4,9 +4,13 @@ Both start the same way (`_child_setup`): default signal handlers, SIGINT
 ignored (a Ctrl-C in the terminal of `postier run` reaches the whole
 process group; the master decides), the master's file descriptors that the
 child does not need closed, the log reopened under the child's service name
-(and the maillog file opened before the privilege drop), the privilege drop,
-then PR_SET_PDEATHSIG so that the child dies with the master.  A child tells
-the master it is ready by writing `R` on its status pipe.
+(the maillog file is opened before the privilege drop, and every per-service
+MailLog of the process writes through a duplicate of that descriptor: a
+root-owned maillog cannot be opened by $mail_owner), a fresh queue ID
+counter, the privilege drop, the process name (`postier-smtpd`,
+`postier-qmgr`), then PR_SET_PDEATHSIG so that the child dies with the
+master.  A child tells the master it is ready by writing `R` on its status
+pipe; unhandled exceptions of its event loop are logged as `error:` lines.
 
 smtpd worker (`smtpd_worker`): one master.cf inet smtpd service.  The
 settings and the restriction engine were built by the master before the
@@ -138,14 +142,29 @@ def _child_setup(ctx: ChildContext) -> None:
 
 
 def _preopen_log() -> None:
-    """Open the maillog file now: after the privilege drop a root-owned log
-    file could not be opened for writing any more."""
+    """Open the maillog file now, as root: after the privilege drop a
+    root-owned log file (Postfix's is root:root 0600, opened by postlogd
+    before it drops privileges) cannot be opened for writing any more.
+    Every MailLog of this process that would open the file later (the
+    queue manager's and pickup's per-service logs) gets a duplicate of this
+    descriptor instead."""
     lg = log.LOG
-    if lg.maillog_file and lg._fd is None:
-        try:
-            lg._fd = os.open(lg.maillog_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        except OSError:
-            pass
+    path = lg.maillog_file
+    if not path:
+        return
+    try:
+        shared = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError:
+        return
+    if lg._fd is None:
+        lg._fd = os.dup(shared)
+    original = log.MailLog.emit
+
+    def emit(self: log.MailLog, severity: str, text: str) -> None:
+        if self._fd is None and self.maillog_file == path:
+            self._fd = os.dup(shared)
+        original(self, severity, text)
+    log.MailLog.emit = emit  # type: ignore[method-assign]
 
 
 def _log_exceptions(loop: asyncio.AbstractEventLoop) -> None:
@@ -225,7 +244,9 @@ async def _smtpd_main(ctx: ChildContext) -> int:
     loop.add_signal_handler(signal.SIGHUP, request, None)
     _ready(ctx)
     bound = await stop
-    await server.close()                 # stop accepting: this process's copies only
+    for srv in server.servers:           # stop accepting: this process's copies only
+        srv.close()                      # (not wait_closed(): on Python 3.12+ it also
+                                         # waits for the sessions, without a bound)
     if bound is not None:
         drain_deadline[0] = loop.time() + bound
     while tasks:
