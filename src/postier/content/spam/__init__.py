@@ -1,0 +1,1 @@
+"""SpamAssassin-compatible rule engine (see postier.content.spam.scanner)."""

@@ -1,0 +1,816 @@
+"""The rule engine: a parsed rule set compiled for Hyperscan, run on a message.
+
+    cr = CompiledRules(ruleset, cache_dir="/var/lib/postier/spamrules")
+    run = cr.run(message_bytes)
+    run.values          # {rule: value} for every rule that hit (value: 1, hit count, eval result)
+    run.score, run.hits # scored rules (not __*) with their score set 0 scores
+
+Compilation.  Every regex rule with a non-zero score is compiled once
+(postier.content.spam.perlre) and put into its area's Hyperscan databases
+(postier.content.spam.hsdb): header, body, rawbody, uri, full, mimeheader.
+A pattern Hyperscan takes exactly gives final answers; one it takes only as
+a prefilter (or with widened repeats) is confirmed with RE2/`re`/libpcre2
+on the subjects Hyperscan reported; the few it cannot take at all are
+confirmed on every subject.  Rules whose regex uses a capture template
+(%{TAG}) are compiled per message once the tag is known.  Meta rules are
+compiled into one Python function evaluated in dependency order.
+
+Running follows Mail::SpamAssassin::Plugin::Check: header rules match the
+joined values of their header request (HeaderView; a missing header is
+undef, `[if-unset: ...]` or exists:), body rules every paragraph of the
+rendered body (the Subject first; `nosubject` skips it), rawbody rules every
+chunk of the decoded text parts, uri rules every URI, full rules the
+pristine message, mimeheader rules each MIME part's header; `tflags
+multiple` counts matches (capped by maxhits).  Rules with score 0 do not
+run.  A meta rule whose dependencies include a meta that never runs (score
+0, circular) never runs either, as in SpamAssassin.  Eval rules call
+postier.content.spam.evals; the ones postier does not implement (network,
+Bayes, plugins) are never ready and count as 0.
+
+Parameters read: none (see postier.content.spam.scanner).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from postier.content.spam import bre as re
+from postier.content.spam import conf as C
+from postier.content.spam import meta as M
+from postier.content.spam import perlre
+from postier.content.spam.headers import HeaderView
+from postier.content.spam.hsdb import AreaDatabase
+from postier.content.spam.message import Message
+from postier.content.spam.received import parse_relays
+from postier.content.spam.uri import Registry, UriExtractor, uri_list
+
+AREAS = ("header", "body", "rawbody", "uri", "full", "mimeheader")
+LINE_AREAS = ("body", "rawbody", "uri")     # many subjects: scanned as one joined buffer
+HEAVY_EXPR = perlre.BIG_EXPR   # rules whose Hyperscan form is this big run on RE2 instead
+_SEPB = b"\x00"
+_TEMPLATE = re.compile(r"(?<!\\)%\{([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*(?:\([^\)\}]*\))?)\}")
+_CAPTURE = re.compile(r"\(\?P?[<'][A-Z]")
+
+
+@dataclass
+class RRule:
+    """A runnable regex rule."""
+
+    name: str
+    area: str
+    pattern: object                 # postier.maps.patterns.Pattern
+    entry: object = None            # postier.content.spam.hsdb.Entry
+    multiple: bool = False
+    maxhits: int = 0
+    nosubject: bool = False
+    negate: bool = False
+    header: str = ""
+    if_unset: bytes | None = None
+    empty_hit: bool = False         # does the pattern match b""?
+    capture: re.Pattern | None = None
+    pre: object = None              # RE2 superset tried before a slow exact engine
+    source: tuple[str, str] = ("", "")  # (pattern, modifiers)
+    direct: bool = False            # kept out of Hyperscan: RE2 on the joined buffer
+    _joined: tuple | None = None
+
+    def search(self, data: bytes) -> bool:
+        pre = self.pre
+        if pre is not None and pre.search(data) is None:
+            return False
+        return self.pattern.search(data)
+
+    def joined(self, max_mem: int = perlre.RE2_MAX_MEM) -> tuple:
+        """(RE2 regex for a joined buffer, exact, countable): see perlre.joined_re2."""
+        j = self._joined
+        if j is None:
+            j = self._joined = perlre.joined_re2(*self.source, max_mem=max_mem)
+        return j
+
+
+@dataclass
+class Stats:
+    rules: int = 0
+    regex_rules: int = 0
+    exact: int = 0
+    prefilter: int = 0
+    fallback: int = 0
+    never: int = 0
+    re2_direct: int = 0
+    template_rules: int = 0
+    meta_rules: int = 0
+    eval_rules: int = 0
+    eval_unsupported: dict[str, int] = field(default_factory=dict)
+    compile_failed: list[str] = field(default_factory=list)
+    databases: int = 0
+    compile_seconds: float = 0.0
+    from_cache: bool = True
+
+
+class CompiledRules:
+    """A RuleSet ready to scan (see the module docstring)."""
+
+    def __init__(self, rs: C.RuleSet, cache_dir: str | None = None, workers: int = 0):
+        from postier.content.spam import evals
+        t0 = time.monotonic()
+        self.rs = rs
+        self.stats = st = Stats()
+        self.active = {n for n in rs.rules if rs.score(n) != 0}
+        st.rules = len(rs.rules)
+        self.area_rules: dict[str, list[RRule]] = {a: [] for a in AREAS}
+        self.templates: list[tuple[C.Rule, str, str]] = []
+        self.exists_rules: list[C.Rule] = []
+        self.evals: list[tuple[str, C.Rule, object]] = []
+        self.capture_names: set[str] = set()
+        for name in sorted(self.active):
+            r = rs.rules[name]
+            if r.kind in C.REGEX_KINDS:
+                if r.kind == C.HEADER and r.exists:
+                    self.exists_rules.append(r)
+                    continue
+                self._add_regex(r)
+            elif r.kind in C.EVAL_KINDS:
+                st.eval_rules += 1
+                if r.kind == C.RBL_EVAL or rs.has_flag(name, "net") or rs.has_flag(name, "learn"):
+                    continue      # score set 0: network and Bayes rules do not run
+                fn = evals.FUNCTIONS.get(r.function)
+                if fn is None:
+                    st.eval_unsupported[r.function] = st.eval_unsupported.get(r.function, 0) + 1
+                    continue
+                self.evals.append((r.kind, r, fn))
+        st.regex_rules = sum(len(v) for v in self.area_rules.values()) + len(self.templates)
+        st.template_rules = len(self.templates)
+        # header rules grouped by request, mimeheader rules by header: one
+        # Hyperscan partition per group, so that a value is scanned only by
+        # the rules that read it
+        self.header_groups: list[tuple[str, bytes | None, list[int]]] = []
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, r in enumerate(self.area_rules["header"]):
+            groups[(r.header, r.if_unset)].append(i)
+        for part, ((h, unset), idx) in enumerate(groups.items()):
+            self.header_groups.append((h, unset, idx))
+            for i in idx:
+                self.area_rules["header"][i].entry.part = part
+        self.mime_groups: dict[tuple[str, bool], list[int]] = defaultdict(list)
+        for i, r in enumerate(self.area_rules["mimeheader"]):
+            raw = r.header.endswith(":raw")
+            self.mime_groups[(r.header[:-4] if raw else r.header, raw)].append(i)
+        for part, idx in enumerate(self.mime_groups.values()):
+            for i in idx:
+                self.area_rules["mimeheader"][i].entry.part = part
+        self.dbs: dict[str, AreaDatabase] = {}
+        for area, rules in self.area_rules.items():
+            if not rules:
+                continue
+            db = AreaDatabase([r.entry for r in rules], cache_dir=cache_dir, workers=workers,
+                              label=area)
+            self.dbs[area] = db
+            st.exact += len(db.exact)
+            st.prefilter += len(db.prefilter)
+            st.fallback += len(db.always - {i for i, r in enumerate(rules) if r.direct})
+            st.re2_direct += sum(1 for r in rules if r.direct)
+            st.never += len(db.never)
+            st.databases += len(db.dbs)
+            st.from_cache = st.from_cache and db.from_cache
+        self._compile_metas()
+        rb = Registry.from_settings(rs.settings)
+        self.registry = rb
+        redirectors = []
+        for line in rs.setting("redirector_pattern"):
+            try:
+                redirectors.append(perlre.compile_rule(line.strip()))
+            except perlre.PerlRegexError:
+                pass
+        self.uris = UriExtractor(rb, redirectors)
+        esh = rs.setting("envelope_sender_header")
+        self.envelope_sender_header = esh[-1].strip() if esh else None
+        self.originating = []
+        for line in rs.setting("originating_ip_headers"):
+            for h in line.split():
+                if h.lower() not in [x.lower() for x in self.originating]:
+                    self.originating.append(h)
+        if "originating_ip_headers" in rs.settings and any(
+                k == "clear_originating_ip_headers" for k in rs.settings):
+            pass
+        self.trusted = rs.setting("trusted_networks")
+        self.internal = rs.setting("internal_networks")
+        self.msa = rs.setting("msa_networks")
+        self.body_scan = _int_setting(rs, "body_part_scan_size", 50000)
+        self.rawbody_scan = _int_setting(rs, "rawbody_part_scan_size", 500000)
+        self.normalize = _bool_setting(rs, "normalize_charset", True)
+        st.compile_seconds = time.monotonic() - t0
+
+    # -- compilation helpers
+    def _add_regex(self, r: C.Rule) -> None:
+        rs = self.rs
+        try:
+            pat, mods = perlre.split_delimited(r.regex)
+        except perlre.PerlRegexError as e:
+            self.stats.compile_failed.append(f"{r.name}: {e}")
+            return
+        if _TEMPLATE.search(pat):
+            self.templates.append((r, pat, mods))
+            return
+        capture = None
+        if _CAPTURE.search(pat):
+            try:
+                capture = re.compile(_to_python_named(pat), _py_flags(mods) | re.A)
+                self.capture_names.update(capture.groupindex)
+            except re.error:
+                capture = None
+        try:
+            p = perlre.compile_pattern(pat, mods)
+        except perlre.PerlRegexError as e:
+            try:
+                p = perlre.compile_pattern_fallback(pat, mods)
+            except perlre.PerlRegexError:
+                self.stats.compile_failed.append(f"{r.name}: {e}")
+                return
+        area = {C.HEADER: "header", C.BODY: "body", C.RAWBODY: "rawbody", C.URI: "uri",
+                C.FULL: "full", C.MIMEHEADER: "mimeheader"}[r.kind]
+        entry = perlre.hyperscan_entry(p, pat, mods, joined=True)
+        rr = RRule(r.name, area, p, entry, multiple=rs.has_flag(r.name, "multiple"),
+                   maxhits=rs.maxhits(r.name), nosubject=rs.has_flag(r.name, "nosubject"),
+                   negate=r.negate, header=r.header, capture=capture, source=(pat, mods))
+        if p._re2 is None:
+            rr.pre = perlre.re2_superset(pat, mods)
+        self._choose_engine(rr)
+        if r.kind == C.HEADER:
+            rr.if_unset = r.if_unset.encode("latin-1") if r.if_unset is not None else None
+            rr.empty_hit = p.search(b"")
+        if r.kind == C.MIMEHEADER:
+            rr.if_unset = (r.if_unset or "").encode("latin-1")
+        self.area_rules[area].append(rr)
+
+    def _choose_engine(self, rr: RRule) -> None:
+        """Keep a rule out of Hyperscan when RE2 does better on it: a huge
+        expression (slow to compile and to scan), or one whose Hyperscan
+        form matches nearly everywhere (Hyperscan calls back for every
+        match end: its SINGLEMATCH flag cannot be used, Vectorscan 5.4
+        loses matches with it).  Such a rule runs as an RE2 search of the
+        joined buffer (line areas; then per line when that is inexact) or
+        of the value (one-subject areas)."""
+        size = sum(len(e) for e in rr.entry.exprs)
+        p = rr.pattern
+        plain_re2 = p._re2 is not None and not p._ref_confirms and rr.pre is None
+        if rr.area in LINE_AREAS:
+            heavy = size > HEAVY_EXPR
+            if heavy or _chatty(rr.entry.exprs):
+                rx, _exact, _c = rr.joined(perlre.RE2_MAX_MEM * 8 if heavy else perlre.RE2_MAX_MEM)
+                rr.direct = rx is not None or (not heavy and plain_re2)
+            if not rr.direct:
+                rr._joined = None           # built again when needed (memory)
+        elif (p._re2 is not None or p._py is not None) and _chatty(rr.entry.exprs):
+            rr.direct = True        # one value per message: any engine will do
+        if rr.direct:
+            rr.entry = type(rr.entry)([], 0, False)
+
+    def _compile_metas(self) -> None:
+        rs = self.rs
+        metas = {n: r for n, r in rs.rules.items() if r.kind == C.META}
+        self.stats.meta_rules = len(metas)
+        score_names = set(rs.scores)
+        trees = {}
+        deps: dict[str, set[str]] = {}
+        for name, r in metas.items():
+            text = M.expand_rules_matching(r.text, score_names, name)
+            try:
+                tree = M.parse(text) if text.strip() not in ("()", "( )") else ("num", 0)
+            except M.MetaError:
+                continue
+            trees[name] = tree
+            deps[name] = M.names(tree)
+        # metas that run: non-zero score, every meta dependency runs (no cycles)
+        runs: dict[str, bool] = {}
+
+        def check(n: str, stack: set[str]) -> bool:
+            if n in runs:
+                return runs[n]
+            if n in stack or n not in self.active or n not in trees:
+                runs[n] = False
+                return False
+            stack.add(n)
+            ok = all(check(d, stack) for d in deps[n] if d in metas)
+            stack.discard(n)
+            runs[n] = ok
+            return ok
+        order: list[str] = []
+        done: set[str] = set()
+
+        def visit(n: str) -> None:
+            if n in done:
+                return
+            done.add(n)
+            for d in sorted(deps[n]):
+                if d in metas and runs.get(d):
+                    visit(d)
+            order.append(n)
+        for n in sorted(trees):
+            check(n, set())
+        for n in sorted(trees):
+            if runs.get(n):
+                visit(n)
+        self.meta_order = order
+        lines = ["def run_metas(v):", "    g = v.get"]
+        for n in order:
+            expr = M.python(trees[n], lambda d: f"g({d!r}, 0)")
+            lines.append("    try:")
+            lines.append(f"        x = {expr}")
+            lines.append("    except ZeroDivisionError:")
+            lines.append("        x = 0")
+            lines.append("    if x:")
+            lines.append(f"        v[{n!r}] = x if x > 0 else 1")
+        if len(lines) == 2:
+            lines.append("    return")
+        ns = {"_div": M._div, "int": int, "ZeroDivisionError": ZeroDivisionError}
+        exec(compile("\n".join(lines), "<spam-metas>", "exec"), ns)  # noqa: S102 - generated from parsed trees
+        self.run_metas = ns["run_metas"]
+
+    # -- scanning
+    def run(self, data: bytes) -> Run:
+        r = Run(self, data)
+        r.execute()
+        return r
+
+
+# Text like a message's, to find the patterns that match nearly everywhere
+_PROBE_TEXT = b"""Subject: Re: your order #12345 - meeting on Monday 10:30 AM
+Hello John,
+
+Thanks for your message of 12/03/2024.  As discussed, I have attached the
+report (PDF, 2.3 MB) and the figures for Q3: revenue $1,234,567.89, costs
+EUR 987.654,32 and 15% growth.  Please call me at +1 (555) 123-4567 or write
+to john.smith@example.com; see https://www.example.com/path/page.html?id=42&x=y
+and http://192.168.1.10:8080/index.php for the details.
+
+-- 
+Best regards,   Mary O'Neil   |   ACME Corp.   |   www.acme-corp.example
+<html><head><title>Newsletter</title></head><body bgcolor="#ffffff">
+<p style="font-size:12px;color:#333333">Click <a href="http://t.example.net/c?u=abc">here</a>
+to unsubscribe.  <img src="cid:image001.png@01D9" width="1" height="1"></p>
+<table><tr><td>Item</td><td>Price</td></tr><tr><td>Widget</td><td>9.99</td></tr></table>
+</body></html>
+THIS IS A VERY LONG LINE OF UPPERCASE TEXT THAT GOES ON AND ON WITHOUT ANY BREAK AT ALL, REALLY
+Caf\xc3\xa9 cr\xc3\xa8me br\xc3\xbbl\xc3\xa9e \xe4\xf6\xfc -- ========== ********** !!!!! ????? .....
+1. First item: name, address, phone
+2. Second item; 3) third
+ > quoted reply line
+ > another quoted line
+Content-Type: text/plain; charset="utf-8"
+Content-Transfer-Encoding: quoted-printable
+Content-Disposition: attachment; filename="report.pdf"
+Received: from mail.example.com (mail.example.com [192.0.2.25]) by mx.example.org
+ (Postfix) with ESMTPS id 4F2A31234 for <john@example.org>; Mon, 4 Mar 2024 10:30:01 +0100
+[ ip=192.0.2.25 rdns=mail.example.com helo=mail.example.com by=mx.example.org ident= envfrom= intl=0 id=4F2A31234 auth= msa=0 ]
+Message-ID: <20240304093001.12345@mail.example.com>
+"""
+_PROBE = perlre.joined_buffer(_PROBE_TEXT.split(b"\n"))
+CHATTY_MATCHES = 12         # matches on the probe from which a pattern is "everywhere"
+CHATTY_BYTES = 200
+
+
+def _chatty(exprs: list[bytes]) -> bool:
+    """Does a Hyperscan expression match nearly everywhere in the probe
+    text (many matches, or long ones: Hyperscan reports every end)?"""
+    import re2
+    n = covered = 0
+    for e in exprs:
+        try:
+            rx = re2.compile(e)
+        except Exception:  # noqa: BLE001 - pyre2 raises several types
+            continue
+        for m in rx.finditer(_PROBE):
+            n += 1
+            covered += m.end() - m.start()
+            if n >= CHATTY_MATCHES or covered >= CHATTY_BYTES:
+                return True
+    return False
+
+
+def _int_setting(rs: C.RuleSet, key: str, default: int) -> int:
+    v = rs.setting(key)
+    try:
+        return int(v[-1]) if v else default
+    except ValueError:
+        return default
+
+
+def _bool_setting(rs: C.RuleSet, key: str, default: bool) -> bool:
+    v = rs.setting(key)
+    if not v:
+        return default
+    return v[-1].strip().lower() in ("1", "yes")
+
+
+def _py_flags(mods: str) -> int:
+    f = 0
+    for c, v in (("i", re.I), ("m", re.M), ("s", re.S), ("x", re.X)):
+        if c in mods:
+            f |= v
+    return f
+
+
+def _to_python_named(pat: str) -> str:
+    return re.sub(r"\(\?P?<([A-Za-z_]\w*)>", r"(?P<\1>", re.sub(r"\(\?'([A-Za-z_]\w*)'", r"(?P<\1>", pat))
+
+
+def _no_hits(data: bytes) -> set[int]:
+    return set()
+
+
+def count_matches(p, data: bytes, limit: int = 0) -> int:
+    """Non-overlapping matches of a Pattern in data (Perl's while //g)."""
+    rx = p._re2 if (p._re2 is not None and not p._ref_confirms and
+                    not (p._nl_unsafe and data.endswith(b"\n"))) else p._py
+    n = 0
+    if rx is not None and not p._ref_confirms:
+        for _m in rx.finditer(data):
+            n += 1
+            if limit and n >= limit:
+                break
+        return n
+    pos = 0
+    while pos <= len(data):
+        sp = p.spans(data[pos:], 1)
+        if sp is None:
+            break
+        s, e = sp[0]
+        n += 1
+        if limit and n >= limit:
+            break
+        pos += e if e > s else e + 1
+    return n
+
+
+class Run:
+    """One message through the compiled rules."""
+
+    def __init__(self, cr: CompiledRules, data: bytes):
+        self.cr = cr
+        self.data = data
+        self.values: dict[str, float] = {}
+        self.captures: dict[str, list[str]] = {}
+        self.msg = Message(data, cr.normalize, body_part_scan_size=cr.body_scan,
+                           rawbody_part_scan_size=cr.rawbody_scan)
+        msg = self.msg
+        received = [v.decode("latin-1") for v in msg.get_headers("Received")]
+        orig = [(msg.get_header(h) or b"").decode("latin-1") for h in cr.originating]
+        self.relays = parse_relays(received, orig, cr.trusted, cr.internal, cr.msa)
+        self.hv = HeaderView(msg, self.relays, cr.envelope_sender_header, cr.registry)
+        self._uris: list[bytes] | None = None
+        self._udl: dict | None = None
+        self._body: list[bytes] | None = None
+        self.eval_ctx = None
+
+    # -- lazily computed views
+    def body(self) -> list[bytes]:
+        if self._body is not None:
+            return self._body
+        return self.msg.rendered_body()
+
+    def set_body(self, lines: list[bytes]) -> None:
+        """Replace the body text rules see from now on (FreeMail's side effect)."""
+        self._body = lines
+
+    def rawbody(self) -> list[bytes]:
+        return self.msg.decoded_body()
+
+    def uri_detail(self) -> dict:
+        if self._udl is None:
+            self._udl = self.cr.uris.detail_list(self.body(), self.msg.html_all())
+        return self._udl
+
+    def uri_list(self) -> list[bytes]:
+        if self._uris is None:
+            out = []
+            for u in uri_list(self.uri_detail()):
+                try:
+                    out.append(u.encode("latin-1"))
+                except UnicodeEncodeError:
+                    out.append(u.encode("utf-8", "surrogatepass"))
+            self._uris = out
+        return self._uris
+
+    def hit(self, name: str, value: float = 1, multiple: bool = False) -> None:
+        v = self.values.get(name)
+        if v and not multiple:
+            return
+        if not value or value <= 0:
+            value = 1
+        self.values[name] = (v or 0) + value
+
+    # -- the run
+    def execute(self) -> None:
+        """The rule areas in Plugin::Check's order (head, head evals, body,
+        uri, body evals, rawbody, rawbody evals, full, full evals, metas):
+        an eval may change what later areas see (FreeMail edits the body)."""
+        cr = self.cr
+        self._headers()
+        for r in cr.exists_rules:
+            if self.hv.get(r.header):
+                self.hit(r.name)
+        self._evals((C.HEAD_EVAL,))
+        self._lines("body", self.body(), subject_first=True)
+        if cr.templates:
+            self._templates()
+        self._lines("uri", self.uri_list())
+        self._evals((C.BODY_EVAL,))
+        self._mimeheaders()
+        self._lines("rawbody", self.rawbody())
+        self._evals((C.RAWBODY_EVAL,))
+        self._full()
+        self._evals((C.FULL_EVAL,))
+        cr.run_metas(self.values)
+        rs = cr.rs
+        self.hits = sorted((n, rs.score(n)) for n in self.values
+                           if not n.startswith("__") and rs.score(n) != 0)
+        self.score = sum(s for _, s in self.hits)
+
+    def _confirm_count(self, rr: RRule, data: bytes, limit: int) -> int:
+        if rr.multiple:
+            if rr.pre is not None and rr.pre.search(data) is None:
+                return 0
+            return count_matches(rr.pattern, data, limit)
+        return 1 if rr.search(data) else 0
+
+    def _capture(self, rr: RRule, data: bytes) -> None:
+        if rr.capture is None:
+            return
+        s = data.decode("latin-1")
+        for m in (rr.capture.finditer(s) if rr.multiple else filter(None, [rr.capture.search(s)])):
+            for k, v in m.groupdict().items():
+                if v:
+                    lst = self.captures.setdefault(k, [])
+                    if v not in lst:
+                        lst.append(v)
+
+    def _headers(self) -> None:
+        cr = self.cr
+        db = cr.dbs.get("header")
+        rules = cr.area_rules["header"]
+        if db is None:
+            return
+        exact, always = db.exact, db.always
+        hv = self.hv
+        scanners = db.scanners()
+        none = _no_hits
+        for part, (spec, unset, idxs) in enumerate(cr.header_groups):
+            val = hv.value(spec)
+            if val is None:
+                if unset is None:
+                    for i in idxs:
+                        rr = rules[i]
+                        if rr.empty_hit != rr.negate:
+                            self.hit(rr.name)
+                    continue
+                val = unset
+            for rr, n in self._single(db, scanners.get(part, none), rules, idxs, val):
+                if rr.negate:
+                    if not n:
+                        self.hit(rr.name)
+                elif n:
+                    self.hit(rr.name, n if rr.multiple else 1, rr.multiple)
+                    self._capture(rr, val)
+
+    def _single(self, db: AreaDatabase, scan, rules: list[RRule], idxs, val: bytes, limit: int = 0):
+        """(rule, match count) for the rules idxs of a one-subject area on val
+        (for a rule that is not `multiple`, a count of 1 means "matches")."""
+        if _SEPB in val:
+            hits = None                 # a NUL: no joined form; every rule is a candidate
+        else:
+            hits = scan(_SEPB + val + perlre.JOIN_TAIL)
+        exact, always = db.exact, db.always
+        for i in idxs:
+            rr = rules[i]
+            if hits is None or i in hits:
+                if hits is not None and i in exact and not rr.multiple:
+                    n = 1
+                else:
+                    n = self._confirm_count(rr, val, limit or rr.maxhits)
+            elif i in always:
+                n = self._confirm_count(rr, val, limit or rr.maxhits)
+            else:
+                n = 0
+            yield rr, n
+
+    def _full(self) -> None:
+        cr = self.cr
+        db = cr.dbs.get("full")
+        if db is None:
+            return
+        rules = cr.area_rules["full"]
+        val = self.msg.pristine
+        for rr, n in self._single(db, db.scanners().get(0, _no_hits), rules, range(len(rules)), val):
+            if n:
+                self.hit(rr.name, n if rr.multiple else 1, rr.multiple)
+                self._capture(rr, val)
+
+    def _lines(self, area: str, lines: list[bytes], subject_first: bool = False) -> None:
+        """The rules of a line area on its subjects, scanned as one joined
+        buffer (perlre._joined): one Hyperscan call per area."""
+        cr = self.cr
+        db = cr.dbs.get(area)
+        if db is None or not lines:
+            return
+        rules = cr.area_rules[area]
+        buf = perlre.joined_buffer(lines)
+        if buf.count(_SEPB) != len(lines) + 2:
+            self._lines_slow(area, lines, subject_first)     # a subject holds a NUL
+            return
+        found = db.scan(buf)
+        found.update(db.always)
+        exact = db.exact
+        rest = None
+        for i in found:
+            rr = rules[i]
+            if subject_first and rr.nosubject:
+                if rest is None:
+                    rest = buf[len(lines[0]) + 1:]
+                b, ls = rest, lines[1:]
+                if not ls:
+                    continue
+            else:
+                b, ls = buf, lines
+            if rr.capture is not None:
+                self._line_rule(rr, ls)
+                continue
+            if rr.multiple:
+                rx, _ex, countable = rr.joined()
+                if countable:
+                    n = 0
+                    limit = rr.maxhits
+                    for _m in rx.finditer(b):
+                        n += 1
+                        if limit and n >= limit:
+                            break
+                    if n:
+                        self.hit(rr.name, n, True)
+                else:
+                    self._line_rule(rr, ls)
+                continue
+            if i in exact and b is buf:
+                self.hit(rr.name)
+                continue
+            rx, jexact, _c = rr.joined()
+            if rx is not None:
+                if rx.search(b) is None:
+                    continue
+                if jexact:
+                    self.hit(rr.name)
+                    continue
+            self._line_rule(rr, ls)
+
+    def _line_rule(self, rr: RRule, lines: list[bytes]) -> None:
+        """One rule on each subject (SpamAssassin's own loop)."""
+        if not rr.multiple:
+            for line in lines:
+                if rr.search(line):
+                    self.hit(rr.name)
+                    if rr.capture is None:
+                        return
+                    self._capture(rr, line)
+            return
+        total = 0
+        limit = rr.maxhits
+        for line in lines:
+            if rr.pre is not None and rr.pre.search(line) is None:
+                continue
+            total += count_matches(rr.pattern, line, limit - total if limit else 0)
+            if limit and total >= limit:
+                break
+        if total:
+            self.hit(rr.name, total, True)
+
+    def _lines_slow(self, area: str, lines: list[bytes], subject_first: bool) -> None:
+        for rr in self.cr.area_rules[area]:
+            self._line_rule(rr, lines[1:] if subject_first and rr.nosubject else lines)
+
+    def _mimeheaders(self) -> None:
+        cr = self.cr
+        db = cr.dbs.get("mimeheader")
+        if db is None:
+            return
+        rules = cr.area_rules["mimeheader"]
+        rs = cr.rs
+        parts = self.msg.find_parts(None, False)
+        scanners = db.scanners()
+        for part, ((hdr, raw), idxs) in enumerate(cr.mime_groups.items()):
+            scan = scanners.get(part, _no_hits)
+            for i in idxs:
+                rr = rules[i]
+                tf = rs.tflags.get(rr.name, "")
+                lo, hi = 0, 1000
+                m = re.search(r"(?:^|\s)range=(\d+)?(-)?(\d+)?(?:\s|$)", tf)
+                if m:
+                    a, dash, b = m.groups()
+                    if a and dash and b:
+                        lo, hi = int(a), int(b)
+                    elif a and dash:
+                        lo = int(a)
+                    elif dash and b:
+                        hi = int(b)
+                    elif a:
+                        lo = hi = int(a)
+                concat = re.search(r"\bconcat\b", tf) is not None
+                maxhits = rr.maxhits or (1000 if rr.multiple else 1)
+                cval = b""
+                hits = 0
+                for idx, p in enumerate(parts, 1):
+                    if idx > hi:
+                        break
+                    if idx < lo:
+                        continue
+                    if hdr == "ALL":
+                        val = b"".join(p.get_all_headers(raw))
+                    elif raw:
+                        rv = p.raw_header(hdr)
+                        val = rv[-1] if rv else b""
+                    else:
+                        val = p.get_header(hdr)
+                    if val is None:
+                        val = rr.if_unset
+                    if concat:
+                        if not val.endswith(b"\n"):
+                            val += b"\n"
+                        cval += val
+                        continue
+                    if not rr.negate:
+                        hits += self._mime_check(db, scan, i, rr, val, maxhits)
+                if concat and not rr.negate:
+                    hits += self._mime_check(db, scan, i, rr, cval, maxhits)
+                if rr.negate:
+                    self.hit(rr.name)
+                elif hits:
+                    self.hit(rr.name, hits if rr.multiple else 1, rr.multiple)
+
+    def _mime_check(self, db: AreaDatabase, scan, i: int, rr: RRule, val: bytes,
+                    maxhits: int) -> int:
+        for _rr, n in self._single(db, scan, self.cr.area_rules["mimeheader"], (i,), val, maxhits):
+            return n
+        return 0
+
+    def _templates(self) -> None:
+        cache = self.cr.__dict__.setdefault("_template_cache", {})
+        for r, pat, mods in self.cr.templates:
+            ok = True
+
+            def repl(m: re.Match) -> str:
+                nonlocal ok
+                vals = [v for v in self.captures.get(m.group(1), []) if v != ""]
+                if not vals:
+                    ok = False
+                    return ""
+                return "(?:" + "|".join(re.sub(r"(\W)", r"\\\1", v) for v in vals) + ")"
+            final = _TEMPLATE.sub(repl, pat)
+            if not ok:
+                continue
+            key = (final, mods)
+            p = cache.get(key)
+            if p is None:
+                try:
+                    p = cache[key] = perlre.compile_pattern(final, mods)
+                except perlre.PerlRegexError:
+                    cache[key] = False
+                    continue
+            if p is False:
+                continue
+            multiple = self.cr.rs.has_flag(r.name, "multiple")
+            if r.kind == C.URI:
+                subjects = self.uri_list()
+            elif r.kind == C.BODY:
+                subjects = self.body()
+            elif r.kind == C.RAWBODY:
+                subjects = self.rawbody()
+            elif r.kind == C.FULL:
+                subjects = [self.msg.pristine]
+            else:
+                v = self.hv.value(r.header)
+                subjects = [v if v is not None else (r.if_unset or "").encode("latin-1")]
+            n = 0
+            for s in subjects:
+                if multiple:
+                    n += count_matches(p, s)
+                elif p.search(s):
+                    n = 1
+                    break
+            if r.kind == C.HEADER and r.negate:
+                if not n:
+                    self.hit(r.name)
+            elif n:
+                self.hit(r.name, n if multiple else 1, multiple)
+
+    def _evals(self, kinds: tuple[str, ...]) -> None:
+        from postier.content.spam.evals import EvalContext
+        ctx = self.eval_ctx
+        if ctx is None:
+            ctx = self.eval_ctx = EvalContext(self)
+        for kind, r, fn in self.cr.evals:
+            if kind not in kinds:
+                continue
+            try:
+                res = fn(ctx, r, *r.args)
+            except Exception:  # noqa: BLE001 - SpamAssassin: a failing eval is "no hit"
+                res = 0
+            if res:
+                self.hit(r.name, res if isinstance(res, (int, float)) and not isinstance(res, bool) else 1)

@@ -1,0 +1,2135 @@
+"""SpamAssassin `eval:` rules implemented natively.
+
+Each function takes (ctx, rule, *args) with the rule's arguments as written
+in the .cf file and returns a false value (no hit) or the hit value, like
+the Perl plugin method it reproduces.  FUNCTIONS maps the eval name to the
+function; an eval name missing here is "unsupported": its rules never hit
+and `postier rules check` lists them.
+
+Implemented, by SpamAssassin plugin:
+  HeaderEval   check_for_fake_aol_relay_in_rcvd, check_illegal_chars,
+               check_for_forged_{hotmail,eudoramail,yahoo,juno,gmail,gw05}_received_headers,
+               check_for_no_hotmail_received_headers, check_for_msn_groups_headers,
+               check_for_matching_env_and_hdr_from, sorted_recipients, similar_recipients,
+               check_for_missing_to_header, check_for_shifted_date, received_within_months,
+               subject_is_all_caps, check_for_to_in_subject, check_outlook_message_id,
+               check_messageid_not_usable, check_header_count_range,
+               check_unresolved_template, check_ratware_name_id, check_ratware_envelope_from,
+               gated_through_received_hdr_remover, check_equal_from_domains,
+               check_for_unique_subject_id, check_for_faraway_charset_in_headers
+  BodyEval     multipart_alternative_difference(_count), check_blank_line_ratio,
+               tvd_vertical_words, check_stock_info, check_body_length,
+               plaintext_body_length, plaintext_sig_length, plaintext_body_sig_ratio
+  MIMEEval     check_for_mime, check_for_mime_html(_only), check_mime_multipart_ratio,
+               check_msg_parse_flags, check_for_ascii_text_illegal,
+               check_abundant_unicode_ratio, check_for_faraway_charset, check_for_uppercase,
+               check_ma_non_text, check_base64_length, check_qp_ratio
+  RelayEval    check_for_numeric_helo, check_all_trusted, check_no_relays,
+               check_relays_unparseable, check_for_sender_no_reverse,
+               check_for_from_domain_in_received_headers, check_for_forged_received_trail,
+               check_for_forged_received_ip_helo, helo_ip_mismatch,
+               check_for_no_rdns_dotcom_helo, check_for_illegal_ip
+  HTMLEval     html_tag_balance, html_image_only, html_image_ratio, html_charset_faraway,
+               html_tag_exists, html_test, html_eval, html_text_match,
+               html_text_not_match, html_title_subject_ratio, html_range, check_iframe_src
+  FreeMail     check_freemail_from, check_freemail_header, check_freemail_replyto,
+               check_freemail_body
+  WLBLEval     check_mailfrom_matches_rcvd, check_from_in_list, check_replyto_in_list,
+               check_to_in_list, check_uri_host_listed, check_from_in_welcomelist (and
+               the blocklist/default/to variants, from the rule set's lists)
+  ImageInfo    image_count, pixel_coverage, image_to_text_ratio, image_size_exact,
+               image_size_range, image_named, image_name_regex
+  URIEval      check_uri_truncated
+  HTTPSMismatch check_https_http_mismatch
+
+Parameters read: none.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re as ure
+import struct
+
+from postier.content.spam import bre as re
+from postier.content.spam import perlre
+from postier.content.spam.message import parse_content_type
+from postier.content.spam.received import IP, IP_PRIVATE, IPV4_ADDRESS
+from postier.content.spam.uri import idn_to_ascii, is_fqdn_valid
+
+FUNCTIONS: dict = {}
+
+
+def ev(*names):
+    def deco(fn):
+        for n in names or (fn.__name__,):
+            FUNCTIONS[n] = fn
+        return fn
+    return deco
+
+
+def _s(b: bytes | None) -> str:
+    return "" if b is None else b.decode("latin-1")
+
+
+def _undef(v: str) -> bool:
+    return v == "undef"
+
+
+def _num(v) -> float:
+    """Perl's numeric value of a string (leading number, else 0)."""
+    if isinstance(v, (int, float)):
+        return v
+    m = re.match(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)", v or "")
+    return float(m.group(1)) if m else 0.0
+
+
+IS_IPV4 = re.compile(r"^" + IPV4_ADDRESS.pattern + r"$", re.X | re.A)
+IS_IP_PRIVATE = re.compile(r"^(?:" + IP_PRIVATE.pattern + r")$", re.X | re.I | re.A)
+_IPRE = re.compile(IP, re.A)
+_MONTH = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep",
+                                      "oct", "nov", "dec"), 1)}
+_TZ = {"UT": "+0000", "UTC": "+0000", "NDT": "-0230", "AST": "-0400", "ADT": "-0300",
+       "NST": "-0330", "EST": "-0500", "EDT": "-0400", "CST": "-0600", "CDT": "-0500",
+       "MST": "-0700", "MDT": "-0600", "PST": "-0800", "PDT": "-0700", "HST": "-1000",
+       "AKST": "-0900", "AKDT": "-0800", "HADT": "-0900", "HAST": "-1000", "GMT": "+0000",
+       "BST": "+0100", "IST": "+0100", "WET": "+0000", "WEST": "+0100", "CET": "+0100",
+       "CEST": "+0200", "EET": "+0200", "EEST": "+0300", "MSK": "+0300", "MSD": "+0400",
+       "MET": "+0100", "MEZ": "+0100", "MEST": "+0200", "MESZ": "+0200", "BRST": "-0200",
+       "BRT": "-0300", "AEST": "+1000", "AEDT": "+1100", "ACST": "+0930", "ACDT": "+1030",
+       "AWST": "+0800", "NZST": "+1200", "NZDT": "+1300", "JST": "+0900", "KST": "+0900",
+       "HKT": "+0800", "SGT": "+0800", "PHT": "+0800", "IDT": "+0300"}
+
+
+def parse_rfc822_date(date: str) -> int | None:
+    """Util::parse_rfc822_date: seconds since the epoch, or None."""
+    s = " " + date + " "
+    s = re.sub(r", *", " ", s)
+    s = re.sub(r"\s+", " ", s, flags=re.A)
+    m = re.search(r" (\d+) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) ", s, re.I | re.A)
+    if m:
+        dd, mon, yyyy = m.group(1), m.group(2).lower(), m.group(3)
+    else:
+        m = re.search(r" (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(\d+) \d+:\d+:\d+ (\d{4}) ", s,
+                      re.I | re.A)
+        if m:
+            dd, mon, yyyy = m.group(2), m.group(1).lower(), m.group(3)
+        else:
+            m = re.search(r" (\d+) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{2,3}) ", s,
+                          re.I | re.A)
+            if not m:
+                return None
+            dd, mon, yyyy = m.group(1), m.group(2).lower(), m.group(3)
+    s = s[:m.start()] + " " + s[m.end():]
+    y = int(yyyy)
+    if len(yyyy) == 2 and y < 50:
+        y += 2000
+    elif len(yyyy) != 4:
+        y += 1900
+    hh = mm = ss = 0
+    m = re.search(r" (\d?\d):(\d\d)(:(\d\d))? ", s, re.A)
+    if m:
+        hh, mm, ss = int(m.group(1)), int(m.group(2)), int(m.group(4) or 0)
+        s = s[:m.start()] + " " + s[m.end():]
+    tz = None
+    m = re.search(r" ([-+]\d{4}) ", s, re.A)
+    if m:
+        tz = m.group(1)
+    else:
+        m = re.search(r"\b([A-Z]{2,4}(?:-DST)?)\b", s, re.A)
+        if m and m.group(1) in _TZ:
+            tz = _TZ[m.group(1)]
+    tz = tz or "-0000"
+    month = _MONTH.get(mon, 0)
+    d = int(dd)
+    ss = min(ss, 59)
+    mm = min(mm, 59)
+    hh = min(hh, 23)
+    maxd = 31
+    if month in (4, 6, 9, 11):
+        maxd = 30
+    elif month == 2:
+        maxd = 29 if (y % 4 == 0 and (y % 100 or y % 400 == 0)) else 28
+    if d > maxd:
+        d = 1
+        month += 1
+        if month > 12:
+            month = 1
+            y += 1
+    y = min(max(y, 1970), 2037)
+    if month < 1 or d < 1:
+        return None
+    try:
+        t = calendar.timegm((y, month, d, hh, mm, ss, 0, 0, 0))
+    except (ValueError, OverflowError):
+        return None
+    m = re.search(r"([-+])(\d\d)(\d\d)$", tz)
+    if m:
+        off = (int(m.group(2)) * 60 + int(m.group(3))) * 60
+        if m.group(1) == "-":
+            t += off
+        elif t < off:
+            t = 0
+        else:
+            t -= off
+    return t
+
+
+class EvalContext:
+    """What eval functions see of a scan (the PerMsgStatus fields they use)."""
+
+    def __init__(self, run):
+        self.run = run
+        self.msg = run.msg
+        self.hv = run.hv
+        self.relays = run.relays
+        self.rs = run.cr.rs
+        self.rb = run.cr.registry
+        self.cache: dict = {}
+
+    # -- PerMsgStatus::get, in the contexts the plugins use
+    def get(self, req: str) -> str:
+        """Scalar get(): the joined value, "" when missing."""
+        return _s(self.hv.get_str(req))
+
+    def get_or_none(self, req: str) -> str | None:
+        v = self.hv.get(req)
+        if not v:
+            return None
+        return _s(self.hv.get_str(req))
+
+    def get_list(self, req: str) -> list[str]:
+        return [_s(v) for v in self.hv.get(req)]
+
+    def first(self, req: str) -> str | None:
+        v = self.hv.get(req)
+        return _s(v[0]) if v else None
+
+    def body(self) -> list[bytes]:
+        return self.run.body()
+
+    def rawbody(self) -> list[bytes]:
+        return self.run.rawbody()
+
+    def html_all(self) -> list[dict]:
+        return self.msg.html_all()
+
+    def settings(self, key: str) -> list[str]:
+        return self.rs.setting(key)
+
+    def locales_all(self) -> bool:
+        v = self.rs.setting("ok_locales")
+        return not v or "all" in v[-1].split()
+
+    def all_from_addrs(self) -> list[str]:
+        c = self.cache.get("all_from")
+        if c is not None:
+            return c
+        resent = self.get_list("Resent-From:first:addr")
+        if resent:
+            addrs = resent
+        else:
+            addrs = []
+            for h in ("From:addr", "Envelope-Sender:addr", "Resent-Sender:addr",
+                      "X-Envelope-From:addr", "EnvelopeFrom:addr"):
+                addrs += [re.sub(r"\.+", ".", a) for a in self.get_list(h) if a != ""]
+        out = list(dict.fromkeys(addrs))
+        self.cache["all_from"] = out
+        return out
+
+    def all_to_addrs(self) -> list[str]:
+        c = self.cache.get("all_to")
+        if c is not None:
+            return c
+        resent = self.get_list("Resent-To:first:addr") + self.get_list("Resent-Cc:first:addr")
+        if resent:
+            addrs = resent
+        else:
+            addrs = []
+            for line in self.get_list("Received")[:3]:
+                m = re.search(r" for <?(\S+@(\S+?))>?;", line, re.A)
+                if m and is_fqdn_valid(idn_to_ascii(m.group(2)), True):
+                    addrs.append(m.group(1))
+            for h in ("To", "Apparently-To", "Delivered-To", "Envelope-Recipients",
+                      "Apparently-Resent-To", "X-Envelope-To", "Envelope-To", "X-Delivered-To",
+                      "X-Original-To", "X-Rcpt-To", "X-Real-To", "Cc"):
+                addrs += self.get_list(h + ":addr")
+        out = list(dict.fromkeys(addrs))
+        self.cache["all_to"] = out
+        return out
+
+
+# ================================================================ HeaderEval
+
+@ev()
+def check_for_fake_aol_relay_in_rcvd(ctx, rule):
+    s = re.sub(r"\s+", " ", ctx.get("Received"), flags=re.A)
+    if re.search(r" rly-[a-z][a-z]\d\d\.", s, re.I | re.A):
+        if re.search(r"/AOL-\d+\.\d+\.\d+\)", s, re.A):
+            return 0
+        if re.search(r"ESMTP id (?:RELAY|MAILRELAY|MAILIN)", s):
+            return 0
+        return 1
+    return 0
+
+
+@ev("check_for_unique_subject_id")
+def _zero(ctx, rule, *args):
+    return 0
+
+
+@ev()
+def check_for_faraway_charset_in_headers(ctx, rule, *args):
+    if ctx.locales_all():
+        return 0
+    return 0
+
+
+@ev()
+def check_illegal_chars(ctx, rule, header, ratio, count):
+    if not header.endswith(":raw"):
+        header += ":raw"
+    raw = ctx.hv.get_str(header)
+    if not ctx.hv.get(header) or not re.search(rb"\S", raw):
+        return 0
+    if any(b > 0x7f for b in raw):
+        try:
+            raw.decode("utf-8")
+            valid = True
+        except UnicodeDecodeError:
+            valid = False
+        if valid and not re.search(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]", raw):
+            return 0
+    illegal = len(re.findall(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]", raw))
+    if illegal > 0 and header.lower() == "subject:raw":
+        if len(re.findall(rb"[\xa2\xa3\xae]", raw)) == 1:
+            illegal -= 1
+    if raw == b"":
+        return 0
+    return 1 if (illegal / len(raw)) >= _num(ratio) and illegal >= _num(count) else 0
+
+
+@ev()
+def gated_through_received_hdr_remover(ctx, rule=None):
+    txt = ctx.get_or_none("Mailing-List")
+    if txt is not None and re.search(r"^contact \S+@\S+; run by ezmlm$", txt, re.M | re.A):
+        dlto = ctx.get("Delivered-To")
+        rcvd = ctx.get("Received")
+        if re.search(r"^mailing list \S+@\S+", dlto, re.M | re.A) and \
+                re.search(r"qmail \d+ invoked (?:from network|by .{3,20})\); \d+ ... \d+", rcvd, re.A):
+            return 1
+    rcvd = ctx.get_or_none("Received")
+    if rcvd is None:
+        return 1
+    if re.search(r"from groups\.msn\.com \(\S+\.msn\.com ", rcvd, re.A):
+        return 1
+    return 0
+
+
+def _forged_hotmail(ctx) -> tuple[int, int]:
+    c = ctx.cache.get("hotmail")
+    if c is not None:
+        return c
+    res = (0, 0)
+    ctx.cache["hotmail"] = res
+    rcvd = re.sub(r"\s+", " ", ctx.get("Received"), flags=re.A)
+    if re.search(r"from mail pickup service by hotmail\.com with Microsoft SMTPSVC;", rcvd):
+        return res
+    if check_for_msn_groups_headers(ctx, None):
+        return res
+    ip = ctx.get_or_none("X-Originating-Ip")
+    orig = ctx.get_or_none("X-OriginatorOrg")
+    ip = 1 if ip is not None and _IPRE.search(ip) else 0
+    orig = 1 if orig is not None and re.search(r"hotmail\.com|msonline-outlook", orig) else 0
+    if gated_through_received_hdr_remover(ctx):
+        return res
+    if ip and re.search(r"from (?:\S*\.)?hotmail.com \(\S+\.hotmail(?:\.msn)?\.com[ \)]", rcvd, re.A):
+        return res
+    if orig and re.search(r"from \S*\.outbound\.protection\.outlook\.com \(\S+\.outbound\.protection\.outlook\.com[ \)]",
+                          rcvd, re.A):
+        return res
+    if orig and re.search(r"from \S*\.(?:eur|nam)prd\d+\.prod\.outlook\.com \(" + IP + r"\)", rcvd, re.A):
+        return res
+    if ip and re.search(r"from \S*\.hotmail.com \(\[" + IP + r"\][ \):]", rcvd, re.A):
+        return res
+    if ip and re.search(r"from \S+ by \S+\.hotmail(?:\.msn)?\.com with HTTP;", rcvd, re.A):
+        return res
+    if ip and re.search(r"from \[66\.218.\S+\] by \S+\.yahoo\.com", rcvd, re.A):
+        return res
+    if re.search(r"(?:from |HELO |helo=)\S*hotmail\.com\b", rcvd, re.A):
+        res = (1, 0)
+    else:
+        frm = ctx.get("From:addr")
+        if not re.search(r"\bhotmail\.com$", frm, re.I | re.A):
+            return res
+        res = (0, 1)
+    ctx.cache["hotmail"] = res
+    return res
+
+
+@ev()
+def check_for_forged_hotmail_received_headers(ctx, rule):
+    return _forged_hotmail(ctx)[0]
+
+
+@ev()
+def check_for_no_hotmail_received_headers(ctx, rule):
+    return _forged_hotmail(ctx)[1]
+
+
+@ev()
+def check_for_msn_groups_headers(ctx, rule):
+    m = re.search(r"<(\S+)@groups\.msn\.com>", ctx.get("To"), re.I | re.A)
+    if not m:
+        return 0
+    listname = m.group(1)
+    m = re.search(r"from mail pickup service by ((?:p\d\d\.)groups\.msn\.com)\b", ctx.get("Received"), re.A)
+    if not m:
+        return 0
+    server = m.group(1)
+    if listname == "notifications":
+        if not re.search(r"^<\S+@" + server + ">", ctx.get("Message-Id"), re.A):
+            return 0
+    else:
+        if not re.search(r"^<" + listname + r"-\S+@groups\.msn\.com>", ctx.get("Message-Id"), re.A):
+            return 0
+        if not re.search(listname + r"-bounce@groups\.msn\.com", ctx.get("EnvelopeFrom:addr"), re.A):
+            return 0
+    return 1
+
+
+@ev()
+def check_for_forged_eudoramail_received_headers(ctx, rule):
+    if not re.search(r"\beudoramail\.com$", ctx.get("From:addr"), re.I | re.A):
+        return 0
+    rcvd = re.sub(r"\s+", " ", ctx.get("Received"), flags=re.A)
+    ip = ctx.get_or_none("X-Sender-Ip")
+    ip = 1 if ip is not None and _IPRE.search(ip) else 0
+    if gated_through_received_hdr_remover(ctx):
+        return 0
+    if ip and re.search(r"by \S*whowhere.com;", rcvd, re.A):
+        return 0
+    return 1
+
+
+@ev()
+def check_for_forged_yahoo_received_headers(ctx, rule):
+    frm = ctx.get("From:addr")
+    if not re.search(r"\byahoo\.com$", frm, re.I | re.A):
+        return 0
+    rcvd = ctx.get("Received")
+    if ctx.get("Resent-From") != "" and ctx.get("Resent-To") != "":
+        x = ctx.get("X-Received")
+        if x != "":
+            rcvd = x
+    rcvd = re.sub(r"\s+", " ", rcvd, flags=re.A)
+    if gated_through_received_hdr_remover(ctx):
+        return 0
+    if re.search(r" rdns=\S+\.yahoo\.com ", ctx.relays.trusted_str, re.A) or \
+            re.search(r"^[^\]]+ rdns=\S+\.yahoo\.com ", ctx.relays.untrusted_str, re.A):
+        return 0
+    for pat in (r"by web\S+\.mail\S*\.yahoo\.com via HTTP",
+                r"by sonic\S+\.consmr\.mail\S*\.yahoo\.com with HTTP",
+                r"by smtp\S+\.yahoo\.com with SMTP",
+                r"from \[" + IP + r"\] by \S+\.(?:groups|scd|dcn)\.yahoo\.com with NNFMP"):
+        if re.search(pat, rcvd, re.A):
+            return 0
+    if re.search(r"\bmailer\d+\.bulk\.scd\.yahoo\.com\b", rcvd, re.A) and \
+            re.search(r"@reply\.yahoo\.com$", frm, re.I):
+        return 0
+    if re.search(r"by \w+\.\w+\.yahoo\.com \(\d+\.\d+\.\d+/\d+\.\d+\.\d+\)(?: with ESMTP)? id \w+", rcvd, re.A):
+        return 0
+    return 1
+
+
+@ev()
+def check_for_forged_juno_received_headers(ctx, rule):
+    if not re.search(r"\bjuno\.com$", ctx.get("From:addr"), re.I | re.A):
+        return 0
+    if gated_through_received_hdr_remover(ctx):
+        return 0
+    xorig = ctx.get("X-Originating-IP")
+    xmailer = ctx.get("X-Mailer")
+    rcvd = ctx.get("Received")
+    if xorig != "":
+        if not re.search(r"from.*\b(?:juno|untd)\.com.*[\[\(]" + IP + r"[\]\)].*by", rcvd, re.A) and \
+                not re.search(r" cookie\.(?:juno|untd)\.com ", rcvd):
+            return 1
+        if "Juno " not in xmailer:
+            return 1
+    else:
+        if re.search(r"from.*\bmail\.com.*\[" + IP + r"\].*by", rcvd, re.A):
+            if not re.search(r"\bmail\.com", xmailer, re.A):
+                return 1
+        elif re.search(r"from (webmail\S+\.untd\.com) \(\1 \[" + IP + r"\]\) by", rcvd, re.A):
+            if not re.search(r"^Webmail Version \d", xmailer, re.A):
+                return 1
+        else:
+            return 1
+        if not _IPRE.search(xorig):
+            return 1
+    return 0
+
+
+@ev()
+def check_for_forged_gmail_received_headers(ctx, rule):
+    if not re.search(r"\bgmail\.com$", ctx.get("From:addr"), re.I | re.A):
+        return 0
+    xgms = ctx.get("X-Gm-Message-State")
+    xss = ctx.get("X-Google-Smtp-Source")
+    xrcvd = ctx.get("X-Received")
+    rcvd = ctx.get("Received")
+    if re.search(r"by 10\.\S+ with SMTP id \S+", xrcvd, re.A):
+        return 0
+    if re.search(r"by 2002:a\d\d:\w+:\S+ with SMTP id \S+", xrcvd, re.A):
+        return 0
+    if re.search(r"by smtp\.googlemail\.com with ESMTPSA id \S+", rcvd, re.A):
+        return 0
+    if len(xgms) >= 60 and len(xss) >= 60:
+        return 0
+    return 1
+
+
+@ev()
+def check_for_forged_gw05_received_headers(ctx, rule):
+    rcv = ctx.get("Received")
+    m = re.search(r"\nfrom\s(\S+)\sby\s(\S+)\swith\sESMTP;\s+\S\S\S,\s+\d+\s+\S\S\S\s+"
+                  r"\d{4}\s+\d\d:\d\d:\d\d\s+[-+]*\d{4}\n$", rcv, re.S | re.A)
+    return 1 if m and "." not in m.group(2) else 0
+
+
+@ev()
+def check_for_matching_env_and_hdr_from(ctx, rule):
+    return 1 if ctx.get("EnvelopeFrom:addr").lower() == ctx.get("From:addr").lower() else 0
+
+
+def _recipients(ctx):
+    c = ctx.cache.get("recips")
+    if c is not None:
+        return c
+    inputs: list[str] = []
+    for h in ("ToCc:addr", "Bcc:addr"):
+        inputs += ctx.get_list(h)
+        if len(inputs) >= 5:
+            break
+    address = []
+    prev = ""
+    for cur in inputs:
+        if not cur:
+            break
+        if cur.lower() != prev.lower():
+            address.append(cur)
+            prev = cur
+        if len(address) == 256:
+            break
+    srt = len(address) >= 7 and ",".join(address) == ",".join(sorted(address))
+    similar = 0.0
+    if len(address) >= 5:
+        user = [a[:2] for a in address]
+        fqhn = [(re.search(r"@(.*)", a, re.S).group(1) if "@" in a else None) for a in address]
+        host = [f[:2] if f is not None else None for f in fqhn]
+        hits = comb = 0
+        for i in range(len(address)):
+            for j in range(i + 1, len(address)):
+                if user[i] == user[j]:
+                    hits += 1
+                if host[i] == host[j] and fqhn[i] != fqhn[j]:
+                    hits += 1
+                comb += 1
+        similar = hits / comb
+    c = ctx.cache["recips"] = (srt, similar)
+    return c
+
+
+@ev()
+def sorted_recipients(ctx, rule):
+    return 1 if _recipients(ctx)[0] else 0
+
+
+@ev()
+def similar_recipients(ctx, rule, mn, mx):
+    v = _recipients(ctx)[1]
+    return 1 if ((_undef(mn) or v >= _num(mn)) and (_undef(mx) or v < _num(mx))) else 0
+
+
+@ev()
+def check_for_missing_to_header(ctx, rule):
+    h = ctx.get("To")
+    if h == "":
+        h = ctx.get("Apparently-To")
+    return 1 if h == "" else 0
+
+
+def _date_header_time(ctx):
+    if "date_time" in ctx.cache:
+        return ctx.cache["date_time"]
+    t = None
+    for h in ("Resent-Date", "Date"):
+        for d in ctx.msg.get_headers(h):
+            if d:
+                t = parse_rfc822_date(_s(d).rstrip("\n"))
+            if t is not None:
+                break
+        if t is not None:
+            break
+    ctx.cache["date_time"] = t
+    return t
+
+
+def _received_times(ctx):
+    if "rcvd_times" in ctx.cache:
+        return ctx.cache["rcvd_times"]
+    times: list[int] = []
+    fetch = None
+    rcvd = ctx.get("Received")
+    received = [x for x in rcvd.split("\n") if re.search(r"\S", x)] if rcvd else []
+    if received:
+        local = []
+        if re.search(r"\bfrom (?:localhost\s|(?:\S+ ){1,2}\S*\b127\.0\.0\.1\b)", received[0], re.A) or \
+                re.search(r"qmail \d+ invoked by uid \d+", received[0], re.A):
+            local.append(received.pop(0))
+        if received and re.search(r"\bby localhost with \w+ \(fetchmail-[\d.]+", received[0], re.A):
+            local.append(received.pop(0))
+        elif local:
+            received.insert(0, local.pop(0))
+        import time as _time
+        now = _time.time()
+        ft = []
+        for r in local:
+            m = re.search(r"(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)", r, re.A)
+            if m:
+                t = parse_rfc822_date(m.group(1))
+                if t is not None and now >= t:
+                    ft.append(t)
+        if ft:
+            fetch = max(ft)
+        for r in received:
+            m = re.search(r"(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)", r, re.A)
+            if m:
+                t = parse_rfc822_date(m.group(1))
+                if t is not None:
+                    times.append(t)
+    ctx.cache["rcvd_times"] = (times, fetch)
+    return times, fetch
+
+
+def _date_diff(ctx) -> int:
+    if "date_diff" in ctx.cache:
+        return ctx.cache["date_diff"]
+    diff = 0
+    d = _date_header_time(ctx)
+    if d is not None:
+        times = _received_times(ctx)[0]
+        if times:
+            diffs = [d - t for t in times]
+            if len(diffs) > 1 and diffs[-1] == 0:
+                diffs.pop()
+            diffs.sort(key=abs)
+            diff = diffs[0]
+    ctx.cache["date_diff"] = diff
+    return diff
+
+
+@ev()
+def check_for_shifted_date(ctx, rule, mn, mx):
+    d = _date_diff(ctx)
+    return 1 if ((_undef(mn) or d >= 3600 * _num(mn)) and (_undef(mx) or d < 3600 * _num(mx))) else 0
+
+
+@ev()
+def received_within_months(ctx, rule, mn=None, mx=None):
+    import time as _time
+    poss = []
+    d = _date_header_time(ctx)
+    if d is not None:
+        poss.append(d)
+    times, fetch = _received_times(ctx)
+    if times:
+        poss.append(times[0])
+    if fetch is not None:
+        poss.append(fetch)
+    if d is not None and times:
+        poss.append(d - _date_diff(ctx))
+    rcv = sorted(poss, reverse=True)[(len(poss) - 1) // 2] if poss else 0
+    diff = _time.time() - rcv
+    ok_min = mn is None or _undef(mn) or diff >= 31556952 * (_num(mn) / 12)
+    ok_max = mx is None or _undef(mx) or diff < 31556952 * (_num(mx) / 12)
+    return 1 if ok_min and ok_max else 0
+
+
+_CLTFAC = r"[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|georgianps|pt154|tis)[-_a-z0-9]*"
+
+
+@ev()
+def subject_is_all_caps(ctx, rule):
+    subj = ctx.get("Subject")
+    subj = re.sub(r"^\s+", "", subj, flags=re.A)
+    subj = re.sub(r"\s+$", "", subj, flags=re.A)
+    subj = re.sub(r"^(?:(?:Re|Fwd|Fw|Aw|Antwort|WG|SV|VB|VS|VL):\s*)+", "", subj, flags=re.I | re.A)
+    if not re.search(r"\s", subj, re.A):
+        return 0
+    if len(subj) < 10:
+        return 0
+    letters = re.sub(r"[^a-zA-Z]", "", subj)
+    if re.search(r"=\?" + _CLTFAC + r"\?", ctx.get("Subject:raw"), re.I):
+        return 0
+    return 1 if letters and letters == letters.upper() else 0
+
+
+@ev()
+def check_for_to_in_subject(ctx, rule, test):
+    full_to = ctx.get("To:addr")
+    if full_to == "":
+        return 0
+    subject = ctx.get("Subject")
+    if test == "address":
+        return 1 if re.search(r"\b" + re.escape(full_to) + r"\b", subject, re.I | re.A) else 0
+    if test == "user":
+        to = re.sub(r"@.*", "", full_to, flags=re.S)
+        t = re.escape(to)
+        pat = (r"^(?:(?:re|fw):\s*(?:\w+\s+)?" + t + r"$|(?-i:" + t + r")\s*[,:;!?-](?:$|\s)|"
+               + t + r"$|,\s*" + t + r"[,:;!?-]$)")
+        return 1 if re.search(pat, subject, re.I | re.A) else 0
+    return 0
+
+
+@ev()
+def check_outlook_message_id(ctx, rule):
+    mid = ctx.get("MESSAGEID")
+    m = re.match(r"^<[0-9a-f]{4}([0-9a-f]{8})\$[0-9a-f]{8}\$[0-9a-f]{8}@", mid)
+    if not m:
+        return 0
+    token = int(m.group(1), 16)
+    x, y, fudge = 0.0023283064365387, 27111902.8329849, 250
+    t = parse_rfc822_date(ctx.get("Date")) or 0
+    if abs(token - int(t * x + y)) < fudge:
+        return 0
+    rc = ctx.get("Received")
+    m = re.search(r"(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+).*?$", rc, re.A)
+    t = (parse_rfc822_date(m.group(1)) if m else parse_rfc822_date(rc)) or 0
+    return 1 if abs(token - int(t * x + y)) >= fudge else 0
+
+
+@ev()
+def check_messageid_not_usable(ctx, rule):
+    if re.search(r"<mailto:(?:leave-\S+|\S+-unsubscribe)@\S+>$", ctx.get("List-Unsubscribe"), re.I | re.A):
+        return 1
+    if gated_through_received_hdr_remover(ctx):
+        return 1
+    rc = ctx.get("Received")
+    if "/CWT/DCE)" in rc or "iPlanet Messaging Server" in rc:
+        return 1
+    return 0
+
+
+@ev()
+def check_header_count_range(ctx, rule, hdr, mn, mx):
+    vals = list(dict.fromkeys(ctx.msg.get_headers(hdr)))
+    return 1 if _num(mn) <= len(vals) <= _num(mx) else 0
+
+
+@ev()
+def check_unresolved_template(ctx, rule):
+    for h in ctx.get("ALL").split("\n"):
+        if re.search(r"%[A-Z][A-Z_-]", h) and not re.match(
+                r"^(?:X-VMS-To|X-UIDL|X-Face|To|Cc|From|Subject|References|In-Reply-To|"
+                r"(?:X-|Resent-|X-Original-)?Message-Id):", h, re.I):
+            return 1
+    return 0
+
+
+@ev()
+def check_ratware_name_id(ctx, rule):
+    m = re.search(r"<[A-Z]{28}\.([^>]+?)>", ctx.get("MESSAGEID"))
+    if m and re.search(r"\"[^\"]+\"\s*<" + re.escape(m.group(1)) + ">", ctx.get("From"), re.A):
+        return 1
+    return 0
+
+
+@ev()
+def check_ratware_envelope_from(ctx, rule):
+    to = ctx.get("To:addr")
+    frm = ctx.get("EnvelopeFrom:addr")
+    if frm == "" or to == "":
+        return 0
+    if re.match(r"^SRS\d[=+-]", frm, re.I):
+        return 0
+    m = re.match(r"^([^@]+)@(.+)$", to, re.S)
+    if m:
+        user, dom = m.group(1), m.group(2)
+        dom = ctx.rb.trim_domain(dom)
+        if not ctx.rb.is_domain_valid(dom):
+            return 0
+        if re.search(r"\b" + re.escape(dom) + "." + re.escape(user) + "@", frm, re.I | re.A):
+            return 1
+    return 0
+
+
+@ev()
+def check_equal_from_domains(ctx, rule):
+    frm = ctx.get("From:addr")
+    env = ctx.get("EnvelopeFrom:addr")
+    m = re.search(r"@([^@]*)\Z", frm)
+    fd = m.group(1) if m else ""
+    fd = re.sub(r"^.+\.([^\.]+\.[^\.]+)$", r"\1", fd)
+    if fd == "":
+        return 0
+    m = re.search(r"@([^@]*)\Z", env)
+    ed = m.group(1) if m else ""
+    ed = re.sub(r"^.+\.([^\.]+\.[^\.]+)$", r"\1", ed)
+    if ed == "":
+        return 0
+    return 1 if fd.lower() != ed.lower() else 0
+
+
+# ================================================================ BodyEval
+
+def _madiff(ctx):
+    c = ctx.cache.get("madiff")
+    if c is not None:
+        return c
+    res = [0.0, 0, 0]
+    ctx.cache["madiff"] = res
+    msg = ctx.msg
+    ma = msg.find_parts(re.compile(r"^multipart/alternative\b"))
+    if not ma:
+        return res
+    summary = _content_summary(msg)
+    if len(summary) == 3 and summary[2] == "text/calendar" and summary[1] == "text/html" and \
+            summary[0] == "multipart/alternative":
+        return res
+    for part in ma:
+        html: dict[str, int] = {}
+        text: dict[str, int] = {}
+        for t in part.find_parts(re.compile(r"^text\b")):
+            typ, rnd, chars = t.rendered()
+            if typ is None:
+                continue
+            rx = ure if chars else re      # Perl: Unicode rules for character strings
+            words = [w for w in rx.split(r"\s+", rnd) if rx.search(r"\w", w)]
+            if typ == "text/html":
+                for w in words:
+                    html[w] = html.get(w, 0) + 1
+                if not html and "img" in ((t.html_results or {}).get("inside") or {}):
+                    html["\n"] = 1
+            else:
+                for w in words:
+                    text[w] = text.get(w, 0) + 1
+        orig = len(html)
+        if orig == 0:
+            continue
+        res[1] = orig
+        res[2] = len(text)
+        for k, v in text.items():
+            if k in html and html[k] - v < 1:
+                del html[k]
+        diff = len(html) / orig * 100
+        if diff > res[0]:
+            res[0] = diff
+    return res
+
+
+def _content_summary(msg) -> list[str]:
+    ret = [[msg.type]]
+    search = []
+    for i, p in enumerate(msg.body_parts or [], 1):
+        search.append((i, p))
+    while search:
+        idx, p = search.pop(0)
+        while len(ret) <= idx:
+            ret.append([])
+        ret[idx].append(p.type)
+        if p.body_parts is not None:
+            search[0:0] = [(idx, c) for c in p.body_parts]
+    return [",".join(x) for x in ret]
+
+
+@ev()
+def multipart_alternative_difference(ctx, rule, mn, mx):
+    d = _madiff(ctx)[0]
+    return 1 if ((_num(mn) == 0 or d > _num(mn)) and (mx == "undef" or d <= _num(mx))) else 0
+
+
+@ev()
+def multipart_alternative_difference_count(ctx, rule, ratio, minhtml):
+    d, h, t = _madiff(ctx)
+    if not h > _num(minhtml):
+        return 0
+    return 1 if (t / h) > _num(ratio) else 0
+
+
+@ev()
+def check_blank_line_ratio(ctx, rule, mn, mx, minlines=None):
+    minlines = int(_num(minlines)) if minlines is not None and _num(minlines) >= 1 else 1
+    blank = nlines = 0
+    for chunk in ctx.rawbody():
+        for line in re.split(rb"(?<=\n)", chunk):
+            nlines += 1
+            if not re.search(rb"\S", line):
+                blank += 1
+    ratio = -1 if nlines < minlines else 100 * blank / nlines
+    mn, mx = _num(mn), _num(mx)
+    return 1 if ((mn == 0 and ratio <= mx) or (mn < ratio <= mx)) else 0
+
+
+@ev()
+def tvd_vertical_words(ctx, rule, mn, mx):
+    mn, mx = _num(mn), _num(mx)
+    if mx >= 100:
+        mx = 101
+    v = ctx.cache.get("tvd")
+    if v is None:
+        v = -1
+        for line in ctx.body():
+            ln = len(line)
+            if ln <= 5:
+                continue
+            spaces = line.count(b" ")
+            non = ln - spaces
+            pct = 100 if (spaces > non or non == 0) else int(100 * spaces / non)
+            v = max(v, pct)
+        ctx.cache["tvd"] = v
+    return 1 if mn <= v < mx else 0
+
+
+_STOCK = re.compile(r"(^trad(?:e|ing)date|company(?:name)?|s\w?(?:t\w?o\w?c\w?k|y\w?m(?:\w?b\w?o\w?l)?)|"
+                    r"t(?:arget|icker)|(?:opening|current)p(?:rice)?|p(?:rojected|osition)|expectations|"
+                    r"weeks?high|marketperformance|(?:year|week|month|day|price)(?:target|estimates?)|"
+                    r"sector|r(?:ecommendation|ating))$", re.A)
+
+
+@ev()
+def check_stock_info(ctx, rule, mn):
+    v = ctx.cache.get("stock")
+    if v is None:
+        v = 0
+        parts = ctx.msg.find_parts(re.compile(r"^text/plain$"))
+        if parts:
+            typ, rnd, chars = parts[0].rendered()
+            if typ:
+                hits = set()
+                rx = ure if chars else re
+                for m in rx.finditer(r"^\s*([^:\s][^:\n]{2,29})\s*:\s*\S", rnd, re.M):
+                    s = re.sub(r"[^a-z]", "", m.group(1).lower())
+                    mm = _STOCK.search(s)
+                    if mm:
+                        hits.add(mm.group(1))
+                v = len(hits)
+        ctx.cache["stock"] = v
+    return 1 if (_num(mn) == 0 or v >= _num(mn)) else 0
+
+
+@ev()
+def check_body_length(ctx, rule, mn):
+    return 1 if len(ctx.msg.pristine_body) <= _num(mn) else 0
+
+
+def _sig_ratio(ctx):
+    c = ctx.cache.get("sig")
+    if c is not None:
+        return c
+    c = {}
+    parts = ctx.msg.find_parts(re.compile(r"^text/plain"))
+    if parts:
+        text = parts[0].decode() or b""
+        lb, ls = len(text), 0
+        for m in re.finditer(rb"^-- ?\r?$", text, re.M):
+            if len(text) - m.end() <= 4:
+                continue
+            lb = m.start()
+            ls = len(text) - m.end()
+        c = {"body": lb, "sig": ls, "ratio": lb / ls if ls else 10 ** 6}
+    ctx.cache["sig"] = c
+    return c
+
+
+@ev()
+def plaintext_body_length(ctx, rule, mn, mx=None):
+    v = _sig_ratio(ctx).get("body")
+    return 1 if v is not None and v >= _num(mn) and (mx is None or v <= _num(mx)) else 0
+
+
+@ev()
+def plaintext_sig_length(ctx, rule, mn, mx=None):
+    v = _sig_ratio(ctx).get("sig")
+    return 1 if v is not None and v >= _num(mn) and (mx is None or v <= _num(mx)) else 0
+
+
+@ev()
+def plaintext_body_sig_ratio(ctx, rule, mn, mx=None):
+    v = _sig_ratio(ctx).get("ratio")
+    return 1 if v is not None and v >= _num(mn) and (v <= _num(mx) if mx is not None else True) else 0
+
+
+# ================================================================ MIMEEval
+
+def _attachments(ctx) -> dict:
+    c = ctx.cache.get("mime")
+    if c is not None:
+        return c
+    st = {"mime_base64_count": 0, "mime_base64_encoded_text": 0, "mime_body_html_count": 0,
+          "mime_body_text_count": 0, "mime_faraway_charset": 0, "mime_missing_boundary": 0,
+          "mime_multipart_alternative": 0, "mime_multipart_ratio": 1.0, "mime_qp_count": 0,
+          "mime_qp_long_line": 0, "mime_qp_ratio": 0, "mime_ascii_text_illegal": 0,
+          "mime_text_unicode_ratio": 0}
+    ctx.cache["mime"] = st
+    qp_bytes = qp_count = normal = unicode_ = 0
+    part_bytes: dict[int, int] = {}
+    part_type: dict[int, str] = {}
+    part = -1
+    for p in ctx.msg.find_parts(None, False):
+        ctype, _b, charset, name, _m = parse_content_type(p.get_headers("content-type"))
+        if ctype == "multipart/alternative":
+            st["mime_multipart_alternative"] = 1
+        cte = _s(p.get_header("Content-Transfer-Encoding") or b"").lower().rstrip("\n")
+        cd = _s(p.get_header("Content-Disposition") or b"").lower().rstrip("\n")
+        charset = charset.lower() if charset else charset
+        _mime_header(ctx, st, ctype, cte, cd, charset or "")
+        if not p.is_leaf():
+            continue
+        part += 1
+        part_type[part] = ctype
+        if "attachment" not in cd:
+            part_bytes[part] = 0
+        for line in p.raw or []:
+            if st["mime_multipart_alternative"] and "attachment" not in cd and \
+                    ctype in ("text/plain", "text/html"):
+                part_bytes[part] = part_bytes.get(part, 0) + len(line)
+            if cte == "quoted-printable" and not line.startswith(b"SPAM: "):
+                if len(line) > 79:
+                    st["mime_qp_long_line"] = 1
+                qp_bytes += len(line)
+                if b"=" in line:
+                    qp = len(re.findall(rb"=(?:09|3[0-9ABCEF]|[2456][0-9A-F]|7[0-9A-E])", line))
+                    if qp:
+                        qp_count += qp
+                        m = re.search(rb"((?:=09|=20)+)\s*$", line)
+                        if m:
+                            qp_count -= len(m.group(1)) / 3
+            if ctype == "text/plain" and (charset is None or charset == "us-ascii"):
+                if re.search(rb"[\x00\x0d\x80-\xff]+", line):
+                    st["mime_ascii_text_illegal"] += 1
+            if ctype == "text/plain" and cte in ("", "7bit", "8bit"):
+                text, subs = re.subn(rb"&#x[0-9A-F]{4};", b"", line)
+                normal += len(text)
+                unicode_ += subs
+    if qp_bytes:
+        st["mime_qp_ratio"] = qp_count / qp_bytes
+        st["mime_qp_count"] = qp_count
+    if normal:
+        st["mime_text_unicode_ratio"] = unicode_ / normal
+    if st["mime_multipart_alternative"]:
+        text = html = None
+        for i in range(part, -1, -1):
+            if i not in part_bytes:
+                continue
+            if html is None and part_type[i] == "text/html":
+                html = part_bytes[i]
+            elif text is None and part_type[i] == "text/plain":
+                text = part_bytes[i]
+            if html is not None and text is not None:
+                break
+        if text is not None and html is not None and html > 0:
+            st["mime_multipart_ratio"] = text / html
+    if any(v != 0 for v in ctx.msg.mime_boundary_state.values()):
+        st["mime_missing_boundary"] = 1
+    return st
+
+
+def _mime_header(ctx, st, ctype, cte, cd, charset):
+    if ctype == "text/html":
+        st["mime_body_html_count"] += 1
+    elif re.match(r"^text", ctype, re.I):
+        st["mime_body_text_count"] += 1
+    if "base64" in cte:
+        st["mime_base64_count"] += 1
+    elif "quoted-printable" in cte:
+        st["mime_qp_count"] += 1
+    if cd and "attachment" in cd:
+        st["mime_attachment"] = st.get("mime_attachment", 0) + 1
+    if ctype.startswith("text") and "base64" in cte and \
+            (not charset or re.search(r"(?:us-ascii|ansi_x3\.4-1968|iso-ir-6|ansi_x3\.4-1986|iso_646\.irv:1991|"
+                                      r"ascii|iso646-us|us|ibm367|cp367|csascii)", charset)) and \
+            not (cd and re.match(r"^(?:attachment|inline)", cd)):
+        st["mime_base64_encoded_text"] = 1
+    if re.search(r"iso-\S+-\S+\b", charset, re.I) and \
+            not re.search(r"iso-(?:8859-\d{1,2}|2022-(?:jp|kr))\b", charset):
+        st["mime_bad_iso_charset"] = 1
+    if re.search(r"[a-z]", charset, re.I):
+        st["mime_html_charsets"] = charset if "mime_html_charsets" not in st else \
+            st["mime_html_charsets"] + " " + charset
+
+
+@ev()
+def check_for_mime(ctx, rule, test):
+    st = _attachments(ctx)
+    return 1 if st.get(test) else 0
+
+
+@ev()
+def check_for_mime_html(ctx, rule):
+    if re.match(r"^text/html", ctx.get("Content-Type"), re.I):
+        return 1
+    return 1 if _attachments(ctx)["mime_body_html_count"] > 0 else 0
+
+
+@ev()
+def check_for_mime_html_only(ctx, rule):
+    if re.match(r"^text/html", ctx.get("Content-Type"), re.I):
+        return 1
+    st = _attachments(ctx)
+    return 1 if st["mime_body_html_count"] > 0 and st["mime_body_text_count"] == 0 else 0
+
+
+@ev()
+def check_mime_multipart_ratio(ctx, rule, mn, mx):
+    r = _attachments(ctx)["mime_multipart_ratio"]
+    return 1 if _num(mn) <= r < _num(mx) else 0
+
+
+_PARSE_FLAGS = {"missing_head_body_separator", "missing_mime_headers",
+                "missing_mime_head_body_separator", "mime_epilogue_exists", "truncated_header",
+                "mimepart_limit_exceeded"}
+
+
+@ev()
+def check_msg_parse_flags(ctx, rule, typ, typ2=None):
+    return 1 if typ in ctx.msg.flags else 0
+
+
+@ev()
+def check_for_ascii_text_illegal(ctx, rule):
+    return 1 if _attachments(ctx)["mime_ascii_text_illegal"] > 0 else 0
+
+
+@ev()
+def check_abundant_unicode_ratio(ctx, rule, ratio):
+    if not re.fullmatch(r"\d{0,3}\.\d{1,3}", ratio):
+        return 0
+    return 1 if _attachments(ctx)["mime_text_unicode_ratio"] >= _num(ratio) else 0
+
+
+@ev()
+def check_for_faraway_charset(ctx, rule, *args):
+    if ctx.locales_all():
+        return 0
+    return 0
+
+
+@ev()
+def check_qp_ratio(ctx, rule, mn):
+    return 1 if _attachments(ctx)["mime_qp_ratio"] >= _num(mn) else 0
+
+
+def _charset_from_ct(t: str | None) -> str | None:
+    if t is None:
+        return None
+    for pat in (r"charset=\"([^\"]+)\"", r"charset='([^']+)'", r"charset=(\S+)"):
+        m = re.search(pat, t, re.I)
+        if m:
+            return m.group(1)
+    return None
+
+
+@ev()
+def check_for_uppercase(ctx, rule, mn, mx):
+    mn, mx = _num(mn), _num(mx)
+    v = ctx.cache.get("uppercase")
+    if v is None:
+        st = _attachments(ctx)
+        charsets = []
+        t = _charset_from_ct(ctx.get_or_none("Content-Type"))
+        if t is not None:
+            charsets.append(t)
+        if "mime_html_charsets" in st:
+            charsets += st["mime_html_charsets"].split()
+        if any(re.fullmatch(_CLTFAC, c, re.I) for c in charsets):
+            ctx.cache["uppercase"] = 0
+            return 0
+        ln = lower = upper = 0
+        for line in ctx.body():
+            if not re.search(rb"\S\s+\S", line):
+                continue
+            if re.match(rb"^(?:[A-Za-z0-9+/=]{60,76} ){2}", line):
+                continue
+            line = re.sub(rb"\x1b\$B.*\x1b\(B", b"", line, flags=re.S)
+            ln += len(line)
+            lower += len(re.findall(rb"[a-z0-9]", line))
+            upper += len(re.findall(rb"[A-Z]", line))
+        if ln < 200 or upper + lower == 0:
+            v = 0
+        else:
+            v = upper / (upper + lower) * 100
+        ctx.cache["uppercase"] = v
+    return 1 if mn < v <= mx else 0
+
+
+@ev()
+def check_ma_non_text(ctx, rule):
+    for mp in ctx.msg.find_parts(re.compile(r"^multipart/alternative$")):
+        for p in mp.find_parts(re.compile("."), True, False):
+            if p.type.lower() in ("multipart/related", "application/rtf"):
+                continue
+            if re.match(r"^text/", p.type, re.I):
+                continue
+            return 1
+    return 0
+
+
+@ev()
+def check_base64_length(ctx, rule, mn, mx=None):
+    v = ctx.cache.get("b64len")
+    if v is None:
+        v = 0
+        for p in ctx.msg.find_parts(re.compile("."), True):
+            ct = parse_content_type(p.get_headers("content-type"))[0]
+            if ct == "application/ics":
+                continue
+            cte = _s(p.get_header("content-transfer-encoding") or b"").lower()
+            if not re.fullmatch(r"base64\n?", cte):
+                continue
+            for line in p.raw or []:
+                v = max(v, len(line))
+        ctx.cache["b64len"] = v
+    if mx is not None and v > _num(mx):
+        return 0
+    return 1 if v >= _num(mn) else 0
+
+
+# ================================================================ RelayEval
+
+@ev()
+def check_for_numeric_helo(ctx, rule):
+    rcvd = ctx.relays.untrusted_str
+    if rcvd:
+        m = re.search(r"\bhelo=(" + IPV4_ADDRESS.pattern + r")(?=[\000-\040,;\[()<>]|\Z)", rcvd,
+                      re.I | re.X | re.A)
+        if m and not IS_IP_PRIVATE.match(m.group(1)):
+            return 1
+    return 0
+
+
+@ev("check_for_illegal_ip")
+def _illegal_ip(ctx, rule):
+    return 0
+
+
+@ev()
+def helo_ip_mismatch(ctx, rule):
+    for r in ctx.relays.untrusted:
+        if not (IS_IPV4.match(r.helo) and not IS_IP_PRIVATE.match(r.helo)):
+            continue
+        m = re.match(r"^(\d+\.\d+\.\d+\.)", r.helo)
+        if IS_IPV4.match(r.ip) and not IS_IP_PRIVATE.match(r.ip) and r.helo != r.ip and m and \
+                not r.ip.startswith(m.group(1)):
+            return 1
+    return 0
+
+
+@ev()
+def check_all_trusted(ctx, rule):
+    r = ctx.relays
+    return 1 if r.trusted and not r.untrusted and not r.num_unparseable else 0
+
+
+@ev()
+def check_no_relays(ctx, rule):
+    r = ctx.relays
+    return 1 if not r.trusted and not r.untrusted and not r.num_unparseable else 0
+
+
+@ev()
+def check_relays_unparseable(ctx, rule):
+    return 1 if ctx.relays.num_unparseable else 0
+
+
+@ev()
+def check_for_sender_no_reverse(ctx, rule):
+    u = ctx.relays.untrusted
+    if not u:
+        return 0
+    r = u[-1]
+    if "." not in r.rdns or r.ip_private:
+        return 0
+    return 1
+
+
+@ev()
+def check_for_from_domain_in_received_headers(ctx, rule, domain, desired):
+    frm = ctx.get("From:addr")
+    if not re.search(r"\b" + re.escape(domain), frm, re.I | re.A):
+        return 0
+    rcvd = ctx.relays.trusted_str + "\n" + ctx.relays.untrusted_str
+    if re.search(r" rdns=\S*\b" + domain + r" [^\]]*by=\S*\b" + domain + " ", rcvd, re.A):
+        return 1 if desired == "true" else 0
+    return 1 if desired != "true" else 0
+
+
+@ev()
+def check_for_no_rdns_dotcom_helo(ctx, rule):
+    hit = 0
+    for r in ctx.relays.untrusted:
+        if r.ip_private:
+            continue
+        hit = 0        # each relay resets it: only the last public one counts
+        if re.search(r"(?:\.|^)(lycos\.com|lycos\.co\.uk|hotmail\.com|localhost\.com|excite\.com|"
+                     r"caramail\.com|cs\.com|aol\.com|msn\.com|yahoo\.com|drizzle\.com)$", r.helo, re.I):
+            if r.no_reverse_dns:
+                hit = 1
+    return hit
+
+
+def _hostname_to_domain(h: str) -> str:
+    if not re.search(r"[a-zA-Z]", h):
+        return h
+    parts = h.split(".")
+    while parts and parts[-1] == "":
+        parts.pop()
+    if len(parts) > 1 and re.search(r"(?:\S{3,}|ie|fr|de)", parts[-1]):
+        return ".".join(parts[-2:])
+    if len(parts) > 2:
+        return ".".join(parts[-3:])
+    return h
+
+
+def _forged_received(ctx):
+    c = ctx.cache.get("forged_rcvd")
+    if c is not None:
+        return c
+    mf = mih = 0
+    u = ctx.relays.untrusted
+    fromip = [r.ip for r in u]
+    by = [_hostname_to_domain(r.lc_by) for r in u]
+    frm: list[str | None] = [_hostname_to_domain(r.lc_rdns) for r in u]
+    helo = [_hostname_to_domain(r.lc_helo) for r in u]
+    dom = re.compile(r"^\w+(?:[\w.-]+\.)+\w+$", re.A)
+    for i in range(len(u)):
+        if not dom.match(by[i]):
+            continue
+        if frm[i] is not None and re.match(r"^localhost(?:\.localdomain)?$", frm[i]) and fromip[i] == "127.0.0.1":
+            frm[i] = None
+        hlo, fip = helo[i], fromip[i]
+        if re.match(r"^\d+\.\d+\.\d+\.\d+$", hlo) and re.match(r"^\d+\.\d+\.\d+\.\d+$", fip) and fip != hlo:
+            hc = re.match(r"^(\d+\.\d+)\.\d+\.\d+$", hlo).group(1)
+            fc = re.match(r"^(\d+\.\d+)\.\d+\.\d+$", fip).group(1)
+            if hc and fc and hc != fc and not IS_IP_PRIVATE.match(hlo):
+                mih += 1
+        prev = frm[i - 1]          # Perl's $from[-1] for i == 0 is guarded below
+        if prev is not None and i > 0 and dom.match(prev) and by[i] != prev and \
+                not (by[i] == "msn.com" and prev == "hotmail.com"):
+            mf += 1
+    c = ctx.cache["forged_rcvd"] = (mf, mih)
+    return c
+
+
+@ev()
+def check_for_forged_received_trail(ctx, rule):
+    return 1 if _forged_received(ctx)[0] > 1 else 0
+
+
+@ev()
+def check_for_forged_received_ip_helo(ctx, rule):
+    return 1 if _forged_received(ctx)[1] > 0 else 0
+
+
+# ================================================================ HTMLEval
+
+def _perl_cmp(val, expr: str) -> bool:
+    """eval "$val $expr" for the expressions HTMLEval allows (<, >=, == N ...)."""
+    m = re.fullmatch(r"\s*(<=|>=|==|!=|<|>)\s*([-+]?\d+(?:\.\d+)?)\s*", expr)
+    if not m:
+        return False
+    op, n = m.group(1), float(m.group(2))
+    v = _num(val)
+    return {"<": v < n, ">": v > n, "<=": v <= n, ">=": v >= n, "==": v == n, "!=": v != n}[op]
+
+
+@ev()
+def html_tag_balance(ctx, rule, rawtag, rawexpr):
+    if not re.fullmatch(r"[a-zA-Z0-9]+", rawtag) or not re.fullmatch(r"[<>=!\-+ 0-9]+", rawexpr):
+        return 0
+    for h in ctx.html_all():
+        ins = h.get("inside") or {}
+        if rawtag in ins and _perl_cmp(ins[rawtag], rawexpr):
+            return 1
+    return 0
+
+
+@ev()
+def html_image_only(ctx, rule, mn, mx):
+    for h in ctx.html_all():
+        if "img" in (h.get("inside") or {}) and "length" in h and _num(mn) < h["length"] <= _num(mx):
+            return 1
+    return 0
+
+
+@ev()
+def html_image_ratio(ctx, rule, mn, mx):
+    for h in ctx.html_all():
+        if "non_space_len" in h and h.get("image_area", 0) > 0:
+            r = h["non_space_len"] / h["image_area"]
+            if _num(mn) < r <= _num(mx):
+                return 1
+    return 0
+
+
+@ev()
+def html_charset_faraway(ctx, rule):
+    return 0
+
+
+@ev()
+def html_tag_exists(ctx, rule, tag):
+    for h in ctx.html_all():
+        if tag in (h.get("inside") or {}):
+            return 1
+    return 0
+
+
+@ev()
+def html_test(ctx, rule, test):
+    for h in ctx.html_all():
+        if h.get(test):
+            return 1
+    return 0
+
+
+@ev()
+def html_eval(ctx, rule, test, rawexpr):
+    if not re.fullmatch(r"[<>=!\-+ 0-9]+", rawexpr):
+        return 0
+    for h in ctx.html_all():
+        v = h.get(test)
+        if v is None:
+            continue
+        if _perl_cmp(v, rawexpr):
+            return 1
+    return 0
+
+
+_PLAIN_CACHE: dict = {}
+
+
+def _compile_plain(regexp: str):
+    try:
+        return _PLAIN_CACHE[regexp]
+    except KeyError:
+        pass
+    rx = _PLAIN_CACHE[regexp] = _compile_plain1(regexp)
+    return rx
+
+
+def _compile_plain1(regexp: str):
+    try:
+        pat = regexp
+        mods = ""
+        try:
+            pat, mods = perlre.split_delimited(regexp)
+        except perlre.PerlRegexError:
+            pass
+        return perlre.compile_pattern(pat, mods)
+    except perlre.PerlRegexError:
+        return None
+
+
+def _text_bytes(s: str) -> bytes:
+    try:
+        return s.encode("latin-1")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogatepass")
+
+
+@ev()
+def html_text_match(ctx, rule, text, regexp):
+    rec = _compile_plain(regexp)
+    if rec is None:
+        return 0
+    for h in ctx.html_all():
+        v = h.get(text)
+        if not isinstance(v, list):
+            continue
+        for s in v:
+            if s is not None and rec.search(_text_bytes(s)):
+                return 1
+    return 0
+
+
+@ev()
+def html_text_not_match(ctx, rule, text, regexp):
+    rec = _compile_plain(regexp)
+    if rec is None:
+        return 0
+    for h in ctx.html_all():
+        v = h.get(text)
+        if not isinstance(v, list):
+            continue
+        for s in v:
+            if s is not None and not rec.search(_text_bytes(s)):
+                return 1
+    return 0
+
+
+@ev()
+def html_title_subject_ratio(ctx, rule, ratio):
+    subject = ctx.get("Subject")
+    if subject == "":
+        return 0
+    for h in ctx.html_all():
+        mx = 0.0
+        for s in h.get("title") or []:
+            if s and s != "0":
+                mx = max(mx, len(s) / len(subject))
+        if mx > _num(ratio):
+            return 1
+    return 0
+
+
+@ev()
+def html_range(ctx, rule, test, mn, mx=None):
+    for h in ctx.html_all():
+        v = h.get(test)
+        if v is None:
+            continue
+        if mx is None or mx == "inf":
+            if v > _num(mn):
+                return 1
+        elif v == "inf":
+            continue
+        elif _num(mn) < v <= _num(mx):
+            return 1
+    return 0
+
+
+@ev()
+def check_iframe_src(ctx, rule):
+    for h in ctx.html_all():
+        for v in (h.get("uri_detail") or {}).values():
+            if (v.get("types") or {}).get("iframe"):
+                return 1
+    return 0
+
+
+# ================================================================ FreeMail
+
+_EMAIL_WL = re.compile(r"^(?:abuse|support|sales|info|helpdesk|contact|kontakt|(?:post|host|domain)master|"
+                       r"undisclosed.*|request-[a-f0-9]{16}|bounced?-|"
+                       r"[a-f0-9]{8}(?:\.[a-f0-9]{8}|-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12})|"
+                       r".+=.+=.+)@", re.I | re.S)
+_SKIP_ENVFROM = re.compile(r"(?:^(?:post|host|domain)master|^double-bounce|"
+                           r"^(?:sentto|owner|return|(?:gr)?bounced?)-.+|-(?:request|bounces?|admin|owner)|"
+                           r"\b(?:do[._-t]?)?no[._-t]?repl(?:y|ies)|.+=.+)@", re.I | re.S | re.A)
+
+
+class _FreeMail:
+    def __init__(self, ctx):
+        doms: set[str] = set()
+        wc: list[str] = []
+        wl: set[str] = set()
+        for line in ctx.settings("freemail_domains"):
+            for t in line.split():
+                if re.search(r"[^a-zA-Z0-9.*?-]", t):
+                    continue
+                v = t.lower()
+                if "*" in v or "?" in v:
+                    wc.append(v.replace(".", "\\.").replace("?", ".").replace("*", "[^.]*"))
+                else:
+                    doms.add(v)
+        for key in ("freemail_welcomelist", "freemail_whitelist"):
+            for line in ctx.settings(key):
+                for t in line.split():
+                    v = t.lower()
+                    if re.search(r"\w[.@]\w", v):
+                        wl.add(v)
+        self.domains = doms
+        self.wc = re.compile(r"@(?:" + "|".join(wc) + r")$") if wc else None
+        self.wl = wl
+        self.available = bool(doms or wc)
+        self.email_re = re.compile(
+            r"(?=.{0,64}@)(?<![a-z0-9!#$%&'*+/=?^_`{|}~-])([a-z0-9!#$%&'*+/=?^_`{|}~-]+"
+            r"(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,59}[a-z0-9])?\.){1,4}"
+            + ctx.rb.tlds_re + ")", re.I | re.A | re.S)
+
+    def is_freemail(self, email: str) -> bool:
+        if email == "":
+            return False
+        if email in self.wl:
+            return False
+        domain = re.sub(r".*@", "", email, flags=re.S)
+        if domain in self.wl:
+            return False
+        if _EMAIL_WL.search(email):
+            return False
+        return domain in self.domains or (self.wc is not None and self.wc.search(email) is not None)
+
+
+def _fm(ctx) -> _FreeMail:
+    fm = ctx.run.cr.__dict__.get("_freemail")
+    if fm is None:
+        fm = ctx.run.cr.__dict__["_freemail"] = _FreeMail(ctx)
+    return fm
+
+
+def _fm_body(ctx) -> dict | None:
+    if "fm_body" in ctx.cache:
+        return ctx.cache["fm_body"]
+    fm = _fm(ctx)
+    emails: list[str] = []
+    seen: set[str] = set()
+    for uri, info in ctx.run.uri_detail().items():
+        types = info.get("types") or {}
+        if "a" in types and "parsed" not in types:
+            m = re.match(r"^(?i:mailto):" + fm.email_re.pattern, uri, re.I | re.A | re.S)
+            if m:
+                e = m.group(1).lower()
+                if e not in seen:
+                    emails.append(e)
+                seen.add(e)
+                if len(emails) >= 20:
+                    break
+    stop = False
+    # FreeMail's _parse_body edits the rendered body lines in place (URLs with
+    # an @ and addresses followed by "word:" are blanked); every body rule and
+    # body eval that runs afterwards sees the edited text
+    lines = list(ctx.body())
+    for li, line in enumerate(lines):
+        s = line.decode("latin-1")
+        s = re.sub(r"<?https?://\S{0,255}(?:@|%40)\S{0,255}", " ", s, flags=re.I | re.A)
+        s = re.sub(r"<?(?<!mailto:)" + fm.email_re.pattern +
+                   r"(?:>|\s{1,10}(?!(?:fa(?:x|csi)|tel|phone|e?-?mail))[a-z]{2,11}:)", " ", s,
+                   flags=re.I | re.A | re.S)
+        lines[li] = s.encode("latin-1")
+        for m in fm.email_re.finditer(s):
+            e = m.group(1).lower()
+            if e not in seen:
+                emails.append(e)
+            seen.add(e)
+            if len(emails) >= 40:
+                stop = True
+                break
+        if stop:
+            break
+    ctx.run.set_body(lines)
+    body: dict[str, int] = {}
+    cnt_all = cnt_fm = 0
+    max_emails = _num((ctx.settings("freemail_max_body_emails") or ["5"])[-1])
+    max_fm = _num((ctx.settings("freemail_max_body_freemails") or ["3"])[-1])
+    skip = _num((ctx.settings("freemail_skip_when_over_max") or ["1"])[-1])
+    for e in emails:
+        cnt_all += 1
+        if cnt_all == max_emails and skip:
+            ctx.cache["fm_body"] = None
+            return None
+        if not fm.is_freemail(e):
+            continue
+        cnt_fm += 1
+        if cnt_fm == max_fm and skip:
+            ctx.cache["fm_body"] = None
+            return None
+        body[e] = 1
+    ctx.cache["fm_body"] = body
+    return body
+
+
+def _maybe_re(regex):
+    if regex is None:
+        return None
+    return _compile_plain(regex)
+
+
+@ev()
+def check_freemail_header(ctx, rule, header=None, regex=None):
+    fm = _fm(ctx)
+    if not fm.available or header is None:
+        return 0
+    rx = _maybe_re(regex)
+    if regex is not None and rx is None:
+        return 0
+    for e in (a.lower() for a in ctx.get_list(header + ":addr")):
+        if fm.is_freemail(e):
+            if rx is not None and not rx.search(e.encode("latin-1")):
+                continue
+            return 1
+    return 0
+
+
+@ev()
+def check_freemail_body(ctx, rule, regex=None):
+    fm = _fm(ctx)
+    if not fm.available:
+        return 0
+    body = _fm_body(ctx)
+    if body is None:
+        return 0
+    if regex is not None:
+        rx = _maybe_re(regex)
+        if rx is None:
+            return 0
+        return 1 if any(rx.search(e.encode("latin-1")) for e in body) else 0
+    return 1 if body else 0
+
+
+@ev()
+def check_freemail_from(ctx, rule, regex=None):
+    fm = _fm(ctx)
+    if not fm.available:
+        return 0
+    rx = _maybe_re(regex)
+    if regex is not None and rx is None:
+        return 0
+    addrs = {a.lower() for a in ctx.all_from_addrs()}
+    addrs.discard("")
+    for e in addrs:
+        if not fm.is_freemail(e):
+            continue
+        if rx is not None and not rx.search(e.encode("latin-1")):
+            continue
+        return 1
+    return 0
+
+
+@ev()
+def check_freemail_replyto(ctx, rule, what=None):
+    fm = _fm(ctx)
+    if not fm.available:
+        return 0
+    if what is None:
+        what = "replyto"
+    elif what not in ("replyto", "reply"):
+        return 0
+    if _num((ctx.settings("freemail_skip_bulk_envfrom") or ["1"])[-1]):
+        env = ctx.first("EnvelopeFrom")
+        if env is not None and _SKIP_ENVFROM.search(env):
+            return 0
+    frm = [a.lower() for a in ctx.get_list("From:addr")]
+    rep = [a.lower() for a in ctx.get_list("Reply-To:addr")]
+    from_fm = sum(1 for a in frm if fm.is_freemail(a))
+    rep_fm = sum(1 for a in rep if fm.is_freemail(a))
+    not_in = True
+    for f in frm:
+        if f in rep:
+            not_in = False
+    if from_fm and rep_fm and not_in:
+        return 1
+    if what == "replyto":
+        if not rep_fm:
+            return 0
+    else:
+        if rep and not rep_fm:
+            return 0
+        elif not from_fm:
+            return 0
+    body = _fm_body(ctx)
+    if body is None:
+        return 0
+    if body:
+        addrs = rep if what == "replyto" else (rep if rep_fm else frm)
+        for b in body:
+            for r in addrs:
+                if b != r:
+                    return 1
+    return 0
+
+
+# ================================================================ WLBLEval
+
+def _addrlist(ctx, name: str) -> dict:
+    key = "addrlist:" + name
+    lists = ctx.run.cr.__dict__.setdefault("_addrlists", {})
+    if key in lists:
+        return lists[key]
+    d: dict[str, re.Pattern] = {}
+    single = {"welcomelist_from": ("welcomelist_from", "whitelist_from"),
+              "blocklist_from": ("blocklist_from", "blacklist_from"),
+              "welcomelist_to": ("welcomelist_to", "whitelist_to"),
+              "blocklist_to": ("blocklist_to", "blacklist_to"),
+              "more_spam_to": ("more_spam_to",), "all_spam_to": ("all_spam_to",)}
+    for line in ctx.settings("enlist_addrlist"):
+        m = re.match(r"^\((.+?)\)\s+(.+)\Z", line, re.S)
+        if m and m.group(1) == name:
+            for a in m.group(2).split():
+                _add_addr(d, a)
+    for k in single.get(name, ()):
+        for line in ctx.settings(k):
+            for a in line.split():
+                _add_addr(d, a)
+    lists[key] = d
+    return d
+
+
+def _add_addr(d: dict, addr: str) -> None:
+    addr = addr.lower()
+    r = re.sub(r"[\000\\(]", "_", addr)
+    r = re.sub(r"([^*?_a-zA-Z0-9])", r"\\\1", r)
+    r = r.replace("?", ".")
+    r = re.sub(r"\*+", ".*", r)
+    try:
+        d[addr] = re.compile("^" + r + "$", re.S)
+    except re.error:
+        pass
+
+
+def _in_list(lst: dict, addr: str) -> bool:
+    addr = addr.lower()
+    if addr in lst:
+        return True
+    return any(rx.search(addr) for rx in lst.values())
+
+
+@ev()
+def check_from_in_list(ctx, rule, name):
+    lst = _addrlist(ctx, name)
+    return 1 if any(_in_list(lst, a) for a in ctx.all_from_addrs()) else 0
+
+
+@ev()
+def check_replyto_in_list(ctx, rule, name):
+    rt = ctx.get("Reply-To:addr")
+    if rt == "":
+        return 0
+    return 1 if _in_list(_addrlist(ctx, name), rt) else 0
+
+
+@ev()
+def check_to_in_list(ctx, rule, name):
+    lst = _addrlist(ctx, name)
+    return 1 if any(_in_list(lst, a) for a in ctx.all_to_addrs()) else 0
+
+
+@ev("check_from_in_blocklist", "check_from_in_blacklist")
+def check_from_in_blocklist(ctx, rule):
+    return check_from_in_list(ctx, rule, "blocklist_from")
+
+
+@ev("check_to_in_welcomelist", "check_to_in_whitelist")
+def check_to_in_welcomelist(ctx, rule):
+    return check_to_in_list(ctx, rule, "welcomelist_to")
+
+
+@ev("check_to_in_blocklist", "check_to_in_blacklist")
+def check_to_in_blocklist(ctx, rule):
+    return check_to_in_list(ctx, rule, "blocklist_to")
+
+
+@ev()
+def check_to_in_more_spam(ctx, rule):
+    return check_to_in_list(ctx, rule, "more_spam_to")
+
+
+@ev()
+def check_to_in_all_spam(ctx, rule):
+    return check_to_in_list(ctx, rule, "all_spam_to")
+
+
+@ev()
+def check_mailfrom_matches_rcvd(ctx, rule):
+    sender = ctx.get("EnvelopeFrom:addr")
+    if sender == "":
+        return 0
+    m = re.search(r"@([^@]+\.[^@]+)\Z", sender)
+    if not m:
+        return 0
+    addr_dom = m.group(1).lower()
+    r = ctx.relays
+    relays = [r.untrusted[0]] if r.untrusted else list(r.trusted)
+    if not relays:
+        return 0
+    _h, ad = ctx.rb.split_domain(addr_dom)
+    for rl in relays:
+        rd = rl.lc_rdns
+        if not rd:
+            continue
+        if ad == ctx.rb.split_domain(rd)[1]:
+            return 1
+    return 0
+
+
+@ev()
+def check_uri_host_listed(ctx, rule, subname):
+    lists = ctx.run.cr.__dict__.get("_urihostlists")
+    if lists is None:
+        lists = {}
+        for line in ctx.settings("enlist_uri_host"):
+            m = re.match(r"^\((.+?)\)\s+(.+)\Z", line, re.S)
+            if m:
+                for host in m.group(2).lower().split():
+                    v = 0 if host.startswith("!") else 1
+                    lists.setdefault(m.group(1), {})[host.lstrip("!")] = v
+        ctx.run.cr.__dict__["_urihostlists"] = lists
+    enlisted = ctx.cache.get("urihosts")
+    if enlisted is None:
+        enlisted = {}
+        seen: set[str] = set()
+        for uri, info in ctx.run.uri_detail().items():
+            if re.match(r"^mailto:", uri, re.I):
+                continue
+            for host in (info.get("hosts") or {}):
+                if host in seen:
+                    continue
+                seen.add(host)
+                m = re.match(r"^\[(.*)\]\Z", host)
+                if m:
+                    keys = [m.group(1)]
+                elif re.match(r"^\d+\.\d+\.\d+\.\d+\Z", host):
+                    keys = [host]
+                elif host:
+                    keys = []
+                    h = host
+                    while True:
+                        if len(keys) > 10:
+                            keys.pop(0)
+                        keys.append(h)
+                        if "." not in h:
+                            break
+                        h = h.split(".", 1)[1]
+                else:
+                    keys = []
+                for nm, hosts in lists.items():
+                    for q in keys:
+                        v = hosts.get(q)
+                        if v is not None:
+                            if v:
+                                enlisted[nm] = host
+                            break
+        ctx.cache["urihosts"] = enlisted
+    return 1 if enlisted.get(subname) else 0
+
+
+# ================================================================ ImageInfo
+
+def _images(ctx) -> dict:
+    c = ctx.cache.get("images")
+    if c is not None:
+        return c
+    info: dict = {"names_all": set()}
+    for t in ("all", "gif", "png", "jpeg"):
+        info["pc_" + t] = 0
+        info["count_" + t] = 0
+        info["dems_" + t] = set()
+    for p in ctx.msg.find_parts(re.compile(r"^image/(?:gif|png|jpe?g)$"), True):
+        cte = _s(p.get_header("content-transfer-encoding") or b"").lower()
+        if not re.fullmatch(r"base64\n?", cte):
+            continue
+        m = re.search(r"/(\w+)$", p.type, re.A)
+        typ = m.group(1) if m else None
+        if typ == "jpg":
+            typ = "jpeg"
+        if typ not in ("gif", "png", "jpeg"):
+            continue
+        data = p.decode() or b""
+        w = h = 0
+        if typ == "gif":
+            if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+                w, h = struct.unpack("<HH", data[6:10])
+        elif typ == "png":
+            if data[:8] == b"\x89PNG\r\n\x1a\n":
+                pos = 8
+                while pos < len(data):
+                    chunk = data[pos:pos + 8]
+                    if len(chunk) < 8:
+                        break
+                    ln, ty = struct.unpack(">I4s", chunk)
+                    pos += 8
+                    if ty == b"IEND":
+                        break
+                    if ty == b"IHDR" and ln == 13:
+                        if len(data) >= pos + 8:
+                            w, h = struct.unpack(">II", data[pos:pos + 8])
+                        break
+        else:
+            if data[:2] == b"\xff\xd8":
+                pos = 2
+                while True:
+                    hdr = data[pos:pos + 4]
+                    if len(hdr) < 4:
+                        break
+                    xx, mark, ln = hdr[0], hdr[1], struct.unpack(">H", hdr[2:4])[0]
+                    if xx != 0xFF or mark in (0xDA, 0xD9) or ln < 2:
+                        break
+                    pos += 4
+                    block = data[pos:pos + ln - 2]
+                    if (0xC0 <= mark <= 0xC3) or (0xC5 <= mark <= 0xC7) or (0xC9 <= mark <= 0xCB) or \
+                            (0xCD <= mark <= 0xCF):
+                        if len(block) >= 5:
+                            h, w = struct.unpack(">HH", block[1:5])
+                        break
+                    pos += len(block)
+        if h and w:
+            info["pc_" + typ] += w * h
+            info["dems_" + typ].add(f"{h}x{w}")
+            if p.name:
+                info["names_all"].add(p.name)
+        info["count_" + typ] += 1
+    for t in ("gif", "png", "jpeg"):
+        info["pc_all"] += info["pc_" + t]
+        info["count_all"] += info["count_" + t]
+        info["dems_all"] |= info["dems_" + t]
+    ctx.cache["images"] = info
+    return info
+
+
+def _result_check(mn, mx, value, nomaxequal=False) -> int:
+    if value is None:
+        return 0
+    if value < _num(mn):
+        return 0
+    if mx is not None and value > _num(mx):
+        return 0
+    if nomaxequal and mx is not None and value == _num(mx):
+        return 0
+    return 1
+
+
+@ev()
+def image_count(ctx, rule, typ, mn=None, mx=None):
+    if mn is None:
+        return 0
+    return _result_check(mn, mx, _images(ctx).get("count_" + typ))
+
+
+@ev()
+def pixel_coverage(ctx, rule, typ=None, mn=None, mx=None):
+    if typ is None or mn is None:
+        return 0
+    return _result_check(mn, mx, _images(ctx).get("pc_" + typ))
+
+
+@ev()
+def image_to_text_ratio(ctx, rule, typ=None, mn=None, mx=None):
+    if typ is None or mn is None or mx is None:
+        return 0
+    info = _images(ctx)
+    textlen = sum(len(x) for x in ctx.body())
+    pc = info.get("pc_" + typ, 0)
+    if not (textlen > 0 and pc > 0):
+        return 0
+    return _result_check(mn, mx, textlen / pc, True)
+
+
+@ev()
+def image_size_exact(ctx, rule, typ=None, height=None, width=None):
+    if typ is None or height is None or width is None:
+        return 0
+    return 1 if f"{height}x{width}" in _images(ctx).get("dems_" + typ, set()) else 0
+
+
+@ev()
+def image_size_range(ctx, rule, typ=None, minh=None, minw=None, maxh=None, maxw=None):
+    if typ is None or minh is None or minw is None:
+        return 0
+    for dem in _images(ctx).get("dems_" + typ, set()):
+        h, w = (int(x) for x in dem.split("x"))
+        if h < _num(minh) or w < _num(minw):
+            continue
+        if maxh is not None and h > _num(maxh):
+            continue
+        if maxw is not None and w > _num(maxw):
+            continue
+        return 1
+    return 0
+
+
+@ev()
+def image_named(ctx, rule, name=None):
+    return 1 if name is not None and name in _images(ctx)["names_all"] else 0
+
+
+@ev()
+def image_name_regex(ctx, rule, rx=None):
+    if rx is None:
+        return 0
+    try:
+        r = re.compile(rx)
+    except re.error:
+        return 0
+    return 1 if any(r.search(n) for n in _images(ctx)["names_all"]) else 0
+
+
+# ================================================================ URIEval / HTTPSMismatch
+
+@ev()
+def check_uri_truncated(ctx, rule):
+    ctx.run.uri_detail()
+    if ctx.run.cr.uris.truncated_in(ctx.run.uri_detail()):
+        return 1
+    return 1 if any(h.get("uri_truncated") for h in ctx.html_all()) else 0
+
+
+_IS_IP = re.compile(r"^" + IP + r"$", re.A)
+
+
+@ev()
+def check_https_http_mismatch(ctx, rule, minanchors=None, maxanchors=None):
+    mina = _num(minanchors) if minanchors else 1
+    rb = ctx.rb
+    for h in ctx.html_all():
+        hit = False
+        anchors = 0
+        for k, v in (h.get("uri_detail") or {}).items():
+            at = v.get("anchor_text")
+            if not at:
+                continue
+            uri = None
+            m = re.match(r"^https?://([^/:?#]+)", k, re.I)
+            if m:
+                uri = m.group(1)
+                if _IS_IP.match(uri):
+                    continue
+                uri = rb.trim_domain(uri)
+                d = rb.uri_to_domain(uri)
+                if not rb.is_domain_valid(d[0] if d else None):
+                    uri = None
+            if not uri:
+                continue
+            anchors += 1
+            for a in at:
+                m = re.search(r"https://([^\s/:?#]+)", a, re.I)
+                if m:
+                    https = m.group(1)
+                    if not _IS_IP.match(https):
+                        https = rb.trim_domain(https)
+                        if not rb.is_domain_valid(https):
+                            https = None
+                    if not https:
+                        continue
+                    if uri == https:
+                        continue
+                    hit = True
+                    break
+        if hit and anchors >= mina and (maxanchors is None or anchors < _num(maxanchors)):
+            return 1
+    return 0
+
+
+@ev()
+def check_https_ip_mismatch(ctx, rule):
+    for h in ctx.html_all():
+        for k, v in (h.get("uri_detail") or {}).items():
+            if not re.match(r"^https?:/*(?:[^@/]+@)?\d+\.\d+\.\d+\.\d+", k, re.I):
+                continue
+            for a in v.get("anchor_text") or []:
+                if re.match(r"^https:/*(?:[^@/]+@)?\d+\.\d+\.\d+\.\d+", a, re.I):
+                    continue
+                if re.search("https:", a, re.I):
+                    return 1
+    return 0
+
+
+@ev()
+def check_for_http_redirector(ctx, rule):
+    rb = ctx.rb
+    for u in ctx.run.uri_list():
+        s = u.decode("latin-1")
+        while True:
+            m = re.match(r"^https?://([^/:?]+).+?(https?:/{0,2}?([^/:?]+).*)$", s, re.I)
+            if not m:
+                break
+            redir, dest = m.group(1), m.group(3)
+            s = m.group(2)
+            d1 = rb.uri_to_domain(redir)
+            d2 = rb.uri_to_domain(dest)
+            redir = d1[0] if d1 else redir
+            dest = d2[0] if d2 else dest
+            if redir == dest:
+                continue
+            return 1
+    return 0

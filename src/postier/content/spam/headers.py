@@ -1,0 +1,328 @@
+"""Header look-ups as SpamAssassin's rules see them (PerMsgStatus::get).
+
+    hv = HeaderView(msg, relays)
+    hv.get("From:addr")        # [b"user@example.com"]
+    hv.get("Subject")          # [b"decoded subject\\n"]
+    hv.get("ALL")              # every header line, decoded and unfolded
+    hv.value("To")             # the joined value a `header` rule matches, or None
+
+Requests: a header name (case-insensitive; decoded and unfolded values, one
+per header, each ending in \\n) with modifiers `:raw` (undecoded, folds
+kept), `:addr` / `:name` (addresses or display names, parsed with
+SpamAssassin's internal address parser), `:first` / `:last`, `:host` /
+`:domain` / `:ip` / `:revip`; and the pseudo-headers ALL, ALL-TRUSTED,
+ALL-INTERNAL, ALL-UNTRUSTED, ALL-EXTERNAL, ToCc, MESSAGEID, EnvelopeFrom,
+X-Spam-Relays-Trusted/-Untrusted/-Internal/-External.  A name the message
+lacks falls back to the message metadata (the relay strings).
+
+Parameters read: none (envelope_sender_header comes from the rule set).
+"""
+
+from __future__ import annotations
+
+from postier.content.spam import bre as re
+from postier.content.spam.message import Message, decode_header
+from postier.content.spam.received import IP, Relays
+from postier.content.spam.uri import Registry, idn_to_ascii, is_fqdn_valid
+
+_MAILRE = (r"""(?:"(?:|(?:[^"\\]++|\\.)*+)"|[^\@\s\<\>\(\)\[\]\,\:\;]+)"""
+           r"""\@(?:[^\"\s\<\>\(\)\[\]\,\:\;]+|\[[\d:.]+\])""")
+_ADDR_RE = re.compile(r"""^\s*(?:(?:((?:"(?:|(?:[^"\\]++|\\.)*+)"|[^",;<]++)+)\s*)?"""
+                      r"""<\s*([^>\@]*\S+|\s*)\s*>"""
+                      r"""(?:\s*<\s*(?:(?:"(?:|(?:[^"\\]++|\\.)*+)")?\S+|\s*)\s*>)*"""
+                      r"""|(?:(""" + _MAILRE + r""")|((?:"(?:|(?:[^"\\]++|\\.)*+)"|[^",;<]++)+)))"""
+                      r"""(?:\s*\(((?:|(?:[^()\\]++|\\.)*+))\))?\s*(?:[,;]|\Z)""", re.I | re.S)
+_MAIL_FULL = re.compile(r"^" + _MAILRE + r"$", re.I)
+_COMMENT = re.compile(r"\((?:|(?:[^()\\]++|\\.)*+)\)", re.S)
+_PHRASE_PART = re.compile(r"""(?:"(|(?:[^"\\]++|\\.)*+)"|([^"]++))""", re.I | re.S)
+
+
+def _valid_address(a: str | None) -> bool:
+    return a is not None and not a.startswith('""@') and a.count('"') != 1
+
+
+def parse_header_addresses(s: str) -> list[dict]:
+    """Util::_parse_header_addresses (the internal parser; no Email::Address::XS)."""
+    if not re.search(r"\S", s):
+        return []
+    s = re.sub(r"\s+\Z", "", s)
+    s = s.replace("\\\\", "")
+    s = re.sub(r"^[^\"()<>]+:\s*(.*?)\s*(?:;.*)?", r"\1", s, flags=re.S)
+    if not re.search(r"\S", s):
+        return []
+    results = []
+    while True:
+        m = _ADDR_RE.match(s)
+        if not m or (m.end() == 0 and not s):
+            break
+        s = s[m.end():]
+        phrase = m.group(1) if m.group(1) is not None else m.group(4)
+        address = m.group(2) if m.group(2) is not None else m.group(3)
+        comment = m.group(5)
+        if m.group(2) is not None:
+            address = _COMMENT.sub("", address)
+            if not _MAIL_FULL.match(address):
+                address = None
+        if not _valid_address(address):
+            address = None
+        if phrase is not None:
+            newphrase = None
+            for pm in _PHRASE_PART.finditer(phrase):
+                qs, nqs = pm.group(1), pm.group(2)
+                if qs is not None:
+                    qs = re.sub(r"\\(?!\\)", "", qs)
+                    qs = qs.replace("\\\\", "\\")
+                    newphrase = (newphrase or "") + qs
+                else:
+                    newphrase = (newphrase or "") + _COMMENT.sub("", nqs)
+            phrase = newphrase
+            hm = re.match(r"^[^\@]*\@([^\@]*)", phrase) if phrase is not None else None
+            if address is None and phrase is not None and _MAIL_FULL.match(phrase) and \
+                    _valid_address(phrase) and hm and is_fqdn_valid(idn_to_ascii(hm.group(1)), True):
+                address = phrase
+                phrase = None
+            else:
+                if address is not None and phrase == address:
+                    phrase = None
+                elif phrase == "":
+                    phrase = None
+        if phrase is None and comment is not None:
+            phrase = comment
+        user = host = None
+        if address is not None:
+            am = re.match(r"^(([^\@]*)\@([^\@]*)).*", address, re.S)
+            if am:
+                address, user, host = am.group(1), am.group(2), am.group(3)
+        results.append({"phrase": phrase, "user": user, "host": host, "address": address,
+                        "comment": comment,
+                        "invalid": host is None or not is_fqdn_valid(idn_to_ascii(host), True)})
+        if not s:
+            break
+    if "@" in s:
+        for mm in re.finditer(r"<(" + _MAILRE + r")>", s, re.I | re.S):
+            address = mm.group(1)
+            if not _valid_address(address):
+                continue
+            am = re.match(r"^(([^\@]*)\@([^\@]*)).*", address, re.S)
+            address, user, host = am.group(1), am.group(2), am.group(3)
+            results.append({"phrase": None, "user": user, "host": host, "address": address,
+                            "comment": None, "invalid": not is_fqdn_valid(idn_to_ascii(host), True)})
+    return results
+
+
+def _reverse_ip(ip: str) -> str:
+    if ":" in ip:
+        import ipaddress
+        try:
+            return ".".join(reversed(ipaddress.ip_address(ip).exploded.replace(":", "")))
+        except ValueError:
+            return ""
+    return ".".join(reversed(ip.split(".")))
+
+
+class HeaderView:
+    """PerMsgStatus::get with its cache."""
+
+    def __init__(self, msg: Message, relays: Relays, envelope_sender_header: str | None = None,
+                 registry: Registry | None = None):
+        self.msg = msg
+        self.relays = relays
+        self.esh = envelope_sender_header
+        self.rb = registry
+        self._cache: dict[str, list[bytes]] = {}
+        self._envfrom: list[bytes] | None = None
+        self.metadata: dict[str, bytes] = {
+            "x-spam-relays-trusted": relays.trusted_str.encode("latin-1", "replace"),
+            "x-spam-relays-untrusted": relays.untrusted_str.encode("latin-1", "replace"),
+            "x-spam-relays-internal": relays.internal_str.encode("latin-1", "replace"),
+            "x-spam-relays-external": relays.external_str.encode("latin-1", "replace"),
+        }
+
+    def get(self, request: str) -> list[bytes]:
+        r = self._cache.get(request)
+        if r is None:
+            r = [x for x in self._get(request) if x is not None]
+            self._cache[request] = r
+        return r
+
+    def get_str(self, request: str) -> bytes:
+        """Scalar-context get(): first value for address-type queries, else all joined."""
+        v = self.get(request)
+        if not v:
+            return b""
+        if re.search(r":(?:addr|name|host|domain|ip|revip)\b", request) or request == "EnvelopeFrom":
+            return v[0][:-1] if v[0].endswith(b"\n") else v[0]
+        return b"".join(v)
+
+    def value(self, request: str) -> bytes | None:
+        """The string a header rule matches (None: undefined)."""
+        arr = self.get(request)
+        if not arr:
+            return None
+        return (b"" if arr[0].endswith(b"\n") else b"\n").join(arr)
+
+    def _all_raw(self) -> list[bytes]:
+        return re.findall(rb"^([^ \t].*?\n)(?![ \t])", self.msg.pristine_headers, re.M | re.S)
+
+    def _get(self, request: str) -> list[bytes]:
+        msg = self.msg
+        mods = set()
+        if ":" in request:
+            parts = request.split(":")
+            request = parts[0]
+            mods = set(parts[1:])
+        getraw = "raw" in mods
+        getaddr = "addr" in mods
+        getname = "name" in mods
+        needraw = getaddr or getname
+        getdomain = "domain" in mods
+        gethost = "host" in mods or getdomain
+        getrevip = "revip" in mods
+        getip = "ip" in mods or getrevip
+        lc = request.lower()
+        results: list[bytes] = []
+        if request == "ALL":
+            return self._all_raw() if getraw else msg.get_all_headers(False)
+        if request in ("ALL-TRUSTED", "ALL-INTERNAL", "ALL-UNTRUSTED", "ALL-EXTERNAL"):
+            lt = self.relays.last_trusted_index + 1
+            li = self.relays.last_internal_index + 1
+            start, end = {"ALL-TRUSTED": (None, lt), "ALL-INTERNAL": (None, li),
+                          "ALL-UNTRUSTED": (lt, None), "ALL-EXTERNAL": (li, None)}[request]
+            return self._rcvd_range(start, end, getraw)
+        if lc == "envelopefrom":
+            results = self._envelope_from()
+        elif lc in self.metadata:
+            results = [self.metadata[lc]]
+        elif lc == "tocc":
+            results = self._header("To", getraw) + self._header("Cc", getraw)
+        elif request == "MESSAGEID":
+            for h in ("X-Message-Id", "Resent-Message-Id", "X-Original-Message-ID", "Message-Id"):
+                v = msg.get_header(h, getraw)
+                if v is not None and v != b"":
+                    results.append(v)
+        else:
+            if getraw or needraw:
+                res = list(msg.raw_header(request))
+            else:
+                res = msg.get_headers(request)
+            if not res:
+                m = msg.metadata.get("strings", {}).get(lc)
+                if m is not None:
+                    res = [m]
+            results = res
+        if not results:
+            return []
+        if "first" in mods:
+            results = results[:1]
+        elif "last" in mods:
+            results = results[-1:]
+        if getaddr or getname:
+            out = []
+            for line in results:
+                for a in parse_header_addresses(line.decode("latin-1")):
+                    if getaddr:
+                        if a["address"] is not None:
+                            out.append(a["address"].encode("latin-1"))
+                    else:
+                        ph = a["phrase"]
+                        if ph is None:
+                            continue
+                        if getraw:
+                            out.append(ph.encode("latin-1"))
+                        else:
+                            dec = decode_header(ph.encode("latin-1"), "PMS:get:" + request)
+                            if re.search(rb"\S", dec):
+                                dec = re.sub(rb"\s+", b" ", dec)
+                                dec = dec.strip(b" ")
+                                dec = re.sub(rb"^'(.*?)'$", rb"\1", dec, flags=re.S)
+                            out.append(dec)
+            results = out
+        if results and (gethost or getip):
+            out = []
+            if gethost and self.rb is not None:
+                hostre = re.compile(r"(?<![._-])(\S{1,251}\." + self.rb.tlds_re + r")(?![._-])", re.I | re.A)
+                for line in results:
+                    s = line.decode("latin-1")
+                    host = None
+                    if getaddr:
+                        m = re.match(r".*@(\S+)", s, re.S)
+                        if m:
+                            host = m.group(1)
+                    else:
+                        m = re.search(r".*@" + hostre.pattern, s, re.I | re.A)
+                        if m and is_fqdn_valid(idn_to_ascii(m.group(1)), True):
+                            host = m.group(1)
+                        if not host:
+                            for m in hostre.finditer(s):
+                                if is_fqdn_valid(idn_to_ascii(m.group(1)), True):
+                                    host = m.group(1)
+                                    break
+                    if host:
+                        if getdomain:
+                            host = self.rb.trim_domain(host, True)
+                        out.append(host.encode("latin-1"))
+            elif getip:
+                ipre = re.compile(r"(?<!\.)\b(" + IP + r")\b(?!\.)", re.A)
+                for line in results:
+                    m = ipre.search(line.decode("latin-1"))
+                    if m:
+                        out.append((_reverse_ip(m.group(1)) if getrevip else m.group(1)).encode())
+            results = out
+        return results
+
+    def _header(self, name: str, raw: bool) -> list[bytes]:
+        return self.msg.get_headers(name, raw)
+
+    def _rcvd_range(self, start, end, raw: bool) -> list[bytes]:
+        if end is not None and end < 0:
+            return []
+        hdrs = self._all_raw() if raw else self.msg.get_all_headers(False)
+        cur = -1
+        out = []
+        for h in hdrs:
+            if re.match(rb"^Received:", h, re.I):
+                cur += 1
+            if (start is None or start <= cur) and (end is None or cur < end):
+                out.append(h)
+            elif end is not None and cur == end:
+                out.append(h)
+                break
+        return out
+
+    def _envelope_from(self) -> list[bytes]:
+        if self._envfrom is not None:
+            return self._envfrom
+        self._envfrom = []
+        res = self._envelope_from_inner()
+        if res is not None:
+            self._envfrom = [res]
+        return self._envfrom
+
+    def _envelope_from_inner(self) -> bytes | None:
+        if self.esh:
+            v = self.get(self.esh + ":first:addr")
+            if v and (v[0].find(b"@") > 0 or v[0] == b""):
+                return v[0]
+            return None
+        relays = self.relays
+        last = relays.untrusted[0] if relays.untrusted else (relays.trusted[-1] if relays.trusted else None)
+        if last is not None and last.envfrom is not None:
+            e = last.envfrom
+            if e.find("@") > 0 or e == "":
+                return e.encode("latin-1", "replace")
+        xs = self.get("X-Sender:first:addr")
+        if xs and b"@" in xs[0]:
+            for r in self.get("Received"):
+                if b"(fetchmail" in r:
+                    return None
+        allh = b"".join(self.get("ALL"))
+        for name, stop in (("X-Envelope-From", True), ("Envelope-Sender", False),
+                           ("Return-Path", False)):
+            v = self.get(name + ":first:addr")
+            if v:
+                if re.search(rb"^Received:.*?^" + name.encode() + rb":", allh, re.M | re.S | re.I):
+                    if stop:
+                        return None
+                    continue
+                return v[0]
+        return None

@@ -1,0 +1,95 @@
+"""The spam scanner: SpamAssassin's rule files, compiled once, one verdict per message.
+
+    scanner = SpamScanner(cfg)                  # reads the rules, compiles (cached)
+    v = scanner.scan(message_bytes)             # Verdict(score, hits, required)
+    v.is_spam                                   # score >= required (required_score, 5.0)
+
+This is the entry point postier.content.scan (end of DATA), `postier rules`
+and the benchmarks use; postier.content.spam.conf reads the rule files,
+postier.content.spam.engine compiles and runs them.  The verdict is
+SpamAssassin's with score set 0 (no network tests, no Bayes): the scored
+rules that hit, each with its score, and their sum.  What the verdict does
+to the message (tag levels, destinies) is postier.content.verdict's.
+
+A rule set that cannot be read at all (no rule file found) is a
+ConfigError; bad lines inside the files are warnings (`rules.warnings`,
+SpamAssassin's wording with file and line) and are skipped, as
+SpamAssassin does.
+
+Parameters read: spam_rules_directories, spam_rules_cache_directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from postier.content.spam import conf as C
+from postier.content.spam.engine import CompiledRules, Run
+from postier.errors import ConfigError
+
+
+@dataclass
+class Verdict:
+    """What the rules say about one message."""
+
+    score: float
+    hits: list[tuple[str, float]] = field(default_factory=list)   # scored rules that hit
+    required: float = 5.0
+
+    @property
+    def is_spam(self) -> bool:
+        return self.score >= self.required
+
+
+def rule_directories(cfg: Any) -> list[str]:
+    """$spam_rules_directories as a list."""
+    return [d for d in cfg.get_list("spam_rules_directories") if d]
+
+
+def cache_directory(cfg: Any) -> str | None:
+    """$spam_rules_cache_directory, or None when empty."""
+    d = cfg.get("spam_rules_cache_directory").strip()
+    return d or None
+
+
+def load(directories: list[str], extra_text: str = "") -> C.RuleSet:
+    """Read a rule set; ConfigError when none of `directories` has a rule file."""
+    files = C.rule_files(directories)
+    if not any(f.endswith(".cf") for f in files):
+        raise ConfigError("spam_rules_directories: no SpamAssassin rule file (*.cf) in "
+                          + (" ".join(directories) or "(empty list)"))
+    return C.load_rules(directories, extra_text)
+
+
+class SpamScanner:
+    """A compiled rule set (see the module docstring)."""
+
+    def __init__(self, cfg: Any = None, *, directories: list[str] | None = None,
+                 cache_dir: str | None = None, extra_text: str = "",
+                 rules: C.RuleSet | None = None):
+        if cfg is not None:
+            directories = rule_directories(cfg) if directories is None else directories
+            cache_dir = cache_directory(cfg) if cache_dir is None else cache_dir
+        if rules is None:
+            rules = load(directories or [], extra_text)
+        self.rules = rules
+        if cache_dir:
+            try:
+                os.makedirs(cache_dir, exist_ok=True)
+            except OSError:
+                cache_dir = None            # no cache: compile in memory
+        self.compiled = CompiledRules(rules, cache_dir=cache_dir)
+
+    @property
+    def required(self) -> float:
+        return self.rules.required_score
+
+    def run(self, data: bytes) -> Run:
+        """The full run (every rule value, subrules included): `postier rules explain`."""
+        return self.compiled.run(data)
+
+    def scan(self, data: bytes) -> Verdict:
+        r = self.compiled.run(data)
+        return Verdict(round(r.score, 3), list(r.hits), self.required)
