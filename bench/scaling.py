@@ -2,7 +2,7 @@
 """1 vs 2 smtpd workers: run the smtpd-only and the end-to-end benchmarks
 with `smtpd_worker_processes = 1` and `= 2` and print the scaling factors.
 
-    .venv/bin/python tests/integration/master/scaling.py [--only smtpd|e2e] [--rounds N]
+    .venv/bin/python bench/scaling.py [--only smtpd|e2e] [--rounds N]
 
 Each benchmark is run by pytest with the bench_workers plugin (see
 bench_workers.py), alternating 1 and 2 workers for N rounds (default 1); the
@@ -26,7 +26,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(ROOT, "bench", "results")
 PYTEST = os.path.join(ROOT, ".venv", "bin", "pytest")
 

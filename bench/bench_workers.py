@@ -1,8 +1,8 @@
 """pytest plugin: run the benchmarks with a chosen number of smtpd workers.
 
-    POSTIER_BENCH_WORKERS=1 PYTHONPATH=tests/integration/master \\
+    POSTIER_BENCH_WORKERS=1 PYTHONPATH=bench \\
         .venv/bin/pytest -p bench_workers bench/test_bench_e2e.py -s
-    POSTIER_BENCH_WORKERS=2 POSTIER_BENCH_PIN=0 PYTHONPATH=tests/integration/master \\
+    POSTIER_BENCH_WORKERS=2 POSTIER_BENCH_PIN=0 PYTHONPATH=bench \\
         .venv/bin/pytest -p bench_workers bench/test_bench_smtpd.py -s
 
 It adds `smtpd_worker_processes = N` to every main.cf the benchmark helpers
@@ -10,7 +10,7 @@ write (tests/integration/qmgr/peers.PostierDaemon for the end-to-end
 benchmark, tests/integration/smtpd/smtpd_peers.PostierServer for the smtpd
 one), unless the benchmark sets it itself.  Without POSTIER_BENCH_WORKERS it
 does nothing (the default, 0, is one worker per CPU the server may use).
-`python tests/integration/master/scaling.py` runs both benchmarks with 1 and
+`python bench/scaling.py` runs both benchmarks with 1 and
 with 2 workers and prints the scaling factors.
 """
 
@@ -20,7 +20,7 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+ROOT = os.path.dirname(HERE)
 
 
 def pytest_configure(config) -> None:  # noqa: ANN001 - pytest hook
