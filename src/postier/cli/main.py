@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "queue": ("postier.cli.queue_cmd", "manage the mail queue (like mailq, postqueue, postsuper, postcat)"),
     "qshape": ("postier.cli.qshape_cmd", "queue domain and age distribution (like qshape)"),
     "filter": ("postier.cli.filter_cmd", "after-queue content filter: clamd, banned files, spam (like amavisd-new)"),
+    "rules": ("postier.cli.rules_cmd", "lint, compile and explain SpamAssassin rule sets"),
     "greylistd": ("postier.cli.greylistd_cmd", "greylisting policy server (like postgrey)"),
     "bench": ("postier.cli.bench_cmd", "capacity planning: scenarios, load generator, sink, comparisons"),
     "install-compat": ("postier.cli.install_compat_cmd", "install the sendmail, mailq and newaliases links"),
