@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     prov = {
         "what": "per-message rule hits and scores from real SpamAssassin (score set 0)",
         "tool": "tools/sa_reference.py",
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "spamassassin": subprocess.run(["spamassassin", "-V"], capture_output=True,
                                        text=True).stdout.strip().splitlines(),
         "debian_packages": package_versions(),
