@@ -63,11 +63,11 @@ GUARD = [
 
 
 @pytest.fixture(scope="session")
-def sa_scanner(tmp_path_factory):
+def sa_scanner(spam_rules_cache):
     why = A.missing_inputs(A.DEFAULT_CORPUS, A.DEFAULT_REFERENCE, A.RULE_DIRS[:1])
     if why:
         pytest.skip(why)
-    return A.make_scanner(str(tmp_path_factory.mktemp("spamrules-cache")))
+    return A.make_scanner(spam_rules_cache)
 
 
 @pytest.fixture(scope="session")

@@ -128,10 +128,8 @@ def test_empty_rules_directory_fails_startup(start_postier, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def sa_cache(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sa_rules_cache")
-    os.chmod(d, 0o755)
-    return str(d)
+def sa_cache(spam_rules_cache):
+    return spam_rules_cache
 
 
 def test_real_spamassassin_rules_reject_gtube(sa_cache):
