@@ -60,7 +60,7 @@ local     unix  -       n       n       -       -       local
 """
 
 __all__ = ["Instance", "SmtpSink", "alive", "comm", "free_port", "peers_available", "proc_uid",
-           "send", "smtp_session", "wait_for"]
+           "send", "smtp_session", "swaks", "wait_for"]
 
 
 def comm(pid: int) -> str:
@@ -109,6 +109,19 @@ def send(port: int, rcpt: str = "sink@dest.test", subject: str = "test") -> str:
         code, text = s.data(f"Subject: {subject}\r\n\r\nbody\r\n".encode())
         assert code == 250, text
         return text.decode()
+
+
+def swaks(port: int, rcpt: str = "sink@dest.test", subject: str = "test") -> str:
+    """One message sent by swaks (the real client); its whole transcript."""
+    exe = shutil.which("swaks")
+    if exe is None:
+        raise AssertionError("swaks is not installed (tools/setup.sh --test installs it)")
+    p = subprocess.run([exe, "--server", "127.0.0.1", "--port", str(port),
+                        "--helo", "client.example.test", "--from", "alice@sender.test",
+                        "--to", rcpt, "--header", f"Subject: {subject}", "--body", "body",
+                        "--timeout", "30"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return p.stdout
 
 
 class smtp_session:
