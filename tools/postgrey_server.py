@@ -16,7 +16,8 @@ foreground, as a child of this process (postgrey itself drops to the
 whitelist files are empty temp files unless given: postgrey would
 otherwise read /etc/postgrey/whitelist_*.  Its log (stderr) goes to
 TMP/postgrey.log.  `start()` waits until the port accepts connections;
-`stop()` sends SIGTERM to that PID, then SIGKILL to the same PID.
+`stop()` sends SIGTERM to that PID, then SIGKILL to the same PID
+(tools/peer_process.py).
 
 Loopback only.  Only the Python standard library is used.
 """
@@ -26,13 +27,12 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Sequence
+
+from peer_process import PeerServer, accepts, free_port, serve_foreground
+
+__all__ = ["POSTGREY", "PostgreyServer", "free_port", "postgrey_available"]
 
 POSTGREY = shutil.which("postgrey") or "/usr/sbin/postgrey"
 
@@ -41,28 +41,19 @@ def postgrey_available() -> bool:
     return os.access(POSTGREY, os.X_OK)
 
 
-def free_port() -> int:
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
-
-
-class PostgreyServer:
+class PostgreyServer(PeerServer):
     """A throw-away postgrey on 127.0.0.1."""
+
+    prefix = "postier_postgrey."
+    name = "postgrey"
 
     def __init__(self, port: int | None = None, *, delay: int = 2,
                  whitelist_clients: str = "", whitelist_recipients: str = "",
                  extra_args: Sequence[str] = (), keep: bool = False):
-        self.port = port or free_port()
+        super().__init__(port, keep=keep)
         self.delay = delay
-        self.dir = tempfile.mkdtemp(prefix="postier_postgrey.")
         os.chmod(self.dir, 0o755)
-        self.keep = keep
         self.extra_args = list(extra_args)
-        self.proc: subprocess.Popen | None = None
         self.wl_clients = os.path.join(self.dir, "whitelist_clients")
         self.wl_recipients = os.path.join(self.dir, "whitelist_recipients")
         with open(self.wl_clients, "w") as f:
@@ -71,7 +62,6 @@ class PostgreyServer:
             f.write(whitelist_recipients)
         self.dbdir = os.path.join(self.dir, "db")
         os.makedirs(self.dbdir)
-        self.logfile = os.path.join(self.dir, "postgrey.log")
         if os.geteuid() == 0:
             try:
                 pw = pwd.getpwnam("postgrey")
@@ -92,27 +82,8 @@ class PostgreyServer:
         if not postgrey_available():
             raise RuntimeError("postgrey is not installed (tools/setup.sh --test)")
         with open(self.logfile, "ab") as log:
-            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=log, cwd=self.dir)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"postgrey exited ({self.proc.returncode}): "
-                                   f"{self.log()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("postgrey did not start listening:\n" + self.log()[-2000:])
-
-    def log(self) -> str:
-        try:
-            with open(self.logfile, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+            self.spawn(self.argv(), stdout=log, stderr=log, cwd=self.dir)
+        return self.wait_ready(lambda: accepts(self.port), timeout, "start listening")
 
     def log_lines(self) -> list[str]:
         """postgrey's decision and event lines (its start-up chatter left out)."""
@@ -120,29 +91,6 @@ class PostgreyServer:
                 "Server closing", "Process Backgrounded")
         return [ln for ln in self.log().splitlines()
                 if ln and not ln.startswith(skip) and " starting! pid(" not in ln]
-
-    def stop(self, timeout: float = 10) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        if not self.keep:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> PostgreyServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()
 
 
 def main(argv: list[str]) -> int:
@@ -152,16 +100,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--delay", type=int, default=2)
     args = p.parse_args(argv)
     pg = PostgreyServer(args.port, delay=args.delay)
-    pg.start()
-    print(f"postgrey on 127.0.0.1:{pg.port} (log {pg.logfile}); Ctrl-C stops it", flush=True)
-    try:
-        while pg.proc is not None and pg.proc.poll() is None:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        pg.cleanup()
-    return 0
+    return serve_foreground(pg, f"postgrey on 127.0.0.1:{pg.port} (log {pg.logfile}); "
+                                "Ctrl-C stops it")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ What it runs: `redis-server --port P --bind 127.0.0.1 --save '' --appendonly no
 --daemonize no --dir TMP` as a child of this process; its log goes to
 TMP/redis.log.  `start()` waits until the server answers PING (spoken in
 RESP over a plain socket); `stop()` sends SIGTERM to that PID, then
-SIGKILL to the same PID; `cleanup()` also removes the temp directory.
+SIGKILL to the same PID; `cleanup()` also removes the temp directory
+(tools/peer_process.py).
 
 Loopback only.  Only the Python standard library is used.
 """
@@ -21,27 +22,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import time
+
+from peer_process import PeerServer, free_port, serve_foreground
+
+__all__ = ["REDIS_SERVER", "RedisServer", "free_port", "ping", "redis_available"]
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 def redis_available() -> bool:
     return os.access(REDIS_SERVER, os.X_OK)
-
-
-def free_port() -> int:
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
 
 
 def ping(port: int, timeout: float = 1.0) -> bool:
@@ -53,14 +46,11 @@ def ping(port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(PeerServer):
     """A throw-away redis-server on 127.0.0.1."""
 
-    def __init__(self, port: int | None = None, *, keep: bool = False):
-        self.port = port or free_port()
-        self.dir = tempfile.mkdtemp(prefix="postier_redis.")
-        self.keep = keep
-        self.proc: subprocess.Popen | None = None
+    prefix = "postier_redis."
+    name = "redis"
 
     @property
     def spec(self) -> str:
@@ -71,49 +61,9 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed (tools/setup.sh --test)")
         argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--daemonize", "no",
-                "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log")]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited ({self.proc.returncode}): "
-                                   f"{self.log()[-2000:]}")
-            if ping(self.port):
-                return self
-            time.sleep(0.02)
-        self.stop()
-        raise RuntimeError("redis-server did not answer PING")
-
-    def log(self) -> str:
-        try:
-            with open(os.path.join(self.dir, "redis.log"), errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 10) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        if not self.keep:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()
+                "--dir", self.dir, "--logfile", self.logfile]
+        self.spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self.wait_ready(lambda: ping(self.port), timeout, "answer PING")
 
 
 def main(argv: list[str]) -> int:
@@ -122,16 +72,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--port", type=int)
     args = p.parse_args(argv)
     rs = RedisServer(args.port)
-    rs.start()
-    print(f"redis-server on 127.0.0.1:{rs.port} ({rs.spec}); Ctrl-C stops it", flush=True)
-    try:
-        while rs.proc is not None and rs.proc.poll() is None:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        rs.cleanup()
-    return 0
+    return serve_foreground(rs, f"redis-server on 127.0.0.1:{rs.port} ({rs.spec}); "
+                                "Ctrl-C stops it")
 
 
 if __name__ == "__main__":

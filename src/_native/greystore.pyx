@@ -5,10 +5,11 @@ The on-disk format, locking, journal, rebuild and expiry rules and the API
 are documented in postier/_pure/greystore.py; both modules write
 byte-identical files and work on each other's files.  This one maps the
 file with mmap(2), takes flock(2) itself and probes the slots in C, so a
-decision costs two system calls, two BLAKE2b hashes (hashlib) and a few
-memory reads.  Stores of the journal commit word and the slot key are
-aligned 8-byte stores, with compiler barriers between the journal, slot and
-commit phases (the crash order is the program order).
+decision costs two system calls, two BLAKE2b hashes (computed in C here,
+the values of hashlib's keyed BLAKE2b-64) and a few memory reads.  Stores
+of the journal commit word and the slot key are aligned 8-byte stores,
+with compiler barriers between the journal, slot and commit phases (the
+crash order is the program order).
 
 Reads no main.cf parameters.
 """
@@ -125,6 +126,78 @@ cdef extern from *:
         uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
         return x < y ? -1 : x > y;
     }
+    /* BLAKE2b (RFC 7693) with an 8-byte digest, keyed: the slot key hash,
+       the same value as hashlib.blake2b(msg, digest_size=8, key=salt)
+       read as a little-endian word, without a Python object per hash */
+    static const uint64_t gs_b2_iv[8] = {
+        0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL,
+        0xa54ff53a5f1d36f1ULL, 0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL,
+        0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL};
+    static const unsigned char gs_b2_sigma[12][16] = {
+        {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+        {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+        {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
+        {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+        {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
+        {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+        {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
+        {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+        {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
+        {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
+        {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+        {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3}};
+    #define GS_ROTR64(x, n) (((x) >> (n)) | ((x) << (64 - (n))))
+    #define GS_B2G(a, b, c, d, x, y) do { \
+        a = a + b + (x); d = GS_ROTR64(d ^ a, 32); c = c + d; b = GS_ROTR64(b ^ c, 24); \
+        a = a + b + (y); d = GS_ROTR64(d ^ a, 16); c = c + d; b = GS_ROTR64(b ^ c, 63); \
+    } while (0)
+    static void gs_b2_compress(uint64_t h[8], const unsigned char *block, uint64_t t,
+                               int last) {
+        uint64_t m[16], v[16];
+        int i, r;
+        for (i = 0; i < 16; i++) m[i] = gs_rd64(block + 8 * i);
+        for (i = 0; i < 8; i++) { v[i] = h[i]; v[i + 8] = gs_b2_iv[i]; }
+        v[12] ^= t;                 /* byte counter: keys are far below 2**64 bytes */
+        if (last) v[14] = ~v[14];
+        for (r = 0; r < 12; r++) {
+            const unsigned char *s = gs_b2_sigma[r];
+            GS_B2G(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);
+            GS_B2G(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);
+            GS_B2G(v[2], v[6], v[10], v[14], m[s[4]], m[s[5]]);
+            GS_B2G(v[3], v[7], v[11], v[15], m[s[6]], m[s[7]]);
+            GS_B2G(v[0], v[5], v[10], v[15], m[s[8]], m[s[9]]);
+            GS_B2G(v[1], v[6], v[11], v[12], m[s[10]], m[s[11]]);
+            GS_B2G(v[2], v[7], v[8], v[13], m[s[12]], m[s[13]]);
+            GS_B2G(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);
+        }
+        for (i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
+    }
+    /* the state after the key block (1 <= keylen <= 64): valid for a
+       non-empty message only (an empty one makes the key block the last) */
+    static void gs_b2_key_state(uint64_t h[8], const unsigned char *key, size_t keylen) {
+        unsigned char block[128];
+        int i;
+        for (i = 0; i < 8; i++) h[i] = gs_b2_iv[i];
+        h[0] ^= 0x01010000ULL ^ ((uint64_t) keylen << 8) ^ 8;
+        memset(block, 0, sizeof block);
+        memcpy(block, key, keylen);
+        gs_b2_compress(h, block, 128, 0);
+    }
+    static uint64_t gs_b2_64(const uint64_t hk[8], const unsigned char *msg, size_t len) {
+        uint64_t h[8], t = 128;
+        unsigned char block[128];
+        memcpy(h, hk, sizeof h);
+        while (len > 128) {
+            t += 128;
+            gs_b2_compress(h, msg, t, 0);
+            msg += 128;
+            len -= 128;
+        }
+        memset(block, 0, sizeof block);
+        memcpy(block, msg, len);
+        gs_b2_compress(h, block, t + len, 1);
+        return h[0];
+    }
     """
     uint64_t rd64 "gs_rd64"(const unsigned char *p) nogil
     uint32_t rd32 "gs_rd32"(const unsigned char *p) nogil
@@ -134,6 +207,9 @@ cdef extern from *:
     void barrier "gs_barrier"() nogil
     uint64_t fmix64 "gs_fmix64"(uint64_t x) nogil
     int cmp_u64 "gs_cmp_u64"(const void *a, const void *b) nogil
+    void b2_key_state "gs_b2_key_state"(uint64_t *h, const unsigned char *key,
+                                         size_t keylen) nogil
+    uint64_t b2_64 "gs_b2_64"(const uint64_t *hk, const unsigned char *msg, size_t len) nogil
 
 cdef enum:
     C_HEADER = 4096
@@ -323,7 +399,8 @@ cdef class GreyStore:
     cdef uint64_t g_gen
     cdef bint locked
     cdef double next_ino_check
-    cdef object _blake
+    cdef object _bstate     # hashlib's BLAKE2b-64 keyed with the salt (empty keys)
+    cdef uint64_t _hk[8]    # the C BLAKE2b state after the salt's key block
 
     def __init__(self, str path, *, bint create=True, nslots=MIN_SLOTS, salt=None, now=None,
                  bint readonly=False):
@@ -336,13 +413,15 @@ cdef class GreyStore:
         self.g_gen = <uint64_t> -1
         self.locked = False
         self.next_ino_check = 0.0
-        self._blake = hashlib.blake2b
         self._open()
 
     # -- files -----------------------------------------------------------------
     cdef _open(self):
         self.t = _map_file(self.path, self.readonly)
         self.salt = (<char *> self.t.base + C_SALT)[:16]
+        self._bstate = hashlib.blake2b(digest_size=8, key=self.salt)
+        cdef const unsigned char *k = self.salt
+        b2_key_state(self._hk, k, len(self.salt))
 
     cdef _drop_grow(self):
         if self.g is not None:
@@ -377,8 +456,14 @@ cdef class GreyStore:
             self.t.close()
 
     cdef inline uint64_t _hash(self, bytes key):
-        cdef bytes d = self._blake(key, digest_size=8, key=self.salt).digest()
-        cdef uint64_t h = rd64(<const unsigned char *> d)
+        cdef const unsigned char *p = key
+        cdef uint64_t h
+        cdef bytes d
+        if len(key):
+            h = b2_64(self._hk, p, len(key))
+        else:
+            d = self._bstate.copy().digest()
+            h = rd64(<const unsigned char *> d)
         return h + 2 if h < 2 else h
 
     # -- locking and recovery ------------------------------------------------------

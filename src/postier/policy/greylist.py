@@ -84,6 +84,7 @@ _ANY_DIGIT = re.compile(r"\d", re.ASCII)
 _BATV10 = re.compile(r"^[0-9a-z]{10}")
 _RCPT_DOMAIN = re.compile(r"^.*@")
 _LEADING_DIGIT = re.compile(r"^\d", re.ASCII)
+_LOG_ATTRS = ("client_name", "client_address", "sender", "recipient")
 
 
 @dataclass(frozen=True)
@@ -202,12 +203,13 @@ def parse_client_address(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Add
 
 class _ClientInfo:
     """What the keys need from one client address (cached per address)."""
-    __slots__ = ("value", "addr", "net")
+    __slots__ = ("value", "addr", "net", "ckey")
 
     def __init__(self, value: int, addr: str, net: str):
         self.value = value      # 128-bit int (IPv4 as ::a.b.c.d), for whitelists
         self.addr = addr        # NetAddr::IP addr() text: the AWL key and log text
         self.net = net          # the NET part of the triplet key
+        self.ckey = b"awl:" + addr.encode()     # the client's (AWL) store key
 
 
 def client_info(address: str, settings: GreylistSettings) -> _ClientInfo | None:
@@ -255,17 +257,18 @@ def _true(value: str | None) -> bool:
 def action_line(attrs: Mapping[str, str], action: str, reason: str | None = None,
                 info: str | None = None) -> str:
     """mylog_action(): postgrey's log line for a decision."""
-    out = f"{attrs['queue_id']}: " if _true(attrs.get("queue_id")) else ""
-    parts = [f"action={action}"]
+    get = attrs.get
+    line = f"action={action}"
     if reason is not None:
-        parts.append(f"reason={reason}")
+        line += f", reason={reason}"
     if info is not None:
-        parts.append(info)
-    for a in ("client_name", "client_address", "sender", "recipient"):
-        v = attrs.get(a)
-        if _true(v):
-            parts.append(f"{a}={v}")
-    return out + ", ".join(parts)
+        line += f", {info}"
+    for a in _LOG_ATTRS:
+        v = get(a)
+        if v and v != "0":          # Perl truthiness
+            line += f", {a}={v}"
+    q = get("queue_id")
+    return f"{q}: {line}" if q and q != "0" else line
 
 
 def greylist_text(settings: GreylistSettings, attrs: Mapping[str, str], diff: int) -> str:
@@ -273,8 +276,12 @@ def greylist_text(settings: GreylistSettings, attrs: Mapping[str, str], diff: in
     if "etrn_domain" in attrs and not _LEADING_DIGIT.match(msg):
         msg = "4.2.0 " + msg
     msg = msg.replace("%s", str(diff), 1)
-    domain = _RCPT_DOMAIN.sub("", attrs.get("recipient", ""), count=1)
-    msg = msg.replace("%r", domain, 1)
+    if "%r" in msg:
+        rcpt = attrs.get("recipient", "")
+        # s/^.*@//: everything up to the last "@" of the first line
+        domain = rcpt.rpartition("@")[2] if "\n" not in rcpt else \
+            _RCPT_DOMAIN.sub("", rcpt, count=1)
+        msg = msg.replace("%r", domain, 1)
     return f"{settings.action} {msg}"
 
 
@@ -302,6 +309,7 @@ class Greylist:
         self.settings = settings
         self.store = store if store is not None else open_store(settings.store, pure=pure)
         self.sync = bool(getattr(self.store, "sync", False))
+        self._store_decide = getattr(self.store, "decide", None)
         self.emit = emit or log.info
         self._instances: deque[str] = deque(["0"] * 10, maxlen=10)
         self._wl_sig: tuple = ()
@@ -340,11 +348,17 @@ class Greylist:
     def _prepare(self, attrs: Mapping[str, str]) -> str | tuple[bytes, bytes, str]:
         """Whitelists and keys: a final action, or (triplet key, client key,
         client address text for the AWL log line)."""
-        for a in ("client_address", "client_name", "recipient", "sender"):
-            if a not in attrs:
-                log.warning(f"attribute missing: {a}")
-                return "DUNNO"
-        address = attrs["client_address"]
+        try:
+            address = attrs["client_address"]
+            recipient = attrs["recipient"]
+            sender = attrs["sender"]
+            attrs["client_name"]
+        except KeyError:
+            for a in ("client_address", "client_name", "recipient", "sender"):
+                if a not in attrs:
+                    log.warning(f"attribute missing: {a}")
+                    break
+            return "DUNNO"
         info = self._clients.get(address)
         if info is None:
             if len(self._clients) >= 8192:
@@ -360,14 +374,13 @@ class Greylist:
         if self.clients.networks and self.clients.match_address(info.value):
             self._log(action_line(attrs, "pass", "client whitelist"))
             return "DUNNO"
-        if self.recipients.patterns and self.recipients.match(attrs["recipient"]):
+        if self.recipients.patterns and self.recipients.match(recipient):
             self._log(action_line(attrs, "pass", "recipient whitelist"))
             return "DUNNO"
-        s = self.settings
         addr = info.addr
-        tkey = triplet_key(info.net, sender_substitutions(attrs["sender"]), attrs["recipient"])
-        ckey = b"awl:" + addr.encode()
-        if s.privacy:
+        tkey = triplet_key(info.net, sender_substitutions(sender), recipient)
+        ckey = info.ckey
+        if self.settings.privacy:
             tkey = hashlib.sha1(tkey).hexdigest().encode()
             ckey = b"awl:" + hashlib.sha1(addr.encode()).hexdigest().encode()
         return tkey, ckey, addr
@@ -426,8 +439,8 @@ class Greylist:
         tkey, ckey, addr = prep
         t = self._now(attrs, now)
         s = self.settings
-        decision = self.store.decide(tkey, ckey, t, s.delay, s.retry_window,  # type: ignore[attr-defined]
-                                     s.awl_clients, s.max_age)
+        decision = self._store_decide(tkey, ckey, t, s.delay, s.retry_window, s.awl_clients,
+                                      s.max_age)
         action = self._finish(attrs, t, addr, decision)
         mono = time.monotonic()
         if mono >= self._next_maint:

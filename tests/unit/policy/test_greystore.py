@@ -322,3 +322,19 @@ def test_concurrent_writers_lose_no_update(impl, tmp_path):
     assert sum(item[3] for item in s.items()) == 4 * n
     assert s.check()["ok"]
     s.close()
+
+
+@pytest.mark.parametrize("salt", [SALT, bytes(16), bytes(range(200, 216))])
+def test_key_hash_is_keyed_blake2b_64(impl, tmp_path, salt):
+    """The slot hash (the native module computes BLAKE2b itself) is
+    hashlib's keyed BLAKE2b-64, read little-endian, for keys around the
+    128-byte block boundaries and for the empty key."""
+    import hashlib
+    _, s = new(impl, tmp_path, salt=salt)
+    rng = random.Random(7)
+    for n in (0, 1, 15, 16, 127, 128, 129, 255, 256, 257, 300, 1000):
+        key = bytes(rng.randrange(256) for _ in range(n))
+        want = int.from_bytes(hashlib.blake2b(key, digest_size=8, key=salt).digest(), "little")
+        assert s.hash(key) == (want + 2 if want < 2 else want), n
+        assert s.hash(key) == P.key_hash(salt, key)
+    s.close()

@@ -175,3 +175,34 @@ def test_parse_inet(value, want):
 def test_parse_inet_errors():
     with pytest.raises(ValueError, match="expected \\[HOST:\\]PORT"):
         S.parse_inet("127.0.0.1:port")
+
+
+def _reference_parse(block: bytes) -> dict[str, str]:
+    """postgrey's per-line rules, line by line (the slow path)."""
+    attrs: dict[str, str] = {}
+    S._parse_lines(block.split(b"\n"), attrs)
+    return attrs
+
+
+@pytest.mark.parametrize("block", [
+    request()[:-2],                                              # Postfix's usual request
+    b"a=1\nb=x=y\na=2",                                          # "=" in a value, last one wins
+    b"name=" + b"v" * 600 + b"\nother=1",                        # a value cut at 512 bytes
+    b"n" * 600 + b"=value\nother=1",                             # a name cut at 512 bytes
+    b"a=1\n=odd=value\nb=2",                                     # an empty name
+    b"sender=" + "\u00e9".encode() * 300 + b"\nb=2",           # 300 chars, 600 bytes: cut
+    "client_name=h\u00f4te.example\nb=2".encode(),               # non-ASCII, short
+    b"sender=a\xffb@x.test\nb=2",                                # not UTF-8
+])
+def test_parse_block_matches_the_line_rules(block):
+    got = S.parse_block(block, {})
+    assert got == _reference_parse(block)
+    assert all(len(v.encode("utf-8", "surrogateescape")) <= 512 for v in got.values())
+
+
+def test_parse_block_garbage_line_is_logged(monkeypatch):
+    lines: list[str] = []
+    monkeypatch.setattr(S.log, "info", lines.append)
+    assert S.parse_block(b"a=1\nno equals sign\nb=2", {"x": "0"}) == {"x": "0", "a": "1",
+                                                                    "b": "2"}
+    assert lines == ["ignoring garbage: <no equals sign>"]
