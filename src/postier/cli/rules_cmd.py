@@ -308,7 +308,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except Exception as e:  # noqa: BLE001 - an engine bug must not become a traceback
         raise Fatal(f"the rule engine failed on this message: {type(e).__name__}: {e}") from None
     out = sys.stdout.write
-    hits = sorted(run.hits, key=lambda h: (-h[1], h[0]))
+    hits = sorted(set(run.hits), key=lambda h: (-h[1], h[0]))
     width = max([len(n) for n, _ in hits] + [4])
     if hits:
         out(f"{'rule':<{width}}  {'score':>7}{'hits':>6}  description\n")

@@ -436,7 +436,7 @@ def spam_headers(spam: SpamResult, policy: ContentPolicy, is_spam: bool) -> list
     score = spam.score
     level = "*" * min(64, int(score)) if score >= 1 else ""
     required = policy.tag2_level if policy.tag2_level is not None else spam.required
-    tests = ", ".join(f"{n}={number(s)}" for n, s in sorted(spam.hits))
+    tests = ", ".join(f"{n}={number(s)}" for n, s in sorted(set(spam.hits)))
     status = (f"X-Spam-Status: {'Yes' if is_spam else 'No'}, score={number(score)}"
               f" tagged_above={number(policy.tag_level) if policy.tag_level is not None else '-'}"
               f" required={number(required) if required is not None else '-'}"

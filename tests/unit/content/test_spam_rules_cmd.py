@@ -149,7 +149,7 @@ def test_explain_lists_hits_scores_and_verdict(setup, capsys, tmp_path):
         "T_BODY        2        Cheap pills",
         "T_META        1",
         "T_MULT      0.5    x3",
-        "score 7, required 5: spam",
+        "score 8, required 5: spam",           # T_MULT scores each of its 3 hits
         "postier: X-Spam-* headers (spam_tag_level 2); X-Spam-Flag: YES and the subject "
         "tag (spam_tag2_level 6.31); final_spam_destiny = reject (spam_kill_level 6)"]
     rc, out, err = run(["explain", "-v", "-c", str(setup / "etc"), "--no-cache", "-"], capsys,

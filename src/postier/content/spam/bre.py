@@ -29,7 +29,6 @@ from re import (  # noqa: F401 - re-exported
     escape,
 )
 
-
 _cache: dict = {}
 _A = int(_re.A)
 

@@ -588,7 +588,7 @@ class Parser:
     def _rule_command(self, key: str, value: str) -> str | None:
         m = re.match(r"^(\S+)\s+", value)
         if not m:
-            return "config: invalid '%s' value" % key if value else f"config: missing '{key}' value"
+            return f"config: invalid '{key}' value" if value else f"config: missing '{key}' value"
         name = m.group(1)
         text = value[m.end():]
         if not text:
@@ -786,11 +786,12 @@ def replace_tags(rs: RuleSet, regex: str) -> str:
             parts.pop()
         if pre_name and rs.replace_pre.get(pre_name):
             pre = rs.replace_pre[pre_name]
-            parts = [re.sub("(" + start + ".+?" + end + ")", lambda mm: pre + mm.group(1), p, count=1)
+            parts = [re.sub("(" + start + ".+?" + end + ")", lambda mm, pre=pre: pre + mm.group(1), p,
+                              count=1)
                      for p in parts]
         if post_name and rs.replace_post.get(post_name):
             post = rs.replace_post[post_name]
-            parts = [re.sub("(" + start + ".+?" + end + ")", lambda mm: mm.group(1) + post, p)
+            parts = [re.sub("(" + start + ".+?" + end + ")", lambda mm, post=post: mm.group(1) + post, p)
                      for p in parts]
         if inter_name and rs.replace_inter.get(inter_name):
             inter = rs.replace_inter[inter_name]
@@ -801,7 +802,7 @@ def replace_tags(rs: RuleSet, regex: str) -> str:
                 tag = m.group(1)
                 rep = rs.replace_tag.get(tag)
                 if rep and rep != "0":
-                    parts[i] = re.sub(start + re.escape(tag) + end, lambda _m: rep, p)
+                    parts[i] = re.sub(start + re.escape(tag) + end, lambda _m, rep=rep: rep, p)
                     if re.search(r"<[^>]+>", rep):
                         again = True
         pat = "".join(parts)

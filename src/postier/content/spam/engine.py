@@ -11,9 +11,18 @@ Compilation.  Every regex rule with a non-zero score is compiled once
 A pattern Hyperscan takes exactly gives final answers; one it takes only as
 a prefilter (or with widened repeats) is confirmed with RE2/`re`/libpcre2
 on the subjects Hyperscan reported; the few it cannot take at all are
-confirmed on every subject.  Rules whose regex uses a capture template
-(%{TAG}) are compiled per message once the tag is known.  Meta rules are
-compiled into one Python function evaluated in dependency order.
+confirmed on every subject.  A rule Hyperscan reports nearly everywhere
+(or a line-anchored one, whose matches Vectorscan loses in big databases)
+gets a database of its own, scanned only up to its first report
+(hsdb.Entry.solo).  Before a slow exact engine (Python `re`, libpcre2) runs
+on a subject or on each line, a "loose" RE2 regex (perlre.re2_loose: a
+superset without look-arounds, back-references or atomic groups) must
+match there, on the joined buffer for the line areas; a superset that
+rarely rules anything out is dropped after PRE_TRIAL subjects.  Rules whose
+regex uses a capture template (%{TAG}) run once the tag is known, with the
+regex built from each message's values (SpamAssassin's /o keeps the first
+message's: see Run._templates).  Meta
+rules are compiled into one Python function evaluated in dependency order.
 
 Running follows Mail::SpamAssassin::Plugin::Check: header rules match the
 joined values of their header request (HeaderView; a missing header is
@@ -36,6 +45,8 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import re2 as _re2
+
 from postier.content.spam import bre as re
 from postier.content.spam import conf as C
 from postier.content.spam import meta as M
@@ -50,6 +61,10 @@ AREAS = ("header", "body", "rawbody", "uri", "full", "mimeheader")
 LINE_AREAS = ("body", "rawbody", "uri")     # many subjects: scanned as one joined buffer
 HEAVY_EXPR = perlre.BIG_EXPR   # rules whose Hyperscan form is this big run on RE2 instead
 _SEPB = b"\x00"
+LOOSE_MAX_MEM = 32 << 20
+_LINE_START = b"[\\x00\\x0a]"    # how a joined expression starts for Perl's /m ^
+BIG_RE2 = 4000              # RE2 regexes this long get a bigger memory budget
+PRE_TRIAL = 64              # subjects after which a superset that rarely helps is dropped
 _TEMPLATE = re.compile(r"(?<!\\)%\{([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*(?:\([^\)\}]*\))?)\}")
 _CAPTURE = re.compile(r"\(\?P?[<'][A-Z]")
 
@@ -74,12 +89,29 @@ class RRule:
     source: tuple[str, str] = ("", "")  # (pattern, modifiers)
     direct: bool = False            # kept out of Hyperscan: RE2 on the joined buffer
     _joined: tuple | None = None
+    _loose: object = False          # False: not built yet
+
+    _pre_pass: int = 0
+    _pre_fail: int = 0
 
     def search(self, data: bytes) -> bool:
         pre = self.pre
-        if pre is not None and pre.search(data) is None:
-            return False
+        if pre is not None:
+            if pre.search(data) is None:
+                self._pre_fail += 1
+                return False
+            self._pre_pass += 1
+            if self._pre_pass == PRE_TRIAL and self._pre_fail * 4 < PRE_TRIAL:
+                self.pre = None     # it hardly ever rules a subject out: only a cost
         return self.pattern.search(data)
+
+    def loose(self):
+        """RE2 regex that must match a text for the rule to match some
+        subject in it (perlre.re2_loose), or None."""
+        lo = self._loose
+        if lo is False:
+            lo = self._loose = perlre.re2_loose(*self.source, max_mem=LOOSE_MAX_MEM)
+        return lo
 
     def joined(self, max_mem: int = perlre.RE2_MAX_MEM) -> tuple:
         """(RE2 regex for a joined buffer, exact, countable): see perlre.joined_re2."""
@@ -164,7 +196,7 @@ class CompiledRules:
             if not rules:
                 continue
             db = AreaDatabase([r.entry for r in rules], cache_dir=cache_dir, workers=workers,
-                              label=area)
+                              label=area, probe=_PROBE)
             self.dbs[area] = db
             st.exact += len(db.exact)
             st.prefilter += len(db.prefilter)
@@ -173,6 +205,13 @@ class CompiledRules:
             st.never += len(db.never)
             st.databases += len(db.dbs)
             st.from_cache = st.from_cache and db.from_cache
+        # per header group: (request, if-unset, rules, "always" rules, negated rules)
+        hdb = self.dbs.get("header")
+        hrules = self.area_rules["header"]
+        self.header_groups_run = [
+            (h, unset, idx, sorted(i for i in idx if hdb is not None and i in hdb.always),
+             [i for i in idx if hrules[i].negate])
+            for h, unset, idx in self.header_groups]
         self._compile_metas()
         rb = Registry.from_settings(rs.settings)
         self.registry = rb
@@ -227,6 +266,13 @@ class CompiledRules:
             except perlre.PerlRegexError:
                 self.stats.compile_failed.append(f"{r.name}: {e}")
                 return
+        if p._re2 is not None and len(p._re2.pattern) > BIG_RE2:
+            # RE2's default budget is too small for the lazy DFA of such a
+            # regex: it prints "DFA out of memory" and runs the slow NFA
+            try:
+                p._re2 = _re2._compile(p._re2.pattern, 0, perlre.RE2_MAX_MEM * 8)
+            except Exception:  # noqa: BLE001, S110 - pyre2 raises several types; keep the old one
+                pass
         area = {C.HEADER: "header", C.BODY: "body", C.RAWBODY: "rawbody", C.URI: "uri",
                 C.FULL: "full", C.MIMEHEADER: "mimeheader"}[r.kind]
         entry = perlre.hyperscan_entry(p, pat, mods, joined=True)
@@ -235,6 +281,8 @@ class CompiledRules:
                    negate=r.negate, header=r.header, capture=capture, source=(pat, mods))
         if p._re2 is None:
             rr.pre = perlre.re2_superset(pat, mods)
+        if rr.pre is None and (p._re2 is None or p._nl_unsafe or p._ref_confirms):
+            rr.pre = rr.loose()             # rules the slow exact engine out cheaply
         self._choose_engine(rr)
         if r.kind == C.HEADER:
             rr.if_unset = r.if_unset.encode("latin-1") if r.if_unset is not None else None
@@ -254,15 +302,24 @@ class CompiledRules:
         size = sum(len(e) for e in rr.entry.exprs)
         p = rr.pattern
         plain_re2 = p._re2 is not None and not p._ref_confirms and rr.pre is None
+        if not rr.entry.exprs:
+            return
         if rr.area in LINE_AREAS:
             heavy = size > HEAVY_EXPR
-            if heavy or _chatty(rr.entry.exprs):
+            if heavy or (rr.multiple and _chatty(rr.entry.exprs)):
+                # a `multiple` rule that matches everywhere is counted with
+                # RE2 anyway: Hyperscan would only add a scan
                 rx, _exact, _c = rr.joined(perlre.RE2_MAX_MEM * 8 if heavy else perlre.RE2_MAX_MEM)
                 rr.direct = rx is not None or (not heavy and plain_re2)
+            elif _chatty(rr.entry.exprs) or rr.entry.exprs[0].startswith(_LINE_START):
+                # alone, scanned up to its first report; a line-anchored
+                # expression too: in a big database Vectorscan 5.4 loses
+                # some of its matches (__HAS_HREF after an empty line)
+                rr.entry.solo = True
             if not rr.direct:
                 rr._joined = None           # built again when needed (memory)
-        elif (p._re2 is not None or p._py is not None) and _chatty(rr.entry.exprs):
-            rr.direct = True        # one value per message: any engine will do
+        elif _chatty(rr.entry.exprs):
+            rr.entry.solo = True
         if rr.direct:
             rr.entry = type(rr.entry)([], 0, False)
 
@@ -344,7 +401,7 @@ EUR 987.654,32 and 15% growth.  Please call me at +1 (555) 123-4567 or write
 to john.smith@example.com; see https://www.example.com/path/page.html?id=42&x=y
 and http://192.168.1.10:8080/index.php for the details.
 
--- 
+--\x20
 Best regards,   Mary O'Neil   |   ACME Corp.   |   www.acme-corp.example
 <html><head><title>Newsletter</title></head><body bgcolor="#ffffff">
 <p style="font-size:12px;color:#333333">Click <a href="http://t.example.net/c?u=abc">here</a>
@@ -413,6 +470,73 @@ def _py_flags(mods: str) -> int:
 
 def _to_python_named(pat: str) -> str:
     return re.sub(r"\(\?P?<([A-Za-z_]\w*)>", r"(?P<\1>", re.sub(r"\(\?'([A-Za-z_]\w*)'", r"(?P<\1>", pat))
+
+
+def _mime_options(tf: str) -> tuple[int, int, bool]:
+    """(first part, last part, concat) of a mimeheader rule's tflags."""
+    lo, hi = 0, 1000
+    m = re.search(r"(?:^|\s)range=(\d+)?(-)?(\d+)?(?:\s|$)", tf)
+    if m:
+        a, dash, b = m.groups()
+        if a and dash and b:
+            lo, hi = int(a), int(b)
+        elif a and dash:
+            lo = int(a)
+        elif dash and b:
+            hi = int(b)
+        elif a:
+            lo = hi = int(a)
+    return lo, hi, re.search(r"\bconcat\b", tf) is not None
+
+
+_REQUIRED_CACHE: dict[str, tuple[str, ...]] = {}
+
+
+def _required_templates(pat: str) -> tuple[str, ...]:
+    """The %{TAG} templates of pat that every match must contain literally:
+    at depth 0 (outside any group or class) of a pattern with no top-level
+    alternation."""
+    got = _REQUIRED_CACHE.get(pat)
+    if got is not None:
+        return got
+    out: list[str] = []
+    depth = 0
+    i = 0
+    n = len(pat)
+    in_class = False
+    while i < n:
+        c = pat[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            if c == "]":
+                in_class = False
+        elif c == "[":
+            in_class = True
+            if pat.startswith("[]", i) or pat.startswith("[^]", i):
+                i += 2 if pat[i + 1] == "]" else 3
+                continue
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            out = []
+            break
+        elif c == "%" and depth == 0:
+            m = _TEMPLATE.match(pat, i)
+            if m:
+                j = m.end()
+                if j < n and pat[j] in "?*{":
+                    i = j
+                    continue        # optional or repeated: not required
+                out.append(m.group(1))
+                i = j
+                continue
+        i += 1
+    got = _REQUIRED_CACHE[pat] = tuple(out)
+    return got
 
 
 def _no_hits(data: bytes) -> set[int]:
@@ -523,8 +647,12 @@ class Run:
         self._evals((C.FULL_EVAL,))
         cr.run_metas(self.values)
         rs = cr.rs
-        self.hits = sorted((n, rs.score(n)) for n in self.values
-                           if not n.startswith("__") and rs.score(n) != 0)
+        # a `tflags multiple` rule scores every hit, listed once per hit
+        # (SpamAssassin's got_hit per match: tests=RULE,RULE,...)
+        self.hits = [(n, rs.score(n)) for n in sorted(self.values)
+                     if not n.startswith("__") and rs.score(n) != 0
+                     for _ in range(max(1, int(self.values[n]))
+                                    if rs.has_flag(n, "multiple") else 1)]
         self.score = sum(s for _, s in self.hits)
 
     def _confirm_count(self, rr: RRule, data: bytes, limit: int) -> int:
@@ -551,27 +679,48 @@ class Run:
         rules = cr.area_rules["header"]
         if db is None:
             return
-        exact, always = db.exact, db.always
+        exact = db.exact
         hv = self.hv
         scanners = db.scanners()
         none = _no_hits
-        for part, (spec, unset, idxs) in enumerate(cr.header_groups):
+        tail = perlre.JOIN_TAIL
+        hit = self.hit
+        for part, (spec, unset, idxs, always, negs) in enumerate(cr.header_groups_run):
             val = hv.value(spec)
             if val is None:
                 if unset is None:
                     for i in idxs:
                         rr = rules[i]
                         if rr.empty_hit != rr.negate:
-                            self.hit(rr.name)
+                            hit(rr.name)
                     continue
                 val = unset
-            for rr, n in self._single(db, scanners.get(part, none), rules, idxs, val):
+            if _SEPB in val:
+                hits = None                 # a NUL: no joined form; every rule is a candidate
+                cand = idxs
+            else:
+                hits = scanners.get(part, none)(_SEPB + val + tail)
+                cand = sorted(hits.union(always)) if hits else always
+            matched = None
+            for i in cand:
+                rr = rules[i]
+                if hits is not None and i in exact and not rr.multiple and i in hits:
+                    n = 1
+                else:
+                    n = self._confirm_count(rr, val, rr.maxhits)
+                if not n:
+                    continue
                 if rr.negate:
-                    if not n:
-                        self.hit(rr.name)
-                elif n:
-                    self.hit(rr.name, n if rr.multiple else 1, rr.multiple)
-                    self._capture(rr, val)
+                    if matched is None:
+                        matched = set()
+                    matched.add(i)
+                else:
+                    hit(rr.name, n if rr.multiple else 1, rr.multiple)
+                    if rr.capture is not None:
+                        self._capture(rr, val)
+            for i in negs:
+                if matched is None or i not in matched:
+                    hit(rules[i].name)
 
     def _single(self, db: AreaDatabase, scan, rules: list[RRule], idxs, val: bytes, limit: int = 0):
         """(rule, match count) for the rules idxs of a one-subject area on val
@@ -647,7 +796,9 @@ class Run:
                     if n:
                         self.hit(rr.name, n, True)
                 else:
-                    self._line_rule(rr, ls)
+                    lo = rr.loose() if rx is None else rx
+                    if lo is None or lo.search(b) is not None:
+                        self._line_rule(rr, ls)
                 continue
             if i in exact and b is buf:
                 self.hit(rr.name)
@@ -658,6 +809,10 @@ class Run:
                     continue
                 if jexact:
                     self.hit(rr.name)
+                    continue
+            else:
+                lo = rr.loose()
+                if lo is not None and lo.search(b) is None:
                     continue
             self._line_rule(rr, ls)
 
@@ -695,24 +850,15 @@ class Run:
         rs = cr.rs
         parts = self.msg.find_parts(None, False)
         scanners = db.scanners()
+        self._mime_scans: dict = {}         # (scanner, value) -> Hyperscan's reports
+        opts = cr.__dict__.get("_mime_opts")
+        if opts is None:
+            opts = cr._mime_opts = [_mime_options(rs.tflags.get(r.name, "")) for r in rules]
         for part, ((hdr, raw), idxs) in enumerate(cr.mime_groups.items()):
             scan = scanners.get(part, _no_hits)
             for i in idxs:
                 rr = rules[i]
-                tf = rs.tflags.get(rr.name, "")
-                lo, hi = 0, 1000
-                m = re.search(r"(?:^|\s)range=(\d+)?(-)?(\d+)?(?:\s|$)", tf)
-                if m:
-                    a, dash, b = m.groups()
-                    if a and dash and b:
-                        lo, hi = int(a), int(b)
-                    elif a and dash:
-                        lo = int(a)
-                    elif dash and b:
-                        hi = int(b)
-                    elif a:
-                        lo = hi = int(a)
-                concat = re.search(r"\bconcat\b", tf) is not None
+                lo, hi, concat = opts[i]
                 maxhits = rr.maxhits or (1000 if rr.multiple else 1)
                 cval = b""
                 hits = 0
@@ -746,47 +892,60 @@ class Run:
 
     def _mime_check(self, db: AreaDatabase, scan, i: int, rr: RRule, val: bytes,
                     maxhits: int) -> int:
-        for _rr, n in self._single(db, scan, self.cr.area_rules["mimeheader"], (i,), val, maxhits):
-            return n
+        if _SEPB in val:
+            return self._confirm_count(rr, val, maxhits)
+        cache = self._mime_scans
+        key = (scan, val)
+        hits = cache.get(key)
+        if hits is None:
+            hits = cache[key] = scan(_SEPB + val + perlre.JOIN_TAIL)
+        if i in hits:
+            if i in db.exact and not rr.multiple:
+                return 1
+            return self._confirm_count(rr, val, maxhits)
+        if i in db.always:
+            return self._confirm_count(rr, val, maxhits)
         return 0
 
     def _templates(self) -> None:
-        cache = self.cr.__dict__.setdefault("_template_cache", {})
-        for r, pat, mods in self.cr.templates:
-            ok = True
-
-            def repl(m: re.Match) -> str:
-                nonlocal ok
-                vals = [v for v in self.captures.get(m.group(1), []) if v != ""]
-                if not vals:
-                    ok = False
-                    return ""
-                return "(?:" + "|".join(re.sub(r"(\W)", r"\\\1", v) for v in vals) + ")"
-            final = _TEMPLATE.sub(repl, pat)
-            if not ok:
-                continue
-            key = (final, mods)
-            p = cache.get(key)
-            if p is None:
-                try:
-                    p = cache[key] = perlre.compile_pattern(final, mods)
-                except perlre.PerlRegexError:
-                    cache[key] = False
-                    continue
-            if p is False:
-                continue
-            multiple = self.cr.rs.has_flag(r.name, "multiple")
-            if r.kind == C.URI:
-                subjects = self.uri_list()
-            elif r.kind == C.BODY:
-                subjects = self.body()
-            elif r.kind == C.RAWBODY:
-                subjects = self.rawbody()
-            elif r.kind == C.FULL:
-                subjects = [self.msg.pristine]
-            else:
+        """Rules whose regex holds %{TAG}: run when every tag they use has a
+        value, with the values quoted into an alternation, built from each
+        message's own values.  (SpamAssassin 4.0.1's rule code matches
+        header, body, rawbody and uri rules with /o, compile once, so a
+        spamd child keeps the values of the first message it ran them on;
+        postier does not copy that: a verdict must not depend on which
+        message came first.)"""
+        cr = self.cr
+        frozen = cr.__dict__.setdefault("_template_frozen", {})
+        cache = cr.__dict__.setdefault("_template_cache", {})
+        for r, pat, mods in cr.templates:
+            tags = {m.group(1) for m in _TEMPLATE.finditer(pat)}
+            vals = {t: [v for v in self.captures.get(t, []) if v != ""] for t in tags}
+            if not all(vals.values()):
+                continue            # SpamAssassin: "dependent tag not defined"
+            if r.kind == C.HEADER:
                 v = self.hv.value(r.header)
                 subjects = [v if v is not None else (r.if_unset or "").encode("latin-1")]
+            else:
+                subjects = self._subjects(r.kind)
+            if not subjects:
+                continue            # the match never runs (nor compiles)
+            once = False        # per message: see the docstring
+            got = frozen.get(r.name) if once else None
+            if got is None:
+                got = (self._template_pattern(cache, pat, mods, vals), vals)
+                if once:
+                    frozen[r.name] = got
+            p, used = got
+            if p is False or not self._template_possible(pat, mods, subjects, used):
+                continue        # a value the pattern requires appears in no subject
+            if p is None:
+                p = self._template_pattern(cache, pat, mods, used, compile_now=True)
+                if once:
+                    frozen[r.name] = (p, used)
+                if p is False:
+                    continue
+            multiple = cr.rs.has_flag(r.name, "multiple")
             n = 0
             for s in subjects:
                 if multiple:
@@ -800,14 +959,69 @@ class Run:
             elif n:
                 self.hit(r.name, n if multiple else 1, multiple)
 
+    @staticmethod
+    def _template_pattern(cache: dict, pat: str, mods: str, vals: dict[str, list[str]],
+                          compile_now: bool = False):
+        """The compiled rule for these tag values (None: not compiled yet,
+        compiled only when a subject could match; False: it does not compile)."""
+        def repl(m: re.Match) -> str:
+            return "(?:" + "|".join(re.sub(r"(\W)", r"\\\1", v) for v in vals[m.group(1)]) + ")"
+        key = (_TEMPLATE.sub(repl, pat), mods)
+        p = cache.get(key)
+        if p is None and compile_now:
+            if len(cache) > 2000:
+                cache.clear()
+            try:
+                p = cache[key] = perlre.compile_pattern(*key)
+            except perlre.PerlRegexError:
+                p = cache[key] = False
+        return p
+
+    def _subjects(self, kind: str) -> list[bytes]:
+        if kind == C.URI:
+            return self.uri_list()
+        if kind == C.BODY:
+            return self.body()
+        if kind == C.RAWBODY:
+            return self.rawbody()
+        return [self.msg.pristine]
+
+    @staticmethod
+    def _template_possible(pat: str, mods: str, subjects: list[bytes],
+                           values: dict[str, list[str]]) -> bool:
+        """False when a template the pattern requires (one outside every
+        group, in a pattern without a top-level `|`) has no captured value
+        in any subject: then the pattern cannot match, and compiling it for
+        this message's values is saved."""
+        required = _required_templates(pat)
+        if not required:
+            return True
+        fold = "i" in mods
+        texts = [s.decode("latin-1") for s in subjects]
+        if fold:
+            texts = [t.lower() for t in texts]
+        for tag in required:
+            vals = values.get(tag, [])
+            if fold:
+                vals = [v.lower() for v in vals]
+            if not any(v in t for v in vals for t in texts):
+                return False
+        return True
+
     def _evals(self, kinds: tuple[str, ...]) -> None:
         from postier.content.spam.evals import EvalContext
         ctx = self.eval_ctx
         if ctx is None:
             ctx = self.eval_ctx = EvalContext(self)
-        for kind, r, fn in self.cr.evals:
-            if kind not in kinds:
-                continue
+        by_kind = self.cr.__dict__.get("_evals_by_kind")
+        if by_kind is None:
+            by_kind = {}
+            for e in self.cr.evals:
+                by_kind.setdefault(e[0], []).append(e)
+            self.cr._evals_by_kind = by_kind
+        todo = by_kind.get(kinds[0], []) if len(kinds) == 1 else \
+            [e for e in self.cr.evals if e[0] in kinds]
+        for _kind, r, fn in todo:
             try:
                 res = fn(ctx, r, *r.args)
             except Exception:  # noqa: BLE001 - SpamAssassin: a failing eval is "no hit"

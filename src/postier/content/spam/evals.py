@@ -76,12 +76,20 @@ def _undef(v: str) -> bool:
     return v == "undef"
 
 
+_NUMS: dict[str, float] = {}
+
+
 def _num(v) -> float:
     """Perl's numeric value of a string (leading number, else 0)."""
     if isinstance(v, (int, float)):
         return v
-    m = re.match(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)", v or "")
-    return float(m.group(1)) if m else 0.0
+    got = _NUMS.get(v)
+    if got is None:
+        m = re.match(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)", v or "")
+        got = float(m.group(1)) if m else 0.0
+        if len(_NUMS) < 10000:
+            _NUMS[v] = got
+    return got
 
 
 IS_IPV4 = re.compile(r"^" + IPV4_ADDRESS.pattern + r"$", re.X | re.A)
@@ -292,7 +300,7 @@ def check_illegal_chars(ctx, rule, header, ratio, count):
     raw = ctx.hv.get_str(header)
     if not ctx.hv.get(header) or not re.search(rb"\S", raw):
         return 0
-    if any(b > 0x7f for b in raw):
+    if not raw.isascii():
         try:
             raw.decode("utf-8")
             valid = True
@@ -1131,6 +1139,10 @@ def _charset_from_ct(t: str | None) -> str | None:
     return None
 
 
+_LOWER_DIGITS = b"abcdefghijklmnopqrstuvwxyz0123456789"
+_UPPER = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
 @ev()
 def check_for_uppercase(ctx, rule, mn, mx):
     mn, mx = _num(mn), _num(mx)
@@ -1154,8 +1166,9 @@ def check_for_uppercase(ctx, rule, mn, mx):
                 continue
             line = re.sub(rb"\x1b\$B.*\x1b\(B", b"", line, flags=re.S)
             ln += len(line)
-            lower += len(re.findall(rb"[a-z0-9]", line))
-            upper += len(re.findall(rb"[A-Z]", line))
+            n = len(line)
+            lower += n - len(line.translate(None, _LOWER_DIGITS))
+            upper += n - len(line.translate(None, _UPPER))
         if ln < 200 or upper + lower == 0:
             v = 0
         else:
@@ -1792,6 +1805,8 @@ def check_replyto_in_list(ctx, rule, name):
 @ev()
 def check_to_in_list(ctx, rule, name):
     lst = _addrlist(ctx, name)
+    if not lst:
+        return 0
     return 1 if any(_in_list(lst, a) for a in ctx.all_to_addrs()) else 0
 
 

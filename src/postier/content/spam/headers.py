@@ -280,7 +280,7 @@ class HeaderView:
         cur = -1
         out = []
         for h in hdrs:
-            if re.match(rb"^Received:", h, re.I):
+            if h[:9].lower() == b"received:":
                 cur += 1
             if (start is None or start <= cur) and (end is None or cur < end):
                 out.append(h)

@@ -22,6 +22,13 @@ every subject.  The per-expression classes and the finished databases are
 cached on disk (hs_serialize_database), keyed by a hash of the expressions,
 flags and the Hyperscan version, so a warm start only reads files.
 
+Hyperscan calls back for every match end, and without SINGLEMATCH (which
+Vectorscan 5.4 mishandles) an expression that matches nearly everywhere
+costs thousands of Python callbacks per message.  An entry marked `solo`
+by the caller, or reported CHATTY_REPORTS times on the `probe` text given
+to AreaDatabase, is compiled into a database of its own, and the scan of
+that database stops at its first report.
+
 Parameters read: none (the cache directory comes from
 spam_rules_cache_directory through postier.content.spam.scanner).
 """
@@ -41,9 +48,10 @@ from multiprocessing import get_context
 import hyperscan as hs
 
 BASE_FLAGS = hs.HS_FLAG_ALLOWEMPTY   # no SINGLEMATCH: Vectorscan 5.4 misses matches with it
-_FORMAT = b"postier-spam-hs-6"
+_FORMAT = b"postier-spam-hs-7"
 PREFILTER_ONLY = 8500   # expressions this long are never tried exactly (slow, and they fail)
 LONG_EXPR = 1000        # expressions at least this long go to the "long" groups
+CHATTY_REPORTS = 64     # probe reports from which an entry gets a database of its own
 
 
 @dataclass
@@ -53,6 +61,7 @@ class Entry:
     exact: bool = True
     part: int = 0               # the partition (database set) the entry belongs to
     rexprs: list[bytes] | None = None   # the expressions for the reversed subject
+    solo: bool = False          # in a database of its own, scanned up to its first report
 
 
 def _classify_one(item: tuple[bytes, int]) -> str:
@@ -134,11 +143,16 @@ def _on_match(i: int, start: int, end: int, flags: int, hits: set) -> None:
     hits.add(i)
 
 
+def _on_first_match(i: int, start: int, end: int, flags: int, hits: set) -> bool:
+    hits.add(i)
+    return True             # a solo database: its first report is all we need
+
+
 class AreaDatabase:
     """The Hyperscan side of one rule area (see the module docstring)."""
 
     def __init__(self, entries: list[Entry], cache_dir: str | None = None, workers: int = 0,
-                 label: str = "area"):
+                 label: str = "area", probe: bytes | None = None):
         self.label = label
         self.exact: frozenset[int] = frozenset()
         self.prefilter: frozenset[int] = frozenset()
@@ -146,14 +160,18 @@ class AreaDatabase:
         self.never: frozenset[int] = frozenset()
         self.dbs: list = []
         self.db_parts: list[int] = []   # the partition of each database
+        self.db_solo: list[bool] = []   # is the database one entry's own (see Entry.solo)
+        self.probe = probe
         self.from_cache = False
         self.compile_seconds = 0.0
         self._local = threading.local()
         self.entries = entries
         h = hashlib.sha256(_FORMAT + b"\0" + str(hs.__version__).encode())
+        if probe is not None:
+            h.update(b"probe\0%d\0" % CHATTY_REPORTS + probe)
         for i, en in enumerate(entries):
-            h.update(b"%d\0%d\0%d\0%d\0%d\0" % (i, en.flags, int(en.exact), len(en.exprs),
-                                                 en.part))
+            h.update(b"%d\0%d\0%d\0%d\0%d\0%d\0" % (i, en.flags, int(en.exact), len(en.exprs),
+                                                      en.part, int(en.solo)))
             for e in en.exprs:
                 h.update(b"%d\0" % len(e) + e)
         self.key = h.hexdigest()
@@ -182,24 +200,56 @@ class AreaDatabase:
         groups: list[tuple[list, bool]] = []
         group_part: list[int] = []
         by_part: dict[int, list] = {}
+        pre_solo: dict[int, list] = {}
         for it in parts:
-            by_part.setdefault(self.entries[it[1]].part, []).append(it)
+            if self.entries[it[1]].solo:
+                pre_solo.setdefault(it[1], []).append(it)
+            else:
+                by_part.setdefault(self.entries[it[1]].part, []).append(it)
         for part in sorted(by_part):
             for g in _groups(by_part[part], n):
                 groups.append(g)
                 group_part.append(part)
+        for i in sorted(pre_solo):          # entries the caller wants alone
+            groups.append((pre_solo[i], True))
+            group_part.append(self.entries[i].part)
         args = [(g, {k: known[k] for k, _, _, _ in g if k in known}, long_) for g, long_ in groups]
-        if n > 1 and len(groups) > 1:
-            with ProcessPoolExecutor(min(n, len(groups)), mp_context=get_context("fork")) as ex:
-                results = list(ex.map(_build_group, args))
-        else:
-            results = [_build_group(a) for a in args]
+        results = _run_groups(args, n)
         kinds: dict[int, str] = {}
-        for part, (blob, k) in zip(group_part, results, strict=True):
+        for _part, (_blob, k) in zip(group_part, results, strict=True):
+            kinds.update(k)
+        solo = self._chatty_entries(group_part, results) if self.probe is not None else set()
+        solo -= set(pre_solo)
+        if solo:
+            # a chatty entry (Hyperscan reports it at nearly every offset:
+            # one Python callback each) goes into a database of its own,
+            # scanned only up to its first report; its old groups are
+            # compiled again without it (the classes are known by now)
+            redo = [gi for gi, (g, _l) in enumerate(groups) if any(it[1] in solo for it in g)]
+            extra: list[tuple[list, bool]] = []
+            for gi in redo:
+                g, long_ = groups[gi]
+                groups[gi] = ([it for it in g if it[1] not in solo], long_)
+            for i in sorted(solo):
+                extra.append(([it for it in parts if it[1] == i], True))
+                group_part.append(self.entries[i].part)
+            groups += extra
+            for i in solo:
+                self.entries[i].solo = True
+            args = [(groups[gi][0], {k: kinds[k] for k, _, _, _ in groups[gi][0]}, False)
+                    for gi in redo]
+            args += [(g, {k: kinds[k] for k, _, _, _ in g}, False) for g, _l in extra]
+            redone = _run_groups(args, n)
+            for gi, res in zip(redo, redone[:len(redo)], strict=True):
+                results[gi] = res
+            results += redone[len(redo):]
+        for gi, (part, (blob, k)) in enumerate(zip(group_part, results, strict=True)):
             kinds.update(k)
             if blob:
                 self.dbs.append(hs.loadb(blob, hs.HS_MODE_BLOCK))
                 self.db_parts.append(part)
+                self.db_solo.append(bool(groups[gi][0]) and all(
+                    self.entries[it[1]].solo for it in groups[gi][0]))
         self._save_classes(cache_dir, {self._pkey(e, f): kinds[k] for k, _i, e, f in parts
                                        if kinds[k] != "exact" or k in known})
         per_entry: dict[int, set[str]] = {i: set() for i in range(len(self.entries))}
@@ -219,6 +269,19 @@ class AreaDatabase:
         self.exact, self.prefilter = frozenset(exact), frozenset(pre)
         self.always, self.never = frozenset(always), frozenset(never)
 
+    def _chatty_entries(self, group_part: list[int], results: list) -> set[int]:
+        """Entries Hyperscan reports CHATTY_REPORTS times or more on the probe."""
+        counts: dict[int, int] = {}
+
+        def count(i: int, start: int, end: int, flags: int, ctx: object) -> None:
+            counts[i] = counts.get(i, 0) + 1
+        for _part, (blob, _k) in zip(group_part, results, strict=True):
+            if not blob:
+                continue
+            db = hs.loadb(blob, hs.HS_MODE_BLOCK)
+            db.scan(self.probe, match_event_handler=count, scratch=hs.Scratch(db))
+        return {i for i, c in counts.items() if c >= CHATTY_REPORTS}
+
     @staticmethod
     def _pkey(e: bytes, f: int) -> str:
         return hashlib.sha256(b"%d\0" % f + e).hexdigest()[:32]
@@ -234,12 +297,15 @@ class AreaDatabase:
             n = int.from_bytes(blob[:4], "big")
             meta = json.loads(blob[4:4 + n])
             pos = 4 + n
-            dbs, db_parts = [], []
-            for part, size in meta["dbs"]:
+            dbs, db_parts, db_solo = [], [], []
+            for part, size, solo in meta["dbs"]:
                 dbs.append(hs.loadb(blob[pos:pos + size], hs.HS_MODE_BLOCK))
                 db_parts.append(part)
+                db_solo.append(bool(solo))
                 pos += size
-            self.dbs, self.db_parts = dbs, db_parts
+            for i in meta.get("solo", []):
+                self.entries[i].solo = True
+            self.dbs, self.db_parts, self.db_solo = dbs, db_parts, db_solo
             self.exact = frozenset(meta["exact"])
             self.prefilter = frozenset(meta["prefilter"])
             self.always = frozenset(meta["always"])
@@ -250,7 +316,9 @@ class AreaDatabase:
 
     def _save(self, cache_dir: str) -> None:
         blobs = [hs.dumpb(db) for db in self.dbs]
-        meta = json.dumps({"dbs": [[p, len(b)] for p, b in zip(self.db_parts, blobs, strict=True)],
+        meta = json.dumps({"dbs": [[p, len(b), int(so)] for p, b, so
+                                   in zip(self.db_parts, blobs, self.db_solo, strict=True)],
+                           "solo": [i for i, en in enumerate(self.entries) if en.solo],
                            "exact": sorted(self.exact),
                            "prefilter": sorted(self.prefilter), "always": sorted(self.always),
                            "never": sorted(self.never)}).encode()
@@ -281,13 +349,24 @@ class AreaDatabase:
         scratches = getattr(self._local, "scratch", None)
         if scratches is None:
             scratches = self._local.scratch = [hs.Scratch(db) for db in self.dbs]
-        pairs = [(db, sc) for db, sc, p in zip(self.dbs, scratches, self.db_parts, strict=True)
-                 if p == part]
+        pairs = [(db, sc) for db, sc, p, so in zip(self.dbs, scratches, self.db_parts,
+                                                   self.db_solo, strict=True)
+                 if p == part and not so]
+        solos = [(db, sc) for db, sc, p, so in zip(self.dbs, scratches, self.db_parts,
+                                                   self.db_solo, strict=True)
+                 if p == part and so]
+        terminated = hs.ScanTerminated
 
         def scan(data: bytes) -> set[int]:
             hits: set[int] = set()
             for db, scratch in pairs:
                 db.scan(data, match_event_handler=_on_match, context=hits, scratch=scratch)
+            for db, scratch in solos:
+                try:
+                    db.scan(data, match_event_handler=_on_first_match, context=hits,
+                            scratch=scratch)
+                except terminated:
+                    pass
             return hits
         return scan
 
@@ -301,6 +380,14 @@ class AreaDatabase:
     def scan(self, data: bytes, part: int = 0) -> set[int]:
         """Indexes of the entries Hyperscan reported for data."""
         return self.scanner(part)(data)
+
+
+def _run_groups(args: list, n: int) -> list:
+    """_build_group on each argument tuple, in n worker processes when it pays."""
+    if n > 1 and len(args) > 1:
+        with ProcessPoolExecutor(min(n, len(args)), mp_context=get_context("fork")) as ex:
+            return list(ex.map(_build_group, args))
+    return [_build_group(a) for a in args]
 
 
 def _groups(parts: list, n: int) -> list[tuple[list, bool]]:

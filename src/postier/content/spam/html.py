@@ -92,6 +92,9 @@ ENTITIES = {
 
 # hctype (HTML-Parser's mkhctype as built on Debian): bytes
 _SPACE = frozenset(b" \t\n\v\f\r")
+_RUN_SPACE = re.compile(rb"[ \t\n\x0b\x0c\r]*")          # runs the tokenizer skips
+_RUN_NAME = re.compile(rb"[^ \t\n\x0b\x0c\r>]*")
+_RUN_ATTR = re.compile(rb"[^ \t\n\x0b\x0c\r=>]*")
 _NAME_FIRST = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_:")
 _NAME_CHAR = _NAME_FIRST | frozenset(b"0123456789.-")
 _LITERAL = {b"script": True, b"style": True, b"xmp": True, b"iframe": True,
@@ -431,55 +434,42 @@ class Tokenizer:
         return beg
 
     def _parse_start(self, b: bytes, beg: int, end: int):
-        s = beg + 2
-        while s < end and b[s] not in _SPACE and b[s] != 0x3E:
-            s += 1
+        s = _RUN_NAME.match(b, beg + 2, end).end()
         name = b[beg + 1:s]
-        while s < end and b[s] in _SPACE:
-            s += 1
+        s = _RUN_SPACE.match(b, s, end).end()
         if s >= end:
             return beg
         attrs = []
         while s < end and b[s] not in _SPACE and b[s] != 0x3E:
             an = s
-            s += 1
-            while s < end and b[s] not in _SPACE and b[s] not in (0x3D, 0x3E):
-                s += 1
+            s = _RUN_ATTR.match(b, s + 1, end).end()
             if s >= end:
                 return beg
             aname = b[an:s]
-            while s < end and b[s] in _SPACE:
-                s += 1
+            s = _RUN_SPACE.match(b, s, end).end()
             if s >= end:
                 return beg
             if b[s] == 0x3D:
-                s += 1
-                while s < end and b[s] in _SPACE:
-                    s += 1
+                s = _RUN_SPACE.match(b, s + 1, end).end()
                 if s >= end:
                     return beg
                 if b[s] == 0x3E:
                     attrs.append((aname, b""))
                     break
                 if b[s] in (0x22, 0x27):
-                    q = b[s]
                     vs = s
-                    s += 1
-                    while s < end and b[s] != q:
-                        s += 1
-                    if s >= end:
+                    k = b.find(b[s:s + 1], s + 1, end)
+                    if k < 0:
                         return beg
-                    s += 1
+                    s = k + 1
                     attrs.append((aname, b[vs:s]))
                 else:
                     vs = s
-                    while s < end and b[s] not in _SPACE and b[s] != 0x3E:
-                        s += 1
+                    s = _RUN_NAME.match(b, s, end).end()
                     if s >= end:
                         return beg
                     attrs.append((aname, b[vs:s]))
-                while s < end and b[s] in _SPACE:
-                    s += 1
+                s = _RUN_SPACE.match(b, s, end).end()
                 if s >= end:
                     return beg
             else:
@@ -532,8 +522,8 @@ class Tokenizer:
         while True:
             while self.literal is not None:
                 lit = self.literal
-                while s < end and b[s] != 0x3C:
-                    s += 1
+                k = b.find(b"<", s, end)
+                s = end if k < 0 else k
                 if s >= end:
                     return t
                 end_text = s
@@ -573,6 +563,9 @@ class Tokenizer:
                         continue
                 if s >= end:
                     return t
+            if not self.ms:
+                k = b.find(b"<", s, end)
+                s = end if k < 0 else k
             while s < end and b[s] != 0x3C:
                 if self.ms and b[s] == 0x5D:
                     end_text = s
@@ -758,7 +751,7 @@ def name_to_rgb(color: str) -> str:
     c = re.sub(r"\s*$", "", c)
     hexv = HTML_COLORS.get(c)
     if hexv is not None:
-        return "#%06x" % hexv
+        return f"#{hexv:06x}"
     if re.search(r"^[#a-f0-9]*$|rgb\([\d%, ]*\)", c, re.I | re.A):
         m = re.search(r"rgb\((\d+)%,\s*(\d+)%,\s*(\d+)%\s*\)", c, re.I | re.A)
         if m:
@@ -784,7 +777,7 @@ def name_to_rgb(color: str) -> str:
 
 
 def _dec2hex(d: int) -> str:
-    return ("0" if d < 16 else "") + "%x" % d
+    return ("0" if d < 16 else "") + f"{d:x}"
 
 
 def parse_css_background(bg: str) -> list[list[str]]:
@@ -1290,7 +1283,7 @@ class HtmlRenderer:
                                     except ValueError:
                                         xv = 0
                                     vals.append(0 if not xv else 255 if xv > 255 else xv)
-                                new[which] = "#%02x%02x%02x" % tuple(vals)
+                                new[which] = "#{:02x}{:02x}{:02x}".format(*vals)
                             elif value == "inherit":
                                 pass
                             elif value == "transparent":

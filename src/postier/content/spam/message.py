@@ -142,6 +142,10 @@ def find_encoding(name: str) -> str | None:
 _CP1252_GUESS = frozenset(range(0x80)) | {0xa0, 0xa9, 0xad, 0x82, 0x84, 0x85, 0x99} | \
     frozenset(range(0x91, 0x98)) | frozenset(range(0xc0, 0xd7)) | frozenset(range(0xd8, 0xdf)) | \
     frozenset(range(0xe0, 0xf7)) | frozenset(range(0xf8, 0xff))
+_CP1252_GUESS_BYTES = bytes(sorted(_CP1252_GUESS))
+_FOLD_WS = re.compile(rb"\n[ \t]+")
+_FOLD_ONE = re.compile(rb"\n[ \t]")
+_FOLD_RAW = re.compile(rb"\r?\n\s+")
 _ASCII_DECLARED = re.compile(r"^(?:(?:US-)?ASCII|ANSI[_ ]?X3\.4-(?:1986|1968)|ISO646-US)\Z", re.I)
 _EXT_ASCII = re.compile(r"^(?:ISO[ -]?8859(?:-\d{1,2})?|Windows-\d{4}|UTF-?8|(KOI8|EUC)-[A-Z]{1,2}|"
                         r"Big5|GBK|GB[ -]?18030(?:-20\d\d)?)\Z", re.I)
@@ -164,7 +168,7 @@ def normalize(data: bytes, charset: str, return_decoded: bool,
               insist: bool = False) -> tuple[bytes | str, bool]:
     """Node::_normalize: (result, is_characters).  The result is the
     original bytes, decoded characters (return_decoded) or UTF-8 octets."""
-    high = any(b > 0x7f for b in data) if data else False
+    high = not data.isascii()
     if not high and _ASCII_DECLARED.match(charset):
         return data, False
     if not high and _EXT_ASCII.match(charset):
@@ -201,7 +205,7 @@ def normalize(data: bytes, charset: str, return_decoded: bool,
             rv = _decode_strict(data, codec)
     if rv is None and not high:
         return data, False
-    if rv is None and all(b in _CP1252_GUESS for b in data):
+    if rv is None and not data.translate(None, _CP1252_GUESS_BYTES):
         rv = data.decode("cp1252", "replace")
     if rv is None:
         rv = data.decode("cp1252", "replace")
@@ -248,9 +252,8 @@ def decode_header(body: bytes, name: str) -> bytes:
     """Node::_decode_header: unfolded, RFC 2047-decoded, as UTF-8 octets."""
     if not body:
         return b""
-    body = re.sub(rb"\n[ \t]", b"\n ", body)
-    body = re.sub(rb"\r?\n", b"", body)
-    if any(b > 0x7f for b in body):
+    body = _FOLD_ONE.sub(b"\n ", body).replace(b"\r\n", b"").replace(b"\n", b"")
+    if not body.isascii():
         body = normalize(body, "UTF-8", False)[0]
     if _NO_MIME_DECODE.match(name):
         return body
@@ -338,9 +341,7 @@ class Node:
     def add_header(self, rawkey: bytes, raw_value: bytes) -> None:
         key = rawkey.decode("latin-1").lower()
         self.header_order.append(rawkey)
-        dec = re.sub(rb"\n[ \t]+", b" ", raw_value)
-        dec = re.sub(rb"\s+$", b"", dec)
-        dec = re.sub(rb"^\s+", b"", dec)
+        dec = _FOLD_WS.sub(b" ", raw_value).strip()    # bytes.strip(): Perl's \s
         self.headers.setdefault(key, []).append(decode_header(dec, key))
         self.raw_headers.setdefault(key, []).append(raw_value)
 
@@ -359,7 +360,7 @@ class Node:
         """get_header() in list context: unfolded values ending in \\n (decoded
         ones) or raw values with folds turned into spaces."""
         if raw:
-            return [re.sub(rb"\r?\n\s+", b" ", v) for v in self.raw_header(name)]
+            return [_FOLD_RAW.sub(b" ", v) for v in self.raw_header(name)]
         return [v + b"\n" for v in self.header_all(name)]
 
     def get_header(self, name: str, raw: bool = False) -> bytes | None:
@@ -368,6 +369,14 @@ class Node:
 
     def get_all_headers(self, raw: bool = False) -> list[bytes]:
         """Every header "Name: value\\n" in original order (unfolded)."""
+        cache = self.__dict__.setdefault("_all_headers", {})
+        key = (raw, len(self.header_order))
+        got = cache.get(key)
+        if got is None:
+            got = cache[key] = self._get_all_headers(raw)
+        return list(got)
+
+    def _get_all_headers(self, raw: bool) -> list[bytes]:
         locations: dict[str, list[int]] = {}
         for i, k in enumerate(self.header_order):
             locations.setdefault(k.decode("latin-1").lower(), []).append(i)
@@ -451,7 +460,7 @@ class Node:
                 val, chars = normalize(text, charset, True)
             else:
                 val, chars = text, False
-                if re.match(r"^(?:US-ASCII|UTF-8)\Z", charset, re.I) and any(b > 0x7f for b in text):
+                if re.match(r"^(?:US-ASCII|UTF-8)\Z", charset, re.I) and not text.isascii():
                     try:
                         val, chars = text.decode("utf-8"), True
                     except UnicodeDecodeError:
@@ -838,7 +847,7 @@ def _squeeze_blank_lines(body: list[bytes]) -> list[bytes]:
     start = None
     cnt = len(body) - 1
     while cnt >= 0:
-        if re.match(rb"^\s*$", body[cnt]):
+        if not body[cnt].strip():          # /^\s*$/ (bytes.strip(): the same \s)
             if start is None:
                 start = cnt
             if cnt != 0:

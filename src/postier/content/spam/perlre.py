@@ -616,3 +616,80 @@ def re2_superset(pattern: str, mods: str):
         return re2.compile(em.pattern)
     except Exception:  # noqa: BLE001 - pyre2 raises several types
         return None
+
+
+_ANY_BYTES = ("rep", ("set", frozenset(range(256))), 0, None, True, False)
+_EMPTY = ("seq", [])
+
+
+def _loosen(node):
+    """A tree matching a superset of node's matches anywhere in a longer
+    text: bounded ranges unbounded, atomic groups and possessive repeats
+    plain, look-arounds and anchors (but \\b, \\B) dropped, back-references
+    any text, groups non-capturing."""
+    kind = node[0]
+    if kind == "rep":
+        _, sub, mn, mx, greedy, _poss = node
+        sub = _loosen(sub)
+        if mx is not None and mx > mn and mx > 1:
+            mx = None
+        return ("rep", sub, mn, mx, greedy, False)
+    if kind in ("seq", "alt"):
+        return (kind, [_loosen(c) for c in node[1]])
+    if kind in ("group", "atomic"):
+        return ("group", _loosen(node[1]), None)
+    if kind == "look":
+        return _EMPTY
+    if kind == "backref":
+        return _ANY_BYTES
+    if kind == "anchor":
+        return node if node[1] in ("b", "B") else _EMPTY
+    return node
+
+
+_START_ANCHORS = {"A": ("alt", [("anchor", "A"), ("set", frozenset({SEP}))]),
+                  "bol": ("alt", [("anchor", "A"), ("set", frozenset({SEP, 10}))]),
+                  "bolp": ("alt", [("anchor", "A"), ("set", frozenset({SEP, 10}))])}
+_END_ANCHORS = {"z": ("alt", [("anchor", "z"), ("set", frozenset({SEP}))]),
+                "Z": ("alt", [("anchor", "z"), ("set", frozenset({SEP, 10}))]),
+                "eol": ("alt", [("anchor", "z"), ("set", frozenset({SEP, 10}))])}
+
+
+def _loosen_top(tree):
+    """_loosen, keeping a leading or trailing anchor of the whole pattern
+    as the byte before/after the match that makes it true (the start or
+    end of the text, SEP, a newline): nothing else in the pattern consumes
+    that byte, so this is still a superset."""
+    if tree[0] != "seq" or not tree[1]:
+        return _loosen(tree)
+    items = list(tree[1])
+    head = tail = None
+    if items[0][0] == "anchor" and items[0][1] in _START_ANCHORS:
+        head = _START_ANCHORS[items.pop(0)[1]]
+    if items and items[-1][0] == "anchor" and items[-1][1] in _END_ANCHORS:
+        tail = _END_ANCHORS[items.pop()[1]]
+    body = [_loosen(c) for c in items]
+    return ("seq", ([head] if head else []) + body + ([tail] if tail else []))
+
+
+def re2_loose(pattern: str, mods: str, max_mem: int = RE2_MAX_MEM):
+    """An RE2 regex matching wherever the pattern could match a subject
+    that is part of the text searched (see _loosen): "no match" in a joined
+    buffer or in one subject rules the pattern out there.  None when RE2
+    cannot take it."""
+    import re2
+
+    from postier.maps import resyntax
+    try:
+        tree, _ = resyntax.parse_pcre(pattern.encode("latin-1", "replace"),
+                                      caseless="i" in mods, multiline="m" in mods,
+                                      dotall="s" in mods, extended="x" in mods)
+        em = resyntax.emit(_loosen_top(tree), "re2")
+    except (resyntax.Unsupported, resyntax.PcreSyntaxError, RecursionError):
+        return None
+    if em.nl_unsafe:
+        return None
+    try:
+        return re2._compile(em.pattern, 0, max_mem)
+    except Exception:  # noqa: BLE001 - pyre2 raises several types
+        return None

@@ -87,6 +87,25 @@ def is_fqdn_valid(host: str | None, is_ascii: bool = True) -> bool:
     return True
 
 
+def _trie_re(words: set[str]) -> str:
+    """A regex matching exactly the words, factored by common prefixes."""
+    trie: dict = {}
+    for w in words:
+        node = trie
+        for c in w:
+            node = node.setdefault(c, {})
+        node[""] = {}
+
+    def emit(node: dict) -> str:
+        alts = [re.escape(c) + emit(child) for c, child in sorted(node.items()) if c]
+        if not alts:
+            return ""
+        if "" in node:
+            return "(?:" + "|".join(alts) + ")?"
+        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+    return emit(trie)
+
+
 class Registry:
     """RegistryBoundaries: TLDs and registry-controlled 2nd/3rd levels."""
 
@@ -94,7 +113,11 @@ class Registry:
         self.tlds = tlds
         self.two = two
         self.three = three
-        alts = "|".join(re.escape(t) for t in sorted(tlds, key=lambda t: (-len(t), t))) or "no_tlds_defined"
+        # a trie, not a flat alternation of ~1500 names (which `re` tries one
+        # by one): the same language, and as the look-ahead admits only a
+        # whole name, at most one branch can succeed at a position
+        alts = _trie_re(tlds) if tlds else "no_tlds_defined"
+        self.tlds_alts = alts
         self.tlds_re = r"(?<![a-zA-Z0-9-])(?:" + alts + r")(?!(?:[a-zA-Z0-9-]|\.[a-zA-Z0-9]))"
 
     @classmethod
@@ -189,12 +212,12 @@ def url_encode(url: str) -> str:
             out.append(p)
         else:
             out.append(re.sub(r"[\000-\040\177-\377\042\045\074\076]",
-                              lambda m: "%%%02x" % ord(m.group(0)), p))
+                              lambda m: f"%{ord(m.group(0)):02x}", p))
     return "".join(out)
 
 
 def _decode_ulong_to_ip(n: int) -> str:
-    h = "%08x" % n
+    h = f"{n:08x}"
     b = bytes.fromhex(h[-8:] if len(h) > 8 else h)
     return ".".join(str(x) for x in b[:4])
 
@@ -305,10 +328,10 @@ def uri_list_canonicalize(redirectors: list, uris: list[str], rb: Registry | Non
         if m3:
             chunks = []
             for octet in m3.groups():
-                octet = re.sub(r"^0x([0-9a-f]+)", lambda mm: "%d" % int(mm.group(1), 16), octet,
+                octet = re.sub(r"^0x([0-9a-f]+)", lambda mm: str(int(mm.group(1), 16)), octet,
                                flags=re.I)
                 octet = re.sub(r"^0+([1-3][0-7]{0,2}|[4-7][0-7]?)\b",
-                               lambda mm: "%d" % int(mm.group(1), 8), octet, flags=re.A)
+                               lambda mm: str(int(mm.group(1), 8)), octet, flags=re.A)
                 octet = re.sub(r"^0+", "", octet)
                 chunks.append(octet)
             nuris.append(proto + "".join(chunks) + rest)
@@ -350,12 +373,25 @@ class UriExtractor:
             r"(?:(" + mail + r")(?=(?:[" + end_email + r"]|\Z)))|"
             r"(?:(?:^|(?<=" + scstart + r"))(" + schemeless + r")(?=(?:[" + end + r"]|\Z))))",
             re.I | re.A | re.S)
+        # what every match of self.re contains (a scheme, www./ftp., mailto:,
+        # an @ or a dot and a TLD): lines without any are skipped cheaply
+        self.maybe = None
+        try:
+            import re2
+            self.maybe = re2.compile(
+                rb"(?i)(?:(?:https?|ftp)://|(?:www[0-9]{0,2}|ftp)\.|mailto:|@|\.(?:"
+                + rb.tlds_alts.encode("latin-1") + rb"))")
+        except Exception:  # noqa: BLE001 - pyre2 raises several types; then no shortcut
+            self.maybe = None
 
     def text_uris(self, lines: list[bytes]) -> list[tuple[str, dict]]:
         """(_process_text_uri_list) URIs linkified from the rendered text."""
         out = []
         seen: set[str] = set()
+        maybe = self.maybe
         for line in lines:
+            if maybe is not None and maybe.search(line) is None:
+                continue
             s = line.decode("latin-1")
             for m in self.re.finditer(s):
                 raw = m.group(1) or m.group(2) or m.group(3)
