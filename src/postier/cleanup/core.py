@@ -458,6 +458,37 @@ class Cleanup:
     def _rewrite_header(self, opts, header: bytes, out: list[bytes]) -> None:
         s = self.s
         sender = bool(opts.flags & SENDER)
+        rw = self.rw
+        bit = HDR_FROM if sender else HDR_RCPT
+        own, own_flags = ((s.sender_canonical, s.sender_canonical_flags) if sender
+                          else (s.recipient_canonical, s.recipient_canonical_flags))
+        if not ((own and own_flags & bit) or (s.canonical and s.canonical_flags & bit)
+                or (rw.masq_domains and s.masq_flags & bit)):
+            # trivial-rewrite only: the result depends on the header text and
+            # the context alone (no table), so it is remembered per Rewriter
+            if opts.flags & DROP:
+                return
+            key = (self.hdr_ctx, header)
+            cache = rw.header_cache
+            hit = cache.get(key)
+            if hit is None:
+                hit = self._rewrite_header_text(opts, header)
+                if hit is None:
+                    return
+                if len(cache) >= 4096:
+                    cache.clear()
+                cache[key] = hit
+            self._out_header(hit, out)
+            return
+        result = self._rewrite_header_text(opts, header)
+        if result is not None and not opts.flags & DROP:
+            self._out_header(result, out)
+
+    def _rewrite_header_text(self, opts, header: bytes) -> bytes | None:
+        """The header after address rewriting (None: a table failed, the
+        message is deferred)."""
+        s = self.s
+        sender = bool(opts.flags & SENDER)
         text = header.decode("latin-1")
         name_len = len(opts.name)
         tree = tok822.parse(text[name_len + 1:], s.token_limit)
@@ -478,15 +509,11 @@ class Cleanup:
                     did |= self._node_rewrite(node, rw.masquerade)
         except TableError:
             self._fail(R_WRITE)
-            return
+            return None
         if did:
             text = text[:name_len] + ": " + tok822.externalize(tree, line=True, truncate=True)
-        if opts.flags & DROP:
-            return
-        if did:
-            self._out_header(_fold(text).encode("latin-1"), out)
-        else:
-            self._out_header(header, out)
+            return _fold(text).encode("latin-1")
+        return header
 
     @staticmethod
     def _node_rewrite(node: tok822.Tok, fn) -> bool:

@@ -115,6 +115,8 @@ class Rewriter:
         self.expansion_limit = expansion_limit
         self.addrlen_limit = addrlen_limit
         self._cache: dict[tuple[str, str], str] = {}
+        # cleanup's rewritten headers when no table applies: (context, header) -> header
+        self.header_cache: dict[tuple[str | None, bytes], bytes] = {}
 
     # -- trivial-rewrite -----------------------------------------------------
 

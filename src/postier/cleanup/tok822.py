@@ -22,12 +22,21 @@ Parameters read: none (header_address_token_limit is passed in).
 
 from __future__ import annotations
 
+import re
+
 SPECIALS = '()<>@,;:\\".[]'
 OPCHARS = "|%!" + SPECIALS
 
 ATOM, QSTRING, COMMENT, DOMLIT, ADDR, STARTGRP = 256, 257, 258, 259, 260, 261
 _SPACE = " \t\r\n"
 MAX_NONADDR_LENGTH = 250
+# fast paths of scan(): an atom without backslashes, a quoted string or a
+# domain literal without backslashes or white space (others take _collect)
+_ATOM_RE = re.compile(r'[^ \t\r\n|%!()<>@,;:\\".\[\]]+')
+_CTL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_QSTRING_RE = re.compile(r'[^"\\\t\r\n]*"')
+_DOMLIT_RE = re.compile(r"[^\]\\\t\r\n]*\]")
+_DOT_STRING_RE = re.compile(r'[^ \x00-\x1f\x7f()<>@,;:\\"\[\].]+(?:\.[^ \x00-\x1f\x7f()<>@,;:\\"\[\].]+)*')
 
 
 class Tok:
@@ -96,6 +105,18 @@ def _comment(s: str, i: int) -> tuple[str, int]:
     return "".join(out), i
 
 
+def _is_rbracket(ch: str) -> bool:
+    return ch == "]"
+
+
+def _is_dquote(ch: str) -> bool:
+    return ch == '"'
+
+
+def _atom_stop(ch: str) -> bool:
+    return ch in _SPACE or ch in OPCHARS
+
+
 def scan(text: str, limit: int = 0) -> tuple[Tok | None, Tok | None]:
     """Tokenize `text`; returns (head, tail) of a linked list."""
     head: Tok | None = None
@@ -111,22 +132,36 @@ def scan(text: str, limit: int = 0) -> tuple[Tok | None, Tok | None]:
             body, i = _comment(text, i)
             tp = Tok(COMMENT, body)
         elif c == "[":
-            body, i = _collect(text, i, lambda ch: ch == "]")
-            if i < n:
-                i += 1
+            m = _DOMLIT_RE.match(text, i)
+            if m is not None:
+                body, i = text[i:m.end() - 1], m.end()
+            else:
+                body, i = _collect(text, i, _is_rbracket)
+                if i < n:
+                    i += 1
             tp = Tok(DOMLIT, body)
         elif c == '"':
-            body, i = _collect(text, i, lambda ch: ch == '"')
-            if i < n:
-                i += 1
+            m = _QSTRING_RE.match(text, i)
+            if m is not None:
+                body, i = text[i:m.end() - 1], m.end()
+            else:
+                body, i = _collect(text, i, _is_dquote)
+                if i < n:
+                    i += 1
             tp = Tok(QSTRING, body)
         elif c != "\\" and c in OPCHARS:
             tp = Tok(ord(c))
         else:
-            body, i = _collect(text, i - 1, lambda ch: ch in _SPACE or ch in OPCHARS)
-            typ = ATOM
-            if any(ch == " " or ord(ch) < 32 or ord(ch) == 127 or ch in OPCHARS for ch in body):
-                typ = QSTRING
+            m = _ATOM_RE.match(text, i - 1)
+            if m is not None and text[m.end():m.end() + 1] != "\\":
+                body, i = m.group(), m.end()
+                typ = QSTRING if _CTL_RE.search(body) else ATOM
+            else:
+                body, i = _collect(text, i - 1, _atom_stop)
+                typ = ATOM
+                if any(ch == " " or ord(ch) < 32 or ord(ch) == 127 or ch in OPCHARS
+                       for ch in body):
+                    typ = QSTRING
             tp = Tok(typ, body)
         if head is None:
             head = tail = tp
@@ -383,9 +418,9 @@ def externalize(tree: Tok | None, *, line: bool = False, truncate: bool = False)
             continue
         if t == ADDR:
             addr = tp
-            before = length()
-            out.append(quote_822_local(internalize(tp.head)))
-            addr_len = length() - before
+            text = quote_822_local(internalize(tp.head))
+            out.append(text)
+            addr_len = len(text)
         elif t in (ATOM, COMMENT):
             out.append(tp.text)
         elif t == QSTRING:
@@ -411,15 +446,9 @@ def externalize(tree: Tok | None, *, line: bool = False, truncate: bool = False)
 # -- quote_822_local.c --------------------------------------------------------
 
 def _is_dot_string(local: str) -> bool:
-    if not local or local[0] == ".":
-        return False
-    for i, ch in enumerate(local):
-        if ch == "." and i + 1 < len(local) and local[i + 1] == ".":
-            return False
-        o = ord(ch)
-        if ch == " " or o < 32 or o == 127 or ch in '()<>@,;:\\"[]':
-            return False
-    return local[-1] != "."
+    """Atoms (no white space, controls or specials other than '.')
+    separated by single dots."""
+    return _DOT_STRING_RE.fullmatch(local) is not None
 
 
 def quote_822_local(address: str, *, bare_localpart: bool = False) -> str:
@@ -439,6 +468,8 @@ def quote_822_local(address: str, *, bare_localpart: bool = False) -> str:
 
 def unquote_822_local(address: str) -> str:
     """Internal form of an external-form address."""
+    if '"' not in address and "\\" not in address:
+        return address          # nothing quoted: the same text
     start = 0
     prefix = ""
     if address.startswith("@") and ":" in address:

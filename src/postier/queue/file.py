@@ -10,8 +10,16 @@ Layout of `queue_directory/<queue>/<ID>`:
 
 A writer streams the content into a temporary file in the destination
 directory, then appends the envelope and trailer, fsyncs the file, renames it
-to its queue ID and fsyncs the directory, so a `250 ... queued as ID` means
-the message survives kill -9 and power loss.  Readers take the envelope from
+to its queue ID and fsyncs the directory (`commit()`), so a `250 ... queued
+as ID` means the message survives kill -9 and power loss.  smtpd commits with
+`publish()` instead, the order Postfix's own queue files have: the complete
+file is renamed first, then the file and the directory are fsynced (smtpd
+overlaps the two flushes), and only then is the message acknowledged.  The
+rename comes after the last write, so a named file is always complete for
+every reader and across kill -9; only a power loss in the middle of those
+fsyncs can leave a damaged named file behind, and that message was never
+acknowledged (the queue manager moves such a file to `corrupt` and logs it,
+as any damaged file).  Readers take the envelope from
 the last trailer; a file whose trailer or envelope does not decode is
 corrupt (the caller moves it to the `corrupt` queue and logs it).
 
@@ -27,6 +35,12 @@ length-prefixed msgpack `DsnRecord`s, one per recipient and attempt;
 `append_dsn_log()` adds records in one write, `read_dsn_log()` ignores a
 torn last record (a crash in mid-write).
 
+`QueueFilePool` keeps a few such temporary files created ahead of time
+(smtpd takes one at the first accepted RCPT, so creating the file, which
+costs hundreds of microseconds of kernel time, is off the reply path); they
+are ordinary `.ID.tmp` files, and a writer taken from the pool buffers small
+writes so the end of DATA is one write() before the fsync.
+
 `recover_queues()` is the start-up recovery: files left in `active` go back
 to `incoming` (delivery is at-least-once), unfinished `.ID.tmp` files that
 no 250 reply ever acknowledged are removed.
@@ -38,6 +52,9 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
+import time
+from collections import deque
 
 import msgspec
 
@@ -106,12 +123,69 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+class DirSync:
+    """fsync of one directory shared by the threads that need it (group
+    commit): sync() returns once an fsync that started after the call began
+    has completed, so every rename made before the call is on disk; callers
+    arriving while an fsync runs share the next one.  An fsync error is
+    raised in the thread that ran it; the others then try again themselves."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        self._cond = threading.Condition()
+        self._requested = 0         # tickets handed out
+        self._synced = 0            # every ticket up to this one is covered
+        self._running = False
+
+    def sync(self) -> None:
+        with self._cond:
+            self._requested += 1
+            mine = self._requested
+            while True:
+                if self._synced >= mine:
+                    return
+                if not self._running:
+                    self._running = True
+                    upto = self._requested
+                    break
+                self._cond.wait()
+        ok = False
+        try:
+            os.fsync(self.fd)
+            ok = True
+        finally:
+            with self._cond:
+                self._running = False
+                if ok:
+                    self._synced = max(self._synced, upto)
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        """Close the descriptor (no sync() may be running or follow)."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __del__(self) -> None:
+        self.close()
+
+
 class QueueWriter:
     """One message being written.  Create it when the first recipient is
     accepted (that is when Postfix allocates the queue ID), write content,
-    then commit() or abort()."""
+    then commit() or abort().
 
-    def __init__(self, directory: str, mode: int = 0o600):
+    With `buffered`, write() keeps up to BUFFER_LIMIT bytes in memory and
+    commit() writes them together with the envelope: call flush() before
+    anything reads the file by its name (postier.content.scan)."""
+
+    BUFFER_LIMIT = 64 * 1024
+
+    def __init__(self, directory: str, mode: int = 0o600, *, buffered: bool = False):
         self.directory = directory
         while True:
             qid = new_queue_id()
@@ -130,33 +204,125 @@ class QueueWriter:
         self.path = os.path.join(directory, qid)
         self.fd: int | None = fd
         self.size = 0
-        os.write(fd, MAGIC)
+        self.created = time.monotonic()
+        self._buffered = buffered
+        self.published = False
+        self._buf: list[bytes] = []
+        self._pending = 0
+        if buffered:
+            self._buf.append(MAGIC)        # written with the first flush
+            return
+        try:
+            os.write(fd, MAGIC)
+        except OSError:
+            self.abort()
+            raise
 
     def write(self, data: bytes) -> None:
         if data:
             assert self.fd is not None
-            view = memoryview(data)
-            while view:
-                n = os.write(self.fd, view)
-                view = view[n:]
             self.size += len(data)
+            if self._buffered:
+                self._buf.append(data)
+                self._pending += len(data)
+                if self._pending >= self.BUFFER_LIMIT:
+                    self.flush()
+                return
+            _write_all(self.fd, data)
 
-    def commit(self, envelope: Envelope) -> str:
-        """Append the envelope, fsync, rename into place, fsync the directory.
-        Blocking: call it from an executor thread in async code."""
+    def flush(self) -> None:
+        """Write out what write() buffered."""
+        if self._buf:
+            assert self.fd is not None
+            data = b"".join(self._buf)
+            self._buf.clear()
+            self._pending = 0
+            _write_all(self.fd, data)
+
+    def commit(self, envelope: Envelope, dir_sync: DirSync | None = None) -> str:
+        """Append the envelope, fsync, rename into place, fsync the directory
+        (through `dir_sync`, a DirSync of self.directory, when given: it
+        shares one fsync among concurrent commits).  Blocking: call it from
+        an executor thread in async code."""
         assert self.fd is not None
         envelope.content_size = self.size
         record = _encoder.encode(envelope)
         offset = len(MAGIC) + self.size
-        os.write(self.fd, record + _TRAILER.pack(offset, len(record), END))
+        self._buf.append(record + _TRAILER.pack(offset, len(record), END))
+        data = b"".join(self._buf)
+        self._buf.clear()
+        self._pending = 0
+        _write_all(self.fd, data)
         os.fsync(self.fd)
         os.close(self.fd)
         self.fd = None
         os.rename(self.tmp_path, self.path)
-        _fsync_dir(self.directory)
+        if dir_sync is None:
+            _fsync_dir(self.directory)
+        else:
+            dir_sync.sync()
         return self.path
 
+    # -- smtpd's commit: rename first, then fsync the file and the directory
+
+    def publish(self, envelope: Envelope, dir_sync: DirSync | None = None) -> str:
+        """Commit as smtpd does: publish_start(), then sync_file() and
+        sync_directory(); on an fsync error the file is taken back
+        (unpublish()) and the error raised.  Blocking."""
+        self.publish_start(envelope)
+        try:
+            self.sync_file()
+            self.sync_directory(dir_sync)
+        except OSError:
+            self.unpublish()
+            raise
+        return self.path
+
+    def publish_start(self, envelope: Envelope) -> None:
+        """Write what is buffered and the envelope, and rename the complete
+        file to its queue ID (in the page cache: not yet durable).  The
+        caller must then fsync the file (sync_file()) and the directory
+        (sync_directory(), possibly at the same time in another thread)
+        before it acknowledges the message."""
+        assert self.fd is not None
+        envelope.content_size = self.size
+        record = _encoder.encode(envelope)
+        offset = len(MAGIC) + self.size
+        self._buf.append(record + _TRAILER.pack(offset, len(record), END))
+        data = b"".join(self._buf)
+        self._buf.clear()
+        self._pending = 0
+        _write_all(self.fd, data)
+        os.rename(self.tmp_path, self.path)
+        self.published = True
+
+    def sync_file(self) -> None:
+        assert self.fd is not None
+        try:
+            os.fsync(self.fd)
+        finally:
+            os.close(self.fd)
+            self.fd = None
+
+    def sync_directory(self, dir_sync: DirSync | None = None) -> None:
+        if dir_sync is None:
+            _fsync_dir(self.directory)
+        else:
+            dir_sync.sync()
+
+    def unpublish(self) -> None:
+        """After a failed fsync: remove the file again (best effort; the
+        queue manager may have taken it already: delivery is at-least-once)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
     def abort(self) -> None:
+        self._buf.clear()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -164,6 +330,95 @@ class QueueWriter:
             os.unlink(self.tmp_path)
         except FileNotFoundError:
             pass
+
+
+def _linked(w: QueueWriter) -> bool:
+    """The writer's file still has its name (nobody removed it)."""
+    try:
+        return w.fd is not None and os.fstat(w.fd).st_nlink > 0
+    except OSError:
+        return False
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class QueueFilePool:
+    """Queue files of one directory created ahead of time (buffered
+    QueueWriters, each an empty `.ID.tmp` file: the magic comes with the
+    first flush).
+
+    take() is cheap and never blocks: it returns a writer created at most
+    `max_age` seconds ago (the queue ID encodes its creation time) and still
+    in the directory (a file somebody removed is passed over), or None when
+    there is none (the caller creates one itself).  fill() is blocking
+    (run it in an executor): it removes the files that went stale and creates
+    new ones up to the target, which follows the demand (about two seconds'
+    worth of takes, between `low` and `high`).  needs_fill() says when a
+    fill is due.  close() removes every file still in the pool; a file
+    created after close() is removed at once.  take() and needs_fill() run in
+    one thread (the event loop), fill() in another."""
+
+    def __init__(self, directory: str, *, low: int = 2, high: int = 32,
+                 max_age: float = 10.0, mode: int = 0o600):
+        self.directory = directory
+        self.low, self.high, self.max_age, self.mode = low, high, max_age, mode
+        self._ready: deque[QueueWriter] = deque()
+        self._stale: deque[QueueWriter] = deque()
+        self._takes: deque[float] = deque()
+        self._lock = threading.Lock()
+        self.closed = False
+        self.target = low
+
+    def take(self) -> QueueWriter | None:
+        now = time.monotonic()
+        self._takes.append(now)
+        while self._takes and now - self._takes[0] > 2.0:
+            self._takes.popleft()
+        self.target = max(self.low, min(self.high, 2 * len(self._takes)))
+        while True:
+            try:
+                w = self._ready.popleft()
+            except IndexError:
+                return None
+            if now - w.created <= self.max_age and _linked(w):
+                return w
+            self._stale.append(w)
+
+    def needs_fill(self) -> bool:
+        if self.closed:
+            return False
+        if self._stale:
+            return True
+        return len(self._ready) * 2 <= self.target
+
+    def fill(self, limit: int | None = None) -> None:
+        """Remove the stale files, then create files up to the target (at
+        most `limit` of them)."""
+        while self._stale:
+            self._stale.popleft().abort()
+        made = 0
+        while not self.closed and len(self._ready) < self.target and (limit is None or made < limit):
+            made += 1
+            w = QueueWriter(self.directory, self.mode, buffered=True)
+            with self._lock:
+                if not self.closed:
+                    self._ready.append(w)
+                    continue
+            w.abort()
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            left = list(self._ready) + list(self._stale)
+            self._ready.clear()
+            self._stale.clear()
+        for w in left:
+            w.abort()
 
 
 def read_envelope(path: str) -> tuple[Envelope, int]:

@@ -173,3 +173,19 @@ def test_mail_date_format():
     d = mail_date(ARR)
     assert len(d.split()) == 7 or "  " in d
     assert d.endswith(")") and "(" in d
+
+
+def test_rewritten_headers_are_remembered_only_without_tables():
+    s = settings()
+    msg = b"To: joe, \"A B\" <ab>\nFrom: bob\n\nb\n"
+    _, first = run(s, msg)
+    assert first.startswith(b"To: joe@example.test, \"A B\" <ab@example.test>\nFrom: bob@example.test\n")
+    assert len(s.rewriter.header_cache) == 2
+    _, again = run(s, msg)                       # from the cache: the same bytes
+    assert again == first
+    mapped = settings("canonical_maps = inline:{ bob@example.test=robert@example.test }\n")
+    _, out = run(mapped, msg)
+    assert b"From: robert@example.test\n" in out
+    assert b"To: joe@example.test" in out
+    # To: depends on the table too (canonical_classes): neither is remembered
+    assert mapped.rewriter.header_cache == {}
