@@ -24,6 +24,16 @@ regex built from each message's values (SpamAssassin's /o keeps the first
 message's: see Run._templates).  Meta
 rules are compiled into one Python function evaluated in dependency order.
 
+The translation of each regex rule (_translate: Hyperscan expressions,
+flags, exactness, RE2/`re` sources, engine choice) is a record of plain
+values cached in the cache directory by postier.content.spam.rulecache;
+rules are always built from records (CompiledRules._add_regex), so a warm
+start reads files and compiles regex objects only on first use.  Where
+RE2 cannot answer (back-references, look-behinds), JIT-compiled libpcre2
+answers before Python `re` (rulecache.LazyPattern).  A header group of at
+most SMALL_GROUP plain RE2 rules skips Hyperscan (one call costs more than
+the searches).
+
 Running follows Mail::SpamAssassin::Plugin::Check: header rules match the
 joined values of their header request (HeaderView; a missing header is
 undef, `[if-unset: ...]` or exists:), body rules every paragraph of the
@@ -50,9 +60,9 @@ import re2 as _re2
 from postier.content.spam import bre as re
 from postier.content.spam import conf as C
 from postier.content.spam import meta as M
-from postier.content.spam import perlre
+from postier.content.spam import perlre, rulecache
 from postier.content.spam.headers import HeaderView
-from postier.content.spam.hsdb import AreaDatabase
+from postier.content.spam.hsdb import AreaDatabase, Entry
 from postier.content.spam.message import Message
 from postier.content.spam.received import parse_relays
 from postier.content.spam.uri import Registry, UriExtractor, uri_list
@@ -65,6 +75,7 @@ LOOSE_MAX_MEM = 32 << 20
 _LINE_START = b"[\\x00\\x0a]"    # how a joined expression starts for Perl's /m ^
 BIG_RE2 = 4000              # RE2 regexes this long get a bigger memory budget
 PRE_TRIAL = 64              # subjects after which a superset that rarely helps is dropped
+SMALL_GROUP = 3             # header groups this small are searched with RE2, not Hyperscan
 _TEMPLATE = re.compile(r"(?<!\\)%\{([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*(?:\([^\)\}]*\))?)\}")
 _CAPTURE = re.compile(r"\(\?P?[<'][A-Z]")
 
@@ -138,6 +149,7 @@ class Stats:
     databases: int = 0
     compile_seconds: float = 0.0
     from_cache: bool = True
+    translated: int = 0             # regex rules translated (not in the rule cache)
 
 
 class CompiledRules:
@@ -155,13 +167,20 @@ class CompiledRules:
         self.exists_rules: list[C.Rule] = []
         self.evals: list[tuple[str, C.Rule, object]] = []
         self.capture_names: set[str] = set()
+        tc = rulecache.TranslationCache(cache_dir)
         for name in sorted(self.active):
             r = rs.rules[name]
             if r.kind in C.REGEX_KINDS:
                 if r.kind == C.HEADER and r.exists:
                     self.exists_rules.append(r)
                     continue
-                self._add_regex(r)
+                multiple = rs.has_flag(name, "multiple")
+                rec = tc.get(r.kind, r.regex, multiple)
+                if rec is None:
+                    rec = _translate(r.kind, r.regex, multiple)
+                    tc.put(r.kind, r.regex, multiple, rec)
+                    st.translated += 1
+                self._add_regex(r, rec)
             elif r.kind in C.EVAL_KINDS:
                 st.eval_rules += 1
                 if r.kind == C.RBL_EVAL or rs.has_flag(name, "net") or rs.has_flag(name, "learn"):
@@ -171,6 +190,8 @@ class CompiledRules:
                     st.eval_unsupported[r.function] = st.eval_unsupported.get(r.function, 0) + 1
                     continue
                 self.evals.append((r.kind, r, fn))
+        tc.save()
+        st.from_cache = not st.translated
         st.regex_rules = sum(len(v) for v in self.area_rules.values()) + len(self.templates)
         st.template_rules = len(self.templates)
         # header rules grouped by request, mimeheader rules by header: one
@@ -208,9 +229,12 @@ class CompiledRules:
         # per header group: (request, if-unset, rules, "always" rules, negated rules)
         hdb = self.dbs.get("header")
         hrules = self.area_rules["header"]
+        # a small group of plain RE2 rules is searched with RE2 directly:
+        # cheaper than a Hyperscan call on a short value
         self.header_groups_run = [
             (h, unset, idx, sorted(i for i in idx if hdb is not None and i in hdb.always),
-             [i for i in idx if hrules[i].negate])
+             [i for i in idx if hrules[i].negate],
+             len(idx) <= SMALL_GROUP and all(_plain_re2(hrules[i]) for i in idx))
             for h, unset, idx in self.header_groups]
         self._compile_metas()
         rb = Registry.from_settings(rs.settings)
@@ -241,14 +265,15 @@ class CompiledRules:
         st.compile_seconds = time.monotonic() - t0
 
     # -- compilation helpers
-    def _add_regex(self, r: C.Rule) -> None:
+    def _add_regex(self, r: C.Rule, rec: dict) -> None:
+        """Build a regex rule from its translation record (_translate)."""
         rs = self.rs
-        try:
-            pat, mods = perlre.split_delimited(r.regex)
-        except perlre.PerlRegexError as e:
-            self.stats.compile_failed.append(f"{r.name}: {e}")
+        t = rec["t"]
+        if t == "fail":
+            self.stats.compile_failed.append(f"{r.name}: {rec['msg']}")
             return
-        if _TEMPLATE.search(pat):
+        pat, mods = rec["pat"], rec["mods"]
+        if t == "tmpl":
             self.templates.append((r, pat, mods))
             return
         capture = None
@@ -258,70 +283,30 @@ class CompiledRules:
                 self.capture_names.update(capture.groupindex)
             except re.error:
                 capture = None
-        try:
-            p = perlre.compile_pattern(pat, mods)
-        except perlre.PerlRegexError as e:
-            try:
-                p = perlre.compile_pattern_fallback(pat, mods)
-            except perlre.PerlRegexError:
-                self.stats.compile_failed.append(f"{r.name}: {e}")
-                return
-        if p._re2 is not None and len(p._re2.pattern) > BIG_RE2:
-            # RE2's default budget is too small for the lazy DFA of such a
-            # regex: it prints "DFA out of memory" and runs the slow NFA
-            try:
-                p._re2 = _re2._compile(p._re2.pattern, 0, perlre.RE2_MAX_MEM * 8)
-            except Exception:  # noqa: BLE001, S110 - pyre2 raises several types; keep the old one
-                pass
-        area = {C.HEADER: "header", C.BODY: "body", C.RAWBODY: "rawbody", C.URI: "uri",
-                C.FULL: "full", C.MIMEHEADER: "mimeheader"}[r.kind]
-        entry = perlre.hyperscan_entry(p, pat, mods, joined=True)
-        rr = RRule(r.name, area, p, entry, multiple=rs.has_flag(r.name, "multiple"),
+        p = rulecache.pattern_from_record(rec["p"])
+        exprs, flags, exact, solo = rec["e"]
+        entry = Entry(exprs, flags, exact, solo=solo)
+        rr = RRule(r.name, AREA_OF[r.kind], p, entry, multiple=rs.has_flag(r.name, "multiple"),
                    maxhits=rs.maxhits(r.name), nosubject=rs.has_flag(r.name, "nosubject"),
-                   negate=r.negate, header=r.header, capture=capture, source=(pat, mods))
-        if p._re2 is None:
-            rr.pre = perlre.re2_superset(pat, mods)
-        if rr.pre is None and (p._re2 is None or p._nl_unsafe or p._ref_confirms):
-            rr.pre = rr.loose()             # rules the slow exact engine out cheaply
-        self._choose_engine(rr)
+                   negate=r.negate, header=r.header, capture=capture, source=(pat, mods),
+                   direct=rec["dir"])
+        pre = rec["pre"]
+        if pre is not None:
+            rr.pre = rulecache.compile_re2(*pre)
+        lo = rec["lo"]
+        if lo:
+            rr._loose = rr.pre if lo == 2 else None
+        j = rec["j"]
+        if j is not None:
+            src, mem, jexact, countable = j
+            rr._joined = (rulecache.compile_re2(src, mem) if src is not None else None,
+                          jexact, countable)
         if r.kind == C.HEADER:
             rr.if_unset = r.if_unset.encode("latin-1") if r.if_unset is not None else None
-            rr.empty_hit = p.search(b"")
+            rr.empty_hit = rec["eh"]
         if r.kind == C.MIMEHEADER:
             rr.if_unset = (r.if_unset or "").encode("latin-1")
-        self.area_rules[area].append(rr)
-
-    def _choose_engine(self, rr: RRule) -> None:
-        """Keep a rule out of Hyperscan when RE2 does better on it: a huge
-        expression (slow to compile and to scan), or one whose Hyperscan
-        form matches nearly everywhere (Hyperscan calls back for every
-        match end: its SINGLEMATCH flag cannot be used, Vectorscan 5.4
-        loses matches with it).  Such a rule runs as an RE2 search of the
-        joined buffer (line areas; then per line when that is inexact) or
-        of the value (one-subject areas)."""
-        size = sum(len(e) for e in rr.entry.exprs)
-        p = rr.pattern
-        plain_re2 = p._re2 is not None and not p._ref_confirms and rr.pre is None
-        if not rr.entry.exprs:
-            return
-        if rr.area in LINE_AREAS:
-            heavy = size > HEAVY_EXPR
-            if heavy or (rr.multiple and _chatty(rr.entry.exprs)):
-                # a `multiple` rule that matches everywhere is counted with
-                # RE2 anyway: Hyperscan would only add a scan
-                rx, _exact, _c = rr.joined(perlre.RE2_MAX_MEM * 8 if heavy else perlre.RE2_MAX_MEM)
-                rr.direct = rx is not None or (not heavy and plain_re2)
-            elif _chatty(rr.entry.exprs) or rr.entry.exprs[0].startswith(_LINE_START):
-                # alone, scanned up to its first report; a line-anchored
-                # expression too: in a big database Vectorscan 5.4 loses
-                # some of its matches (__HAS_HREF after an empty line)
-                rr.entry.solo = True
-            if not rr.direct:
-                rr._joined = None           # built again when needed (memory)
-        elif _chatty(rr.entry.exprs):
-            rr.entry.solo = True
-        if rr.direct:
-            rr.entry = type(rr.entry)([], 0, False)
+        self.area_rules[rr.area].append(rr)
 
     def _compile_metas(self) -> None:
         rs = self.rs
@@ -389,6 +374,99 @@ class CompiledRules:
         r = Run(self, data)
         r.execute()
         return r
+
+
+AREA_OF = {C.HEADER: "header", C.BODY: "body", C.RAWBODY: "rawbody", C.URI: "uri",
+           C.FULL: "full", C.MIMEHEADER: "mimeheader"}
+
+
+def _translate(kind: str, regex: str, multiple: bool) -> dict:
+    """A regex rule's translation record (postier.content.spam.rulecache):
+    the plain values CompiledRules._add_regex builds the rule from -- its
+    Pattern's forms, Hyperscan entry, RE2 pre-check, joined form, engine.
+    "t": "rx" (a rule), "tmpl" (a %{TAG} template rule) or "fail" ("msg")."""
+    try:
+        pat, mods = perlre.split_delimited(regex)
+    except perlre.PerlRegexError as e:
+        return {"t": "fail", "msg": str(e)}
+    if _TEMPLATE.search(pat):
+        return {"t": "tmpl", "pat": pat, "mods": mods}
+    try:
+        p = perlre.compile_pattern(pat, mods)
+    except perlre.PerlRegexError as e:
+        try:
+            p = perlre.compile_pattern_fallback(pat, mods)
+        except perlre.PerlRegexError:
+            return {"t": "fail", "msg": str(e)}
+    re2_mem = 0
+    if p._re2 is not None and len(p._re2.pattern) > BIG_RE2:
+        # RE2's default budget is too small for the lazy DFA of such a
+        # regex: it prints "DFA out of memory" and runs the slow NFA
+        try:
+            p._re2 = _re2._compile(p._re2.pattern, 0, perlre.RE2_MAX_MEM * 8)
+            re2_mem = perlre.RE2_MAX_MEM * 8
+        except Exception:  # noqa: BLE001, S110 - pyre2 raises several types; keep the old one
+            pass
+    entry = perlre.hyperscan_entry(p, pat, mods, joined=True)
+    rr = RRule("", AREA_OF[kind], p, entry, multiple=multiple, source=(pat, mods))
+    pre = None
+    if p._re2 is None:
+        rr.pre = perlre.re2_superset(pat, mods)
+        if rr.pre is not None:
+            pre = [rr.pre.pattern, 0]
+    if rr.pre is None and (p._re2 is None or p._nl_unsafe or p._ref_confirms):
+        rr.pre = rr.loose()             # rules the slow exact engine out cheaply
+        if rr.pre is not None:
+            pre = [rr.pre.pattern, LOOSE_MAX_MEM]
+    jmem = _choose_engine(rr)
+    j = None
+    if rr._joined is not None:
+        rx, jexact, countable = rr._joined
+        j = [rx.pattern if rx is not None else None, jmem, bool(jexact), bool(countable)]
+    en = rr.entry
+    return {"t": "rx", "pat": pat, "mods": mods,
+            "p": rulecache.pattern_record(p, mods, re2_mem),
+            "e": [list(en.exprs), en.flags, bool(en.exact), bool(en.solo)],
+            "pre": pre, "lo": 0 if rr._loose is False else (1 if rr._loose is None else 2),
+            "dir": rr.direct, "j": j,
+            "eh": bool(p.search(b"")) if kind == C.HEADER else False}
+
+
+def _choose_engine(rr: RRule) -> int:
+    """Keep a rule out of Hyperscan when RE2 does better on it: a huge
+    expression (slow to compile and to scan), or one whose Hyperscan
+    form matches nearly everywhere (Hyperscan calls back for every
+    match end: its SINGLEMATCH flag cannot be used, Vectorscan 5.4
+    loses matches with it).  Such a rule runs as an RE2 search of the
+    joined buffer (line areas; then per line when that is inexact) or
+    of the value (one-subject areas).  The RE2 budget of the joined form
+    kept for a direct rule is returned."""
+    size = sum(len(e) for e in rr.entry.exprs)
+    p = rr.pattern
+    plain_re2 = p._re2 is not None and not p._ref_confirms and rr.pre is None
+    mem = 0
+    if not rr.entry.exprs:
+        return mem
+    if rr.area in LINE_AREAS:
+        heavy = size > HEAVY_EXPR
+        if heavy or (rr.multiple and _chatty(rr.entry.exprs)):
+            # a `multiple` rule that matches everywhere is counted with
+            # RE2 anyway: Hyperscan would only add a scan
+            mem = perlre.RE2_MAX_MEM * 8 if heavy else perlre.RE2_MAX_MEM
+            rx, _exact, _c = rr.joined(mem)
+            rr.direct = rx is not None or (not heavy and plain_re2)
+        elif _chatty(rr.entry.exprs) or rr.entry.exprs[0].startswith(_LINE_START):
+            # alone, scanned up to its first report; a line-anchored
+            # expression too: in a big database Vectorscan 5.4 loses
+            # some of its matches (__HAS_HREF after an empty line)
+            rr.entry.solo = True
+        if not rr.direct:
+            rr._joined = None           # built again when needed (memory)
+    elif _chatty(rr.entry.exprs):
+        rr.entry.solo = True
+    if rr.direct:
+        rr.entry = Entry([], 0, False)
+    return mem
 
 
 # Text like a message's, to find the patterns that match nearly everywhere
@@ -539,6 +617,14 @@ def _required_templates(pat: str) -> tuple[str, ...]:
     return got
 
 
+def _plain_re2(rr: RRule) -> bool:
+    """Is RE2 alone the rule's exact engine on any subject (no pre-check,
+    no libpcre2 or `re` confirmation)?"""
+    p = rr.pattern
+    return (rr.pre is None and not p._ref_confirms and not p._nl_unsafe
+            and p.__dict__["_spec"][0] is not None)
+
+
 def _no_hits(data: bytes) -> set[int]:
     return set()
 
@@ -685,7 +771,7 @@ class Run:
         none = _no_hits
         tail = perlre.JOIN_TAIL
         hit = self.hit
-        for part, (spec, unset, idxs, always, negs) in enumerate(cr.header_groups_run):
+        for part, (spec, unset, idxs, always, negs, direct) in enumerate(cr.header_groups_run):
             val = hv.value(spec)
             if val is None:
                 if unset is None:
@@ -695,7 +781,7 @@ class Run:
                             hit(rr.name)
                     continue
                 val = unset
-            if _SEPB in val:
+            if direct or _SEPB in val:
                 hits = None                 # a NUL: no joined form; every rule is a candidate
                 cand = idxs
             else:

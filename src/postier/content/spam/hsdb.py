@@ -60,7 +60,6 @@ class Entry:
     flags: int = 0              # extra Hyperscan flags (PREFILTER, CASELESS, ...)
     exact: bool = True
     part: int = 0               # the partition (database set) the entry belongs to
-    rexprs: list[bytes] | None = None   # the expressions for the reversed subject
     solo: bool = False          # in a database of its own, scanned up to its first report
 
 

@@ -349,33 +349,6 @@ def _joined(node, at_start: bool, at_end: bool, changed: list, rest_min: int = 1
     return node
 
 
-def _reverse(node):
-    """The tree matching the reversed strings (for a second, reversed scan:
-    a different Hyperscan compilation of the same rules).  Only for trees
-    whose anchors are word boundaries (joined forms: the others are gone)."""
-    kind = node[0]
-    if kind == "seq":
-        return ("seq", [_reverse(c) for c in reversed(node[1])])
-    if kind == "alt":
-        return ("alt", [_reverse(c) for c in node[1]])
-    if kind in ("group", "atomic"):
-        return (kind, _reverse(node[1])) + tuple(node[2:])
-    if kind == "rep":
-        return ("rep", _reverse(node[1])) + tuple(node[2:])
-    if kind == "anchor":
-        k = node[1]
-        if k in ("b", "B"):
-            return node
-        if k in ("wstart", "wend"):
-            return ("anchor", "wend" if k == "wstart" else "wstart")
-        raise ValueError(f"cannot reverse anchor {k}")
-    if kind == "look":
-        return ("seq", [])              # Hyperscan drops them anyway (inexact)
-    if kind == "backref":
-        return ("rep", ("set", frozenset(range(256))), 0, None, True, False)
-    return node
-
-
 def _parse(pattern: str, mods: str):
     from postier.maps import resyntax
     try:
@@ -475,13 +448,7 @@ def hyperscan_entry(p: patterns.Pattern, pattern: str, mods: str, limit: int = W
     exact = p.hs_exact and em.exact and not changed and not (joined and p.search(b""))
     trees = _split_trees(tree, len(em.pattern), 4) if len(em.pattern) > SPLIT_TARGET else [tree]
     exprs = [em.pattern] if len(trees) < 2 else [resyntax.emit(t, "hs").pattern for t in trees]
-    rexprs = None
-    if joined:
-        try:
-            rexprs = [resyntax.emit(_reverse(t), "hs").pattern for t in trees]
-        except (ValueError, resyntax.Unsupported):
-            rexprs = None
-    return Entry(exprs, flags, exact, rexprs=rexprs)
+    return Entry(exprs, flags, exact)
 
 def compile_pattern_fallback(pattern: str, mods: str) -> patterns.Pattern:
     """For patterns libpcre2 refuses for size only: RE2/re and Hyperscan."""
