@@ -106,10 +106,13 @@ def test_relay_plain_quick(tmp_path):
     assert data["limits"]["cores"] == 1
 
 
-def test_lab_2005_quick_against_postfix(tmp_path):
+def test_lab_2005_quick_against_postfix(tmp_path, monkeypatch, spam_rules_cache):
     from postfix_instance import postfix_available
     if not postfix_available():
         pytest.skip("real Postfix and root needed")
+    # the run compiles SpamAssassin's rules into this cache (shared with the
+    # other tests of the session) before it starts postier
+    monkeypatch.setenv("POSTIER_BENCH_SPAM_CACHE", spam_rules_cache)
     results = tmp_path / "results"
     p = postier("bench", "lab-2005", "--quick", "--cores", "1", "--memory", "256M",
                 "--compare", "postfix", "--no-progress", "--results", str(results))
@@ -120,3 +123,5 @@ def test_lab_2005_quick_against_postfix(tmp_path):
     assert by["rejected"].get("accepted", 0) == 0          # refused in the dialog
     if data["features"].get("antivirus"):
         assert by["virus"].get("accepted", 0) == 0         # clamd found EICAR
+    if os.path.exists("/usr/share/spamassassin/20_body_tests.cf"):
+        assert data["features"]["spam"]                    # SpamAssassin's rules ran
