@@ -25,7 +25,6 @@ No timing assertions; `pytest bench --benchmark-disable` is the smoke run.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import sys
 import time
@@ -37,16 +36,7 @@ for _p in (os.path.join(ROOT, "src"), os.path.join(ROOT, "tools")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-# tools/nsd_server.py by path: tests/integration/delivery has a module of the
-# same name, and whichever was imported first would otherwise win
-_spec = importlib.util.spec_from_file_location(
-    "postier_tools_nsd_server", os.path.join(ROOT, "tools", "nsd_server.py"))
-_nsd = sys.modules.get("postier_tools_nsd_server")
-if _nsd is None:
-    _nsd = importlib.util.module_from_spec(_spec)
-    sys.modules["postier_tools_nsd_server"] = _nsd
-    _spec.loader.exec_module(_nsd)
-NsdServer, nsd_available = _nsd.NsdServer, _nsd.nsd_available
+from nsd_server import NsdServer, nsd_available  # noqa: E402
 
 from postier import dns  # noqa: E402
 from postier.config import Config  # noqa: E402

@@ -27,7 +27,7 @@ waits, then SIGKILL by PID if needed; `cleanup()` also removes the temp
 directory (unless keep=True).  Each instance gets a fresh mailbox tree:
 Dovecot's Maildir save rate drops as new/ fills up.
 
-Loopback only.  Only the Python standard library is used.
+Loopback only.  Only the Python standard library (and tools/peer_process.py) is used.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ import tempfile
 import time
 from collections.abc import Sequence
 
+from peer_process import free_port, stop_process
+
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 LMTP_BINARY = "/usr/lib/dovecot/lmtp"
 
@@ -51,15 +53,6 @@ LMTP_BINARY = "/usr/lib/dovecot/lmtp"
 def dovecot_available() -> bool:
     """True when the dovecot master and its lmtp service are installed."""
     return os.access(DOVECOT, os.X_OK) and os.path.exists(LMTP_BINARY)
-
-
-def free_port() -> int:
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
 
 
 def _mail_owner() -> tuple[str, int, int]:
@@ -193,15 +186,7 @@ protocol lmtp {{
         """SIGTERM the dovecot master by PID (it stops its children), then SIGKILL."""
         if self.proc is None:
             return
-        try:
-            os.kill(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        stop_process(self.proc, timeout)
         self.proc = None
 
     def cleanup(self) -> None:

@@ -32,8 +32,8 @@ a "blackhole" nameserver that never answers, and a splitting UDP proxy.
 * `query(port, name, qtype)`: a minimal stub query over UDP, for probes and
   test assertions: (rcode, [answer strings]).
 
-Superset of tests/integration/delivery/nsd_server.py (same NsdServer(zones)
-API).  Standard library only; loopback only; processes are ended by PID.
+Standard library only (and tools/peer_process.py); loopback only;
+processes are ended by PID.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping
+
+from peer_process import stop_process
 
 NSD = shutil.which("nsd") or "/usr/sbin/nsd"
 
@@ -81,9 +83,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         finally:
             t.close()
     raise RuntimeError("no free port")
-
-
-_free_port = free_port       # the name tests/integration/delivery/nsd_server.py uses
 
 
 # --------------------------------------------------------------------------- wire format
@@ -314,15 +313,7 @@ class NsdServer:
     def stop(self) -> None:
         if self.proc is None:
             return
-        try:
-            os.kill(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        stop_process(self.proc, 5)
         self.proc = None
 
     def cleanup(self) -> None:

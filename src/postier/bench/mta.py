@@ -46,7 +46,7 @@ from postier.bench.procstat import tree
 from postier.bench.scenario import Scenario, checkout_root
 
 POSTFIX_MASTER_CF = """\
-# postier bench: a real Postfix that relays (qmgr + smtp); loopback only.
+# postier bench and tests: a real Postfix that relays (qmgr + smtp); loopback only.
 127.0.0.1:{port} inet n - n - - smtpd
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup

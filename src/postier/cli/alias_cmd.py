@@ -22,13 +22,9 @@ myhostname (for YP_MASTER_NAME; default: this host's name).
 
 from __future__ import annotations
 
-import os
-import sys
-
 from postier import log
 from postier.cli import map_cmd
 from postier.cli.map_cmd import Fatal, Options
-from postier.errors import PostierError
 
 PROG = "postalias"
 OPTSPEC = "Nc:d:finopq:rsuvw"
@@ -53,40 +49,7 @@ Build and query alias databases, like Postfix's postalias(1) / newaliases.
 def parse_args(argv: list[str]) -> Options:
     o = Options()
     o.sep = b":\t"
-    opts, rest = map_cmd.getopt(argv, OPTSPEC, PROG, USAGE)
-    for c, arg in opts:
-        if c == "c":
-            o.config_dir = arg
-        elif c == "d":
-            if o.sequence or o.query is not None or o.delkey is not None:
-                raise Fatal("specify only one of -s -q or -d")
-            o.delkey = arg
-        elif c == "f":
-            o.fold = False
-        elif c == "i":
-            o.update = True
-        elif c == "o":
-            o.as_owner = False
-        elif c == "p":
-            o.save_perm = False
-        elif c == "q":
-            if o.sequence or o.query is not None or o.delkey is not None:
-                raise Fatal("specify only one of -s -q or -d")
-            o.query = arg
-        elif c == "r":
-            o.dup = "replace"
-        elif c == "s":
-            if o.query is not None or o.delkey is not None:
-                raise Fatal("specify only one of -s or -q or -d")
-            o.sequence = True
-        elif c == "u":
-            o.utf8 = False
-        elif c == "v":
-            o.verbose += 1
-        elif c == "w":
-            o.dup = "ignore"
-    o.maps = rest
-    return o
+    return map_cmd.parse_options(argv, OPTSPEC, PROG, USAGE, o)
 
 
 def _hostname(o: Options) -> str:
@@ -101,36 +64,17 @@ def do_build(o: Options, ttype: str, name: str) -> None:
     from postier.errors import MapError
     from postier.maps import aliases
     from postier.maps import hash as hash_map
-    from postier.maps.source import read_source
     map_cmd._check_buildable(ttype)
     path = hash_map.db_path(name)
-    if o.update:
-        label = "stdin"
-        try:
-            st = os.fstat(sys.stdin.fileno())
-        except (OSError, ValueError):
-            st = None
-        data = sys.stdin.buffer.read()
-    else:
-        label = name
-        try:
-            data = read_source(name)
-            st = os.stat(name)
-        except MapError as e:
-            raise Fatal(str(e)) from None
+    label, data, st = map_cmd.build_input(o, name)
     owner = map_cmd._file_owner(st, o)
     try:
         with map_cmd.TableLock(path):
             mode = map_cmd._mode(st, path, o)
-            old = None
             existing: list[tuple[bytes, bytes]] = []
             folded = o.fold
             if o.update:
-                try:
-                    old = hash_map._impl().HashTable(path)
-                except MapError:
-                    if os.path.exists(path):
-                        raise
+                old = map_cmd.open_existing(path)
                 if old is not None:
                     try:
                         existing = list(old.items())
@@ -148,35 +92,9 @@ def do_build(o: Options, ttype: str, name: str) -> None:
 
 def run(o: Options) -> int:
     map_cmd.apply_config(o)
-    if o.delkey is not None:
-        if not o.maps:
-            raise Fatal(USAGE)
-        return map_cmd.do_delete(o)
-    if o.query is not None:
-        if not o.maps:
-            raise Fatal(USAGE)
-        if o.query == "-":
-            return map_cmd.do_queries(o)
-        return map_cmd.do_query(o)
-    if o.sequence:
-        return map_cmd.do_sequence(o)
-    if not o.maps:
-        raise Fatal(USAGE)
-    for spec in o.maps:
-        ttype, name = map_cmd.split_map(spec, o.db_type)
-        do_build(o, ttype, name)
-    return 0
+    return map_cmd.run_action(o, do_build, USAGE)
 
 
 def main(argv: list[str]) -> int:
     """`postier alias ARGS`: exit status as postalias."""
-    log.setup(PROG, progname=PROG, stderr=True)
-    if argv[:1] == ["--help"]:
-        sys.stdout.write(HELP)
-        return 0
-    try:
-        return run(parse_args(argv))
-    except (Fatal, PostierError) as e:
-        map_cmd._flush_quietly()
-        log.fatal(str(e))
-    return 1
+    return map_cmd.command_main(argv, PROG, HELP, parse_args, run)

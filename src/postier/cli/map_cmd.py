@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
     from postier.maps import Map
@@ -179,8 +179,14 @@ def apply_config(o: Options) -> None:
 
 def parse_args(argv: list[str]) -> Options:
     """postmap's command line, with its option-conflict messages (3.7)."""
-    o = Options()
-    opts, rest = getopt(argv, OPTSPEC, PROG, USAGE)
+    return parse_options(argv, OPTSPEC, PROG, USAGE, Options())
+
+
+def parse_options(argv: list[str], spec: str, prog: str, usage: str, o: Options) -> Options:
+    """Fill `o` from the command line (postmap's and postalias's options;
+    getopt refuses the letters missing from `spec`), with their
+    option-conflict messages (3.7)."""
+    opts, rest = getopt(argv, spec, prog, usage)
     for c, arg in opts:
         if c == "b":
             o.body_key = True
@@ -578,27 +584,44 @@ def _rhs_file_transform(label: str) -> Callable[[int, bytes], bytes | None]:
     return transform
 
 
-def do_build(o: Options, ttype: str, name: str) -> None:
-    """postmap TYPE:FILE (bulk create) or postmap -i TYPE:FILE (update)."""
+def build_input(o: Options, name: str) -> tuple[str, bytes, os.stat_result | None]:
+    """(label, data, stat) of what to build from: stdin with -i, else the
+    source file NAME (Fatal when it cannot be read)."""
     from postier.errors import MapError
-    from postier.maps import hash as hash_map
     from postier.maps.source import read_source
-    _check_buildable(ttype)
-    path = hash_map.db_path(name)
     if o.update:
-        label = "stdin"
         try:
             st = os.fstat(sys.stdin.fileno())
         except (OSError, ValueError):
             st = None
-        data = sys.stdin.buffer.read()
-    else:
-        label = name
-        try:
-            data = read_source(name)
-            st = os.stat(name)
-        except MapError as e:
-            raise Fatal(str(e)) from None
+        return "stdin", sys.stdin.buffer.read(), st
+    try:
+        data = read_source(name)
+        st = os.stat(name)
+    except MapError as e:
+        raise Fatal(str(e)) from None
+    return name, data, st
+
+
+def open_existing(path: str) -> Any:
+    """The hash table at PATH for -i, or None when there is no such file."""
+    from postier.errors import MapError
+    from postier.maps import hash as hash_map
+    try:
+        return hash_map._impl().HashTable(path)
+    except MapError:
+        if os.path.exists(path):
+            raise
+        return None
+
+
+def do_build(o: Options, ttype: str, name: str) -> None:
+    """postmap TYPE:FILE (bulk create) or postmap -i TYPE:FILE (update)."""
+    from postier.errors import MapError
+    from postier.maps import hash as hash_map
+    _check_buildable(ttype)
+    path = hash_map.db_path(name)
+    label, data, st = build_input(o, name)
     transform = _rhs_file_transform(label) if o.rhs_is_file else None
     owner = _file_owner(st, o)
     try:
@@ -610,13 +633,7 @@ def do_build(o: Options, ttype: str, name: str) -> None:
                                            owner=owner, transform=transform)
                 return
             import itertools
-            impl = hash_map._impl()
-            try:
-                old = impl.HashTable(path)
-            except MapError:
-                if os.path.exists(path):
-                    raise
-                old = None
+            old = open_existing(path)
             new = hash_map.source_pairs(data, label, fold=o.fold, utf8=o.utf8,
                                         warn=log.warning, transform=transform)
             if old is None:
@@ -694,39 +711,47 @@ def run(o: Options) -> int:
                     "postier map; use -h or -b without -m")
     if (o.header_key or o.body_key) and not o.force_utf8:
         o.utf8 = False
+    return run_action(o, do_build, USAGE)
+
+
+def run_action(o: Options, build: Callable[[Options, str, str], None], usage: str) -> int:
+    """-d, -q, -s, else build each table with `build(o, type, name)`."""
     if o.delkey is not None:
         if not o.maps:
-            raise Fatal(USAGE)
+            raise Fatal(usage)
         return do_delete(o)
     if o.query is not None:
         if not o.maps:
-            raise Fatal(USAGE)
+            raise Fatal(usage)
         if o.query == "-":
             return do_queries(o)
         return do_query(o)
     if o.sequence:
         return do_sequence(o)
     if not o.maps:
-        raise Fatal(USAGE)
+        raise Fatal(usage)
     for spec in o.maps:
         ttype, name = split_map(spec, o.db_type)
-        do_build(o, ttype, name)
+        build(o, ttype, name)
     return 0
 
 
 def main(argv: list[str]) -> int:
     """`postier map ARGS`: exit status as postmap."""
-    log.setup(PROG, progname=PROG, stderr=True)
+    return command_main(argv, PROG, HELP, parse_args, run)
+
+
+def command_main(argv: list[str], prog: str, help_text: str,
+                 parse: Callable[[list[str]], Options], run: Callable[[Options], int]) -> int:
+    """postmap/postalias main: --help, then run(parse(argv)); a Fatal or
+    PostierError prints as `PROG: fatal: text` (exit 1)."""
+    log.setup(prog, progname=prog, stderr=True)
     if argv[:1] == ["--help"]:
-        sys.stdout.write(HELP)
+        sys.stdout.write(help_text)
         return 0
     try:
-        o = parse_args(argv)
-        return run(o)
-    except Fatal as e:
-        _flush_quietly()
-        log.fatal(str(e))
-    except PostierError as e:
+        return run(parse(argv))
+    except (Fatal, PostierError) as e:
         _flush_quietly()
         log.fatal(str(e))
     return 1

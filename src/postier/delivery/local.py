@@ -1452,29 +1452,44 @@ async def read_request_content(req: DeliveryRequest) -> bytes:
     return await asyncio.get_running_loop().run_in_executor(None, read)
 
 
-@register("local")
-async def local_agent(req: DeliveryRequest) -> list[RecipientStatus]:
-    """Deliver every recipient of `req` locally (see the module docstring)."""
+async def deliver_recipients(
+        req: DeliveryRequest, agent: str, settings_for: Callable[[Any], Any],
+        deliverer: Callable[[Any, bytes], Callable[[Any], Awaitable[RecipientStatus]]],
+) -> list[RecipientStatus]:
+    """The frame of the local and virtual agents: the settings (a
+    ConfigError defers every recipient), the message content (a read error
+    defers every recipient), then `deliverer(settings, content)(rcpt)` for
+    each recipient; a bug defers that recipient (`AGENT delivery software
+    error`)."""
+    transport = req.transport or agent
     try:
         settings = settings_for(req.config)
     except ConfigError as e:
         log.error(str(e))
         return [RecipientStatus(r, "deferred", "4.3.5", "mail system configuration error",
-                                req.transport or "local") for r in req.recipients]
+                                transport) for r in req.recipients]
     try:
         content = await read_request_content(req)
     except OSError as e:
         log.warning(f"{req.queue_id}: cannot read queue file {req.queue_path}: {e.strerror}")
         return [RecipientStatus(r, "deferred", "4.3.0", "queue file read error",
-                                req.transport or "local") for r in req.recipients]
-    agent = LocalAgent(req, settings, content)
+                                transport) for r in req.recipients]
+    deliver = deliverer(settings, content)
     out: list[RecipientStatus] = []
     for r in req.recipients:
         try:
-            out.append(await agent.deliver_one(r))
+            out.append(await deliver(r))
         except Exception as e:  # noqa: BLE001 - never lose the recipient to a bug
-            log.error(f"{req.queue_id}: local delivery to {r.address} failed: "
+            log.error(f"{req.queue_id}: {agent} delivery to {r.address} failed: "
                       f"{type(e).__name__}: {e}")
-            out.append(RecipientStatus(r, "deferred", "4.3.0", "local delivery software error",
-                                       req.transport or "local"))
+            out.append(RecipientStatus(r, "deferred", "4.3.0",
+                                       f"{agent} delivery software error", transport))
     return out
+
+
+@register("local")
+async def local_agent(req: DeliveryRequest) -> list[RecipientStatus]:
+    """Deliver every recipient of `req` locally (see the module docstring)."""
+    return await deliver_recipients(
+        req, "local", settings_for,
+        lambda settings, content: LocalAgent(req, settings, content).deliver_one)

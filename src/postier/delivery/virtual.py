@@ -45,9 +45,8 @@ from typing import Any
 from postier import log
 from postier.delivery import DeliveryRequest, RecipientStatus, register
 from postier.delivery import mailbox as mbx
-from postier.delivery.local import read_request_content, split_addr
+from postier.delivery.local import deliver_recipients, split_addr
 from postier.delivery.runas import Creds, RunAsError, run_job
-from postier.errors import ConfigError
 
 __all__ = ["mail_addr_find", "virtual_agent"]
 
@@ -235,25 +234,6 @@ async def deliver_one(s: VirtualSettings, req: DeliveryRequest, rcpt: Any,
 @register("virtual")
 async def virtual_agent(req: DeliveryRequest) -> list[RecipientStatus]:
     """Deliver every recipient of `req` to its virtual mailbox."""
-    try:
-        s = settings_for(req.config)
-    except ConfigError as e:
-        log.error(str(e))
-        return [RecipientStatus(r, "deferred", "4.3.5", "mail system configuration error",
-                                req.transport or "virtual") for r in req.recipients]
-    try:
-        content = await read_request_content(req)
-    except OSError as e:
-        log.warning(f"{req.queue_id}: cannot read queue file {req.queue_path}: {e.strerror}")
-        return [RecipientStatus(r, "deferred", "4.3.0", "queue file read error",
-                                req.transport or "virtual") for r in req.recipients]
-    out: list[RecipientStatus] = []
-    for r in req.recipients:
-        try:
-            out.append(await deliver_one(s, req, r, content))
-        except Exception as e:  # noqa: BLE001 - never lose the recipient to a bug
-            log.error(f"{req.queue_id}: virtual delivery to {r.address} failed: "
-                      f"{type(e).__name__}: {e}")
-            out.append(RecipientStatus(r, "deferred", "4.3.0", "virtual delivery software error",
-                                       req.transport or "virtual"))
-    return out
+    return await deliver_recipients(
+        req, "virtual", settings_for,
+        lambda s, content: lambda r: deliver_one(s, req, r, content))

@@ -29,92 +29,30 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 
+from postier.cleanup import tok822
 from postier.maps.source import logical_lines, printable
 
 Warn = Callable[[str], None]
 
-OPCHARS = '|%!()<>@,;:\\".[]'
-_SPACE = " \t\r\n"
 _NONOP = ("atom", "qstring", "comment", "domlit")
 
 Token = tuple[str, str]      # (type, text); type is a kind or the operator character
 
 
-def _collect(s: str, i: int, stop: str, stop_ws: bool) -> tuple[str, int]:
-    """Postfix's COLLECT(): text up to a character in `stop` (or unquoted
-    whitespace when stop_ws); backslash quotes the next character; quoted
-    whitespace becomes a space."""
-    out: list[str] = []
-    n = len(s)
-    while i < n:
-        c = s[i]
-        if c == "\\":
-            i += 1
-            if i >= n:
-                break
-            c = s[i]
-        elif c in stop or (stop_ws and c in _SPACE):
-            break
-        out.append(" " if c in _SPACE else c)
-        i += 1
-    return "".join(out), i
-
-
-def _comment(s: str, i: int) -> tuple[str, int]:
-    """A (possibly nested) comment, kept in external form with its parens."""
-    out = ["("]
-    level = 1
-    n = len(s)
-    while i < n:
-        c = s[i]
-        out.append(c)
-        i += 1
-        if c == "(":
-            level += 1
-        elif c == ")":
-            level -= 1
-            if level == 0:
-                break
-        elif c == "\\":
-            if i >= n:
-                break
-            out.append(s[i])
-            i += 1
-    return "".join(out), i
+_KINDS = {tok822.ATOM: "atom", tok822.QSTRING: "qstring", tok822.COMMENT: "comment",
+          tok822.DOMLIT: "domlit"}
 
 
 def tok822_scan(s: str) -> list[Token]:
-    """Tokenize RFC 822 text into a flat token list (tok822_scan())."""
+    """Tokenize RFC 822 text into a flat token list (tok822_scan(), see
+    postier.cleanup.tok822.scan): operators as (c, c)."""
+    head, _ = tok822.scan(s)
     toks: list[Token] = []
-    i, n = 0, len(s)
-    while i < n:
-        c = s[i]
-        i += 1
-        if c in _SPACE:
-            continue
-        if c == "(":
-            text, i = _comment(s, i)
-            toks.append(("comment", text))
-        elif c == "[":
-            text, i = _collect(s, i, "]", False)
-            if i < n:
-                i += 1
-            toks.append(("domlit", text))
-        elif c == '"':
-            text, i = _collect(s, i, '"', False)
-            if i < n:
-                i += 1
-            toks.append(("qstring", text))
-        elif c != "\\" and c in OPCHARS:
-            toks.append((c, c))
-        else:
-            text, i = _collect(s, i - 1, OPCHARS, True)
-            kind = "atom"
-            for ch in text:
-                if ch == " " or ord(ch) < 32 or ord(ch) == 127 or ch in OPCHARS:
-                    kind = "qstring"
-                    break
-            toks.append((kind, text))
+    tp = head
+    while tp is not None:
+        kind = _KINDS.get(tp.type)
+        toks.append((kind, tp.text) if kind is not None else (chr(tp.type),) * 2)
+        tp = tp.next
     return toks
 
 

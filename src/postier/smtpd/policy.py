@@ -44,6 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from postier import log
+from postier.config.mastercf import splitq
 
 DEFAULT_ACTION = "451 4.3.5 Server configuration problem"
 
@@ -115,27 +116,11 @@ _OVERRIDES = {
 def _split_braced(text: str) -> list[str]:
     """Split on commas/blanks, keeping `{ ... }` groups (braces stripped)."""
     out: list[str] = []
-    i, n = 0, len(text)
-    seps = ", \t\r\n"
-    while True:
-        while i < n and text[i] in seps:
-            i += 1
-        if i >= n:
-            return out
-        start, level = i, 0
-        while i < n:
-            ch = text[i]
-            if ch == "{":
-                level += 1
-            elif ch == "}" and level:
-                level -= 1
-            elif level == 0 and ch in seps:
-                break
-            i += 1
-        item = text[start:i]
+    for item in splitq(text, ", \t\r\n"):
         if item.startswith("{") and item.endswith("}"):
             item = item[1:-1].strip()
         out.append(item)
+    return out
 
 
 def parse_service(arg: str, base: PolicySettings) -> tuple[str, PolicySettings]:

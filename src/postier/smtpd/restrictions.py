@@ -102,6 +102,7 @@ from typing import Any
 
 from postier import log
 from postier import maps as _maps
+from postier.config.mastercf import splitq
 from postier.errors import ConfigError, MapError, PostierError, Reply
 from postier.maps import access
 from postier.smtpd import policy as _policy
@@ -467,25 +468,7 @@ class Params:
 def split_restrictions(value: str) -> list[str]:
     """argv_splitq(value, ", \\t\\r\\n", "{}"): `{...}` groups stay whole,
     braces included (check_policy_service { ... } needs them)."""
-    out: list[str] = []
-    i, n = 0, len(value)
-    seps = ", \t\r\n"
-    while True:
-        while i < n and value[i] in seps:
-            i += 1
-        if i >= n:
-            return out
-        start, level = i, 0
-        while i < n:
-            ch = value[i]
-            if ch == "{":
-                level += 1
-            elif ch == "}" and level:
-                level -= 1
-            elif level == 0 and ch in seps:
-                break
-            i += 1
-        out.append(value[start:i])
+    return splitq(value, ", \t\r\n")
 
 
 # ---------------------------------------------------------------------------

@@ -6,7 +6,8 @@
         sink.dumps()        # captured transactions (-d), oldest first
 
 Started as `smtp-sink -c [-u nobody when root] [-d DIR/%H%M%S.] OPTIONS
-127.0.0.1:PORT 256`, stopped by PID.  Standard library only.
+127.0.0.1:PORT 256`, stopped by PID (tools/peer_process.py).  Standard
+library only.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))))), "tools"))
+from peer_process import free_port, stop_process  # noqa: E402
 
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 
@@ -28,21 +33,13 @@ def sink_available() -> bool:
     return os.access(SMTP_SINK, os.X_OK)
 
 
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class SmtpSink:
     def __init__(self, options: list[str] | None = None, *, dump: bool = True):
         self.options = list(options or [])
         self.dump = dump
         self.dir = tempfile.mkdtemp(prefix="postier_sink.")
         os.chmod(self.dir, 0o777)
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self._out = b""
         self._reader: threading.Thread | None = None
@@ -112,15 +109,7 @@ class SmtpSink:
     def stop(self) -> None:
         if self.proc is None:
             return
-        try:
-            os.kill(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        stop_process(self.proc, 5)
         self.proc = None
 
     def __enter__(self) -> SmtpSink:

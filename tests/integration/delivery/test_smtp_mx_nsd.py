@@ -4,12 +4,18 @@ scripted servers on 127.0.0.1/127.0.0.2 (smtp_tcp_port = the servers' port)."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
-from nsd_server import NsdServer, nsd_available
 from scripted import ScriptedServer
 
 import postier.delivery.agents  # noqa: F401
 from postier.delivery import AGENTS
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))))), "tools"))
+from nsd_server import NsdServer, nsd_available  # noqa: E402
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not nsd_available(), reason="nsd not installed (tools/setup.sh --test)")]

@@ -32,6 +32,8 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 from postfix_instance import PostfixInstance, free_port  # noqa: E402
 
+from postier.bench.mta import POSTFIX_MASTER_CF  # noqa: E402
+
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 POSTIER = os.path.join(ROOT, ".venv", "bin", "postier")
@@ -295,32 +297,6 @@ class PostierDaemon:
         self.cleanup()
 
 
-POSTFIX_FULL_MASTER_CF = """\
-# postier tests: a real Postfix that relays (qmgr + smtp); loopback only.
-127.0.0.1:{port} inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
-
-
 class PostfixRelay(PostfixInstance):
     """A private real Postfix with a queue manager and SMTP client: it
     delivers (loopback only: every transport is smtp to `relayhost`)."""
@@ -337,7 +313,7 @@ class PostfixRelay(PostfixInstance):
             raise ValueError("PostfixRelay needs relayhost=[127.0.0.1]:PORT")
         super().write_config(base, tables)
         with open(os.path.join(self.etc, "master.cf"), "w") as f:
-            f.write(POSTFIX_FULL_MASTER_CF.format(port=self.port))
+            f.write(POSTFIX_MASTER_CF.format(port=self.port))
         past = time.time() - 3600
         os.utime(os.path.join(self.etc, "master.cf"), (past, past))
 
