@@ -11,7 +11,11 @@ For 1 and 20 parallel sessions and 2 KB and 50 KB messages, in one run:
 Measured per system: accepted msg/s (smtp-source -m N -s S -l SIZE wall
 time), delivered msg/s (until smtp-sink's `-c` counter has all N), p50/p99
 latency of the 250 reply to the end of DATA (a Python client, S sessions,
-measuring from the final "." to the 250), and peak memory: RSS and PSS of
+measuring from the final "." to the 250), CPU ms per message of the server
+tree (user+sys of the MTA's master and all its descendants, reaped ones
+included through the parents' cutime/cstime, from the start of smtp-source
+until the sink has all N: smtpd + queue manager + smtp client for postier,
+every Postfix daemon for Postfix, not smtp-source nor smtp-sink), and peak memory: RSS and PSS of
 the postier process, PSS summed over all Postfix processes of the instance.
 The table is printed and bench/results/e2e-<time>.json written.
 POSTIER_BENCH_SMALL=1 uses tiny counts (CI smoke run).  The Postfix half is
@@ -81,6 +85,23 @@ def _pss_tree(pid: int) -> tuple[int, int]:
         except OSError:
             pass
     return rss, pss
+
+
+def _cpu_tree(pid: int) -> float:
+    """Seconds of user+sys CPU used by pid and its descendants, including
+    reaped children (cutime/cstime), so that short-lived Postfix daemons
+    that exited during the run still count."""
+    from postfix_instance import descendants
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in [pid] + descendants(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15])    # utime stime cutime cstime
+    return total / tick
 
 
 class MemSampler:
@@ -175,6 +196,7 @@ def run_system(kind: str, sessions: int, size: int, tmp: str) -> dict:
             assert wait_for(lambda: sink.messages >= 5, 30)
             base = sink.messages
             with MemSampler(pid) as mem:
+                cpu0 = _cpu_tree(pid)
                 t0 = time.perf_counter()
                 p = subprocess.run([SMTP_SOURCE, "-m", str(n), "-s", str(sessions),
                                     "-l", str(size), "-f", "bench@sender.test",
@@ -186,6 +208,7 @@ def run_system(kind: str, sessions: int, size: int, tmp: str) -> dict:
                 assert wait_for(lambda: sink.messages >= base + n, 600, 0.02), \
                     f"{kind}: only {sink.messages - base} of {n} delivered"
                 t_del = time.perf_counter() - t0
+                cpu = _cpu_tree(pid) - cpu0
                 base = sink.messages
                 lat = latencies(port, sessions, nlat, size)
                 assert wait_for(lambda: sink.messages >= base + nlat, 300, 0.05)
@@ -197,6 +220,7 @@ def run_system(kind: str, sessions: int, size: int, tmp: str) -> dict:
             "accepted_per_s": n / t_acc, "delivered_per_s": n / t_del,
             "latency_p50_ms": 1000 * pct(lat, 50), "latency_p99_ms": 1000 * pct(lat, 99),
             "latency_mean_ms": 1000 * statistics.fmean(lat),
+            "cpu_ms_per_msg": 1000 * cpu / n,
             "peak_rss_kb": mem.peak_rss if kind == "postier" else None,
             "peak_pss_kb": mem.peak_pss}
 
@@ -208,14 +232,15 @@ def report():
         return
     rows = []
     hdr = (f"{'case':<12} {'system':<8} {'acc/s':>8} {'dlv/s':>8} {'p50 ms':>8} "
-           f"{'p99 ms':>8} {'RSS MB':>7} {'PSS MB':>7}")
+           f"{'p99 ms':>8} {'cpu ms':>7} {'RSS MB':>7} {'PSS MB':>7}")
     rows.append(hdr)
     for r in RESULTS:
         case = f"{r['sessions']}s/{r['size'] // 1024}KB"
         rss = f"{r['peak_rss_kb'] / 1024:.1f}" if r["peak_rss_kb"] else "-"
         rows.append(f"{case:<12} {r['system']:<8} {r['accepted_per_s']:8.0f} "
                     f"{r['delivered_per_s']:8.0f} {r['latency_p50_ms']:8.2f} "
-                    f"{r['latency_p99_ms']:8.2f} {rss:>7} {r['peak_pss_kb'] / 1024:7.1f}")
+                    f"{r['latency_p99_ms']:8.2f} {r['cpu_ms_per_msg']:7.3f} {rss:>7} "
+                    f"{r['peak_pss_kb'] / 1024:7.1f}")
     ratios = []
     for s, z in CASES:
         a = [r for r in RESULTS if r["sessions"] == s and r["size"] == z]
@@ -225,11 +250,13 @@ def report():
             ratios.append({"sessions": s, "size": z,
                            "accepted": px[0]["accepted_per_s"] / pf[0]["accepted_per_s"],
                            "delivered": px[0]["delivered_per_s"] / pf[0]["delivered_per_s"],
-                           "p50": px[0]["latency_p50_ms"] / pf[0]["latency_p50_ms"]})
+                           "p50": px[0]["latency_p50_ms"] / pf[0]["latency_p50_ms"],
+                           "cpu": px[0]["cpu_ms_per_msg"] / pf[0]["cpu_ms_per_msg"]
+                           if pf[0]["cpu_ms_per_msg"] else float("nan")})
     for q in ratios:
         rows.append(f"ratio postier/postfix {q['sessions']}s/{q['size'] // 1024}KB: accepted "
                     f"{q['accepted']:.2f}x, delivered {q['delivered']:.2f}x, p50 latency "
-                    f"{q['p50']:.2f}x")
+                    f"{q['p50']:.2f}x, CPU/msg {q['cpu']:.2f}x")
     text = "\n".join(rows)
     print("\n" + text)
     out_dir = os.path.join(BENCH, "results")
