@@ -68,6 +68,9 @@ for _p in (SRC, os.path.join(ROOT, "tools")):
 
 import sa_reference as SR  # noqa: E402
 
+from postier.bench.procstat import memory_kb  # noqa: E402
+from postier.master.procs import descendants  # noqa: E402
+
 SMALL = os.environ.get("POSTIER_BENCH_SMALL", "").strip() not in ("", "0")
 RUNS = 1 if SMALL else int(os.environ.get("POSTIER_BENCH_RUNS", "3"))
 _N = os.environ.get("POSTIER_BENCH_SPAM_MESSAGES", "300").strip()
@@ -118,17 +121,6 @@ def warmup_paths(n: int = 6) -> list[str]:
 
 # -- memory and CPU of a set of processes -----------------------------------------------
 
-def pss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def hwm_kb(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -163,7 +155,7 @@ class MemorySampler:
 
     def _sample(self) -> None:
         ps = self.pids()
-        self.peak_pss = max(self.peak_pss, sum(pss_kb(p) for p in ps))
+        self.peak_pss = max(self.peak_pss, sum(memory_kb(p)[1] for p in ps))
         self.peak_rss = max([self.peak_rss] + [hwm_kb(p) for p in ps])
 
     def _loop(self) -> None:
@@ -187,7 +179,7 @@ CHILD = r'''
 import json, os, resource, sys, threading, time
 mode, cache, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 sys.path.insert(0, args["bench"])
-from test_bench_spam import MemorySampler, cpu_ticks, hwm_kb, pss_kb
+from test_bench_spam import MemorySampler, cpu_ticks, hwm_kb
 
 def cpu_s():
     a = resource.getrusage(resource.RUSAGE_SELF)
@@ -273,7 +265,7 @@ def spamd_pass(sd: SR.Spamd, paths: list[str], threads: int) -> dict:
 
     def cpu() -> int:   # parent (+ reaped children: spamd replaces a child after
         #                 max-conn-per-child connections) + live children
-        return cpu_ticks(parent, reaped=True) + sum(cpu_ticks(k) for k in SR.descendants(parent))
+        return cpu_ticks(parent, reaped=True) + sum(cpu_ticks(k) for k in descendants(parent))
     with concurrent.futures.ThreadPoolExecutor(threads) as ex:
         list(ex.map(one, warmup_paths()))
     with MemorySampler(sd.pids) as mem:

@@ -42,11 +42,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from peer_process import accepts, free_port, stop_process
+
+from postier.bench.procstat import memory_kb
+from postier.master.procs import descendants
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CORPUS = os.path.join(os.path.dirname(ROOT), "shared", "corpus")
@@ -73,49 +77,6 @@ def spamd_available() -> bool:
 
 def spamd_path() -> str:
     return shutil.which("spamd") or "/usr/sbin/spamd"
-
-
-def free_port() -> int:
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
-
-
-def descendants(pid: int) -> list[int]:
-    """Every PID below `pid` in the process tree (one /proc scan)."""
-    parent: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        parent[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        for child, par in parent.items():
-            if par == p:
-                out.append(child)
-                todo.append(child)
-    return out
-
-
-def rss_kb(pid: int) -> int:
-    """VmRSS of one process in KiB (0 if gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 class Spamd:
@@ -184,12 +145,7 @@ class Spamd:
         self.started_in = time.monotonic() - t0
 
     def _children_ready(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                pass
-        except OSError:
-            return False
-        return len(descendants(self.proc.pid)) >= self.children
+        return accepts(self.port, 1) and len(descendants(self.proc.pid)) >= self.children
 
     def read_log(self) -> str:
         try:
@@ -202,7 +158,7 @@ class Spamd:
         return [self.proc.pid] + descendants(self.proc.pid) if self.proc else []
 
     def rss_kb(self) -> int:
-        return sum(rss_kb(p) for p in self.pids())
+        return sum(memory_kb(p)[0] for p in self.pids())
 
     def check(self, data: bytes, timeout: float = 600.0) -> bytes:
         """The message as spamd returns it (spamc -x: errors raise)."""
@@ -217,13 +173,7 @@ class Spamd:
         if self.proc is None:
             return
         kids = descendants(self.proc.pid)
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 20)
         for pid in kids:
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -20,7 +20,6 @@ Only loopback addresses are ever contacted.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -36,14 +35,7 @@ for _p in (SRC, TOOLS):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-
-def free_port() -> int:
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+from peer_process import free_port, stop_process  # noqa: E402  (tools/ on sys.path)
 
 
 def env(pure: bool = False) -> dict[str, str]:
@@ -156,13 +148,7 @@ class Greylistd:
     def stop(self, timeout: float = 10) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process(self.proc, timeout)
         rc = self.proc.returncode
         self.proc = None
         return rc
@@ -234,13 +220,7 @@ class PostierRun:
     def stop(self, timeout: float = 10) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process(self.proc, timeout)
         self.proc = None
 
     def cleanup(self) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -41,6 +40,7 @@ for _p in (SRC, TOOLS):
         sys.path.insert(0, _p)
 
 import postfix_instance  # noqa: E402  (tools/ on sys.path)
+from peer_process import stop_process  # noqa: E402
 from postfix_instance import BASE_MAIN_CF, HARNESS_MAIN_CF, free_port  # noqa: E402
 
 MYHOSTNAME = dict(BASE_MAIN_CF)["myhostname"]
@@ -167,13 +167,7 @@ class PostierServer:
         """SIGTERM our process by PID, then SIGKILL the same PID."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process(self.proc, timeout)
         self.proc = None
 
     def cleanup(self) -> None:
