@@ -181,10 +181,14 @@ def resolve_features(sc: Scenario, *, want_postfix: bool = False) -> Features:
                 f.notes.append("antivirus skipped: clamd is not installed (Debian clamav-daemon)")
         f.antivirus = ok
     if want.get("spam"):
-        f.spam = _has_module("postier.content.spam.scanner")
+        from postier.config import Config
+        from postier.content.spam.conf import rule_files
+        from postier.content.spam.scanner import rule_directories
+        dirs = rule_directories(Config.from_text(""))
+        f.spam = any(p.endswith(".cf") for p in rule_files(dirs))
         if not f.spam:
-            f.notes.append("spam rules skipped: the spam rule engine "
-                           "(postier.content.spam.scanner) is not in this postier yet")
+            f.notes.append(f"spam rules skipped: no SpamAssassin rule file in {' '.join(dirs)} "
+                           f"(Debian package spamassassin)")
     return f
 
 

@@ -16,8 +16,7 @@ the same time (the clamd scan on the event loop, the CPU work in a thread):
   (postier.content.antivirus);
 * banned names and types, also inside archives (postier.content.banned);
 * spam: the SpamAssassin-compatible engine (postier.content.spam), when
-  `spam_checks = yes` and the engine is installed; its absence is
-  tolerated (logged once);
+  `spam_checks = yes`;
 * bad header section (amavisd's checks): non-encoded 8-bit characters
   (unless SMTPUTF8), control characters, lines longer than 998 characters,
   continuation lines made of whitespace only, duplicate single-occurrence
@@ -184,31 +183,16 @@ def content_scanner(cfg: Any) -> ContentScanner | None:
 
 _SPAM_LOCK = threading.Lock()
 _SPAM: dict[int, Any] = {}
-_SPAM_MISSING_LOGGED = False
 
 
 def _spam_engine(cfg: Any) -> Any:
-    """The spam engine for `cfg` (built once, in the calling thread), or None
-    when postier.content.spam has no scanner yet."""
-    global _SPAM_MISSING_LOGGED
+    """The spam engine for `cfg` (built once, in the calling thread)."""
     with _SPAM_LOCK:
         eng = _SPAM.get(id(cfg))
-        if eng is not None:
-            return eng
-        try:
-            try:
-                from postier.content.spam.scanner import (  # type: ignore[import-not-found]
-                    SpamScanner,
-                )
-            except ImportError:
-                from postier.content.spam import SpamScanner  # type: ignore[attr-defined]
-        except ImportError as e:
-            if not _SPAM_MISSING_LOGGED:
-                log.warning(f"spam_checks = yes, but the spam engine is not available ({e}); "
-                            f"spam checks skipped")
-                _SPAM_MISSING_LOGGED = True
-            return None
-        eng = _SPAM[id(cfg)] = SpamScanner(cfg)
+        if eng is None:
+            # imported here: only spam_checks = yes pays for the rule engine
+            from postier.content.spam.scanner import SpamScanner
+            eng = _SPAM[id(cfg)] = SpamScanner(cfg)
         return eng
 
 
