@@ -244,6 +244,16 @@ class QueueWriter:
         (through `dir_sync`, a DirSync of self.directory, when given: it
         shares one fsync among concurrent commits).  Blocking: call it from
         an executor thread in async code."""
+        self._write_envelope(envelope)
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = None
+        os.rename(self.tmp_path, self.path)
+        self.sync_directory(dir_sync)
+        return self.path
+
+    def _write_envelope(self, envelope: Envelope) -> None:
+        """Write what is buffered, then the envelope record and the trailer."""
         assert self.fd is not None
         envelope.content_size = self.size
         record = _encoder.encode(envelope)
@@ -253,15 +263,6 @@ class QueueWriter:
         self._buf.clear()
         self._pending = 0
         _write_all(self.fd, data)
-        os.fsync(self.fd)
-        os.close(self.fd)
-        self.fd = None
-        os.rename(self.tmp_path, self.path)
-        if dir_sync is None:
-            _fsync_dir(self.directory)
-        else:
-            dir_sync.sync()
-        return self.path
 
     # -- smtpd's commit: rename first, then fsync the file and the directory
 
@@ -284,15 +285,7 @@ class QueueWriter:
         caller must then fsync the file (sync_file()) and the directory
         (sync_directory(), possibly at the same time in another thread)
         before it acknowledges the message."""
-        assert self.fd is not None
-        envelope.content_size = self.size
-        record = _encoder.encode(envelope)
-        offset = len(MAGIC) + self.size
-        self._buf.append(record + _TRAILER.pack(offset, len(record), END))
-        data = b"".join(self._buf)
-        self._buf.clear()
-        self._pending = 0
-        _write_all(self.fd, data)
+        self._write_envelope(envelope)
         os.rename(self.tmp_path, self.path)
         self.published = True
 
