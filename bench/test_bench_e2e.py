@@ -17,8 +17,15 @@ included through the parents' cutime/cstime, from the start of smtp-source
 until the sink has all N: smtpd + queue manager + smtp client for postier,
 every Postfix daemon for Postfix, not smtp-source nor smtp-sink), and peak memory: RSS and PSS of
 the postier process, PSS summed over all Postfix processes of the instance.
+Each case runs POSTIER_BENCH_RUNS times (default 3), alternating postier
+and Postfix, each run on a freshly started MTA; the table shows every run
+and the ratios are of the medians.  Pinning (bench/pinning.py): the MTA
+(postier's process, or Postfix's master and everything it forks) runs on
+one CPU, smtp-source, smtp-sink and this process's latency client on
+another; POSTIER_BENCH_PIN=0 disables it, POSTIER_BENCH_QUIET_WAIT=S waits
+up to S seconds for the shared box to be >= 70 % idle before each run.
 The table is printed and bench/results/e2e-<time>.json written.
-POSTIER_BENCH_SMALL=1 uses tiny counts (CI smoke run).  The Postfix half is
+POSTIER_BENCH_SMALL=1 uses tiny counts and one run (CI smoke run).  The Postfix half is
 skipped (reported as missing) when Postfix or root is not available.  No
 timing assertions: the checks only make sure every message got through.
 """
@@ -40,6 +47,7 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration", "qmgr"))
 sys.path.insert(0, os.path.join(ROOT, "src"))
+sys.path.insert(0, BENCH)
 
 from peers import (  # noqa: E402
     SMTP_SOURCE,
@@ -49,8 +57,19 @@ from peers import (  # noqa: E402
     peers_available,
     wait_for,
 )
+from pinning import (  # noqa: E402
+    CLIENT_CPU,
+    SERVER_CPU,
+    describe,
+    pin_tree,
+    pinned_self,
+    taskset,
+    wait_quiet,
+)
 
 SMALL = os.environ.get("POSTIER_BENCH_SMALL") == "1"
+RUNS = 1 if SMALL else int(os.environ.get("POSTIER_BENCH_RUNS", "3"))
+QUIET_WAIT = 0.0 if SMALL else float(os.environ.get("POSTIER_BENCH_QUIET_WAIT", "0"))
 CASES = [(1, 2048), (20, 2048), (1, 51200), (20, 51200)]
 RESULTS: list[dict] = []
 
@@ -177,6 +196,7 @@ def pct(values: list[float], p: float) -> float:
 def run_system(kind: str, sessions: int, size: int, tmp: str) -> dict:
     n, nlat = counts(size)
     sink = SmtpSink([]).start()
+    pin_tree(sink.proc.pid, CLIENT_CPU)
     try:
         if kind == "postier":
             mta = PostierDaemon({"relayhost": f"[127.0.0.1]:{sink.port}",
@@ -190,19 +210,21 @@ def run_system(kind: str, sessions: int, size: int, tmp: str) -> dict:
             mta.write_config({"relayhost": f"[127.0.0.1]:{sink.port}"})
             mta.start()
             port, pid = mta.port, mta.master.pid
+        pin_tree(pid, SERVER_CPU)
         try:
             # warm-up (tables, caches, connection to the sink)
             latencies(port, 1, 5, size)
             assert wait_for(lambda: sink.messages >= 5, 30)
             base = sink.messages
+            idle = wait_quiet(QUIET_WAIT)
             with MemSampler(pid) as mem:
                 cpu0 = _cpu_tree(pid)
                 t0 = time.perf_counter()
-                p = subprocess.run([SMTP_SOURCE, "-m", str(n), "-s", str(sessions),
-                                    "-l", str(size), "-f", "bench@sender.test",
-                                    "-t", "sink@dest.test", "-M", "bench.example.test",
-                                    f"127.0.0.1:{port}"], capture_output=True, text=True,
-                                   timeout=900)
+                p = subprocess.run(taskset([SMTP_SOURCE, "-m", str(n), "-s", str(sessions),
+                                            "-l", str(size), "-f", "bench@sender.test",
+                                            "-t", "sink@dest.test", "-M", "bench.example.test",
+                                            f"127.0.0.1:{port}"], CLIENT_CPU),
+                                   capture_output=True, text=True, timeout=900)
                 t_acc = time.perf_counter() - t0
                 assert p.returncode == 0, p.stderr
                 assert wait_for(lambda: sink.messages >= base + n, 600, 0.02), \
@@ -222,7 +244,43 @@ def run_system(kind: str, sessions: int, size: int, tmp: str) -> dict:
             "latency_mean_ms": 1000 * statistics.fmean(lat),
             "cpu_ms_per_msg": 1000 * cpu / n,
             "peak_rss_kb": mem.peak_rss if kind == "postier" else None,
-            "peak_pss_kb": mem.peak_pss}
+            "peak_pss_kb": mem.peak_pss, "box_idle_before_pct": idle}
+
+
+def _median(rows: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+def summary(results: list[dict]) -> tuple[str, list[dict]]:
+    """The printed table (every run, then the medians) and the ratios of the medians."""
+    rows = [f"e2e benchmark: {RUNS} run(s) per case, alternating; {describe()}",
+            f"{'case':<12} {'system':<8} {'acc/s':>8} {'dlv/s':>8} {'p50 ms':>8} "
+            f"{'p99 ms':>8} {'cpu ms':>7} {'RSS MB':>7} {'PSS MB':>7} {'idle%':>6}"]
+    for r in results:
+        case = f"{r['sessions']}s/{r['size'] // 1024}KB"
+        rss = f"{r['peak_rss_kb'] / 1024:.1f}" if r["peak_rss_kb"] else "-"
+        rows.append(f"{case:<12} {r['system']:<8} {r['accepted_per_s']:8.0f} "
+                    f"{r['delivered_per_s']:8.0f} {r['latency_p50_ms']:8.2f} "
+                    f"{r['latency_p99_ms']:8.2f} {r['cpu_ms_per_msg']:7.3f} {rss:>7} "
+                    f"{r['peak_pss_kb'] / 1024:7.1f} {r['box_idle_before_pct']:6.1f}")
+    ratios = []
+    for s, z in CASES:
+        a = [r for r in results if r["sessions"] == s and r["size"] == z]
+        px = [r for r in a if r["system"] == "postier"]
+        pf = [r for r in a if r["system"] == "postfix"]
+        if px and pf:
+            cpu_pf = _median(pf, "cpu_ms_per_msg")
+            ratios.append({
+                "sessions": s, "size": z, "runs": min(len(px), len(pf)),
+                "accepted": _median(px, "accepted_per_s") / _median(pf, "accepted_per_s"),
+                "delivered": _median(px, "delivered_per_s") / _median(pf, "delivered_per_s"),
+                "p50": _median(px, "latency_p50_ms") / _median(pf, "latency_p50_ms"),
+                "cpu": _median(px, "cpu_ms_per_msg") / cpu_pf if cpu_pf else float("nan")})
+    for q in ratios:
+        rows.append(f"ratio postier/postfix {q['sessions']}s/{q['size'] // 1024}KB (medians of "
+                    f"{q['runs']}): accepted {q['accepted']:.2f}x, delivered "
+                    f"{q['delivered']:.2f}x, p50 latency {q['p50']:.2f}x, CPU/msg {q['cpu']:.2f}x")
+    return "\n".join(rows), ratios
 
 
 @pytest.fixture(scope="module")
@@ -230,41 +288,15 @@ def report():
     yield RESULTS
     if not RESULTS:
         return
-    rows = []
-    hdr = (f"{'case':<12} {'system':<8} {'acc/s':>8} {'dlv/s':>8} {'p50 ms':>8} "
-           f"{'p99 ms':>8} {'cpu ms':>7} {'RSS MB':>7} {'PSS MB':>7}")
-    rows.append(hdr)
-    for r in RESULTS:
-        case = f"{r['sessions']}s/{r['size'] // 1024}KB"
-        rss = f"{r['peak_rss_kb'] / 1024:.1f}" if r["peak_rss_kb"] else "-"
-        rows.append(f"{case:<12} {r['system']:<8} {r['accepted_per_s']:8.0f} "
-                    f"{r['delivered_per_s']:8.0f} {r['latency_p50_ms']:8.2f} "
-                    f"{r['latency_p99_ms']:8.2f} {r['cpu_ms_per_msg']:7.3f} {rss:>7} "
-                    f"{r['peak_pss_kb'] / 1024:7.1f}")
-    ratios = []
-    for s, z in CASES:
-        a = [r for r in RESULTS if r["sessions"] == s and r["size"] == z]
-        px = [r for r in a if r["system"] == "postier"]
-        pf = [r for r in a if r["system"] == "postfix"]
-        if px and pf:
-            ratios.append({"sessions": s, "size": z,
-                           "accepted": px[0]["accepted_per_s"] / pf[0]["accepted_per_s"],
-                           "delivered": px[0]["delivered_per_s"] / pf[0]["delivered_per_s"],
-                           "p50": px[0]["latency_p50_ms"] / pf[0]["latency_p50_ms"],
-                           "cpu": px[0]["cpu_ms_per_msg"] / pf[0]["cpu_ms_per_msg"]
-                           if pf[0]["cpu_ms_per_msg"] else float("nan")})
-    for q in ratios:
-        rows.append(f"ratio postier/postfix {q['sessions']}s/{q['size'] // 1024}KB: accepted "
-                    f"{q['accepted']:.2f}x, delivered {q['delivered']:.2f}x, p50 latency "
-                    f"{q['p50']:.2f}x, CPU/msg {q['cpu']:.2f}x")
-    text = "\n".join(rows)
+    text, ratios = summary(RESULTS)
     print("\n" + text)
     out_dir = os.path.join(BENCH, "results")
     os.makedirs(out_dir, exist_ok=True)
     name = time.strftime("e2e-%Y%m%d-%H%M%S.json")
     with open(os.path.join(out_dir, name), "w") as f:
-        json.dump({"small": SMALL, "cpus": os.cpu_count(), "results": RESULTS,
-                   "ratios": ratios, "table": text}, f, indent=1)
+        json.dump({"small": SMALL, "cpus": os.cpu_count(), "pinning": describe(),
+                   "runs": RUNS, "results": RESULTS, "ratios": ratios, "table": text},
+                  f, indent=1)
 
 
 @pytest.mark.skipif(not peers_available(), reason="smtp-source/smtp-sink not installed")
@@ -272,19 +304,26 @@ def report():
                          ids=[f"{s}sess-{z // 1024}KB" for s, z in CASES])
 def test_bench_e2e(benchmark, report, tmp_path, sessions, size):
     tmp_path.chmod(0o755)
-    results = {}
+    with_postfix = postfix_ok()
+    mine: list[dict] = []
 
-    def run_postier() -> None:
-        results["postier"] = run_system("postier", sessions, size, str(tmp_path))
-    benchmark.pedantic(run_postier, rounds=1, iterations=1)
-    RESULTS.append(results["postier"])
-    benchmark.extra_info.update({f"postier_{k}": v for k, v in results["postier"].items()
-                                 if isinstance(v, (int, float))})
-    if postfix_ok():
-        pf = run_system("postfix", sessions, size, str(tmp_path))
-        RESULTS.append(pf)
-        benchmark.extra_info.update({f"postfix_{k}": v for k, v in pf.items()
-                                     if isinstance(v, (int, float))})
-        benchmark.extra_info["ratio_accepted"] = (results["postier"]["accepted_per_s"]
-                                                  / pf["accepted_per_s"])
-    assert results["postier"]["messages"] > 0
+    def run_all() -> None:
+        with pinned_self(CLIENT_CPU):
+            for i in range(RUNS):
+                for kind in ("postier", "postfix") if with_postfix else ("postier",):
+                    mine.append(run_system(kind, sessions, size, os.path.join(str(tmp_path),
+                                                                              str(i))))
+    benchmark.pedantic(run_all, rounds=1, iterations=1)
+    RESULTS.extend(mine)
+    for kind in ("postier", "postfix"):
+        rows = [r for r in mine if r["system"] == kind]
+        for k in ("accepted_per_s", "delivered_per_s", "latency_p50_ms", "cpu_ms_per_msg"):
+            if rows:
+                benchmark.extra_info[f"{kind}_{k}_median"] = _median(rows, k)
+    if with_postfix:
+        benchmark.extra_info["ratio_accepted"] = (
+            benchmark.extra_info["postier_accepted_per_s_median"]
+            / benchmark.extra_info["postfix_accepted_per_s_median"])
+    # every message got through on every run (run_system asserts it); one row per run
+    assert len(mine) == RUNS * (2 if with_postfix else 1)
+    assert all(r["messages"] > 0 for r in mine)

@@ -56,7 +56,17 @@ for _p in (os.path.join(ROOT, "src"), os.path.join(ROOT, "tools"), HERE,
         sys.path.insert(0, _p)
 
 from lab2005 import HELO, LAB_MAIN_CF, LAB_TABLES, RECIPIENT, SENDER  # noqa: E402
-from postfix_instance import descendants  # noqa: E402
+from pinning import (  # noqa: E402
+    CLIENT_CPU,
+    CPUS,
+    PIN,
+    SERVER_CPU,
+    describe,
+    pin_tree,
+    taskset,
+    tree_pids,
+    wait_quiet,
+)
 from smtpd_peers import PostfixServer, PostierServer, dialog, postfix_available  # noqa: E402
 
 SMALL = os.environ.get("POSTIER_BENCH_SMALL", "").strip() not in ("", "0")
@@ -66,10 +76,6 @@ QUIET_WAIT = 0.0 if SMALL else float(os.environ.get("POSTIER_BENCH_QUIET_WAIT", 
 SESSIONS = (1, 20)
 SIZE = 2048
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
-PIN = (os.environ.get("POSTIER_BENCH_PIN", "1") != "0" and hasattr(os, "sched_setaffinity")
-       and len(os.sched_getaffinity(0)) >= 2)
-CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
-CLIENT_CPU, SERVER_CPU = (CPUS[0], CPUS[1]) if PIN else (None, None)
 RESULTS = os.path.join(HERE, "results")
 
 pytestmark = pytest.mark.skipif(not os.access(SMTP_SOURCE, os.X_OK),
@@ -91,25 +97,6 @@ FUNCTIONAL = [
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def tree_pids(pid: int) -> list[int]:
-    return [pid] + descendants(pid)
-
-
-def pin_tree(pid: int, cpu: int) -> None:
-    """Pin a process, its threads and its descendants (children forked later
-    inherit the affinity)."""
-    for p in tree_pids(pid):
-        try:
-            tids = [int(t) for t in os.listdir(f"/proc/{p}/task")]
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                os.sched_setaffinity(tid, {cpu})
-            except OSError:
-                pass
 
 
 def mem_kb(pids: list[int]) -> tuple[int, int]:
@@ -177,18 +164,6 @@ def cpu_seconds(root: int, tree: bool) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def box_idle_pct(seconds: float = 0.5) -> float:
-    """Idle share of the whole box (the box is shared: context for the numbers)."""
-    def snap() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v), v[3] + v[4]
-    a = snap()
-    time.sleep(seconds)
-    b = snap()
-    return round(100.0 * (b[1] - a[1]) / max(1, b[0] - a[0]), 1)
-
-
 def count_files(directory: str) -> int:
     n = 0
     for _, _, files in os.walk(directory):
@@ -208,8 +183,7 @@ def empty_dir(directory: str) -> None:
 def smtp_source(port: int, sessions: int, msgs: int) -> tuple[float, subprocess.CompletedProcess]:
     argv = [SMTP_SOURCE, "-s", str(sessions), "-m", str(msgs), "-l", str(SIZE),
             "-M", HELO, "-f", SENDER, "-t", RECIPIENT, "-N", f"127.0.0.1:{port}"]
-    if CLIENT_CPU is not None:
-        argv = ["taskset", "-c", str(CLIENT_CPU)] + argv
+    argv = taskset(argv, CLIENT_CPU)
     t0 = time.perf_counter()
     p = subprocess.run(argv, capture_output=True, text=True, timeout=1800,
                        stdin=subprocess.DEVNULL)
@@ -225,10 +199,7 @@ class Server:
 
     def run(self, sessions: int) -> dict:
         empty_dir(self.incoming)
-        idle = box_idle_pct()
-        deadline = time.monotonic() + QUIET_WAIT
-        while idle < 70 and time.monotonic() < deadline:
-            idle = box_idle_pct(1.0)
+        idle = wait_quiet(QUIET_WAIT)
         cpu0 = cpu_seconds(self.pid, self.tree)
         with MemSampler(self.pid, self.tree) as mem:
             elapsed, p = smtp_source(self.port, sessions, MSGS)
@@ -272,8 +243,7 @@ def postfix_server():
     srv = PostfixServer(LAB_MAIN_CF, LAB_TABLES)
     try:
         srv.start()
-        if SERVER_CPU is not None:
-            pin_tree(srv.master.pid, SERVER_CPU)
+        pin_tree(srv.master.pid, SERVER_CPU)
         yield srv
     finally:
         srv.cleanup()
@@ -309,7 +279,7 @@ def test_smtpd_throughput_vs_postfix(postier_server, postfix_server, capsys):
         "servers": {s.name: {str(n): s.rows[n] for n in SESSIONS} for s in servers},
         "summary": [],
     }
-    pinning = f"pinned: server cpu {SERVER_CPU}, client cpu {CLIENT_CPU}" if PIN else "unpinned"
+    pinning = describe()
     lines = [f"smtpd benchmark: smtp-source -l {SIZE} -m {MSGS}, {RUNS} run(s), {pinning}; "
              f"medians (msg/s, CPU ms per message), peaks (memory)",
              f"{'sessions':>8} {'server':>8} {'msg/s':>8} {'CPU ms/msg':>10} "
