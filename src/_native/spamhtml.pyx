@@ -1,0 +1,1558 @@
+# cython: language_level=3, boundscheck=True, wraparound=True, cdivision=True
+"""SpamAssassin's HTML rendering (Cython; twin: postier._pure.spamhtml).
+
+What is implemented (HTML::Parser 3.81's tokenizer in its default mode and
+Mail::SpamAssassin::HTML's handlers) and the API are documented in
+postier/_pure/spamhtml.py; both modules give identical results (rendered
+text and its whitespace/invisible bookkeeping, `results`, URIs).  Here the
+tokenizer scans the byte buffer in C and calls the renderer's methods
+directly (no per-event dispatch through Python attribute lookups), the
+renderer's tag counters are C integers, and the cold helpers (color names,
+CSS backgrounds, relative URIs, the entity table) are the twin's.
+
+Reads no main.cf parameters.
+"""
+
+cimport cython
+from libc.math cimport pow
+from cpython.unicode cimport PyUnicode_DecodeLatin1, PyUnicode_DecodeUTF8
+
+import re
+
+from postier._pure.spamhtml import (  # shared cold parts
+    _ELEMENTS,
+    _FONT_FACE_OK,
+    _HAIR_END_A,
+    _HAIR_END_U,
+    _HAIR_START_A,
+    _HAIR_START_U,
+    _NAMESPACE,
+    _OBF_END_A,
+    _OBF_END_U,
+    _OBF_START_A,
+    _OBF_START_U,
+    _OK_ATTR,
+    _TEXT_STYLE,
+    _TRICKS,
+    _URI_TAGS,
+    _WS_OR_NBSP,
+    ENTITIES,
+    HTML_COLORS,
+    MAX_URI_LENGTH,
+    name_to_rgb,
+    parse_css_background,
+    target_uri,
+)
+
+__all__ = ["ENTITIES", "HTML_COLORS", "MAX_URI_LENGTH", "HtmlRenderer", "Tokenizer",
+           "decode_entities", "name_to_rgb", "parse_css_background", "target_uri"]
+
+cdef dict _ENTITIES = ENTITIES
+cdef dict _LITERAL = {b"script": True, b"style": True, b"xmp": True, b"iframe": True,
+                      b"plaintext": True, b"title": False, b"textarea": False}
+cdef dict _LOWER = {c: c + 32 for c in range(0x41, 0x5B)}
+cdef dict _MS_ORDER = {"include": 1, "rcdata": 2, "cdata": 3, "ignore": 4}
+
+# what _tag does with a tag, as bits of one lookup (HTML.pm's %elements,
+# %tricks, %text_style, and html_whitespace's three groups)
+cdef enum:
+    T_ELEM = 1
+    T_TRICK = 2
+    T_STYLE = 4
+    T_URI = 8
+    T_WS_NL = 16
+    T_WS_SP = 32
+    T_WS_PARA = 64
+
+
+cdef dict _tag_table():
+    cdef dict t = {}
+    groups = ((_ELEMENTS, T_ELEM), (_TRICKS, T_TRICK), (_TEXT_STYLE, T_STYLE),
+              (_URI_TAGS, T_URI), (("br", "div"), T_WS_NL),
+              (("li", "th", "td", "dt", "dd", "embed", "h1", "h2", "h3", "h4", "h5", "h6"),
+               T_WS_SP),
+              (("p", "hr", "blockquote", "pre", "listing", "plaintext", "xmp", "title"),
+               T_WS_PARA))
+    for names, bit in groups:
+        for name in names:
+            t[name] = t.get(name, 0) | bit
+    return t
+
+
+cdef dict _TAGINFO = _tag_table()
+_DOCTYPE = re.compile(r"^<!doctype", re.I)
+_HEX6 = re.compile(r"^#?([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$")
+_URI_LEAD_U = re.compile(r"^[\s\xa0]+")
+_URI_TRAIL_U = re.compile(r"[\s\xa0]+$")
+_URI_LEAD_A = re.compile(r"^[\s\xa0]+", re.A)
+_URI_TRAIL_A = re.compile(r"[\s\xa0]+$", re.A)
+_SELF_CLOSE_U = re.compile(r"<(\w+)\s*/>", re.I)
+_SELF_CLOSE_A = re.compile(r"<(\w+)\s*/>", re.I | re.A)
+_RE_SCHEME_LOCAL = re.compile(r"^(?:data|mailto|file|cid|tel):", re.I)
+_RE_NS_HREF = re.compile(r"\w{1,8}/href")
+_RE_NS_SRC = re.compile(r"\w{1,8}/src")
+_RE_BASE_SCHEME = re.compile(r"^(?:https?|ftp):/{0,2}", re.I)
+_RE_BASE_FILE = re.compile(r"^([a-z]+:/{0,2}[^/]+/.*?)[^/\.]+\.[^/\.]{2,4}$", re.I)
+_RE_REFRESH = re.compile("refresh", re.I)
+_RE_URL_EQ = re.compile(r"\burl\s*=", re.I)
+_RE_URL_PREFIX = re.compile(r"^.*\burl\s*=\s*", re.I)
+_RE_SEMI_REST = re.compile(r"\s*;.*", re.I)
+_RE_LEAD_SIGNED = re.compile(r"^\s*([+-]\d+)")
+_RE_LEAD_NUM = re.compile(r"^\s*(\d+)")
+_RE_CSS_COLOR = re.compile(r"^\s*(background-)?color:\s*(.+?)\s*$", re.I)
+_RE_IMPORTANT = re.compile(r"\s*!\s*important$")
+_RE_NOT_DIGIT_COMMA = re.compile(r"[^0-9,]")
+_RE_CSS_BACKGROUND = re.compile(r"^\s*background:\s*(.+?)\s*$")
+_RE_CSS_PROP = re.compile(r"^\s*([a-z_-]+)\s*:\s*(\S.*?)\s*$", re.I)
+_RE_DIM = re.compile(r"^(\d+)(%)?$")
+_RE_MAILTO = re.compile("mailto:", re.I)
+_RE_CONTENT_TYPE = re.compile("Content-Type", re.I)
+_RE_CHARSET = re.compile(r"""\bcharset\s*=\s*["']?([^"']+)""", re.I)
+
+
+cdef class HtmlRenderer
+
+
+cdef bint _has_visible(str text) except -1:
+    """bool(_WS_OR_NBSP.sub("", text)), mostly without the substitution."""
+    cdef str rest = text.strip(" \t\n\r\f\x0b")
+    if not rest:
+        return False
+    if "\xc2" not in rest:
+        return True
+    return bool(_WS_OR_NBSP.sub("", text))
+
+
+cdef str _collapse_ws(str text):
+    """_DISPLAY_WS.sub(" ", text): each run of [ \\t\\n\\r\\f\\v] and each
+    "\\xc2\\xa0" becomes one space (text itself when nothing changes)."""
+    cdef Py_ssize_t i = 0, n = len(text), start = 0, j
+    cdef list parts = None
+    cdef Py_UCS4 c
+    while i < n:
+        c = text[i]
+        if c == 0x20 or 9 <= c <= 13:
+            j = i + 1
+            while j < n:
+                c = text[j]
+                if not (c == 0x20 or 9 <= c <= 13):
+                    break
+                j += 1
+            if j - i == 1 and text[i] == 0x20:
+                i = j
+                continue
+        elif c == 0xC2 and i + 1 < n and text[i + 1] == 0xA0:
+            j = i + 2
+        else:
+            i += 1
+            continue
+        if parts is None:
+            parts = []
+        parts.append(text[start:i])
+        parts.append(" ")
+        start = i = j
+    if parts is None:
+        return text
+    parts.append(text[start:])
+    return "".join(parts)
+
+
+cdef dict _RGB = {}
+cdef dict _CONTRAST = {}
+
+
+cdef str _rgb(str color):
+    """name_to_rgb, memoized (a pure function; the memo is bounded)."""
+    cdef object v = _RGB.get(color)
+    if v is None:
+        v = name_to_rgb(color)
+        if len(_RGB) >= 4096:
+            _RGB.clear()
+        _RGB[color] = v
+    return v
+
+
+cdef int _contrast(str fg, str bg) except -1:
+    """_font_invisible's color checks: 1 low contrast, 2 invalid color, else 0."""
+    cdef tuple key = (fg, bg)
+    cdef object v = _CONTRAST.get(key)
+    cdef int code = 0
+    cdef double r, g, b, dist
+    if v is not None:
+        return v
+    if fg[-6:] == bg[-6:]:
+        code = 1
+    else:
+        m1 = _HEX6.match(fg)
+        if m1:
+            m2 = _HEX6.match(bg)
+            if m2:
+                r = int(m1.group(1), 16) - int(m2.group(1), 16)
+                g = int(m1.group(2), 16) - int(m2.group(2), 16)
+                b = int(m1.group(3), 16) - int(m2.group(3), 16)
+                # libm pow, as Python's float ** does
+                dist = pow(pow(0.2126 * r, 2.0) + pow(0.7152 * g, 2.0) + pow(0.0722 * b, 2.0), 0.5)
+                if dist < 12:
+                    code = 1
+        if not code and (fg == "invalid" or bg == "invalid"):
+            code = 2
+    if len(_CONTRAST) >= 4096:
+        _CONTRAST.clear()
+    _CONTRAST[key] = code
+    return code
+
+
+cdef inline bint _space(unsigned char c) noexcept nogil:
+    return c == 0x20 or 9 <= c <= 13
+
+
+cdef inline bint _name_first(unsigned char c) noexcept nogil:
+    return (0x61 <= (c | 0x20) <= 0x7A) or c == 0x5F or c == 0x3A
+
+
+cdef inline bint _name_char(unsigned char c) noexcept nogil:
+    return _name_first(c) or 0x30 <= c <= 0x39 or c == 0x2E or c == 0x2D
+
+
+cdef inline int _hexval(unsigned int c) noexcept:
+    if 0x30 <= c <= 0x39:
+        return c - 0x30
+    if 0x61 <= c <= 0x66:
+        return c - 0x61 + 10
+    if 0x41 <= c <= 0x46:
+        return c - 0x41 + 10
+    return -1
+
+
+cdef inline bint _alnum(unsigned int c) noexcept:
+    return (0x30 <= c <= 0x39) or (0x41 <= c <= 0x5A) or (0x61 <= c <= 0x7A) or c == 0x5F
+
+
+cpdef tuple decode_entities(str text, bint flagged, bint expand_prefix):
+    """util.c decode_entities: (decoded text, flag after decoding)."""
+    if "&" not in text:
+        return text, flagged
+    cdef list out = []
+    cdef Py_ssize_t i = 0, n = len(text), j, s, k, ss
+    cdef long num
+    cdef int hv
+    cdef bint ok
+    cdef unsigned int ch
+    cdef object repl, cp
+    cdef str name
+    while i < n:
+        j = text.find("&", i)
+        if j < 0:
+            out.append(text[i:])
+            break
+        out.append(text[i:j])
+        s = j + 1
+        repl = None
+        ch = <Py_UCS4>text[s] if s < n else 0
+        if ch == 0x23:
+            s += 1
+            num = 0
+            ok = False
+            ch = <Py_UCS4>text[s] if s < n else 0
+            if ch == 0x78 or ch == 0x58:
+                s += 1
+                while s < n:
+                    ch = <Py_UCS4>text[s]
+                    hv = _hexval(ch)
+                    if hv < 0:
+                        break
+                    num = num << 4 | hv
+                    if num > 0x10FFFF:
+                        ok = False
+                        break
+                    s += 1
+                    ok = True
+            else:
+                while s < n:
+                    ch = <Py_UCS4>text[s]
+                    if not (0x30 <= ch <= 0x39):
+                        break
+                    num = num * 10 + <long>ch - 48
+                    if num > 0x10FFFF:
+                        ok = False
+                        break
+                    s += 1
+                    ok = True
+            if num and ok:
+                if not flagged and num <= 255:
+                    repl = chr(num)
+                elif num == 0xFFFE or num == 0xFFFF:
+                    pass
+                else:
+                    if 0xD800 <= num <= 0xDFFF or 0xFDD0 <= num <= 0xFDEF or (num & 0xFFFE) == 0xFFFE:
+                        num = 0xFFFD
+                    repl = chr(num)
+                    flagged = True
+        else:
+            k = s
+            while k < n:
+                ch = <Py_UCS4>text[k]
+                if not _alnum(ch):
+                    break
+                k += 1
+            cp = None
+            if k != s:
+                name = text[s:k]
+                cp = _ENTITIES.get(name)
+                ch = <Py_UCS4>text[k] if k < n else 0
+                if cp is None and ch == 0x3B:
+                    cp = _ENTITIES.get(name + ";")
+                if cp is not None:
+                    s = k
+                elif expand_prefix:
+                    ss = k - 1
+                    while ss > s:
+                        cp = _ENTITIES.get(text[s:ss])
+                        if cp is not None:
+                            s = ss
+                            break
+                        ss -= 1
+                if cp is not None:
+                    repl = chr(cp)
+                    if cp > 255:
+                        flagged = True
+            if repl is None:
+                s = k
+        if repl is not None:
+            ch = <Py_UCS4>text[s] if s < n else 0
+            if ch == 0x3B:
+                s += 1
+            out.append(repl)
+        else:
+            out.append(text[j:s])
+        i = s
+    return "".join(out), flagged
+
+
+# -- relative URIs (HTML.pm target_uri, RFC 2396 steps); the twin's code
+# with compiled patterns and a shortcut for paths without dots
+_URI_PARTS = re.compile(r"^(?:([^:/?#]+):)?(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?(?:#(.*))?")
+_RE_DOT_LEAD = re.compile(r"^(?:\.\.?/)")
+_RE_DOT1 = re.compile(r"^/\.(?:$|/)")
+_RE_DOT2 = re.compile(r"^/\.\.(?:$|/)")
+_RE_LAST_SEG = re.compile(r"/?[^/]*$")
+_RE_SEG = re.compile(r"(/?[^/]*)")
+_RE_MERGE = re.compile(r"(?<=/)[^/]*$")
+_RE_WWW = re.compile(r"^www\d*\.", re.I | re.A)
+_RE_FTP = re.compile(r"^ftp\d*\.", re.I | re.A)
+
+
+cdef str _remove_dot_segments(str inp):
+    cdef str out = ""
+    if "/." not in inp and not inp.startswith("./") and not inp.startswith("../"):
+        return inp    # no dot segment: what the loop below rebuilds, segment by segment
+    inp = _RE_DOT_LEAD.sub("/", inp, count=1)
+    while inp:
+        m = _RE_DOT1.match(inp)
+        if m:
+            inp = "/" + inp[m.end():]
+            continue
+        m = _RE_DOT2.match(inp)
+        if m:
+            inp = "/" + inp[m.end():]
+            out = _RE_LAST_SEG.sub("", out, count=1)
+            continue
+        m = _RE_SEG.match(inp)
+        out += m.group(1)
+        inp = inp[m.end():]
+        if m.end() == 0:
+            break
+    return out
+
+
+cdef str _merge_uri(base_auth, base_path, str r_path):
+    if base_auth is not None and not base_path:
+        return "/" + r_path
+    if "/" in (base_path or ""):
+        base_path = _RE_MERGE.sub("", base_path)
+    else:
+        base_path = ""
+    return base_path + r_path
+
+
+cdef str _target_uri(str base, str r):
+    R = _URI_PARTS.match(r)
+    r_scheme, r_auth, r_path, r_query, r_frag = R.groups()
+    if base:
+        b_scheme, b_auth, b_path, b_query, _ = _URI_PARTS.match(base).groups()
+    else:
+        b_scheme, b_auth, b_path, b_query = None, None, "", None
+    if r_scheme is not None and b_scheme is not None and r_scheme == b_scheme:
+        r_scheme = None
+    if r_scheme is not None:
+        t_scheme = r_scheme
+        t_auth = r_auth
+        t_path = _remove_dot_segments(r_path)
+        t_query = r_query
+    else:
+        if r_auth is not None:
+            t_auth = r_auth
+            t_path = _remove_dot_segments(r_path)
+            t_query = r_query
+        else:
+            if r_path == "":
+                t_path = b_path
+                t_query = r_query if r_query is not None else b_query
+            else:
+                if r_path.startswith("/"):
+                    t_path = _remove_dot_segments(r_path)
+                else:
+                    t_path = _remove_dot_segments(_merge_uri(b_auth, b_path, r_path))
+                t_query = r_query
+            t_auth = b_auth
+        t_scheme = b_scheme
+    out = ""
+    if t_scheme:
+        out += t_scheme + ":"
+    elif t_auth is not None:
+        if _RE_WWW.match(t_auth):
+            out += "http:"
+        elif _RE_FTP.match(t_auth):
+            out += "ftp:"
+    if t_auth is not None:
+        out += "//" + t_auth
+    out += t_path or ""
+    if t_query is not None:
+        out += "?" + t_query
+    if r_frag is not None:
+        out += "#" + r_frag
+    return out
+
+
+@cython.final
+cdef class Tokenizer:
+    """HTML::Parser's parse()/eof() over bytes, calling the handler's
+    on_start(tag, attrs, flagged), on_end(tag), on_text(text, is_cdata,
+    flagged), on_comment(text), on_declaration(text)."""
+
+    cdef object h
+    cdef HtmlRenderer r           # the handler when it is our renderer: direct calls
+    cdef public bint utf8
+    cdef public bytes buf
+    cdef public object literal    # bytes or None
+    cdef public bint is_cdata
+    cdef public list ms_stack
+    cdef public int ms            # 0 none, 1 include, 2 rcdata, 3 cdata, 4 ignore
+    cdef public object pending_end_tag
+    cdef public bint no_dash_dash
+    cdef bint _aflag              # start tag being built: some attribute value got flagged
+
+    def __init__(self, handler, bint utf8):
+        self.h = handler
+        self.r = handler if isinstance(handler, HtmlRenderer) else None
+        self.utf8 = utf8
+        self.buf = b""
+        self.literal = None
+        self.is_cdata = False
+        self.ms_stack = []
+        self.ms = 0
+        self.pending_end_tag = None
+        self.no_dash_dash = False
+
+    cdef inline str _dec(self, const unsigned char* p, Py_ssize_t s, Py_ssize_t e):
+        if self.utf8:
+            return PyUnicode_DecodeUTF8(<const char*>p + s, e - s, "surrogateescape")
+        return PyUnicode_DecodeLatin1(<const char*>p + s, e - s, NULL)
+
+    # -- events
+    cdef inline void _flush(self) except *:
+        cdef bytes tag
+        if self.pending_end_tag is not None:
+            tag = self.pending_end_tag
+            self.pending_end_tag = None
+            self._call_end(tag.decode("latin-1").lower())
+
+    cdef void _call_end(self, str tag) except *:
+        if self.r is not None:
+            self.r._tag(tag, None, -1)
+        else:
+            self.h.on_end(tag)
+
+    cdef void _ev_none(self) except *:
+        self._flush()
+
+    cdef void _ev_text(self, const unsigned char* p, Py_ssize_t s, Py_ssize_t e) except *:
+        cdef str text
+        cdef bint flagged
+        if self.ms == 4:
+            return
+        text = self._dec(p, s, e)
+        flagged = self.utf8
+        if not self.is_cdata:
+            text, flagged = decode_entities(text, flagged, True)
+        if self.r is not None:
+            self.r.on_text(text, self.is_cdata, flagged)
+        else:
+            self.h.on_text(text, self.is_cdata, flagged)
+
+    cdef void _ev_comment(self, const unsigned char* p, Py_ssize_t s, Py_ssize_t e) except *:
+        if self.ms == 4:
+            return
+        if self.r is not None:
+            self.r.comment.append(self._dec(p, s, e))
+        else:
+            self.h.on_comment(self._dec(p, s, e))
+
+    cdef void _ev_decl(self, const unsigned char* p, Py_ssize_t s, Py_ssize_t e) except *:
+        self._flush()
+        if self.ms == 4:
+            return
+        if self.r is not None:
+            self.r.on_declaration(self._dec(p, s, e))
+        else:
+            self.h.on_declaration(self._dec(p, s, e))
+
+    cdef void _ev_end(self, const unsigned char* p, Py_ssize_t s, Py_ssize_t e) except *:
+        self._flush()
+        if self.ms == 4:
+            return
+        cdef str tag = self._dec(p, s, e)
+        if not tag.isascii() or not tag.islower():
+            tag = tag.translate(_LOWER)
+        self._call_end(tag)
+
+    cdef Py_ssize_t _skip_until_gt(self, const unsigned char* b, Py_ssize_t s, Py_ssize_t end):
+        cdef unsigned char quote = 0, prev = 0x20, c
+        while s < end:
+            c = b[s]
+            if not quote and c == 0x3E:
+                return s
+            if c == 0x22 or c == 0x27:
+                if c == quote:
+                    quote = 0
+                elif not quote and (prev == 0x20 or prev == 0x3D):
+                    quote = c
+            prev = c
+            s += 1
+        return end
+
+    # -- parse_* functions: return the new position, the start position when
+    # more data is needed, or -1 when it is not markup
+    cdef Py_ssize_t _parse_comment(self, const unsigned char* b, Py_ssize_t beg, Py_ssize_t end,
+                                   Py_ssize_t start) except -2:
+        cdef Py_ssize_t s = beg, tok_end
+        if self.no_dash_dash:
+            while s < end and b[s] != 0x3E:
+                s += 1
+            if s < end:
+                s += 1
+                self._ev_comment(b, start, s)
+                return s
+            return beg
+        while True:
+            while s < end and b[s] != 0x2D:
+                s += 1
+            tok_end = s
+            if s < end:
+                s += 1
+                if s < end and b[s] == 0x2D:
+                    s += 1
+                    while s < end and _space(b[s]):
+                        s += 1
+                    if s < end and b[s] == 0x3E:
+                        s += 1
+                        self._ev_comment(b, start, s)
+                        return s
+                if s < end:
+                    s = tok_end + 1
+                    continue
+            if s >= end:
+                return beg
+
+    cdef Py_ssize_t _parse_marked_section(self, const unsigned char* b, Py_ssize_t beg,
+                                          Py_ssize_t end) except -2:
+        cdef Py_ssize_t s = beg + 3, ns, ne
+        cdef list tokens = None
+        while True:
+            while s < end and _space(b[s]):
+                s += 1
+            while s < end and _name_first(b[s]):
+                ns = s
+                s += 1
+                while s < end and _name_char(b[s]):
+                    s += 1
+                ne = s
+                while s < end and _space(b[s]):
+                    s += 1
+                if s >= end:
+                    return beg
+                if tokens is None:
+                    tokens = []
+                tokens.append(PyUnicode_DecodeLatin1(<const char*>b + ns, ne - ns, NULL).lower())
+            if s < end and b[s] == 0x2D:
+                s += 1
+                if s < end and b[s] == 0x2D:
+                    s += 1
+                    while True:
+                        while s < end and b[s] != 0x2D:
+                            s += 1
+                        if s >= end:
+                            return beg
+                        s += 1
+                        if s < end and b[s] == 0x2D:
+                            s += 1
+                            break
+                    continue
+                return -1
+            break
+        if s < end and b[s] == 0x5B:
+            s += 1
+            if tokens is None:
+                tokens = ["include"]
+            self.ms_stack.append(tokens)
+            self._ms_update()
+            self._ev_none()
+            return s
+        return -1
+
+    cdef void _ms_update(self) except *:
+        cdef int ms = 0, v
+        for toks in self.ms_stack:
+            for t in toks:
+                v = _MS_ORDER.get(t, 0)
+                if v > ms:
+                    ms = v
+        self.ms = ms
+        self.is_cdata = ms == 3
+
+    cdef Py_ssize_t _parse_decl(self, const unsigned char* b, Py_ssize_t beg,
+                                Py_ssize_t end) except -2:
+        cdef Py_ssize_t s = beg + 2, tmp, decl
+        cdef unsigned char c, q
+        cdef bytes name
+        if s < end and b[s] == 0x2D:
+            s += 1
+            if s >= end:
+                return beg
+            if b[s] != 0x2D:
+                return self._decl_fail(b, beg, s, end)
+            s += 1
+            tmp = self._parse_comment(b, s, end, beg)
+            return beg if tmp == s else tmp
+        if s < end and b[s] == 0x5B:
+            tmp = self._parse_marked_section(b, beg, end)
+            if tmp == -1:
+                return self._decl_fail(b, beg, s, end)
+            return tmp
+        if s < end and b[s] == 0x3E:
+            s += 1
+            self._ev_comment(b, beg, s)
+            return s
+        if s < end and (0x41 <= b[s] <= 0x5A or 0x61 <= b[s] <= 0x7A):
+            decl = s
+            s += 1
+            while s < end and _name_char(b[s]):
+                s += 1
+            if s >= end:
+                return beg
+            name = (<const char*>b)[decl:s].lower()
+            if name != b"doctype" and name != b"entity":
+                return self._decl_fail(b, beg, s, end)
+            while True:
+                while s < end and _space(b[s]):
+                    s += 1
+                if s >= end:
+                    return beg
+                c = b[s]
+                if c == 0x22 or c == 0x27:
+                    q = c
+                    s += 1
+                    while s < end and b[s] != q:
+                        s += 1
+                    if s >= end:
+                        return beg
+                    s += 1
+                elif c == 0x2D:
+                    s += 1
+                    if s >= end:
+                        return beg
+                    if b[s] != 0x2D:
+                        return self._decl_fail(b, beg, s, end)
+                    s += 1
+                    while True:
+                        while s < end and b[s] != 0x2D:
+                            s += 1
+                        if s >= end:
+                            return beg
+                        s += 1
+                        if s >= end:
+                            return beg
+                        if b[s] == 0x2D:
+                            s += 1
+                            break
+                elif c != 0x3E:
+                    s += 1
+                    while s < end and not _space(b[s]) and b[s] != 0x3E:
+                        s += 1
+                    if s >= end:
+                        return beg
+                else:
+                    break
+            if s >= end:
+                return beg
+            if b[s] == 0x3E:
+                s += 1
+                self._ev_decl(b, beg, s)
+                return s
+            return self._decl_fail(b, beg, s, end)
+        return self._decl_fail(b, beg, s, end)
+
+    cdef Py_ssize_t _decl_fail(self, const unsigned char* b, Py_ssize_t beg, Py_ssize_t s,
+                               Py_ssize_t end) except -2:
+        while s < end and b[s] != 0x3E:
+            s += 1
+        if s < end:
+            s += 1
+            self._ev_comment(b, beg, s)
+            return s
+        return beg
+
+    cdef Py_ssize_t _scan_start(self, const unsigned char* b, Py_ssize_t beg, Py_ssize_t end,
+                                dict d) except -2:
+        """Scan a start tag from `beg` ("<" + name); with d, fill it with the
+        attributes (the tag is known to be complete then).  Returns the
+        position of the closing ">", beg when more data is needed, -1 when
+        it is not a tag.  _attr sets self._aflag when a value got flagged."""
+        cdef Py_ssize_t s = beg + 2, an, ae, vs, ve
+        cdef unsigned char q
+        while s < end and not _space(b[s]) and b[s] != 0x3E:
+            s += 1
+        while s < end and _space(b[s]):
+            s += 1
+        if s >= end:
+            return beg
+        while s < end and not _space(b[s]) and b[s] != 0x3E:
+            an = s
+            s += 1
+            while s < end and not _space(b[s]) and b[s] != 0x3D and b[s] != 0x3E:
+                s += 1
+            if s >= end:
+                return beg
+            ae = s
+            while s < end and _space(b[s]):
+                s += 1
+            if s >= end:
+                return beg
+            if b[s] == 0x3D:
+                s += 1
+                while s < end and _space(b[s]):
+                    s += 1
+                if s >= end:
+                    return beg
+                if b[s] == 0x3E:
+                    if d is not None:
+                        self._attr(d, b, an, ae, s, s)
+                    break
+                if b[s] == 0x22 or b[s] == 0x27:
+                    q = b[s]
+                    s += 1
+                    vs = s
+                    while s < end and b[s] != q:
+                        s += 1
+                    if s >= end:
+                        return beg
+                    ve = s
+                    s += 1
+                    if d is not None:
+                        self._attr(d, b, an, ae, vs, ve)
+                else:
+                    vs = s
+                    while s < end and not _space(b[s]) and b[s] != 0x3E:
+                        s += 1
+                    if s >= end:
+                        return beg
+                    if d is not None:
+                        self._attr(d, b, an, ae, vs, s)
+                while s < end and _space(b[s]):
+                    s += 1
+                if s >= end:
+                    return beg
+            elif d is not None:
+                self._attr(d, b, an, ae, -1, -1)
+        if s < end and b[s] == 0x3E:
+            return s
+        return -1
+
+    cdef void _attr(self, dict d, const unsigned char* b, Py_ssize_t an, Py_ssize_t ae,
+                    Py_ssize_t vs, Py_ssize_t ve) except *:
+        cdef str key, val
+        cdef str name = self._dec(b, an, ae)
+        cdef bint f
+        if self.utf8:
+            key = name if name.isascii() and name.islower() else name.translate(_LOWER)
+        else:
+            key = name.lower()
+        if vs < 0:
+            val = name
+        else:
+            val, f = decode_entities(self._dec(b, vs, ve), self.utf8, False)
+            if f:
+                self._aflag = True
+        if key not in d:
+            d[key] = val
+
+    cdef Py_ssize_t _parse_start(self, const unsigned char* b, Py_ssize_t beg,
+                                 Py_ssize_t end) except -2:
+        cdef Py_ssize_t gt = self._scan_start(b, beg, end, None), ne
+        cdef dict d
+        cdef str tag
+        cdef bytes lit
+        cdef object islit
+        if gt <= beg:
+            return gt
+        ne = beg + 2
+        while ne < end and not _space(b[ne]) and b[ne] != 0x3E:
+            ne += 1
+        self._flush()
+        if self.ms != 4:
+            d = {}
+            self._aflag = self.utf8
+            self._scan_start(b, beg, end, d)
+            tag = self._dec(b, beg + 1, ne)
+            if not tag.isascii() or not tag.islower():
+                tag = tag.translate(_LOWER)
+            if self.r is not None:
+                self.r._tag(tag, d, 1)
+            else:
+                self.h.on_start(tag, d, self._aflag)
+        lit = (<const char*>b)[beg + 1:ne].lower()
+        islit = _LITERAL.get(lit)
+        if islit is not None:
+            self.literal = lit
+            self.is_cdata = islit
+        return gt + 1
+
+    cdef Py_ssize_t _parse_end(self, const unsigned char* b, Py_ssize_t beg,
+                               Py_ssize_t end) except -2:
+        cdef Py_ssize_t s = beg + 2, ts, te
+        if s < end and not _space(b[s]) and b[s] != 0x3E:
+            ts = s
+            s += 1
+            while s < end and not _space(b[s]) and b[s] != 0x3E:
+                s += 1
+            te = s
+            s = self._skip_until_gt(b, s, end)
+            if s < end:
+                s += 1
+                self._ev_end(b, ts, te)
+                return s
+            return beg
+        s = self._skip_until_gt(b, s, end)
+        if s < end:
+            s += 1
+            self._ev_comment(b, beg, s)
+            return s
+        return beg
+
+    cdef Py_ssize_t _parse_process(self, const unsigned char* b, Py_ssize_t beg,
+                                   Py_ssize_t end) except -2:
+        cdef Py_ssize_t s = beg + 2
+        while s < end:
+            if b[s] == 0x3E:
+                s += 1
+                self._ev_none()
+                return s
+            s += 1
+        return beg
+
+    cdef Py_ssize_t _parse_buf(self, bytes data, Py_ssize_t beg, Py_ssize_t end) except -2:
+        cdef const unsigned char* b = data
+        cdef Py_ssize_t s = beg, t = beg, end_text, k, litlen, te, new
+        cdef const unsigned char* lp
+        cdef bytes lit
+        cdef unsigned char c
+        while True:
+            while self.literal is not None:
+                lit = self.literal
+                lp = lit
+                litlen = len(lit)
+                while s < end and b[s] != 0x3C:
+                    s += 1
+                if s >= end:
+                    return t
+                end_text = s
+                s += 1
+                if s < end and b[s] == 0x2F:
+                    s += 1
+                    k = 0
+                    while k < litlen and s < end and \
+                            ((b[s] | 0x20) if 0x41 <= b[s] <= 0x5A else b[s]) == lp[k]:
+                        s += 1
+                        k += 1
+                    if k == litlen and lit != b"plaintext":
+                        te = s
+                        while s < end and _space(b[s]):
+                            s += 1
+                        if s < end and b[s] == 0x3E:
+                            s += 1
+                            if t != end_text:
+                                self._ev_text(b, t, end_text)
+                            self._ev_end(b, end_text + 2, te)
+                            self.literal = None
+                            self.is_cdata = False
+                            t = s
+            while self.ms == 2 or self.ms == 3:
+                while s < end and b[s] != 0x5D:
+                    s += 1
+                if s < end and b[s] == 0x5D:
+                    end_text = s
+                    s += 1
+                    if s + 1 < end and b[s] == 0x5D and b[s + 1] == 0x3E:
+                        s += 2
+                        if t != end_text:
+                            self._ev_text(b, t, end_text)
+                        self._ev_none()
+                        t = s
+                        self.ms_stack.pop()
+                        self._ms_update()
+                        continue
+                if s >= end:
+                    return t
+            if not self.ms:
+                while s < end and b[s] != 0x3C:
+                    s += 1
+            while s < end and b[s] != 0x3C:
+                if self.ms and b[s] == 0x5D:
+                    end_text = s
+                    s += 1
+                    if s < end and b[s] == 0x5D:
+                        s += 1
+                        if s < end and b[s] == 0x3E:
+                            s += 1
+                            self._ev_text(b, t, end_text)
+                            self._ev_none()
+                            t = s
+                            self.ms_stack.pop()
+                            self._ms_update()
+                            continue
+                s += 1
+            if s != t:
+                if s < end and b[s] == 0x3C:
+                    self._ev_text(b, t, s)
+                    t = s
+                else:
+                    s -= 1
+                    if s >= end:
+                        # "]]" ending the buffer in a marked section: hparser.c
+                        # steps past it and reads the NUL after it, not a space
+                        s = end - 1
+                    if _space(b[s]):
+                        while s >= t and _space(b[s]):
+                            s -= 1
+                    else:
+                        while s >= t and not _space(b[s]):
+                            s -= 1
+                        while s >= t and _space(b[s]):
+                            s -= 1
+                    s += 1
+                    if s != t:
+                        self._ev_text(b, t, s)
+                    return s
+            if end - s < 3:
+                return s
+            c = b[s + 1]
+            if _name_first(c):
+                new = self._parse_start(b, t, end)
+            elif c == 0x2F:
+                new = self._parse_end(b, t, end)
+            elif c == 0x21:
+                new = self._parse_decl(b, t, end)
+            elif c == 0x3F:
+                new = self._parse_process(b, t, end)
+            else:
+                new = -1
+            s += 1
+            if new != -1:
+                if new == t:
+                    return t
+                t = s = new
+
+    def parse(self, bytes chunk) -> None:
+        cdef bytes b
+        cdef Py_ssize_t s
+        if not chunk:
+            return
+        b = self.buf + chunk
+        s = self._parse_buf(b, 0, len(b))
+        self.buf = b[s:]
+
+    def eof(self) -> None:
+        cdef bytes b = self.buf
+        cdef const unsigned char* p = b
+        cdef Py_ssize_t s = 0, end = len(b)
+        cdef bytes lit
+        while s < end:
+            if self.literal is not None:
+                lit = self.literal
+                if lit in (b"plaintext", b"xmp", b"iframe", b"textarea"):
+                    break
+                if lit in (b"script", b"style"):
+                    self._flush()
+                    if self.ms != 4:
+                        self._call_end(lit.decode("latin-1").translate(_LOWER))
+                else:
+                    self.pending_end_tag = lit
+                self.literal = None
+                s = self._parse_buf(b, s, end)
+                continue
+            if not self.no_dash_dash and p[s] == 0x3C:
+                self.no_dash_dash = True
+                s = self._parse_buf(b, s, end)
+                continue
+            if p[s] == 0x3C:
+                if s + 1 == end or _name_first(p[s + 1]) or p[s + 1] in (0x2F, 0x21, 0x3F):
+                    self._ev_comment(p, s, end)
+                    s = end
+            break
+        if s < end:
+            self._ev_text(p, s, end)
+        self.buf = b""
+        self.literal = None
+        self.is_cdata = False
+
+
+# -------------------------------------------------------------- SA's renderer
+
+@cython.final
+cdef class HtmlRenderer:
+    """Mail::SpamAssassin::HTML: feed with render(text, flagged)."""
+
+    cdef public dict results
+    cdef public list text
+    cdef public list text_ws
+    cdef public list text_inv
+    cdef public bint text_flag
+    cdef public dict inside
+    cdef public dict uri
+    cdef public list anchor
+    cdef public str anchor_last
+    cdef public str base_href
+    cdef public bint uri_truncated
+    cdef Py_ssize_t n_elements, n_elements_seen, n_tags, n_tags_seen, n_closed_extra
+    cdef public Py_ssize_t obfuscation
+    cdef public dict backhair
+    cdef public list comment
+    cdef public list script
+    cdef public list title
+    cdef public Py_ssize_t title_index
+    cdef public object charsets
+    cdef public object image_area
+    cdef public object max_size
+    cdef public object min_size
+    cdef public int closed_html
+    cdef public int closed_body
+    cdef public Py_ssize_t length
+    cdef public object basefont
+    cdef public list text_style
+
+    def __init__(self):
+        self.results = {}
+        self.text = []
+        self.text_ws = []
+        self.text_inv = []
+        self.text_flag = False
+        self.inside = {}
+        self.uri = {}
+        self.anchor = []
+        self.anchor_last = ""
+        self.base_href = ""
+        self.uri_truncated = False
+        self.obfuscation = 0
+        self.backhair = {}
+        self.comment = []
+        self.script = []
+        self.title = []
+        self.title_index = -1
+        self.charsets = None
+        self.image_area = 0
+        self.max_size = 3
+        self.min_size = 3
+        self.closed_html = 0
+        self.closed_body = 0
+        self.length = 0
+        self.basefont = 3
+        self.text_style = []
+
+    @property
+    def counts(self) -> dict:
+        return {"elements": self.n_elements, "elements_seen": self.n_elements_seen,
+                "tags": self.n_tags, "tags_seen": self.n_tags_seen,
+                "closed_extra": self.n_closed_extra}
+
+    # -- driver (HTML.pm parse)
+    def render(self, str text, bint flagged) -> None:
+        cdef Tokenizer tok
+        cdef dict ins = self.inside
+        cdef object before
+        self.results["html"] = 1
+        self.basefont = 3
+        self.text_style = [{"tag": "default", "fgcolor": "#000000", "bgcolor": "#ffffff",
+                            "size": self.basefont}]
+        self.length += len(text)
+        text = text.replace("&nbsp;", " ")
+        if "/>" in text:
+            text = (_SELF_CLOSE_U if flagged else _SELF_CLOSE_A).sub(r"<\1>", text)
+        if flagged:
+            text = text.replace("\u201c", '"').replace("\u201d", '"')
+        else:
+            text = text.replace("\xe2\x80\x9c", '"').replace("\xe2\x80\x9d", '"')
+        self.text_flag = flagged
+        data = text.encode("utf-8", "surrogatepass") if flagged else text.encode("latin-1")
+        tok = Tokenizer(self, flagged)
+        tok.parse(data)
+        while ins.get("style", 0) > 0:
+            before = ins.get("style", 0)
+            tok.parse(b"</style>")
+            if ins.get("style", 0) >= before:
+                break
+        while ins.get("script", 0) > 0:
+            before = ins.get("script", 0)
+            tok.parse(b"</script>")
+            if ins.get("script", 0) >= before:
+                break
+        tok.eof()
+        self._end()
+
+    cdef void _end(self) except *:
+        r = self.results
+        self.text_style = []
+        r["uri"] = list(self.uri)
+        r["anchor"] = self.anchor
+        r["uri_detail"] = self.uri
+        r["uri_truncated"] = self.uri_truncated
+        r["image_area"] = self.image_area
+        r["length"] = self.length
+        r["min_size"] = self.min_size
+        r["max_size"] = self.max_size
+        if self.n_tags:
+            r["closed_extra_ratio"] = self.n_closed_extra / <double>self.n_tags
+        r["comment"] = self.comment
+        r["script"] = self.script
+        r["title"] = self.title
+        r["inside"] = self.inside
+        if self.backhair:
+            r["backhair_count"] = len(self.backhair)
+        if self.n_elements and self.n_tags:
+            r["bad_tag_ratio"] = (self.n_tags - self.n_elements) / <double>self.n_tags
+        if self.n_elements_seen and self.n_tags_seen:
+            r["non_element_ratio"] = (self.n_tags_seen - self.n_elements_seen) / <double>self.n_tags_seen
+        if self.n_tags and self.obfuscation:
+            r["obfuscation_ratio"] = self.obfuscation / <double>self.n_tags
+        if self.charsets is not None:
+            r["charsets"] = self.charsets
+
+    # -- rendered text
+    def rendered_text(self, invisible=None) -> str:
+        if invisible is None:
+            return "".join(self.text)
+        return "".join([t for t, inv in zip(self.text, self.text_inv, strict=True) if inv == invisible])
+
+    cpdef display_text(self, str text, bint whitespace=False, bint invisible=False):
+        cdef list tx = self.text
+        cdef str last
+        if whitespace:
+            if tx and not self.text_ws[-1] and not self.text_inv[-1]:
+                last = tx[-1]
+                if last.endswith(" "):
+                    tx[-1] = last[:-1]
+        else:
+            text = _collapse_ws(text)
+            if tx and not invisible and self.text_ws[-1]:
+                if text.startswith(" "):
+                    text = text[1:]
+        tx.append(text)
+        self.text_ws.append(whitespace)
+        self.text_inv.append(invisible)
+
+    # -- tokenizer callbacks
+    def on_start(self, str tag, dict attrs, bint flagged) -> None:
+        self._tag(tag, attrs, 1)
+
+    def on_end(self, str tag) -> None:
+        self._tag(tag, None, -1)
+
+    cpdef on_text(self, str text, bint is_cdata, bint flagged):
+        cdef dict ins = self.inside
+        cdef bint invisible, u
+        cdef list at
+        cdef str last, k
+        if ins:
+            if ins.get("script", 0) > 0:
+                self.script.append(text)
+                return
+            if ins.get("style", 0) > 0:
+                return
+            if ins.get("a", 0) > 0:
+                ent = self.uri.setdefault(self.anchor_last, {})
+                at = ent.setdefault("anchor_text", [])
+                if at:
+                    at[-1] += text
+                else:
+                    at.append(text)
+                if self.anchor:
+                    self.anchor[-1] += text
+                else:
+                    self.anchor.append(text)
+            if ins.get("title", 0) > 0:
+                while len(self.title) <= self.title_index:
+                    self.title.append("")
+                self.title[self.title_index] += text
+        if flagged:
+            self.text_flag = True
+        invisible = False
+        if _has_visible(text):
+            invisible = self._font_invisible()
+        if self.text:
+            u = flagged
+            last = self.text[-1]
+            # the patterns are anchored at one end and match at most 7
+            # characters (8 with the \b): the same searches on the ends only
+            if text and last:
+                if (_OBF_START_U if u else _OBF_START_A).search(text[:1]) and \
+                        (_OBF_END_U if u else _OBF_END_A).search(last[-1:]):
+                    self.obfuscation += 1
+                m = (_HAIR_END_U if u else _HAIR_END_A).search(last[-8:])
+            else:
+                m = None
+            if m:
+                m2 = (_HAIR_START_U if u else _HAIR_START_A).search(text[:8])
+                if m2:
+                    k = f"{len(m.group(1))}_{len(m2.group(1))}"
+                    self.backhair[k] = self.backhair.get(k, 0) + 1
+        self.display_text(text, False, invisible)
+
+    def on_comment(self, str text) -> None:
+        self.comment.append(text)
+
+    cpdef on_declaration(self, str text):
+        if _DOCTYPE.match(text):
+            self.n_elements += 1
+            self.n_tags += 1
+            self.inside["!doctype"] = 0
+
+    # -- HTML.pm html_tag and friends
+    cdef void _tag(self, str tag, dict attr, int num) except *:
+        cdef bint maybe_ns = ":" in tag and _NAMESPACE.match(tag) is not None
+        cdef dict ins = self.inside
+        cdef object cur = ins.get(tag)
+        cdef object infoo = _TAGINFO.get(tag)
+        cdef int info = 0 if infoo is None else infoo
+        cdef bint is_elem = info & T_ELEM
+        cdef Py_ssize_t v
+        if is_elem or maybe_ns:
+            self.n_elements += 1
+            if cur is None:
+                self.n_elements_seen += 1
+        self.n_tags += 1
+        if cur is None:
+            self.n_tags_seen += 1
+            v = num
+        else:
+            v = cur + num
+        if v < 0:
+            ins[tag] = 0
+            self.n_closed_extra += 1
+        else:
+            ins[tag] = v
+        if maybe_ns:
+            return
+        if info & (T_ELEM | T_TRICK):
+            if info & T_STYLE:
+                self._text_style(tag, attr, num)
+            if info & T_WS_NL:
+                self.display_text("\n", True, False)
+            elif info & T_WS_SP:
+                self.display_text(" ", True, False)
+            elif info & T_WS_PARA:
+                self.display_text("\n\n", True, False)
+            if num == 1:
+                if info & T_URI:
+                    self._html_uri(tag, attr)
+                self._tests(tag, attr)
+            else:
+                if tag == "html":
+                    self.closed_html = 1
+                if tag == "body":
+                    self.closed_body = 1
+
+    cpdef str canon_uri(self, str uri):
+        cdef Py_UCS4 c0, c1
+        if uri:
+            c0 = uri[0]
+            c1 = uri[len(uri) - 1]
+            if c0 != 0xA0 and c1 != 0xA0 and not c0.isspace() and not c1.isspace():
+                # neither end is \s (ASCII or Unicode) or NBSP: the subs change nothing
+                if len(uri) > MAX_URI_LENGTH:
+                    self.uri_truncated = True
+                    uri = uri[:MAX_URI_LENGTH]
+                return uri
+        if self.text_flag:
+            uri = _URI_TRAIL_U.sub("", _URI_LEAD_U.sub("", uri))
+        else:
+            uri = _URI_TRAIL_A.sub("", _URI_LEAD_A.sub("", uri))
+        if len(uri) > MAX_URI_LENGTH:
+            self.uri_truncated = True
+            uri = uri[:MAX_URI_LENGTH]
+        return uri
+
+    cpdef push_uri(self, str typ, str uri):
+        uri = self.canon_uri(uri)
+        if uri == "":
+            return
+        if _RE_SCHEME_LOCAL.match(uri):
+            self.uri.setdefault(uri, {}).setdefault("types", {})[typ] = 1
+        else:
+            target = _target_uri(self.base_href or "", uri)
+            if target != "":
+                self.uri.setdefault(target, {}).setdefault("types", {})[typ] = 1
+
+    cdef void _html_uri(self, str tag, dict attr) except *:
+        if tag in ("body", "table", "tr", "td"):
+            if attr.get("background") is not None:
+                self.push_uri(tag, attr["background"])
+        elif tag in ("a", "area", "link"):
+            for k in list(attr):
+                if "/href" in k and _RE_NS_HREF.search(k):
+                    attr["href"] = attr.pop(k)
+            if attr.get("href") is not None:
+                href = attr["href"].replace("\ufeff", "") if self.text_flag else \
+                    attr["href"].replace("\xef\xbb\xbf", "")
+                attr["href"] = href
+                self.push_uri(tag, href)
+            if attr.get("data-saferedirecturl") is not None:
+                self.push_uri(tag, attr["data-saferedirecturl"])
+        elif tag in ("img", "frame", "iframe", "embed", "script", "bgsound"):
+            for k in list(attr):
+                if "/src" in k and _RE_NS_SRC.search(k):
+                    attr["src"] = attr.pop(k)
+            if attr.get("src") is not None:
+                self.push_uri(tag, attr["src"])
+        elif tag == "form":
+            if attr.get("action") is not None:
+                self.push_uri(tag, attr["action"])
+        elif tag == "base":
+            uri = attr.get("href")
+            if uri:
+                uri = self.canon_uri(uri)
+                self.push_uri(tag, uri)
+                if _RE_BASE_SCHEME.match(uri):
+                    uri = _RE_BASE_FILE.sub(r"\1", uri)
+                    if not uri.endswith("/"):
+                        uri += "/"
+                    self.base_href = uri
+        elif tag == "meta":
+            he = attr.get("http-equiv")
+            content = attr.get("content")
+            if he is not None and content is not None and _RE_REFRESH.search(he) and \
+                    _RE_URL_EQ.search(content):
+                uri = _RE_URL_PREFIX.sub("", content, count=1)
+                uri = _RE_SEMI_REST.sub("", uri, count=1)
+                self.push_uri(tag, uri)
+
+    cdef void _close_table_tag(self, str tag) except *:
+        cdef dict st
+        cdef list ts = self.text_style
+        cdef str top
+        for st in ts:
+            if st["tag"] == tag:
+                break
+        else:
+            return
+        while ts:
+            top = ts[-1]["tag"]
+            if not top:
+                break
+            if (tag == "td" and (top == "font" or top == "td")) or \
+                    (tag == "tr" and (top == "font" or top == "td" or top == "tr")):
+                ts.pop()
+            else:
+                break
+
+    cdef void _close_tag(self, str tag) except *:
+        cdef dict st
+        cdef list ts = self.text_style
+        for st in ts:
+            if st["tag"] == tag:
+                break
+        else:
+            return
+        while ts:
+            st = ts.pop()
+            if st["tag"] == tag:
+                break
+
+    cdef void _text_style(self, str tag, dict attr, int num) except *:
+        cdef dict new
+        if tag == "th":
+            tag = "td"
+        if num == 1:
+            if tag == "basefont" and "size" in attr:
+                m = _RE_LEAD_NUM.match(attr["size"] or "")
+                if m:
+                    self.basefont = int(m.group(1))
+                    return
+            if tag == "td" or tag == "tr":
+                self._close_table_tag(tag)
+            new = dict(self.text_style[-1]) if self.text_style else \
+                {"tag": "default", "fgcolor": "#000000", "bgcolor": "#ffffff", "size": 3}
+            new["tag"] = tag
+            if tag == "big":
+                new["size"] += 1
+                self.text_style.append(new)
+                return
+            if tag == "small":
+                new["size"] -= 1
+                self.text_style.append(new)
+                return
+            if attr:
+                self._style_attrs(tag, attr, new)
+            self.text_style.append(new)
+        else:
+            if tag != "body":
+                self._close_tag(tag)
+
+    cdef void _style_attrs(self, str tag, dict attr, dict new) except *:
+        ok = _OK_ATTR.get(tag, ())
+        for name in list(attr):
+            if name not in ok:
+                continue
+            val = attr[name] if attr[name] is not None else ""
+            if name in ("text", "color"):
+                new["fgcolor"] = _rgb(val)
+            elif name == "size":
+                m = _RE_LEAD_SIGNED.match(val)
+                if m:
+                    new["size"] = self.basefont + int(m.group(1))
+                else:
+                    m = _RE_LEAD_NUM.match(val)
+                    if m:
+                        new["size"] = int(m.group(1))
+            elif name == "style":
+                new["style"] = val
+                for part in val.split(";"):
+                    m = _RE_CSS_COLOR.match(part)
+                    if m:
+                        which = "bgcolor" if m.group(1) else "fgcolor"
+                        value = m.group(2).lower()
+                        value = _RE_IMPORTANT.sub("", value)
+                        if "rgb" in value:
+                            value = _RE_NOT_DIGIT_COMMA.sub("", value)
+                            rgb = (value.split(",") + ["", "", ""])[:3]
+                            vals = []
+                            for x in rgb:
+                                try:
+                                    xv = int(x) if x else 0
+                                except ValueError:
+                                    xv = 0
+                                vals.append(0 if not xv else 255 if xv > 255 else xv)
+                            new[which] = "#{:02x}{:02x}{:02x}".format(*vals)
+                        elif value == "inherit":
+                            pass
+                        elif value == "transparent":
+                            new[which] = value
+                        else:
+                            new[which] = _rgb(value)
+                        continue
+                    m = _RE_CSS_BACKGROUND.match(part)
+                    if m:
+                        layers = parse_css_background(m.group(1).lower())
+                        for v in (layers[-1] if layers else []):
+                            color = _rgb(v)
+                            if color != "invalid":
+                                new["bgcolor"] = color
+                                break
+                        continue
+                    m = _RE_CSS_PROP.match(part)
+                    if m:
+                        new["style_" + m.group(1)] = m.group(2)
+                if new["bgcolor"] == "transparent":
+                    new["bgcolor"] = self.text_style[-1]["bgcolor"] if self.text_style else "#ffffff"
+                if new["fgcolor"] == "transparent":
+                    new["fgcolor"] = new["bgcolor"]
+            elif name == "bgcolor":
+                attr["bgcolor"] = _rgb(val)
+            else:
+                new[name] = val
+            if new["size"] > self.max_size:
+                self.max_size = new["size"]
+            elif new["size"] < self.min_size:
+                self.min_size = new["size"]
+
+    cdef bint _font_invisible(self) except -1:
+        cdef dict st = self.text_style[-1] if self.text_style else \
+            {"fgcolor": "#000000", "bgcolor": "#ffffff", "size": 3}
+        cdef int code = _contrast(st["fgcolor"], st["bgcolor"])
+        size = st["size"]
+        display = st.get("style_display")
+        visibility = st.get("style_visibility")
+        if code == 1:
+            self.results["font_low_contrast"] = 1
+            return True
+        if code == 2:
+            self.results["font_invalid_color"] = 1
+            return True
+        if size <= 1:
+            return True
+        if display and display.lower() == "none":
+            return True
+        if visibility and visibility.lower() == "hidden":
+            return True
+        return False
+
+    cdef void _tests(self, str tag, dict attr) except *:
+        if tag == "font" and "face" in attr:
+            if not _FONT_FACE_OK.match(attr["face"] or ""):
+                self.results["font_face_bad"] = 1
+        if tag == "img":
+            if self.inside.get("a", 0) > 0:
+                ent = self.uri.setdefault(self.anchor_last, {})
+                at = ent.setdefault("anchor_text", [])
+                if at:
+                    at[-1] += "<img>\n"
+                else:
+                    at.append("<img>\n")
+                if self.anchor:
+                    self.anchor[-1] += "<img>\n"
+                else:
+                    self.anchor.append("<img>\n")
+            if "width" in attr and "height" in attr:
+                width = height = 0
+                m = _RE_DIM.match(attr["width"] or "")
+                if m:
+                    width = int(m.group(1)) * (8 if m.group(2) else 1)
+                m = _RE_DIM.match(attr["height"] or "")
+                if m:
+                    height = int(m.group(1)) * (6 if m.group(2) else 1)
+                if width <= 0:
+                    width = 200
+                if height <= 0:
+                    height = 200
+                self.image_area += width * height
+        elif tag == "form":
+            if "action" in attr:
+                if _RE_MAILTO.search(attr["action"] or ""):
+                    self.results["form_action_mailto"] = 1
+        elif tag == "object" or tag == "embed":
+            self.results["embeds"] = 1
+        elif tag == "a":
+            uri = self.anchor_last = self.canon_uri(attr["href"] or "") if "href" in attr else ""
+            self.uri.setdefault(uri, {}).setdefault("anchor_text", []).append("")
+            self.anchor.append("")
+        elif tag == "title":
+            self.title_index += 1
+            while len(self.title) <= self.title_index:
+                self.title.append("")
+            self.title[self.title_index] = ""
+        elif tag == "meta":
+            he = attr.get("http-equiv")
+            content = attr.get("content")
+            if he is not None and content is not None and _RE_CONTENT_TYPE.search(he):
+                m = _RE_CHARSET.search(content)
+                if m:
+                    self.charsets = m.group(1) if self.charsets is None else \
+                        self.charsets + " " + m.group(1)
