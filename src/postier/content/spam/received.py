@@ -18,6 +18,11 @@ internal while it is also in internal_networks.  The relay strings are the
 pseudo-headers X-Spam-Relays-Trusted/-Untrusted/-Internal/-External that
 many rules match.
 
+The format table runs in postier._native.spamrcvd (twin: postier._pure.
+spamrcvd): each of its ~160 patterns is compiled once (the first parse)
+together with the literal text and line prefix any match needs, so most
+formats are ruled out by a substring test instead of a regex search.
+
 Parameters read: none (the engine passes SpamAssassin's trusted_networks,
 internal_networks, msa_networks and originating_ip_headers settings).
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from postier import native
 from postier.content.spam import bre as re
 
 IP_PRIVATE_RE = r"""^(?:
@@ -286,16 +292,39 @@ def _compact(verbose: str) -> str:
 IP = "(?i:" + _compact(IP_ADDRESS_RE) + ")"
 LOCALHOST = "(?i:" + _compact(LOCALHOST_RE) + ")"
 
-_cache: dict[str, re.Pattern] = {}
+_rcvd = native.load("spamrcvd")
+
+# pattern (or (pattern, flags)) -> _rcvd.compile_entry's tuple, shared by every Line
+_cache: dict = {}
+
+
+def _compile_entry(p: str, flags: int = 0) -> tuple:
+    return _rcvd.compile_entry(p, int(flags) | _AS, _MACROS)
+
+
+_AS = int(re.A | re.S)
+_MACROS = {"${IP}": IP, "${LOCALHOST}": LOCALHOST}
+_warm = False
+
+
+def _compile_all() -> None:
+    """Compile every pattern of the format table once (the first parse)."""
+    global _warm
+    _warm = True
+    try:
+        pats = _rcvd.parser_patterns()
+    except (OSError, TypeError, SyntaxError):   # no source to read: compile as they come
+        return
+    for pat, flags in pats:
+        _rx(pat, flags)
 
 
 def _rx(p: str, flags: int = 0) -> re.Pattern:
-    key = (p, flags)
-    r = _cache.get(key)
-    if r is None:
-        r = _cache[key] = re.compile(p.replace("${IP}", IP).replace("${LOCALHOST}", LOCALHOST),
-                                     flags | re.A | re.S)
-    return r
+    key = (p, flags) if flags else p
+    e = _cache.get(key)
+    if e is None:
+        e = _cache[key] = _compile_entry(p, flags)
+    return e[0]
 
 
 @dataclass
@@ -395,424 +424,67 @@ class NetSet:
         return False
 
 
-class _Line:
-    """A Received line being matched; m(pattern) searches it like Perl's /.../."""
-
-    __slots__ = ("s", "g")
-
-    def __init__(self, s: str):
-        self.s = s
-        self.g: re.Match | None = None
-
-    def m(self, pat: str, flags: int = 0) -> bool:
-        self.g = _rx(pat, flags).search(self.s)
-        return self.g is not None
-
-    def sub(self, pat: str, repl: str, flags: int = 0) -> bool:
-        new, n = _rx(pat, flags).subn(repl, self.s, count=1)
-        self.s = new
-        return n > 0
-
-    def __getitem__(self, i: int) -> str | None:
-        return self.g.group(i) if self.g else None
-
-
-class _Enough(Exception):
-    pass
-
-
 class _Parser:
+    """parse_received_line (the format table is postier._native.spamrcvd.Parser)."""
+
     def __init__(self):
-        self.qmail_scanner_env_from = None
-        self.pop_fetcher = False
+        self._p = _rcvd.Parser(_cache, _compile_entry)
+
+    @property
+    def qmail_scanner_env_from(self):
+        return self._p.qmail_scanner_env_from
+
+    @qmail_scanner_env_from.setter
+    def qmail_scanner_env_from(self, value) -> None:
+        self._p.qmail_scanner_env_from = value
+
+    @property
+    def pop_fetcher(self) -> bool:
+        return self._p.pop_fetcher
+
+    @pop_fetcher.setter
+    def pop_fetcher(self, value: bool) -> None:
+        self._p.pop_fetcher = value
 
     def parse_line(self, line: str):
-        """parse_received_line: a Relay, 0 (not a handover: skip), or None (unparseable)."""
-        s = re.sub(r"\s+", " ", line, flags=re.A)
-        s = re.sub(r"^ ", "", s)
-        s = re.sub(r" $", "", s)
-        while True:
-            s2 = re.sub(r"\s?;$", "", s, count=1, flags=re.A)
-            if s2 == s:
-                break
-            s = s2
-        L = _Line(s)
-        v = {"ip": "", "helo": "", "rdns": "", "by": "", "id": "", "ident": "", "envfrom": None,
-             "dns": False, "auth": ""}
-        if not L.m(r"^\(?from ", re.I):
-            return 0
-        if L.m(r"\bwith local for\b"):
-            return 0
-        if L.m(r"^from (\S+) by [^\s;]+ ?;", re.I) and not re.match(r"^\[[\d.]+\]$", L[1]):
-            return 0
-        L.sub(r"[\s;]+(?:(?:Mon|T(?:ue|hu)|Wed|Fri|S(?:at|un)), )?\d+ (?:J(?:an|u[nl])|Feb|Ma[ry]|"
-              r"A(?:pr|ug)|Sep|Oct|Nov|Dec) \d+ \d+:\d+(?::\d+)? \S+$", "")
-        L.sub(r"\)by ", ") by ")
-        if L.m(r" id <?([^\s<>;]{3,})"):
-            v["id"] = L[1]
-        hc = r"-A-Za-z0-9\.\^+_&:=?!@%*\$\\\/"
-        if L.m(r"\bhelo=([" + hc + r"]+)(?:[^" + hc + r"]|$)"):
-            v["helo"] = L[1]
-        elif L.m(r"\b(?:HELO|EHLO) ([" + hc + r"]+)(?:[^" + hc + r"]|$)"):
-            v["helo"] = L[1]
-        if L.m(r" by (\S+)(?:[^-A-Za-z0-9\;\.]|$)"):
-            v["by"] = L[1]
-        self._auth(L, v)
-        try:
-            res = self._body(L, v)
-            if res is not True:
-                return res
-        except _Enough:
-            pass
-        return self._enough(v)
-
-    def _auth(self, L: _Line, v: dict) -> None:
-        if L.m(r" by ") and L.m(r" with ((?:ES|L|UTF8S|UTF8L)MTPS?A|ASMTP|HTTP[SU]?)(?: |;|$)", re.I):
-            v["auth"] = L[1]
-        elif L.m(r" by mx\.google\.com with ESMTPS id [a-z0-9]{1,4}sm[0-9]{2,9}[a-z]{3}\.[0-9]{1,3}\.[0-9]{4}\.(?:[0-6][0-9]\.){4}[0-6][0-9]") \
-                and L.m(r"\(version=([^ ]+) cipher=([^\)]+)\)"):
-            v["auth"] = "GMail - transport=" + L[1] + " cipher=" + L[2]
-        elif L.m(r"^from .*?(?:\]\)|\)\]) \(AUTH: (LOGIN|PLAIN|DIGEST-MD5|CRAM-MD5) \S+(?:, .*?)?\) by "):
-            v["auth"] = L[1]
-        elif L.m(r"authenticated") and L.m(r"^from .*?(?:\](?: \([^)]*\))?\)|\)\]) .*?\(.*?authenticated.*?\).*? by"):
-            v["auth"] = "Sendmail"
-        elif L.m(r"from \S* \((?:HELO|EHLO) (\S*)\) \[(${IP})\] by (mail\.gmx\.(?:net|com)) \([^\)]+\) with ((?:ESMTP|SMTP))"):
-            v["auth"] = f"GMX ({L[4]} / {L[3]})"
-        elif L.m(r" \(authenticated as ") and L.m(r"\) by .+ \(\d{1,2}\.\d\.\d{3}(?:\.\d{1,3})?\) \(authenticated as .+\) id "):
-            v["auth"] = "CriticalPath"
-        elif L.m(r"\) \(Authenticated sender: \S+\) by \S+ \(([^\)]+)\) with "):
-            v["auth"] = L[1] if L[1] == "Postfix" else f"Postfix ({L[1]})"
-        elif L.m(r"CommuniGate Pro (HTTP|SMTP|XIMSS|IMAP)") and L.m(r" \(account "):
-            v["auth"] = "Communigate"
-        elif L.m(r" with Microsoft Exchange Server HTTP-DAV\b"):
-            v["auth"] = "HTTP-DAV"
-        elif L.m(r" by ") and L.m(r" \(via (HTTP.?)\)(?: |;|$)", re.I):
-            v["auth"] = L[1]
-
-    def _set(self, v: dict, **kw) -> None:
-        v.update(kw)
-        raise _Enough
-
-    def _body(self, L: _Line, v: dict):
-        """The format table; raises _Enough when a format matched, returns 0
-        to skip the line, None when it cannot be parsed, True to go on."""
-        S = self._set
-        if L.sub(r"^from ", ""):
-            if L.m(r"(?:return-path:? |envelope-(?:sender|from)[ =])(\S+)\b", re.I):
-                v["envfrom"] = L[1]
-            if L.m(r" \((?:SquirrelMail|NaSMail) authenticated user "):
-                if L.m(r"(${IP})\b(?![.-]).{10,80}by (\S+) with HTTP"):
-                    S(v, ip=L[1], by=L[2])
-            if L.m(r"aol\.com") and L.m(r"with HTTP \(WebMailUI\)"):
-                if L.m(r"(${IP}) by (\S+) \(${IP}\) with HTTP \(WebMailUI\)"):
-                    S(v, ip=L[1], by=L[2])
-            if L.m(r" SMTPSVC"):
-                if L.m(r"^(\S*) \(\[(${IP})\][^\)]{0,40}\) by (\S+) with Microsoft SMTPSVC"):
-                    S(v, helo=L[1], ip=L[2], by=L[3])
-                if L.m(r"^mail pickup service by (\S+) with Microsoft SMTPSVC$"):
-                    return 0
-            elif L.m(r" with (?:Microsoft SMTP Server|mapi id) (?:\([^\)]+\) )?\d+\.\d+\.\d+\.\d+(?:$| )"):
-                if L.m(r"^(\S+) \(\[?(${IP})(?:%[A-Z0-9._~-]*)?\]?\) by (\S+) "):
-                    S(v, helo=L[1], ip=L[2], by=L[3], id="")
-            elif L.m(r"\[XMail "):
-                if L.m(r"^(\S+) \((\[?${IP}\]?)(?::\d+)\) by (\S+)(?: \(\S+\))? with \[XMail"):
-                    helo, ip, by = L[1], L[2], L[3]
-                    if L.m(r" id <(\S+)>"):
-                        v["id"] = L[1]
-                    if L.m(r" from <(\S+)>"):
-                        v["envfrom"] = L[1]
-                    S(v, helo=helo, ip=ip, by=by)
-            elif L.m(r"\(ecelerity\b"):
-                if L.m(r"^\(\[(${IP}):\d+\] helo=(\S+)\) by (\S+) "):
-                    S(v, ip=L[1], helo=L[2], by=L[3])
-                if L.m(r"^\S+ \(\[(${IP}):\d+\]\) by (\S+) "):
-                    S(v, ip=L[1], by=L[2])
-            elif L.m(r"Exim"):
-                if L.m(r"\bwith local(?:-\S+)? "):
-                    return 0
-                if L.m(r"^\[(${IP})\] \((.*?)\) by (\S+) "):
-                    ip, sub, by = L[1], L[2], L[3]
-                    m = re.search(r"helo=(\S+)", sub, re.A)
-                    if m:
-                        v["helo"] = m.group(1)
-                        sub = sub[:m.start()] + sub[m.end():]
-                    m = re.search(r"ident=(\S*)", sub, re.A)
-                    if m:
-                        v["ident"] = m.group(1)
-                    S(v, ip=ip, by=by)
-                if L.m(r"^(\S+) \(\[(${IP})\](.*?)\) by (\S+) "):
-                    rdns, ip, sub, by = L[1], L[2], L[3], L[4]
-                    v["helo"] = rdns
-                    m = re.search(r"helo=(\S+)", sub, re.A)
-                    if m:
-                        v["helo"] = m.group(1)
-                        sub = sub[:m.start()] + sub[m.end():]
-                    m = re.search(r"ident=(\S*)", sub, re.A)
-                    if m:
-                        v["ident"] = m.group(1)
-                    S(v, rdns=rdns, ip=ip, by=by)
-                if L.m(r"^(\S+) \[(${IP})\](:\d+)? by (\S+) "):
-                    S(v, rdns=L[1], ip=L[2], helo=L[1], by=L[4])
-                if L.m(r"^(\S+) "):
-                    v["rdns"] = L[1]
-                if L.m(r" \((\S+)\) "):
-                    v["helo"] = L[1]
-                if L.m(r" \[(${IP})(?:\.\d+)?\] "):
-                    v["ip"] = L[1]
-                if L.m(r"by (\S+) "):
-                    v["by"] = L[1]
-                    if v["ip"]:
-                        raise _Enough
-            elif L.m(r" \(Postfix\) with"):
-                if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) by (\S+) "):
-                    S(v, dns=True, helo=L[1], rdns="" if L[2] == "unknown" else L[2], ip=L[3], by=L[4])
-                if L.m(r"^(\S+) \((\S+)\[(${IP})\]\) by (\S+) "):
-                    S(v, dns=True, helo=L[1], rdns="" if L[2] == "unknown" else L[2], ip=L[3], by=L[4])
-            elif L.m(r"\(Scalix SMTP Relay"):
-                if L.m(r"^(\S+) \( ?(${IP})\) by (\S+)"):
-                    S(v, helo=L[1], ip=L[2], by=L[3])
-            elif L.m(r" \(Lotus Domino "):
-                if L.m(r"^(\S+) \(\[(${IP})\]\) by (\S+) \(Lotus"):
-                    S(v, dns=False, helo=L[1], ip=L[2], by=L[3])
-            if L.m(r"\bwith HTTP\b") and L.m(r"^(${IP}) \(\[${IP}\]\) by (\S+)"):
-                S(v, ip=L[1], by=L[2])
-            if not L.m(r" by \S+ \(qmail-\S+\) with "):
-                if L.m(r"^(\S+) \((\S+) \[(${IP})\].*\) by (\S+) \("):
-                    helo, rdns, ip, by = L[1], L[2], L[3], L[4]
-                    m = re.match(r"^IDENT:([^\@]*)\@", rdns)
-                    if m:
-                        v["ident"] = m.group(1)
-                        rdns = rdns[m.end():]
-                    m = re.match(r"^([^\@]*)\@", rdns)
-                    if m:
-                        v["ident"] = m.group(1)
-                        rdns = rdns[m.end():]
-                    S(v, dns=True, helo=helo, rdns=rdns, ip=ip, by=by)
-            if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) by (\S+) with \S+ \("):
-                S(v, dns=True, rdns=L[2], ip=L[3], helo=L[1], by=L[4])
-            if L.m(r"^(\S+) \(\[(${IP})\] helo=(\S+)\) by (\S+) with "):
-                S(v, rdns=L[1], ip=L[2], helo=L[3], by=L[4])
-            if L.m(r"^(\S+) \(<unknown\S*>\[(${IP})\]\) by (\S+) "):
-                S(v, helo=L[1], ip=L[2], by=L[3])
-            if L.m(r"^(\S+) \((\S+\.\S+)\[(${IP})\]\) by (\S+) "):
-                S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
-            if L.m(r"^(\S+) \((\S*)\@\[(${IP})\].*\) by (\S+) \("):
-                S(v, dns=True, helo=L[1], ip=L[3], by=L[4], ident=L[2])
-            if L.m(r"by (\S+\.hotmail\.msn\.com) "):
-                v["by"] = L[1]
-                if L.m(r"^(${IP}) "):
-                    v["ip"] = L[1]
-                raise _Enough
-            if L.m(r"^(\S+) \((?:HELO|EHLO) (\S*)\) \((${IP})\) by (\S+) \(qpsmtpd/\S+\) with (?:ESMTP|SMTP)"):
-                S(v, rdns=L[1], helo=L[2], ip=L[3], by=L[4])
-            if L.m(r"^(\S+) \(LHLO (\S*)\) \((${IP})\) by (\S+) with LMTP"):
-                S(v, rdns=L[1], helo=L[2], ip=L[3], by=L[4])
-            if L.m(r"^(\S+) \((?:HELO|EHLO) (\S*)\) \[(${IP})\] by (\S+) \([^\)]+\) with (?:ESMTP|SMTP)"):
-                S(v, rdns=L[1], helo=L[2], ip=L[3], by=L[4])
-            if L.m(r"^(\S+) \(\[(${IP})\]\) by (\S+) via smtpd \(for \S+\) with SMTP\("):
-                S(v, helo=L[1], ip=L[2], by=L[3])
-            if L.m(r"^\S+( \((?:HELO|EHLO) \S*\))? \((\S+\@)?\[?${IP}\]?\)( \(envelope-sender <\S+>\))? by \S+( \(.+\))* with (.* )?(SMTP|QMQP)(?! id )"):
-                if L.m(r"^(\S+) \((?:HELO|EHLO) ([^ \(\)]*)\) \((\S*)\@\[?(${IP})\]?\)( \(envelope-sender <\S+>\))? by (\S+)"):
-                    v.update(rdns=L[1], helo=L[2], ident=L[3], ip=L[4], by=L[6])
-                elif L.m(r"^(\S+) \((?:HELO|EHLO) ([^ \(\)]*)\) \(\[?(${IP})\]?\)( \(envelope-sender <\S+>\))? by (\S+)"):
-                    v.update(rdns=L[1], helo=L[2], ip=L[3], by=L[5])
-                elif L.m(r"^(\S+) \((\S*)\@\[?(${IP})\]?\)( \(envelope-sender <\S+>\))? by (\S+)"):
-                    v.update(helo=L[1], rdns=L[1], ident=L[2], ip=L[3], by=L[5])
-                elif L.m(r"^(\S+) \(\[?(${IP})\]?\)( \(envelope-sender <\S+>\))? by (\S+)"):
-                    v.update(helo=L[1], rdns=L[1], ip=L[2], by=L[4])
-                if v["rdns"] != "unknown":
-                    v["dns"] = True
-                else:
-                    v["rdns"] = ""
-                raise _Enough
-            if L.m(r" via HTTP$") and L.m(r"^\[(${IP})\] by (\S+) via HTTP$"):
-                S(v, ip=L[1], by=L[2])
-            if L.m(r"^(\S+) \( \[(${IP})\]\).*? by (\S+) "):
-                S(v, ip=L[2], by=L[3])
-            if L.m(r"^\((\S+) \[(${IP})\]\) by (\S+) "):
-                S(v, helo=L[1], ip=L[2], by=L[3])
-            if L.m(r"^\[(${IP})\] by (\S+) "):
-                S(v, ip=L[1], by=L[2])
-            if L.m(r"^\(\[?(${IP})\]?\) by (\S+) "):
-                S(v, ip=L[1], by=L[2])
-            if L.m(r"^(\S+) \[(${IP})\] by (\S+) \[${IP}\] with "):
-                S(v, dns=True, helo=L[1], ip=L[2], by=L[3])
-            if L.m(r"^(\S+) \[\((${IP})\)\] by (\S+) \(${IP}\) "):
-                S(v, helo=L[1], ip=L[2], by=L[3])
-            if L.m(r"^(\S+) \(\[(${IP})\]\) by (\S+) \("):
-                S(v, dns=True, helo=L[1], ip=L[2], by=L[3])
-            if L.m(r"^(\S+) \((\S+) \[(${IP})\]\).*? by (\S+)\b"):
-                if L[2] == "softdnserr":
-                    v["dns"] = False
-                else:
-                    v["dns"] = True
-                    v["rdns"] = L[2]
-                S(v, helo=L[1], ip=L[3], by=L[4])
-            if L.m(r"^(\S+) \(\[(${IP})(?:[.:]\d+)?\]\).*? by (\S+) "):
-                S(v, dns=True, helo=L[1], ip=L[2], by=L[3])
-            if L.m(r"^(\S+) \((\S+) \[(${IP})\]\)(?: \(authenticated bits=\d+\))? by (\S+) \("):
-                S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
-            if L.m(r"with (?:POP3|IMAP)"):
-                self.pop_fetcher = True
-                return 0
-            if L.m(r"^(\S+) \((?:HELO|EHLO) ([^\)]*)\) \((\S*@)?\[?(${IP})\]?\).* by (\S+) "):
-                ident = L[3] if L[3] is not None else ""
-                S(v, dns=True, rdns=L[1], helo=L[2], ident=ident[:-1] if ident.endswith("@") else ident,
-                  ip=L[4], by=L[5])
-            if L.m(r"^(\S+) \((\S*@)?\[?(${IP})\]?\).* by (\S+) "):
-                ident = L[2] if L[2] is not None else ""
-                S(v, dns=True, rdns=L[1], helo=L[1], ident=ident[:-1] if ident.endswith("@") else ident,
-                  ip=L[3], by=L[4])
-            if L.m(r" with http for ") and L.m(r"^\[(${IP})\] by (\S+) with http for "):
-                S(v, ip=L[1], by=L[2])
-            if L.m(r" via smap ") and L.m(r"^(\S+)\((${IP})\) by (\S+) via smap "):
-                S(v, dns=True, rdns=L[1], ip=L[2], by=L[3])
-            if L.m(r"^(\S+)\((${IP}), (?:HELO|EHLO) (\S*)\) by (\S+) via smap "):
-                S(v, dns=True, rdns=L[1], ip=L[2], helo=L[3], by=L[4])
-            if L.m(r" \(Post") and L.m(r"^\[(${IP})\] by (\S+) \(Post"):
-                S(v, ip=L[1], by=L[2])
-            if L.m(r" \(ArGoSoft") and L.m(r"^\[(${IP})\] by (\S+) \(ArGoSoft"):
-                S(v, ip=L[1], by=L[2])
-            if L.m(r"^(${IP}) by (\S+) \((?:SMTPL|InterScan)\b"):
-                S(v, ip=L[1], by=L[2])
-            if L.m(r" with BSMTP") and L.m(r"^\S+ by \S+ with BSMTP"):
-                return 0
-            if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) by (\S+) with "):
-                S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
-            if L.m(r"^(\S+) \((?:HELO|EHLO) (\S*)\) \((?:(\S+)\@)?(${IP}).*?\) by (\S+) with "):
-                if L[3] is not None:
-                    v["ident"] = L[3]
-                S(v, dns=True, rdns=L[1], helo=L[2], ip=L[4], by=L[5])
-            if L.m(r"^\[(${IP})\] \((?:account \S+ )?(?:HELO|EHLO) (\S*)\) by (\S+) \("):
-                S(v, ip=L[1], helo=L[2], by=L[3])
-            if L.m(r" \(CommuniGate Pro") and L.m(r"^(\S+) \(\[(${IP})\] verified\) by (\S+) \("):
-                S(v, dns=True, rdns=L[1], helo=L[1], ip=L[2], by=L[3])
-            if L.m(r"^\(\[(${IP})\]\) by (\S+) with "):
-                S(v, ip=L[1], by=L[2])
-            if L.m(r"^([^\d]\S+) \((${IP})\) by (\S+) "):
-                S(v, helo=L[1], ip=L[2], by=L[3])
-            if L.m(r"^\S+ \(\S+\) by \S+ \(Content Technologies "):
-                return 0
-            if L.m(r"^(\S+) \(\[(${IP})\] \[(\S+)\]\) by (\S+) with "):
-                S(v, helo=L[1], ip=L[2], by=L[4])
-            if L.m(r"^(${IP}) by (\S+) with "):
-                S(v, ip=L[1], by=L[2])
-            if L.m(r"^(\S+) \((\S+)\[(${IP})\]\) by (\S+) "):
-                S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
-            if L.m(r"^\[(${IP})\]\S+ \((?:HELO|EHLO) (\S*)\) by (\S+) "):
-                S(v, ip=L[1], helo=L[2], by=L[3])
-            if L.m(r"^(${IP}) \((?:HELO|EHLO) (\S*)\) by (\S+) "):
-                S(v, ip=L[1], helo=L[2], by=L[3])
-            if L.m(r"^(\S+) \[(${IP})\] by (\S+) "):
-                S(v, helo=L[1], ip=L[2], by=L[3])
-            if L.m(r"^(\S+)\((${IP})\) by (\S+) "):
-                S(v, rdns=L[1], ip=L[2], by=L[3])
-            if L.m(r"^\[(${IP})\] by (\S+) \(MailGate "):
-                S(v, ip=L[1], by=L[2])
-            if L.m(r"^(\S+) \(unverified \[(${IP})\]\) by (\S+) "):
-                S(v, helo=L[1], ip=L[2], by=L[3])
-            if L.m(r"^(${IP}) \([A-Za-z][^\)]+\) by (\S+) with "):
-                S(v, ip=L[1], by=L[2])
-            if L.m(r"^\[(${IP})\] \(([^\)]+)\) by (\S+) "):
-                ip, sub, by = L[1], L[2], L[3]
-                m = re.search(r"helo=(\S+)", sub, re.A)
-                if m:
-                    v["helo"] = m.group(1)
-                    sub = sub[:m.start()] + sub[m.end():]
-                m = re.search(r"ident=(\S*)", sub, re.A)
-                if m:
-                    v["ident"] = m.group(1)
-                S(v, ip=ip, by=by)
-            if L.m(r"^(\S+) \((?:\S+\@)?(${IP})\) by (\S+) with "):
-                S(v, rdns=L[1], ip=L[2], by=L[3])
-            if L.m(r"^(\S+)\((${IP})\)(?:, claiming to be \"(\S+)\")? via \S+ by (\S+),"):
-                v.update(rdns=L[1], ip=L[2], helo=L[3] if L[3] is not None else "", by=L[4])
-                if L[1] != "UNKNOWN":
-                    v["dns"] = True
-                raise _Enough
-            if L.m(r"^(\S+) \((\S+)@(${IP}) with login\) by (\S+\.yahoo\.com) with SMTP"):
-                S(v, helo=L[1], ip=L[3], by=L[4])
-            if L.m(r"^X-Originating-IP: (${IP})$"):
-                S(v, ip=L[1], by="")
-            # stuff to ignore
-            for pat in (r"^\S+ \([^\s\@]+\@${LOCALHOST}\) by \S+ \(",
-                        r"^\S+ \S+ by \S+ with local-e?smtp ",
-                        r"^127\.0\.0\.1 \(AVG SMTP \S+ \[\S+\]\)",
-                        r"^\S+\@\S+ by \S+ by uid \S+ ",
-                        r"^\S+\@\S+ by \S+ ",
-                        r"^Unknown/Local \(",
-                        r"^${LOCALHOST} \((?:\S+\@)?${LOCALHOST}[\)\[]",
-                        r"^\S+ \((?:\S+\@)?${LOCALHOST}\) ",
-                        r"^\S+ \(\S+\@\S+ \[${LOCALHOST}\]\) ",
-                        r"^\(AUTH: \S+\) by \S+ with ",
-                        r"^localhost \(localhost \[\[UNIX: localhost\]\]\) by ",
-                        r"^\S+\.amazon\.com by \S+\.amazon\.com with ESMTP \(peer crosscheck: ",
-                        r"^[^\.]+ by \S+ with Novell_GroupWise",
-                        r"^no\.name\.available by \S+ via smtpd \(for "):
-                if L.m(pat):
-                    return 0
-            if L.m(r"^\S+ by \S+ \(.{0,100}\) with qmail-scanner"):
-                env = v["envfrom"]
-                if env is not None:
-                    env = re.sub(r"^\s*<*", "", env)
-                    env = re.sub(r">*\s*$", "", env)
-                    env = re.sub(r"[\s\000\#\[\]\(\)\<\>\|]", "!", env)
-                self.qmail_scanner_env_from = env
-                return 0
-            for pat in (r"^\S+ by \S+ with local",
-                        r"^\S+ \(\[unix socket\]\) by \S+ \(Cyrus v[0-9]*?\.[0-9]*?\.[0-9]*?\) with LMTPA",
-                        r"^\S+ by \S+ (?:with|via|for|\()",
-                        r"^\S+ (?:(?:with|via|for) \S+|\(unverified\)) by\b",
-                        r"^\S+ \(unknown\) by \S+ \(SG\) with \b",
-                        r"^\S+ \(\S+ \[local\]\) by \S+ \(OpenSMTPD\) with \b",
-                        r"\(LSMTP for",
-                        r"^\(\[${LOCALHOST}\]\) with MailEnable ",
-                        r"^facebook\.com \([^\)]+\) by facebook\.com with Thrift id \S+$",
-                        r"^\S+ named \S+ by gmailapi\.google\.com with HTTPREST$",
-                        r"^\S+ id \S+$",
-                        r"^\[<.*? \(Jetsend"):
-                if L.m(pat):
-                    return 0
-            if not v["helo"] and L.m(r"^(\S+)[^-A-Za-z0-9\.]"):
-                v["helo"] = L[1]
-        elif L.sub(r"^FROM ", ""):
-            if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) BY (\S+) (?:\([^\)]+\) WITH SMTP )?ID <?(\S+?)>?(?: FOR <[^>]+>)?$"):
-                S(v, dns=True, helo=L[1], rdns="" if L[2] == "unverified" else L[2], ip=L[3], by=L[4], id=L[5])
-        elif L.sub(r"^\(from ", ""):
-            if L.m(r"^(\S*) \[(${IP})\]\) by (\S+) \(NAVGW .*?\) with "):
-                S(v, helo=L[1], ip=L[2], by=L[3])
-            if L.m(r"^\S+\@localhost\) by \S+ "):
-                return 0
-            if L.m(r"^[^\s\@]+\@[^)]+\) by \S+\(jqueuemail\) id [^\s;]+"):
-                return 0
-        if not v["ip"] and L.m(r"\[(${IP})\]"):
-            v["ip"] = L[1]
-        if v["ip"] and v["by"]:
-            raise _Enough
-        return None
+        """A Relay, 0 (not a handover: skip), or None (unparseable)."""
+        v = self._p.parse_line(line)
+        if v.__class__ is dict:
+            return self._enough(v)
+        return v
 
     def _enough(self, v: dict) -> Relay:
-        strip = re.compile(r"[\s\000\#\[\]\(\)\<\>\|]", re.A)
-        rdns = re.sub(r"\.+\Z", "", v["rdns"] or "")
-        if re.match(r"^unknown$", rdns, re.I) or rdns.startswith("["):
+        strip = _STRIP_SUB
+        rdns = (v["rdns"] or "").rstrip(".")          # s/\.+\z//
+        if rdns.startswith("[") or _UNKNOWN(rdns) is not None:
             rdns = ""
         ip = v["ip"] or ""
-        ip = re.sub(r"^ipv6:", "", ip, flags=re.I)
-        ip = re.sub(r"^\[", "", ip)
-        ip = re.sub(r"\]\Z", "", ip)
-        ip = re.sub(r"%[A-Z0-9._~-]*\Z", "", ip, flags=re.I | re.S)
-        ip = re.sub(r"^0*:0*:(?:0*:)*ffff:(\d+\.\d+\.\d+\.\d+)$", r"\1", ip, flags=re.I | re.A)
-        by = re.sub(r";$", "", v["by"] or "")
-        ip = strip.sub("!", ip)
-        rdns = strip.sub("!", rdns)
-        helo = strip.sub("!", v["helo"] or "")
-        by = strip.sub("!", by)
-        ident = strip.sub("!", v["ident"] or "")
+        if ip[:5].lower() == "ipv6:" and ip[:5].isascii():
+            ip = ip[5:]
+        if ip.startswith("["):
+            ip = ip[1:]
+        if ip.endswith("]"):
+            ip = ip[:-1]
+        if "%" in ip:
+            ip = _SCOPE_SUB("", ip, 1)
+        if ":" in ip:
+            ip = _MAPPED_SUB(r"\1", ip, 1)
+        by = v["by"] or ""
+        if by.endswith(";") or by.endswith(";\n"):     # s/;$//
+            by = _SEMI_SUB("", by, 1)
+        helo = v["helo"] or ""
+        ident = v["ident"] or ""
+        if _STRIP_ANY("".join((ip, rdns, helo, by, ident))) is not None:
+            ip = strip("!", ip)
+            rdns = strip("!", rdns)
+            helo = strip("!", helo)
+            by = strip("!", by)
+            ident = strip("!", ident)
         env = v["envfrom"]
         if env is not None:
-            env = re.sub(r"^\s*<*", "", env, flags=re.A)
-            env = re.sub(r">*\s*$", "", env, flags=re.A)
-            env = strip.sub("!", env)
+            env = _ENV_HEAD("", env, 1)
+            env = _ENV_TAIL("", env, 1)
+            env = strip("!", env)
         r = Relay(ip=ip, by=by, helo=helo, id=v["id"] or "", ident=ident, envfrom=env,
                   auth=v["auth"] or "")
         if rdns == "":
@@ -826,6 +498,22 @@ class _Parser:
         return r
 
 
+_STRIP_SUB = re.compile(r"[\s\000\#\[\]\(\)\<\>\|]").sub
+_STRIP_ANY = re.compile(r"[\s\000\#\[\]\(\)\<\>\|]").search
+_UNKNOWN = re.compile(r"^unknown$", re.I).match
+_SCOPE_SUB = re.compile(r"%[A-Z0-9._~-]*\Z", re.I | re.S).sub
+_MAPPED_SUB = re.compile(r"^0*:0*:(?:0*:)*ffff:(\d+\.\d+\.\d+\.\d+)$", re.I).sub
+_SEMI_SUB = re.compile(r";$").sub
+_ENV_HEAD = re.compile(r"^\s*<*").sub
+_ENV_TAIL = re.compile(r">*\s*$").sub
+_IP_SEARCH = re.compile("(" + IP + ")").search
+_UNFOLD = re.compile(r"\n[ \t]+").sub
+_INTL_SUB = re.compile(r" intl=\d ").sub
+_MSA_SUB = re.compile(r" msa=\d ").sub
+_INTL = {False: " intl=0 ", True: " intl=1 "}
+_MSA = {False: " msa=0 ", True: " msa=1 "}
+
+
 def parse_relays(received: list[str], originating: list[str] | None = None,
                  trusted_networks: list[str] | None = None,
                  internal_networks: list[str] | None = None,
@@ -833,6 +521,8 @@ def parse_relays(received: list[str], originating: list[str] | None = None,
     """Metadata::parse_received_headers.  `received`: the Received values
     (decoded, unfolded, top first); `originating`: the values of the
     originating-IP headers, in originating_ip_headers order."""
+    if not _warm:
+        _compile_all()
     out = Relays()
     trusted = NetSet(trusted_networks or [])
     internal = NetSet(internal_networks or [])
@@ -849,14 +539,15 @@ def parse_relays(received: list[str], originating: list[str] | None = None,
     allow_fetch = True
     lines = list(received)
     for val in originating or []:
-        m = re.search("(" + IP + ")", val, re.A)
+        m = _IP_SEARCH(val)
         if val and m:
             lines.append(f"from X-Originating-IP: {m.group(1)}\n")
     p = _Parser()
     for line in lines:
         qms = p.qmail_scanner_env_from
         p.qmail_scanner_env_from = None
-        line = re.sub(r"\n[ \t]+", " ", line)
+        if "\n" in line:
+            line = _UNFOLD(" ", line)
         p.pop_fetcher = False
         relay = p.parse_line(line)
         if p.pop_fetcher:
@@ -888,8 +579,8 @@ def parse_relays(received: list[str], originating: list[str] | None = None,
                         found_msa = True
                         relay.msa = True
         relay.internal = in_internal
-        relay.as_string = re.sub(r" intl=\d ", f" intl={int(relay.internal)} ", relay.as_string, count=1)
-        relay.as_string = re.sub(r" msa=\d ", f" msa={int(relay.msa)} ", relay.as_string, count=1)
+        relay.as_string = _INTL_SUB(_INTL[relay.internal], relay.as_string, 1)
+        relay.as_string = _MSA_SUB(_MSA[relay.msa], relay.as_string, 1)
         if in_trusted:
             out.trusted.append(relay)
             allow_fetch = True

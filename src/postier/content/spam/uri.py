@@ -17,6 +17,13 @@ level of redirector unwrapped (redirector_pattern, then any embedded
 http(s) URL), `http://foo` also as `http://www.foo.com`.  The list holds
 the raw and the canonical forms, de-duplicated.
 
+Speed (same results): the text is searched only from near the places a URI
+can be (UriExtractor._matches), one Hyperscan scan rules out the redirector
+patterns that cannot match, the canonical forms of a URI and the domain of
+a host are remembered (bounded memos: a function of the URI, as the
+registry and redirectors are fixed), and the regexes are compiled once,
+with cheap string tests in front of those that rarely apply.
+
 Parameters read: none (the rule set supplies the TLD lists and redirector
 patterns).
 """
@@ -36,7 +43,7 @@ _IS_IP = re.compile(r"^" + IP + r"$", re.A)
 
 def idn_to_ascii(s: str) -> str:
     """Util::idn_to_ascii (IDNA through Python's codec, lowercased)."""
-    if all(c in _IDN_OK for c in s):
+    if _IDN_OK_RE.match(s) is not None:
         return s.lower()
     try:
         b = s.encode("latin-1")
@@ -49,14 +56,14 @@ def idn_to_ascii(s: str) -> str:
             u = b.decode("latin-1")
         else:
             return s.lower()
-    u = re.sub("[\u3002\uff0e\uff61]", ".", u)
+    u = u.replace("\u3002", ".").replace("\uff0e", ".").replace("\uff61", ".")
     try:
         return u.encode("idna").decode("ascii").lower()
     except (UnicodeError, ValueError):
         return s.lower()
 
 
-_IDN_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:[]-")
+_IDN_OK_RE = re.compile(r"[a-zA-Z0-9_.:\[\]-]*\Z")
 _LATIN_HOST = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
                         + bytes(range(0xc0, 0xd7)) + bytes(range(0xd8, 0xdf))
                         + bytes(range(0xe0, 0xf7)) + bytes(range(0xf8, 0xff)))
@@ -67,24 +74,24 @@ def is_fqdn_valid(host: str | None, is_ascii: bool = True) -> bool:
     if host is None:
         return False
     host = host.lower() if is_ascii else idn_to_ascii(host)
-    host = re.sub(r"\.+\Z", "", host)
+    host = host.rstrip(".")          # s/\.+\z//; then no empty trailing field
     if len(host) > 253:
         return False
     labels = host.split(".")
-    while labels and labels[-1] == "":    # Perl's split drops trailing empty fields
-        labels.pop()
     cnt = len(labels)
     if cnt <= 1:
         return False
+    label_ok = _LABEL_RE.fullmatch
     for label in labels:
-        if not 1 <= len(label) <= 63:
-            return False
-        if not re.fullmatch(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?", label):
+        if not 1 <= len(label) <= 63 or label_ok(label) is None:
             return False
         if cnt <= 2 and "_" in label:
             return False
         cnt -= 1
     return True
+
+
+_LABEL_RE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?")
 
 
 def _trie_re(words: set[str]) -> str:
@@ -113,6 +120,9 @@ class Registry:
         self.tlds = tlds
         self.two = two
         self.three = three
+        # host part -> uri_to_domain's answer (a function of the host and the
+        # lists above, which do not change after construction)
+        self._host_memo: dict[str, tuple[str, str] | None] = {}
         # a trie, not a flat alternation of ~1500 names (which `re` tries one
         # by one): the same language, and as the look-ahead admits only a
         # whole name, at most one branch can succeed at a position
@@ -134,65 +144,91 @@ class Registry:
         if dom is None:
             return False
         dom = dom.lower() if is_ascii else idn_to_ascii(dom)
-        if re.search(r"\s", dom):
+        if _HAS_SPACE(dom) is not None:
             return False
-        m = re.search(r"\.([^.]+)$", dom)
-        return bool(m) and m.group(1) in self.tlds
+        # /\.([^.]+)$/: the last label (no newline can be left: no \s)
+        i = dom.rfind(".")
+        return i >= 0 and i < len(dom) - 1 and dom[i + 1:] in self.tlds
 
     def split_domain(self, domain: str, is_ascii: bool = False) -> tuple[str, str]:
         domain = domain.lower() if is_ascii else idn_to_ascii(domain)
         if not domain:
             return "", domain
-        domain = re.sub(r"\.+", ".", domain)
+        if ".." in domain:
+            domain = _DOTS_SUB(".", domain)
         domain = domain.strip(".")
         parts = domain.split(".")
-        host: list[str] = []
-        while len(parts) > 1:
-            if len(parts) == 2:
-                if ".".join(parts) in self.two:
+        n = len(parts)
+        if n <= 1:
+            return "", domain
+        two, three = self.two, self.three
+        k = 0                                # parts[:k] went to the host part
+        while n - k > 1:
+            left = n - k
+            if left == 2:
+                if parts[k] + "." + parts[k + 1] in two:
                     break
-            elif len(parts) == 3:
-                if parts[2] == "us":
-                    if parts[1] in _US_STATES:
+            elif left == 3:
+                if parts[k + 2] == "us":
+                    if parts[k + 1] in _US_STATES:
                         break
-                elif ".".join(parts) in self.three:
+                elif ".".join(parts[k:]) in three:
                     break
-            elif len(parts) == 4:
-                if parts[3] == "us" and ((parts[0] == "pvt" and parts[1] == "k12")
-                                         or re.match(r"^c[io]$", parts[0])):
-                    if parts[2] in _US_STATES:
+            elif left == 4:
+                if parts[k + 3] == "us" and ((parts[k] == "pvt" and parts[k + 1] == "k12")
+                                             or parts[k] in _CI_CO):
+                    if parts[k + 2] in _US_STATES:
                         break
-            host.append(parts.pop(0))
-        if host:
-            parts.insert(0, host.pop())
-        return ".".join(host), ".".join(parts)
+            k += 1
+        if k:
+            k -= 1
+        return ".".join(parts[:k]), ".".join(parts[k:])
 
     def trim_domain(self, domain: str, is_ascii: bool = False) -> str:
         return self.split_domain(domain, is_ascii)[1]
 
     def uri_to_domain(self, uri: str) -> tuple[str, str] | None:
         uri = uri.lower()
-        if re.match(r"^(?:javascript|cid|file):", uri):
+        if uri[:1] in ("j", "c", "f") and _NOT_WEB(uri) is not None:
             return None
         if uri.startswith("mailto:"):
             uri = uri[7:]
-            uri = re.sub(r"\?.*", "", uri, count=1, flags=re.S)
-            if re.search(r"@.*?@", uri, re.S):
+            i = uri.find("?")
+            if i >= 0:
+                uri = uri[:i]
+            i = uri.rfind("@")
+            if i < 0 or uri.find("@") != i:       # no @, or /@.*?@/
                 return None
-            m = re.match(r".*@", uri, re.S)
-            if not m:
-                return None
-            uri = uri[m.end():]
+            uri = uri[i + 1:]
         else:
-            uri = re.sub(r"^[a-z]+:/{0,2}", "", uri, flags=re.S)
-            uri = re.sub(r"[/?#].*", "", uri, flags=re.S)
-            uri = re.sub(r"^[^/]*@", "", uri, flags=re.S)
-            uri = re.sub(r":\d*$", "", uri, flags=re.S)
-        if re.search(r"%(?:2[1-9a-f]|[3-6][0-9a-f]|7[0-9a-e])", uri):
+            m = _SCHEME(uri)                      # s/^[a-z]+:\/{0,2}//
+            if m:
+                uri = uri[m.end():]
+            m = _PATH(uri)                        # s/[\/?#].*//
+            if m:
+                uri = uri[:m.start()]
+            i = uri.rfind("@")                    # s/^[^\/]*@// (no / is left)
+            if i >= 0:
+                uri = uri[i + 1:]
+            if ":" in uri:
+                uri = _PORT_SUB("", uri, 1)
+        memo = self._host_memo
+        try:
+            return memo[uri]
+        except KeyError:
+            pass
+        if len(memo) >= _HOST_MEMO_MAX:
+            memo.clear()
+        res = memo[uri] = self._host_to_domain(uri)
+        return res
+
+    def _host_to_domain(self, uri: str) -> tuple[str, str] | None:
+        """The part of uri_to_domain after the host was cut out of the URI."""
+        if "%" in uri and _PCT_PRINTABLE(uri) is not None:
             return None
         host = idn_to_ascii(uri)
         domain = host
-        if not _IS_IP.match(host):
+        if not (":" in host or "0" <= host[:1] <= "9") or _IS_IP_MATCH(host) is None:
             if not is_fqdn_valid(host, True):
                 return None
             if not self.is_domain_valid(host, True):
@@ -201,19 +237,49 @@ class Registry:
         return domain, host
 
 
+_HOST_MEMO_MAX = 20000
+_HAS_SPACE = re.compile(r"\s").search
+_DOTS_SUB = re.compile(r"\.+").sub
+_CI_CO = frozenset(("ci", "co", "ci\n", "co\n"))     # /^c[io]$/
+_NOT_WEB = re.compile(r"(?:javascript|cid|file):").match
+_SCHEME = re.compile(r"^[a-z]+:/{0,2}", re.S).match
+_PATH = re.compile(r"[/?#]").search
+_PORT_SUB = re.compile(r":\d*$", re.S).sub
+_PCT_PRINTABLE = re.compile(r"%(?:2[1-9a-f]|[3-6][0-9a-f]|7[0-9a-e])").search
+_IS_IP_MATCH = _IS_IP.match
+
+
 def url_encode(url: str) -> str:
     """Util::url_encode (which, despite its name, decodes harmless %XX)."""
-    parts = re.split(r"(%[0-9a-fA-F]{2})", url)
+    parts = _PCT_SPLIT(url)
     out = []
     for p in parts:
-        if re.fullmatch(r"%[0-9a-fA-F]{2}", p):
-            if not re.search(r"(20|7f|[0189a-fA-F][0-9a-fA-F])", p, re.I):
-                p = re.sub(r"%([2-7][0-9a-fA-F])", lambda m: chr(int(m.group(1), 16)), p)
+        if _PCT_FULL(p) is not None:
+            if _PCT_KEEP(p) is None:
+                p = _PCT_DECODE(_chr16, p)
             out.append(p)
         else:
-            out.append(re.sub(r"[\000-\040\177-\377\042\045\074\076]",
-                              lambda m: f"%{ord(m.group(0)):02x}", p))
+            out.append(_UNSAFE_SUB(_pct_hex, p))
     return "".join(out)
+
+
+_PCT_SPLIT = re.compile(r"(%[0-9a-fA-F]{2})").split
+_PCT_FULL = re.compile(r"%[0-9a-fA-F]{2}").fullmatch
+_PCT_KEEP = re.compile(r"(20|7f|[0189a-fA-F][0-9a-fA-F])", re.I).search
+_PCT_DECODE = re.compile(r"%([2-7][0-9a-fA-F])").sub
+_UNSAFE_SUB = re.compile(r"[\000-\040\177-\377\042\045\074\076]").sub
+
+
+def _chr16(m: re.Match) -> str:
+    return chr(int(m.group(1), 16))
+
+
+def _chr10(m: re.Match) -> str:
+    return chr(int(m.group(1)))
+
+
+def _pct_hex(m: re.Match) -> str:
+    return f"%{ord(m.group(0)):02x}"
 
 
 def _decode_ulong_to_ip(n: int) -> str:
@@ -222,133 +288,199 @@ def _decode_ulong_to_ip(n: int) -> str:
     return ".".join(str(x) for x in b[:4])
 
 
-def uri_list_canonicalize(redirectors: list, uris: list[str], rb: Registry | None) -> list[str]:
-    """Util::uri_list_canonicalize."""
+_WS = " \t\n\r\f\v"                     # Perl's (and re.A's) \s
+_SKIP_RE = re.compile(r"[#?&]|/(?!/)").match
+_MAILTO_RE = re.compile(r"mailto:", re.I).match
+_AT_RE = re.compile(r"[^:]*@").match
+_M_Q = re.compile(r"^([^@]+@[^?]+)\?", re.S).match
+_M_AMP = re.compile(r"^([^@]+@[^?&]+)&", re.S).match
+_M_20 = re.compile(r"^(?:mailto:)?(?:%20)*([^@]+@[^?&%]+)", re.S).match
+_M_ANGLE = re.compile(r"^[^?&]*<([^@>]+@[^>]+)>", re.S).match
+_HTTP_SLASHES = re.compile(r"^(https?:)/{0,2}", re.I).match
+_PCT_ANY = re.compile(r"%[0-9a-fA-F]{2}").search
+_HAS_SCHEME = re.compile(r"[-_a-z0-9]+:", re.I).match
+_HOST_QUERY = re.compile(r"^(https?://[^/?#]+)([?#])", re.I).match
+_ENT_DEC = re.compile(r"&#0*(3[3-9]|[4-9]\d|1[01]\d|12[0-6]);").sub
+_ENT_HEX = re.compile(r"&#x0*(2[1-9]|[3-6][a-fA-F0-9]|7[0-9a-eA-E]);").sub
+_ENT_DOT = re.compile(r"&#(?:x2e|12290|x3002|65294|xff0e|65377|xff61);", re.I).sub
+_HTTP_URL = re.compile(r"^(https?://)([^@/?#]*@)?([^/?#:]+)((?::(\d*))?.*)$", re.I | re.S).match
+_PORT80 = re.compile(r"^:80\b").subn
+_PORT443 = re.compile(r"^:443\b").subn
+_CTL_SUB = re.compile(r"[\x00-\x20]").sub
+_PLAIN = re.compile(r"[\x21-\x7e]*\Z").match
+_EMBEDDED = re.compile(r"(https?:/{0,2}[^&#]+)", re.I | re.S).search
+_HOST_USER = re.compile(r"^[^@]+@", re.S).sub
+_HOST_TAIL = re.compile(r"[^0-9A-Za-z]+$").sub
+_DOTTED_NUM = re.compile(r"^((?:0x[0-9a-f]+|\d+)\.)((?:0x[0-9a-f]+|\d+)\.)((?:0x[0-9a-f]+|\d+)\.)"
+                         r"(0x[0-9a-f]+|\d+)$", re.I).match
+_OCT_HEX = re.compile(r"^0x([0-9a-f]+)", re.I).sub
+_OCT_OCT = re.compile(r"^0+([1-3][0-7]{0,2}|[4-7][0-7]?)\b").sub
+_OCT_ZEROS = re.compile(r"^0+").sub
+_HEX_HOST = re.compile(r"^0x[0-9a-f]+$", re.I).match
+_HEX_TAIL = re.compile(r"^0x[0-9a-f]*?([0-9a-f]{1,8})$", re.I).match
+_DEC_HOST = re.compile(r"^[0-9]+$").match
+_BARE_NAME = re.compile(r"^(?:www\.)?([^.]+)$", re.S).match
+
+
+def _int8(m: re.Match) -> str:
+    return str(int(m.group(1), 8))
+
+
+def uri_list_canonicalize(redirectors: list, uris: list[str], rb: Registry | None,
+                          redirector_set=None) -> list[str]:
+    """Util::uri_list_canonicalize.  redirector_set: a PatternSet of the
+    redirectors (only a shortcut: the ones it rules out cannot match)."""
     uris = list(uris)
     nuris: list[str] = []
     i = 0
     while i < len(uris):
         uri = uris[i]
-        uri = uri.replace("\n", "")
-        uri = re.sub(r"^\s+", "", uri)
-        uri = re.sub(r"\s+$", "", uri)
-        uri = uri.replace("\r", "")
+        if "\n" in uri:
+            uri = uri.replace("\n", "")
+        uri = uri.strip(_WS)
+        if "\r" in uri:
+            uri = uri.replace("\r", "")
         uris[i] = uri
         i += 1
-        if len(uri) <= 1 or re.match(r"^(?:[#?&]|/(?!/))", uri):
+        if len(uri) <= 1 or uri[0] in "#?&" or (uri[0] == "/" and uri[1] != "/"):
             continue
         nuri = uri
-        if re.match(r"^mailto:", nuri, re.I) or re.match(r"^[^:]*@", nuri):
-            m = re.match(r"^([^@]+@[^?]+)\?", nuri, re.S)
+        if "@" in nuri and (_MAILTO_RE(nuri) is not None or _AT_RE(nuri) is not None):
+            m = _M_Q(nuri)
             if m:
                 nuris.append(m.group(1))
-            m = re.match(r"^([^@]+@[^?&]+)&", nuri, re.S)
+            m = _M_AMP(nuri)
             if m:
                 nuris.append(m.group(1))
             if "%20" in nuri:
-                m = re.match(r"^(?:mailto:)?(?:%20)*([^@]+@[^?&%]+)", nuri, re.S)
+                m = _M_20(nuri)
                 if m:
                     nuris.append("mailto:" + m.group(1))
-            m = re.match(r"^[^?&]*<([^@>]+@[^>]+)>", nuri, re.S)
+            m = _M_ANGLE(nuri)
             if m:
                 nuris.append("mailto:" + m.group(1))
             continue
-        nuri = nuri.replace("\\", "/")
-        nuri = re.sub(r"^(https?:)/{0,2}", r"\1//", nuri, count=1, flags=re.I)
-        if re.search(r"%[0-9a-fA-F]{2}", nuri):
+        elif nuri[0] in "mM" and _MAILTO_RE(nuri) is not None:
+            continue
+        if "\\" in nuri:
+            nuri = nuri.replace("\\", "/")
+        web = nuri.startswith(("http://", "https://"))    # s/^(https?:)\/{0,2}/$1\/\// is a no-op
+        if not web and nuri[0] in "hH":
+            m = _HTTP_SLASHES(nuri)
+            if m:
+                nuri = m.group(1) + "//" + nuri[m.end():]
+        if "%" in nuri and _PCT_ANY(nuri) is not None:
             nuri = url_encode(nuri)
-        if not re.match(r"^[-_a-z0-9]+:", nuri, re.I):
+        if not (web or _HAS_SCHEME(nuri) is not None):
             nuri = ("ftp://" if nuri.startswith("ftp.") else "http://") + nuri
-        nuri = re.sub(r"^(https?://[^/?#]+)([?#])", r"\1/\2", nuri, count=1, flags=re.I)
-        nuri = re.sub(r"&#0*(3[3-9]|[4-9]\d|1[01]\d|12[0-6]);", lambda m: chr(int(m.group(1))), nuri)
-        nuri = re.sub(r"&#x0*(2[1-9]|[3-6][a-fA-F0-9]|7[0-9a-eA-E]);",
-                      lambda m: chr(int(m.group(1), 16)), nuri)
-        nuri = re.sub(r"&#(?:x2e|12290|x3002|65294|xff0e|65377|xff61);", ".", nuri, flags=re.I)
+        if "?" in nuri or "#" in nuri:
+            m = _HOST_QUERY(nuri)
+            if m:
+                nuri = m.group(1) + "/" + m.group(2) + nuri[m.end():]
+        if "&#" in nuri:
+            nuri = _ENT_DEC(_chr10, nuri)
+            nuri = _ENT_HEX(_chr16, nuri)
+            nuri = _ENT_DOT(".", nuri)
         if nuri != uri:
             nuris.append(nuri)
-        m = re.match(r"^(https?://)([^@/?#]*@)?([^/?#:]+)((?::(\d*))?.*)$", nuri, re.I | re.S)
+        m = _HTTP_URL(nuri)
         if not m:
             continue
-        proto, host, rest = m.group(1), m.group(3), m.group(4)
-        auth = m.group(2) or ""
-        port = m.group(5) if m.group(5) is not None else ""
+        proto, auth, host, rest, port = m.groups()
+        if auth is None:
+            auth = ""
+        if port is None:
+            port = ""
         rest_noport = None
         if port == "":
             port = "80" if proto == "http://" else "443"
         else:
             rest_noport = rest
-            if proto == "http://":
-                rn = re.sub(r"^:80\b", "", rest_noport, count=1)
-                if rn != rest_noport:
-                    rest_noport = rn
-                    nuris.append(proto + host + rest_noport)
-            else:
-                rn = re.sub(r"^:443\b", "", rest_noport, count=1)
-                if rn != rest_noport:
-                    rest_noport = rn
-                    nuris.append(proto + host + rest_noport)
+            rn, k = (_PORT80 if proto == "http://" else _PORT443)("", rest_noport, 1)
+            if k:
+                rest_noport = rn
+                nuris.append(proto + host + rest_noport)
         nhost = idn_to_ascii(host)
         if nhost != host.lower():
             nuris.append(proto + nhost + rest)
             if rest_noport:
                 nuris.append(proto + nhost + rest_noport)
             host = nhost
-        stripped = re.sub(r"[\x00-\x20]", "", host)
+        stripped = host if _PLAIN(host) is not None else _CTL_SUB("", host)
         if stripped != host:
             host = stripped
             nuris.append(proto + host + rest)
         found = False
         target = proto + host + rest
-        for rx in redirectors:
-            sp = rx.spans(target.encode("latin-1", "replace"), 2)
-            if sp is not None:
-                s, e = sp[1]
-                if s < 0:
-                    continue
-                cap = target[s:e]
-                if "." not in cap:
-                    continue
-                uris.append(cap)
-                found = True
-                break
-        if not found:
-            m2 = re.search(r"(https?:/{0,2}[^&#]+)", rest, re.I | re.S)
+        if redirectors:
+            tb = target.encode("latin-1", "replace")
+            cands = redirectors if redirector_set is None else _candidates(redirector_set, tb)
+            for rx in cands:
+                sp = rx.spans(tb, 2)
+                if sp is not None:
+                    s, e = sp[1]
+                    if s < 0:
+                        continue
+                    cap = target[s:e]
+                    if "." not in cap:
+                        continue
+                    uris.append(cap)
+                    found = True
+                    break
+        if not found and ":" in rest:
+            m2 = _EMBEDDED(rest)
             if m2 and "." in m2.group(1):
                 uris.append(m2.group(1))
-        h2 = re.sub(r"^[^@]+@", "", host, flags=re.S)
-        if h2 != host:
-            host = h2
-            nuris.append(proto + host + rest)
-        h2 = re.sub(r"[^0-9A-Za-z]+$", "", host)
-        if h2 != host:
-            host = h2
-            nuris.append(proto + host + rest)
-        m3 = re.match(r"^((?:0x[0-9a-f]+|\d+)\.)((?:0x[0-9a-f]+|\d+)\.)((?:0x[0-9a-f]+|\d+)\.)(0x[0-9a-f]+|\d+)$",
-                      host, re.I | re.A)
+        if "@" in host:
+            h2 = _HOST_USER("", host, 1)
+            if h2 != host:
+                host = h2
+                nuris.append(proto + host + rest)
+        last = host[-1:]
+        if not ("0" <= last <= "9" or "a" <= last <= "z" or "A" <= last <= "Z"):
+            h2 = _HOST_TAIL("", host, 1)
+            if h2 != host:
+                host = h2
+                nuris.append(proto + host + rest)
+        numeric = "0" <= host[:1] <= "9"      # all three numeric forms start with a digit
+        m3 = _DOTTED_NUM(host) if numeric else None
         if m3:
             chunks = []
             for octet in m3.groups():
-                octet = re.sub(r"^0x([0-9a-f]+)", lambda mm: str(int(mm.group(1), 16)), octet,
-                               flags=re.I)
-                octet = re.sub(r"^0+([1-3][0-7]{0,2}|[4-7][0-7]?)\b",
-                               lambda mm: str(int(mm.group(1), 8)), octet, flags=re.A)
-                octet = re.sub(r"^0+", "", octet)
+                octet = _OCT_HEX(_int16, octet, 1)
+                octet = _OCT_OCT(_int8, octet, 1)
+                octet = _OCT_ZEROS("", octet, 1)
                 chunks.append(octet)
             nuris.append(proto + "".join(chunks) + rest)
-        elif re.match(r"^0x[0-9a-f]+$", host, re.I):
-            mm = re.match(r"^0x[0-9a-f]*?([0-9a-f]{1,8})$", host, re.I)
+        elif numeric and _HEX_HOST(host):
+            mm = _HEX_TAIL(host)
             n = int(mm.group(1), 16)
             nuris.append(proto + _decode_ulong_to_ip(n) + rest)
-        elif re.match(r"^[0-9]+$", host, re.A):
+        elif numeric and _DEC_HOST(host):
             nuris.append(proto + _decode_ulong_to_ip(int(host)) + rest)
         elif proto == "http://" and auth == "" and nhost != "localhost" and port == "80":
-            mm = re.match(r"^(?:www\.)?([^.]+)$", nhost, re.S)
+            mm = _BARE_NAME(nhost) if ("." not in nhost or nhost.startswith("www.")) else None
             if mm and not (rb is not None and rb.is_domain_valid(nhost)):
                 nuris.append(proto + "www." + mm.group(1) + ".com" + rest)
-    seen: dict[str, None] = {}
-    for u in uris + nuris:
-        seen.setdefault(u, None)
+    seen: dict[str, None] = dict.fromkeys(uris)
+    seen.update(dict.fromkeys(nuris))
     return list(seen)
+
+
+def _int16(m: re.Match) -> str:
+    return str(int(m.group(1), 16))
+
+
+def _candidates(pset, data: bytes) -> list:
+    """The redirectors that may match data, in their order."""
+    hits = pset.scan(data)
+    pats = pset.patterns
+    if hits is None:
+        return pats
+    hits |= pset.always
+    if not hits:
+        return []
+    return [pats[i] for i in sorted(hits)]
 
 
 class UriExtractor:
@@ -357,6 +489,15 @@ class UriExtractor:
     def __init__(self, rb: Registry, redirectors: list):
         self.rb = rb
         self.redirectors = redirectors
+        self._canon_memo: dict[str, tuple] = {}
+        # one Hyperscan scan rules out the redirectors that cannot match
+        self.redirector_set = None
+        if len(redirectors) > 1:
+            try:
+                from postier.maps.patterns import PatternSet
+                self.redirector_set = PatternSet(redirectors)
+            except Exception:  # noqa: BLE001 - no shortcut then; every pattern is tried
+                self.redirector_set = None
         start = "><\"'`,{[(|\\s\x1b\xa0"
         end = "><\"`}\\]{[|\\s\x1b\xa0"
         end_email = end + ",(\'\x80-\xff"
@@ -384,74 +525,108 @@ class UriExtractor:
         except Exception:  # noqa: BLE001 - pyre2 raises several types; then no shortcut
             self.maybe = None
 
+    def _matches(self, lines: list[bytes]):
+        """The matches of self.re in each line, as re.finditer finds them.
+
+        Every match contains a hit of self.maybe (a scheme, www./ftp.,
+        mailto:, an @, or a dot and a TLD), at most _BEFORE_HIT characters
+        after the match start and with no space in between (the mail and
+        bare-host forms take no spaces).  So the search for the next match
+        starts at the first hit at or after the end of the previous one, less
+        that distance, and after the last space before it: no match can
+        start earlier, and the search sees the whole line for \\b and the
+        look-behinds, as finditer does."""
+        maybe = self.maybe
+        if maybe is None:
+            finditer = self.re.finditer
+            for line in lines:
+                yield from finditer(line.decode("latin-1"))
+            return
+        search = self.re.search
+        for line in lines:
+            t = maybe.search(line)
+            if t is None:
+                continue
+            s = line.decode("latin-1")
+            end = 0
+            while True:
+                hit = t.start()
+                pos = hit - _BEFORE_HIT
+                if pos < end:
+                    pos = end
+                sp = s.rfind(" ", pos, hit)
+                if sp >= 0:
+                    pos = sp + 1
+                m = search(s, pos)
+                if m is None:
+                    break
+                yield m
+                end = m.end()
+                t = maybe.search(line, end)
+                if t is None:
+                    break
+
     def text_uris(self, lines: list[bytes]) -> list[tuple[str, dict]]:
         """(_process_text_uri_list) URIs linkified from the rendered text."""
         out = []
         seen: set[str] = set()
-        maybe = self.maybe
-        for line in lines:
-            if maybe is not None and maybe.search(line) is None:
+        for m in self._matches(lines):
+            g1, g2, g3, schost = m.groups()
+            raw = g1 or g2 or g3
+            if ")" in raw:
+                raw = _PAREN_TAIL(r"\1", raw, 1)
+            raw = _PUNCT_TAIL("", raw, 1)
+            if raw in seen:
                 continue
-            s = line.decode("latin-1")
-            for m in self.re.finditer(s):
-                raw = m.group(1) or m.group(2) or m.group(3)
-                schost = m.group(4)
-                rtype = "scheme" if m.group(1) is not None else "mail" if m.group(2) is not None else "schemeless"
-                raw = re.sub(r"(^[^(]*)\).*$", r"\1", raw, count=1, flags=re.S)
-                raw = re.sub(r"[-~!@#^&*()_+=:;\'?,.]*$", "", raw, count=1)
-                if raw in seen:
-                    continue
-                seen.add(raw)
-                if rtype == "mail" and "@" not in raw:
-                    continue
-                if schost is not None and not is_fqdn_valid(schost, True):
-                    continue
-                if re.match(r"^[cm]id:", raw, re.I):
-                    continue
-                if re.match(r"^\w+:/{0,2}$", raw, re.I | re.A):
-                    continue
-                types = {"parsed": 1}
-                uri = raw
-                if not re.match(r"^(?:https?|ftp|mailto):", uri, re.I):
-                    if re.match(r"^ftp\.", uri, re.I):
-                        uri = "ftp://" + uri
-                    elif re.match(r"^www\d{0,2}\.", uri, re.I):
-                        uri = "http://" + uri
-                    elif re.search(r"/.+@", uri, re.S):
-                        uri = "http://" + uri
-                    elif "@" in uri:
-                        if not re.search(r"@.+?\.", uri, re.S):
-                            continue
-                        if "&nbsp;" in uri:
-                            continue
-                        uri = re.sub(r"^(?:skype|e?-?mail)?:+", "", uri, count=1, flags=re.I)
-                        uri = "mailto:" + uri
-                    else:
-                        if "." not in uri:
-                            continue
-                        uri = "http://" + uri
-                        types["unlinked"] = 1
-                    types["schemeless"] = 1
-                if re.match(r"^mailto:", uri, re.I):
-                    if re.search(r"%[0-9a-f]{2}", uri, re.I):
-                        uri = url_encode(uri)
-                    mm = re.search(r"@([^?&>]*)", uri, re.S)
-                    if not mm:
+            seen.add(raw)
+            if g1 is None and g2 is not None and "@" not in raw:
+                continue
+            if schost is not None and not is_fqdn_valid(schost, True):
+                continue
+            if _CID(raw) is not None or _BARE_SCHEME(raw) is not None:
+                continue
+            types = {"parsed": 1}
+            uri = raw
+            if _KNOWN_SCHEME(uri) is None:
+                if _FTP_HOST(uri) is not None:
+                    uri = "ftp://" + uri
+                elif _WWW_HOST(uri) is not None:
+                    uri = "http://" + uri
+                elif "@" in uri and _SLASH_AT(uri) is not None:
+                    uri = "http://" + uri
+                elif "@" in uri:
+                    if _AT_DOT(uri) is None:
                         continue
-                    host = re.sub(r"(?:%20)+$", "", mm.group(1))
-                    if not self.rb.is_domain_valid(host):
+                    if "&nbsp;" in uri:
                         continue
-                out.append((uri, types))
+                    uri = "mailto:" + _MAIL_PREFIX("", uri, 1)
+                else:
+                    if "." not in uri:
+                        continue
+                    uri = "http://" + uri
+                    types["unlinked"] = 1
+                types["schemeless"] = 1
+            if _MAILTO_RE(uri) is not None:
+                if "%" in uri and _PCT_ANY_I(uri) is not None:
+                    uri = url_encode(uri)
+                mm = _AT_HOST(uri)
+                if not mm:
+                    continue
+                host = _PCT20_TAIL("", mm.group(1), 1)
+                if not self.rb.is_domain_valid(host):
+                    continue
+            out.append((uri, types))
         return out
 
     def detail_list(self, lines: list[bytes], html_all: list[dict]) -> dict[str, dict]:
         """get_uri_detail_list: {raw uri: {"cleaned": [...], "types": {...}, ...}}."""
         udl: dict[str, dict] = {}
+        memo: dict = {}
         for uri, types in self.text_uris(lines):
-            self.add(udl, uri, types, True)
+            self.add(udl, uri, types, True, memo)
         for html in html_all:
             for uri, info in (html.get("uri_detail") or {}).items():
-                if self.add(udl, uri, info.get("types"), False):
+                if self.add(udl, uri, info.get("types"), False, memo):
                     if info.get("anchor_text"):
                         ent = udl[uri].setdefault("anchor_text", [])
                         seen: set[str] = set()
@@ -466,21 +641,18 @@ class UriExtractor:
         """PerMsgStatus's uri_truncated: a canonical URI was cut to MAX_URI_LENGTH."""
         return any(info.get("truncated") for info in udl.values())
 
-    def add(self, udl: dict, uri: str, types: dict | None, valid_domain: bool) -> bool:
+    def add(self, udl: dict, uri: str, types: dict | None, valid_domain: bool,
+            memo: dict | None = None) -> bool:
+        """Add uri's canonical forms, domains and hosts to udl.  memo: a dict
+        kept across the calls for one message (a URI found in the text and
+        in the HTML is canonicalised once)."""
         types = types if types is not None else {"parsed": 1}
-        cleaned: dict[str, None] = {}
-        domains = {}
-        hosts = {}
-        truncated = False
-        for c in uri_list_canonicalize(self.redirectors, [uri], self.rb):
-            if len(c) > MAX_URI_LENGTH:
-                c = c[:MAX_URI_LENGTH]
-                truncated = True
-            cleaned.setdefault(c, None)
-            d = self.rb.uri_to_domain(c)
-            if d is not None:
-                domains[d[0]] = 1
-                hosts[d[1]] = d[0]
+        got = memo.get(uri) if memo is not None else None
+        if got is None:
+            got = self._canonical(uri)
+            if memo is not None:
+                memo[uri] = got
+        cleaned, domains, hosts, truncated = got
         if not cleaned:
             return False
         if valid_domain and not domains:
@@ -489,14 +661,67 @@ class UriExtractor:
         if truncated:
             ent["truncated"] = True
         if not types.get("noclean"):
-            old = ent.get("cleaned", [])
-            merged = dict.fromkeys(old)
-            merged.update(cleaned)
-            ent["cleaned"] = list(merged)
+            old = ent.get("cleaned")
+            if old:
+                merged = dict.fromkeys(old)
+                merged.update(cleaned)
+                ent["cleaned"] = list(merged)
+            else:
+                ent["cleaned"] = list(cleaned)
         ent.setdefault("domains", {}).update(domains)
         ent.setdefault("hosts", {}).update(hosts)
         ent.setdefault("types", {}).update(types)
         return True
+
+    def _canonical(self, uri: str) -> tuple[dict, dict, dict, bool]:
+        """(cleaned, domains, hosts, truncated) of uri, remembered across messages
+        (a function of uri: the registry and redirectors do not change)."""
+        memo = self._canon_memo
+        got = memo.get(uri)
+        if got is None:
+            got = self._canonicalize(uri)
+            if len(uri) <= _CANON_MEMO_URI_MAX:
+                if len(memo) >= _CANON_MEMO_MAX:
+                    memo.clear()
+                memo[uri] = got
+        return got
+
+    def _canonicalize(self, uri: str) -> tuple[dict, dict, dict, bool]:
+        cleaned: dict[str, None] = {}
+        domains: dict[str, int] = {}
+        hosts: dict[str, str] = {}
+        truncated = False
+        to_domain = self.rb.uri_to_domain
+        for c in uri_list_canonicalize(self.redirectors, [uri], self.rb, self.redirector_set):
+            if len(c) > MAX_URI_LENGTH:
+                c = c[:MAX_URI_LENGTH]
+                truncated = True
+            if c in cleaned:
+                continue
+            cleaned[c] = None
+            d = to_domain(c)
+            if d is not None:
+                domains[d[0]] = 1
+                hosts[d[1]] = d[0]
+        return cleaned, domains, hosts, truncated
+
+
+_CANON_MEMO_MAX = 4096         # URIs remembered (then forgotten all at once)
+_CANON_MEMO_URI_MAX = 1024     # longer ones are not remembered
+_BEFORE_HIT = 256        # >= the 252 characters a host or mailbox may have before its hit
+_PAREN_TAIL = re.compile(r"(^[^(]*)\).*$", re.S).sub
+_PUNCT_TAIL = re.compile(r"[-~!@#^&*()_+=:;\'?,.]*$").sub
+_CID = re.compile(r"[cm]id:", re.I).match
+_BARE_SCHEME = re.compile(r"^\w+:/{0,2}$", re.I).match
+_KNOWN_SCHEME = re.compile(r"(?:https?|ftp|mailto):", re.I).match
+_FTP_HOST = re.compile(r"ftp\.", re.I).match
+_WWW_HOST = re.compile(r"www\d{0,2}\.", re.I).match
+_SLASH_AT = re.compile(r"/.+@", re.S).search
+_AT_DOT = re.compile(r"@.+?\.", re.S).search
+_MAIL_PREFIX = re.compile(r"^(?:skype|e?-?mail)?:+", re.I).sub
+_PCT_ANY_I = re.compile(r"%[0-9a-f]{2}", re.I).search
+_AT_HOST = re.compile(r"@([^?&>]*)", re.S).search
+_PCT20_TAIL = re.compile(r"(?:%20)+$").sub
 
 
 def uri_list(udl: dict[str, dict]) -> list[str]:

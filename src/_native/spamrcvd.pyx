@@ -1,0 +1,583 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The Received-line matcher and format table (Cython; twin:
+postier._pure.spamrcvd, where the API is documented).
+
+Line.m() checks the pattern's prefix program and required literals in C
+and runs the compiled pattern only when they allow a match; Parser is the
+twin's format table with L typed as Line, so its ~40 L.m() calls per line
+are C calls.  The same results as the twin: the compile step
+(compile_entry, required_literals, prefix_program) is imported from it, and
+the format table is the same text (tests/unit/content/
+test_spam_uri_received.py compares the two).
+
+Reads no main.cf parameters.
+"""
+
+from cpython.unicode cimport PyUnicode_Find
+
+from postier._pure.spamrcvd import (  # noqa: F401 - re-exported
+    compile_entry,
+    literal_only,
+    parser_patterns,
+    prefix_program,
+    required_literals,
+)
+from postier._pure.spamrcvd import _OTHER_WS
+from postier._pure.spamrcvd import (
+    _BRACKET_IP,
+    _ENV_HEAD,
+    _ENV_STRIP,
+    _ENV_TAIL,
+    _HELO_CMD_PAT,
+    _HELO_EQ,
+    _HELO_PAT,
+    _I,
+    _IDENT_AT,
+    _IDENT_COLON,
+    _IDENT_EQ,
+    _date_floor,
+    _ws_odd,
+    _WS_RUNS,
+)
+
+
+cpdef bint literals_present(str h, tuple ordered, tuple anyof):
+    """Could a match exist in h, as far as its required literals tell?"""
+    cdef tuple alts
+    cdef str x
+    cdef Py_ssize_t pos = 0, i, n = len(h)
+    cdef bint ok
+    for alts in anyof:
+        ok = False
+        for x in alts:
+            if x in h:
+                ok = True
+                break
+        if not ok:
+            return False
+    for x in ordered:
+        i = PyUnicode_Find(h, x, pos, n, 1)
+        if i < 0:
+            return False
+        pos = i + len(x)
+    return True
+
+
+cpdef bint prefix_ok(str s, tuple prog):
+    """Could s match, as far as its prefix_program tells?"""
+    cdef Py_ssize_t pos = 0, n = len(s), e, need
+    cdef Py_UCS4 ch
+    cdef object step
+    cdef str alts
+    for step in prog:
+        if type(step) is int:
+            need = <Py_ssize_t>step
+            e = pos
+            while e < n and s[e] != u' ':
+                e += 1
+            if e >= n or e - pos < need:
+                return False
+            pos = e
+        else:
+            if pos >= n:
+                return False
+            ch = s[pos]
+            alts = <str>step
+            if ch != alts[0] and (len(alts) < 2 or ch != alts[1]):
+                return False
+            pos += 1
+    return True
+
+
+cdef class Line:
+    cdef public str s
+    cdef object _g
+    cdef object _pend
+    cdef object _lower
+    cdef int _plain
+    cdef dict _cache
+    cdef object _compile
+
+    def __init__(self, str s, dict cache, compile_fn):
+        self.s = s
+        self._g = None
+        self._pend = None
+        self._lower = None
+        self._plain = -1
+        self._cache = cache
+        self._compile = compile_fn
+
+    cdef tuple _entry(self, str pat, int flags):
+        cdef object key = (pat, flags) if flags else pat
+        cdef object e = self._cache.get(key)
+        if e is None:
+            e = self._compile(pat, flags)
+            self._cache[key] = e
+        return <tuple>e
+
+    cdef bint _may_match(self, tuple e):
+        """Do the entry's prefix program and literals allow a match in s?"""
+        cdef tuple ordered = <tuple>e[1]
+        cdef tuple anyof = <tuple>e[2]
+        cdef tuple prog = <tuple>e[4]
+        cdef str h
+        if prog:
+            if self._plain < 0:
+                self._plain = _OTHER_WS(self.s) is None
+            if self._plain and not prefix_ok(self.s, prog):
+                return False
+        if ordered or anyof:
+            if e[3]:
+                if self._lower is None:
+                    self._lower = self.s.lower()
+                h = <str>self._lower
+            else:
+                h = self.s
+            if not literals_present(h, ordered, anyof):
+                return False
+        return True
+
+    @property
+    def g(self):
+        if self._pend is not None:
+            self._g = self._pend.search(self.s)
+            self._pend = None
+        return self._g
+
+    cpdef bint m(self, str pat, int flags=0):
+        cdef tuple e = self._entry(pat, flags)
+        self._pend = None
+        if not self._may_match(e):
+            self._g = None
+            return False
+        if e[5]:
+            self._pend = e[0]
+            return True
+        self._g = e[0].search(self.s)
+        return self._g is not None
+
+    cdef int _set_s(self, str s) except -1:
+        if self._pend is not None:      # g belongs to the line before the change
+            self._g = self._pend.search(self.s)
+            self._pend = None
+        self.s = s
+        self._lower = None
+        self._plain = -1
+        return 0
+
+    cpdef bint sub(self, str pat, str repl, int flags=0):
+        cdef tuple e = self._entry(pat, flags)
+        if not self._may_match(e):
+            return False
+        new, n = e[0].subn(repl, self.s, 1)
+        if n:
+            self._set_s(new)
+        return n > 0
+
+    cpdef bint sub_from(self, str pat, str repl, Py_ssize_t pos, int flags=0):
+        """See the twin."""
+        cdef tuple e = self._entry(pat, flags)
+        if not self._may_match(e):
+            return False
+        cdef str s = self.s
+        m = e[0].search(s, pos)
+        if m is None:
+            return False
+        self._set_s(s[:m.start()] + m.expand(repl) + s[m.end():])
+        return True
+
+    def __getitem__(self, int i):
+        if self._pend is not None:
+            self._g = self._pend.search(self.s)
+            self._pend = None
+        g = self._g
+        return g.group(i) if g is not None else None
+
+
+class _Enough(Exception):
+    pass
+
+
+cdef class Parser:
+    """See postier._pure.spamrcvd.Parser."""
+    cdef public object qmail_scanner_env_from
+    cdef public bint pop_fetcher
+    cdef dict _cache
+    cdef object _compile
+
+    def __init__(self, dict cache, compile_fn):
+        self.qmail_scanner_env_from = None
+        self.pop_fetcher = False
+        self._cache = cache
+        self._compile = compile_fn
+
+    # --- parser: the same text as in postier/_pure/spamrcvd.py (tests compare them) ---
+    def parse_line(self, line: str):
+        """parse_received_line: the relay's fields (a dict), 0 (not a handover: skip),
+        or None (unparseable)."""
+        s = _WS_RUNS(" ", line) if _ws_odd(line) else line       # s/\s+/ /g
+        if s.startswith(" "):
+            s = s[1:]
+        if s.endswith(" "):
+            s = s[:-1]
+        while s.endswith(";"):           # s/\s?;$// until it no longer applies
+            s = s[:-2] if s.endswith(" ;") else s[:-1]
+        cdef Line L = Line(s, self._cache, self._compile)
+        v = {"ip": "", "helo": "", "rdns": "", "by": "", "id": "", "ident": "", "envfrom": None,
+             "dns": False, "auth": ""}
+        if not L.m(r"^\(?from ", _I):
+            return 0
+        if L.m(r"\bwith local for\b"):
+            return 0
+        if L.m(r"^from (\S+) by [^\s;]+ ?;", _I) and _BRACKET_IP(L[1]) is None:
+            return 0
+        # the date: searched from _date_floor on, where the first match must start
+        L.sub_from(r"[\s;]+(?:(?:Mon|T(?:ue|hu)|Wed|Fri|S(?:at|un)), )?\d+ (?:J(?:an|u[nl])|Feb|Ma[ry]|"
+                   r"A(?:pr|ug)|Sep|Oct|Nov|Dec) \d+ \d+:\d+(?::\d+)? \S+$", "", _date_floor(L.s))
+        L.sub(r"\)by ", ") by ")
+        if L.m(r" id <?([^\s<>;]{3,})"):
+            v["id"] = L[1]
+        if L.m(_HELO_PAT):
+            v["helo"] = L[1]
+        elif L.m(_HELO_CMD_PAT):
+            v["helo"] = L[1]
+        if L.m(r" by (\S+)(?:[^-A-Za-z0-9\;\.]|$)"):
+            v["by"] = L[1]
+        self._auth(L, v)
+        try:
+            res = self._body(L, v)
+            if res is not True:
+                return res
+        except _Enough:
+            pass
+        return v
+
+    def _auth(self, Line L, dict v):
+        if L.m(r" by ") and L.m(r" with ((?:ES|L|UTF8S|UTF8L)MTPS?A|ASMTP|HTTP[SU]?)(?: |;|$)", _I):
+            v["auth"] = L[1]
+        elif L.m(r" by mx\.google\.com with ESMTPS id [a-z0-9]{1,4}sm[0-9]{2,9}[a-z]{3}\.[0-9]{1,3}\.[0-9]{4}\.(?:[0-6][0-9]\.){4}[0-6][0-9]") \
+                and L.m(r"\(version=([^ ]+) cipher=([^\)]+)\)"):
+            v["auth"] = "GMail - transport=" + L[1] + " cipher=" + L[2]
+        elif L.m(r"^from .*?(?:\]\)|\)\]) \(AUTH: (LOGIN|PLAIN|DIGEST-MD5|CRAM-MD5) \S+(?:, .*?)?\) by "):
+            v["auth"] = L[1]
+        elif L.m(r"authenticated") and L.m(r"^from .*?(?:\](?: \([^)]*\))?\)|\)\]) .*?\(.*?authenticated.*?\).*? by"):
+            v["auth"] = "Sendmail"
+        elif L.m(r"from \S* \((?:HELO|EHLO) (\S*)\) \[(${IP})\] by (mail\.gmx\.(?:net|com)) \([^\)]+\) with ((?:ESMTP|SMTP))"):
+            v["auth"] = f"GMX ({L[4]} / {L[3]})"
+        elif L.m(r" \(authenticated as ") and L.m(r"\) by .+ \(\d{1,2}\.\d\.\d{3}(?:\.\d{1,3})?\) \(authenticated as .+\) id "):
+            v["auth"] = "CriticalPath"
+        elif L.m(r"\) \(Authenticated sender: \S+\) by \S+ \(([^\)]+)\) with "):
+            v["auth"] = L[1] if L[1] == "Postfix" else f"Postfix ({L[1]})"
+        elif L.m(r"CommuniGate Pro (HTTP|SMTP|XIMSS|IMAP)") and L.m(r" \(account "):
+            v["auth"] = "Communigate"
+        elif L.m(r" with Microsoft Exchange Server HTTP-DAV\b"):
+            v["auth"] = "HTTP-DAV"
+        elif L.m(r" by ") and L.m(r" \(via (HTTP.?)\)(?: |;|$)", _I):
+            v["auth"] = L[1]
+
+    def _set(self, v: dict, **kw) -> None:
+        v.update(kw)
+        raise _Enough
+
+    def _body(self, Line L, dict v):
+        """The format table; raises _Enough when a format matched, returns 0
+        to skip the line, None when it cannot be parsed, True to go on."""
+        S = self._set
+        if L.sub(r"^from ", ""):
+            if L.m(r"(?:return-path:? |envelope-(?:sender|from)[ =])(\S+)\b", _I):
+                v["envfrom"] = L[1]
+            if L.m(r" \((?:SquirrelMail|NaSMail) authenticated user "):
+                if L.m(r"(${IP})\b(?![.-]).{10,80}by (\S+) with HTTP"):
+                    S(v, ip=L[1], by=L[2])
+            if L.m(r"aol\.com") and L.m(r"with HTTP \(WebMailUI\)"):
+                if L.m(r"(${IP}) by (\S+) \(${IP}\) with HTTP \(WebMailUI\)"):
+                    S(v, ip=L[1], by=L[2])
+            if L.m(r" SMTPSVC"):
+                if L.m(r"^(\S*) \(\[(${IP})\][^\)]{0,40}\) by (\S+) with Microsoft SMTPSVC"):
+                    S(v, helo=L[1], ip=L[2], by=L[3])
+                if L.m(r"^mail pickup service by (\S+) with Microsoft SMTPSVC$"):
+                    return 0
+            elif L.m(r" with (?:Microsoft SMTP Server|mapi id) (?:\([^\)]+\) )?\d+\.\d+\.\d+\.\d+(?:$| )"):
+                if L.m(r"^(\S+) \(\[?(${IP})(?:%[A-Z0-9._~-]*)?\]?\) by (\S+) "):
+                    S(v, helo=L[1], ip=L[2], by=L[3], id="")
+            elif L.m(r"\[XMail "):
+                if L.m(r"^(\S+) \((\[?${IP}\]?)(?::\d+)\) by (\S+)(?: \(\S+\))? with \[XMail"):
+                    helo, ip, by = L[1], L[2], L[3]
+                    if L.m(r" id <(\S+)>"):
+                        v["id"] = L[1]
+                    if L.m(r" from <(\S+)>"):
+                        v["envfrom"] = L[1]
+                    S(v, helo=helo, ip=ip, by=by)
+            elif L.m(r"\(ecelerity\b"):
+                if L.m(r"^\(\[(${IP}):\d+\] helo=(\S+)\) by (\S+) "):
+                    S(v, ip=L[1], helo=L[2], by=L[3])
+                if L.m(r"^\S+ \(\[(${IP}):\d+\]\) by (\S+) "):
+                    S(v, ip=L[1], by=L[2])
+            elif L.m(r"Exim"):
+                if L.m(r"\bwith local(?:-\S+)? "):
+                    return 0
+                if L.m(r"^\[(${IP})\] \((.*?)\) by (\S+) "):
+                    ip, sub, by = L[1], L[2], L[3]
+                    m = _HELO_EQ(sub)
+                    if m:
+                        v["helo"] = m.group(1)
+                        sub = sub[:m.start()] + sub[m.end():]
+                    m = _IDENT_EQ(sub)
+                    if m:
+                        v["ident"] = m.group(1)
+                    S(v, ip=ip, by=by)
+                if L.m(r"^(\S+) \(\[(${IP})\](.*?)\) by (\S+) "):
+                    rdns, ip, sub, by = L[1], L[2], L[3], L[4]
+                    v["helo"] = rdns
+                    m = _HELO_EQ(sub)
+                    if m:
+                        v["helo"] = m.group(1)
+                        sub = sub[:m.start()] + sub[m.end():]
+                    m = _IDENT_EQ(sub)
+                    if m:
+                        v["ident"] = m.group(1)
+                    S(v, rdns=rdns, ip=ip, by=by)
+                if L.m(r"^(\S+) \[(${IP})\](:\d+)? by (\S+) "):
+                    S(v, rdns=L[1], ip=L[2], helo=L[1], by=L[4])
+                if L.m(r"^(\S+) "):
+                    v["rdns"] = L[1]
+                if L.m(r" \((\S+)\) "):
+                    v["helo"] = L[1]
+                if L.m(r" \[(${IP})(?:\.\d+)?\] "):
+                    v["ip"] = L[1]
+                if L.m(r"by (\S+) "):
+                    v["by"] = L[1]
+                    if v["ip"]:
+                        raise _Enough
+            elif L.m(r" \(Postfix\) with"):
+                if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) by (\S+) "):
+                    S(v, dns=True, helo=L[1], rdns="" if L[2] == "unknown" else L[2], ip=L[3], by=L[4])
+                if L.m(r"^(\S+) \((\S+)\[(${IP})\]\) by (\S+) "):
+                    S(v, dns=True, helo=L[1], rdns="" if L[2] == "unknown" else L[2], ip=L[3], by=L[4])
+            elif L.m(r"\(Scalix SMTP Relay"):
+                if L.m(r"^(\S+) \( ?(${IP})\) by (\S+)"):
+                    S(v, helo=L[1], ip=L[2], by=L[3])
+            elif L.m(r" \(Lotus Domino "):
+                if L.m(r"^(\S+) \(\[(${IP})\]\) by (\S+) \(Lotus"):
+                    S(v, dns=False, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"\bwith HTTP\b") and L.m(r"^(${IP}) \(\[${IP}\]\) by (\S+)"):
+                S(v, ip=L[1], by=L[2])
+            if not L.m(r" by \S+ \(qmail-\S+\) with "):
+                if L.m(r"^(\S+) \((\S+) \[(${IP})\].*\) by (\S+) \("):
+                    helo, rdns, ip, by = L[1], L[2], L[3], L[4]
+                    m = _IDENT_COLON(rdns)
+                    if m:
+                        v["ident"] = m.group(1)
+                        rdns = rdns[m.end():]
+                    m = _IDENT_AT(rdns)
+                    if m:
+                        v["ident"] = m.group(1)
+                        rdns = rdns[m.end():]
+                    S(v, dns=True, helo=helo, rdns=rdns, ip=ip, by=by)
+            if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) by (\S+) with \S+ \("):
+                S(v, dns=True, rdns=L[2], ip=L[3], helo=L[1], by=L[4])
+            if L.m(r"^(\S+) \(\[(${IP})\] helo=(\S+)\) by (\S+) with "):
+                S(v, rdns=L[1], ip=L[2], helo=L[3], by=L[4])
+            if L.m(r"^(\S+) \(<unknown\S*>\[(${IP})\]\) by (\S+) "):
+                S(v, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^(\S+) \((\S+\.\S+)\[(${IP})\]\) by (\S+) "):
+                S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
+            if L.m(r"^(\S+) \((\S*)\@\[(${IP})\].*\) by (\S+) \("):
+                S(v, dns=True, helo=L[1], ip=L[3], by=L[4], ident=L[2])
+            if L.m(r"by (\S+\.hotmail\.msn\.com) "):
+                v["by"] = L[1]
+                if L.m(r"^(${IP}) "):
+                    v["ip"] = L[1]
+                raise _Enough
+            if L.m(r"^(\S+) \((?:HELO|EHLO) (\S*)\) \((${IP})\) by (\S+) \(qpsmtpd/\S+\) with (?:ESMTP|SMTP)"):
+                S(v, rdns=L[1], helo=L[2], ip=L[3], by=L[4])
+            if L.m(r"^(\S+) \(LHLO (\S*)\) \((${IP})\) by (\S+) with LMTP"):
+                S(v, rdns=L[1], helo=L[2], ip=L[3], by=L[4])
+            if L.m(r"^(\S+) \((?:HELO|EHLO) (\S*)\) \[(${IP})\] by (\S+) \([^\)]+\) with (?:ESMTP|SMTP)"):
+                S(v, rdns=L[1], helo=L[2], ip=L[3], by=L[4])
+            if L.m(r"^(\S+) \(\[(${IP})\]\) by (\S+) via smtpd \(for \S+\) with SMTP\("):
+                S(v, helo=L[1], ip=L[2], by=L[3])
+            # SpamAssassin's `by \S+( \(.+\))* with` written `by \S+(?: \(.+\))? with`: the
+            # same strings (one " (.+)" takes in any more), without the exponential
+            # backtracking, and with a look-ahead that fails fast on most lines (the
+            # character before SMTP/QMQP is a space); only whether it matches is used
+            if L.m(r"^(?=.* (?:SMTP|QMQP)(?! id ))\S+(?: \((?:HELO|EHLO) \S*\))? \((?:\S+\@)?\[?${IP}\]?\)(?: \(envelope-sender <\S+>\))? by \S+(?: \(.+\))? with (?:.* )?(?:SMTP|QMQP)(?! id )"):
+                if L.m(r"^(\S+) \((?:HELO|EHLO) ([^ \(\)]*)\) \((\S*)\@\[?(${IP})\]?\)( \(envelope-sender <\S+>\))? by (\S+)"):
+                    v.update(rdns=L[1], helo=L[2], ident=L[3], ip=L[4], by=L[6])
+                elif L.m(r"^(\S+) \((?:HELO|EHLO) ([^ \(\)]*)\) \(\[?(${IP})\]?\)( \(envelope-sender <\S+>\))? by (\S+)"):
+                    v.update(rdns=L[1], helo=L[2], ip=L[3], by=L[5])
+                elif L.m(r"^(\S+) \((\S*)\@\[?(${IP})\]?\)( \(envelope-sender <\S+>\))? by (\S+)"):
+                    v.update(helo=L[1], rdns=L[1], ident=L[2], ip=L[3], by=L[5])
+                elif L.m(r"^(\S+) \(\[?(${IP})\]?\)( \(envelope-sender <\S+>\))? by (\S+)"):
+                    v.update(helo=L[1], rdns=L[1], ip=L[2], by=L[4])
+                if v["rdns"] != "unknown":
+                    v["dns"] = True
+                else:
+                    v["rdns"] = ""
+                raise _Enough
+            if L.m(r" via HTTP$") and L.m(r"^\[(${IP})\] by (\S+) via HTTP$"):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r"^(\S+) \( \[(${IP})\]\).*? by (\S+) "):
+                S(v, ip=L[2], by=L[3])
+            if L.m(r"^\((\S+) \[(${IP})\]\) by (\S+) "):
+                S(v, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^\[(${IP})\] by (\S+) "):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r"^\(\[?(${IP})\]?\) by (\S+) "):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r"^(\S+) \[(${IP})\] by (\S+) \[${IP}\] with "):
+                S(v, dns=True, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^(\S+) \[\((${IP})\)\] by (\S+) \(${IP}\) "):
+                S(v, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^(\S+) \(\[(${IP})\]\) by (\S+) \("):
+                S(v, dns=True, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^(\S+) \((\S+) \[(${IP})\]\).*? by (\S+)\b"):
+                if L[2] == "softdnserr":
+                    v["dns"] = False
+                else:
+                    v["dns"] = True
+                    v["rdns"] = L[2]
+                S(v, helo=L[1], ip=L[3], by=L[4])
+            if L.m(r"^(\S+) \(\[(${IP})(?:[.:]\d+)?\]\).*? by (\S+) "):
+                S(v, dns=True, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^(\S+) \((\S+) \[(${IP})\]\)(?: \(authenticated bits=\d+\))? by (\S+) \("):
+                S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
+            if L.m(r"with (?:POP3|IMAP)"):
+                self.pop_fetcher = True
+                return 0
+            if L.m(r"^(\S+) \((?:HELO|EHLO) ([^\)]*)\) \((\S*@)?\[?(${IP})\]?\).* by (\S+) "):
+                ident = L[3] if L[3] is not None else ""
+                S(v, dns=True, rdns=L[1], helo=L[2], ident=ident[:-1] if ident.endswith("@") else ident,
+                  ip=L[4], by=L[5])
+            if L.m(r"^(\S+) \((\S*@)?\[?(${IP})\]?\).* by (\S+) "):
+                ident = L[2] if L[2] is not None else ""
+                S(v, dns=True, rdns=L[1], helo=L[1], ident=ident[:-1] if ident.endswith("@") else ident,
+                  ip=L[3], by=L[4])
+            if L.m(r" with http for ") and L.m(r"^\[(${IP})\] by (\S+) with http for "):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r" via smap ") and L.m(r"^(\S+)\((${IP})\) by (\S+) via smap "):
+                S(v, dns=True, rdns=L[1], ip=L[2], by=L[3])
+            if L.m(r"^(\S+)\((${IP}), (?:HELO|EHLO) (\S*)\) by (\S+) via smap "):
+                S(v, dns=True, rdns=L[1], ip=L[2], helo=L[3], by=L[4])
+            if L.m(r" \(Post") and L.m(r"^\[(${IP})\] by (\S+) \(Post"):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r" \(ArGoSoft") and L.m(r"^\[(${IP})\] by (\S+) \(ArGoSoft"):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r"^(${IP}) by (\S+) \((?:SMTPL|InterScan)\b"):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r" with BSMTP") and L.m(r"^\S+ by \S+ with BSMTP"):
+                return 0
+            if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) by (\S+) with "):
+                S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
+            if L.m(r"^(\S+) \((?:HELO|EHLO) (\S*)\) \((?:(\S+)\@)?(${IP}).*?\) by (\S+) with "):
+                if L[3] is not None:
+                    v["ident"] = L[3]
+                S(v, dns=True, rdns=L[1], helo=L[2], ip=L[4], by=L[5])
+            if L.m(r"^\[(${IP})\] \((?:account \S+ )?(?:HELO|EHLO) (\S*)\) by (\S+) \("):
+                S(v, ip=L[1], helo=L[2], by=L[3])
+            if L.m(r" \(CommuniGate Pro") and L.m(r"^(\S+) \(\[(${IP})\] verified\) by (\S+) \("):
+                S(v, dns=True, rdns=L[1], helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^\(\[(${IP})\]\) by (\S+) with "):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r"^([^\d]\S+) \((${IP})\) by (\S+) "):
+                S(v, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^\S+ \(\S+\) by \S+ \(Content Technologies "):
+                return 0
+            if L.m(r"^(\S+) \(\[(${IP})\] \[(\S+)\]\) by (\S+) with "):
+                S(v, helo=L[1], ip=L[2], by=L[4])
+            if L.m(r"^(${IP}) by (\S+) with "):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r"^(\S+) \((\S+)\[(${IP})\]\) by (\S+) "):
+                S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
+            if L.m(r"^\[(${IP})\]\S+ \((?:HELO|EHLO) (\S*)\) by (\S+) "):
+                S(v, ip=L[1], helo=L[2], by=L[3])
+            if L.m(r"^(${IP}) \((?:HELO|EHLO) (\S*)\) by (\S+) "):
+                S(v, ip=L[1], helo=L[2], by=L[3])
+            if L.m(r"^(\S+) \[(${IP})\] by (\S+) "):
+                S(v, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^(\S+)\((${IP})\) by (\S+) "):
+                S(v, rdns=L[1], ip=L[2], by=L[3])
+            if L.m(r"^\[(${IP})\] by (\S+) \(MailGate "):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r"^(\S+) \(unverified \[(${IP})\]\) by (\S+) "):
+                S(v, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^(${IP}) \([A-Za-z][^\)]+\) by (\S+) with "):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r"^\[(${IP})\] \(([^\)]+)\) by (\S+) "):
+                ip, sub, by = L[1], L[2], L[3]
+                m = _HELO_EQ(sub)
+                if m:
+                    v["helo"] = m.group(1)
+                    sub = sub[:m.start()] + sub[m.end():]
+                m = _IDENT_EQ(sub)
+                if m:
+                    v["ident"] = m.group(1)
+                S(v, ip=ip, by=by)
+            if L.m(r"^(\S+) \((?:\S+\@)?(${IP})\) by (\S+) with "):
+                S(v, rdns=L[1], ip=L[2], by=L[3])
+            if L.m(r"^(\S+)\((${IP})\)(?:, claiming to be \"(\S+)\")? via \S+ by (\S+),"):
+                v.update(rdns=L[1], ip=L[2], helo=L[3] if L[3] is not None else "", by=L[4])
+                if L[1] != "UNKNOWN":
+                    v["dns"] = True
+                raise _Enough
+            if L.m(r"^(\S+) \((\S+)@(${IP}) with login\) by (\S+\.yahoo\.com) with SMTP"):
+                S(v, helo=L[1], ip=L[3], by=L[4])
+            if L.m(r"^X-Originating-IP: (${IP})$"):
+                S(v, ip=L[1], by="")
+            # stuff to ignore
+            for pat in (r"^\S+ \([^\s\@]+\@${LOCALHOST}\) by \S+ \(",
+                        r"^\S+ \S+ by \S+ with local-e?smtp ",
+                        r"^127\.0\.0\.1 \(AVG SMTP \S+ \[\S+\]\)",
+                        r"^\S+\@\S+ by \S+ by uid \S+ ",
+                        r"^\S+\@\S+ by \S+ ",
+                        r"^Unknown/Local \(",
+                        r"^${LOCALHOST} \((?:\S+\@)?${LOCALHOST}[\)\[]",
+                        r"^\S+ \((?:\S+\@)?${LOCALHOST}\) ",
+                        r"^\S+ \(\S+\@\S+ \[${LOCALHOST}\]\) ",
+                        r"^\(AUTH: \S+\) by \S+ with ",
+                        r"^localhost \(localhost \[\[UNIX: localhost\]\]\) by ",
+                        r"^\S+\.amazon\.com by \S+\.amazon\.com with ESMTP \(peer crosscheck: ",
+                        r"^[^\.]+ by \S+ with Novell_GroupWise",
+                        r"^no\.name\.available by \S+ via smtpd \(for "):
+                if L.m(pat):
+                    return 0
+            if L.m(r"^\S+ by \S+ \(.{0,100}\) with qmail-scanner"):
+                env = v["envfrom"]
+                if env is not None:
+                    env = _ENV_HEAD("", env, 1)
+                    env = _ENV_TAIL("", env)
+                    env = _ENV_STRIP("!", env)
+                self.qmail_scanner_env_from = env
+                return 0
+            for pat in (r"^\S+ by \S+ with local",
+                        r"^\S+ \(\[unix socket\]\) by \S+ \(Cyrus v[0-9]*?\.[0-9]*?\.[0-9]*?\) with LMTPA",
+                        r"^\S+ by \S+ (?:with|via|for|\()",
+                        r"^\S+ (?:(?:with|via|for) \S+|\(unverified\)) by\b",
+                        r"^\S+ \(unknown\) by \S+ \(SG\) with \b",
+                        r"^\S+ \(\S+ \[local\]\) by \S+ \(OpenSMTPD\) with \b",
+                        r"\(LSMTP for",
+                        r"^\(\[${LOCALHOST}\]\) with MailEnable ",
+                        r"^facebook\.com \([^\)]+\) by facebook\.com with Thrift id \S+$",
+                        r"^\S+ named \S+ by gmailapi\.google\.com with HTTPREST$",
+                        r"^\S+ id \S+$",
+                        r"^\[<.*? \(Jetsend"):
+                if L.m(pat):
+                    return 0
+            if not v["helo"] and L.m(r"^(\S+)[^-A-Za-z0-9\.]"):
+                v["helo"] = L[1]
+        elif L.sub(r"^FROM ", ""):
+            if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) BY (\S+) (?:\([^\)]+\) WITH SMTP )?ID <?(\S+?)>?(?: FOR <[^>]+>)?$"):
+                S(v, dns=True, helo=L[1], rdns="" if L[2] == "unverified" else L[2], ip=L[3], by=L[4], id=L[5])
+        elif L.sub(r"^\(from ", ""):
+            if L.m(r"^(\S*) \[(${IP})\]\) by (\S+) \(NAVGW .*?\) with "):
+                S(v, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^\S+\@localhost\) by \S+ "):
+                return 0
+            if L.m(r"^[^\s\@]+\@[^)]+\) by \S+\(jqueuemail\) id [^\s;]+"):
+                return 0
+        if not v["ip"] and L.m(r"\[(${IP})\]"):
+            v["ip"] = L[1]
+        if v["ip"] and v["by"]:
+            raise _Enough
+        return None
+    # --- end parser ---

@@ -1,0 +1,796 @@
+"""Pure-Python twin of postier._native.spamrcvd: the matcher and the table of
+Received-line formats behind postier.content.spam.received.
+
+    entry = compile_entry(pattern, flags, {"${IP}": IP})  # (re, ordered, anyof, icase, prefix)
+    L = Line(s, cache, compile_fn)          # cache: {pattern or (pattern, flags): entry}
+    if L.m(r"^(\\S+) \\(\\[(${IP})\\]\\) by (\\S+) "): ip = L[2]
+    L.sub(r"^from ", "")                    # first match replaced; True when replaced
+    p = Parser(cache, compile_fn)           # compile_fn(pattern, flags) -> entry
+    p.parse_line(value)     # the relay's fields (dict), 0 (skip: no handover), None (unparseable)
+    parser_patterns()       # every (pattern, flags) the table uses, to compile up front
+
+Every pattern carries what any match needs: literal strings in pattern
+order and alternatives of which one must occur (required_literals), and for
+patterns anchored at the start, a program over the first tokens of the line
+(prefix_program: `^(\\S+) \\((\\S+) \\[` needs "(" right after the first
+space, "[" right after the next).  When the line lacks them the search is
+skipped, so most of the ~40 formats tried on a line cost a substring test
+instead of a regex search.  Results are exactly those of `re.search` on the
+line.  Parser is SpamAssassin's Metadata::Received parse_received_line, the
+same text as the Cython module's (which types L as Line).
+
+Parameters read: none.
+"""
+
+from __future__ import annotations
+
+import re
+from re import _constants as _c
+from re import _parser as _p
+
+_MIN_LITERAL = 2          # shorter runs filter too little to be worth a test
+_MAX_ORDERED = 4
+
+
+def _walk(items, seq: list, anyof: list, run: list) -> None:
+    """Collect from a parsed sequence every match must go through: runs of
+    plain characters in pattern order (seq; a None marks a break in a run),
+    and for alternations the set of runs one of which must occur (anyof)."""
+    for op, av in items:
+        if op is _c.LITERAL:
+            run.append(chr(av))
+            continue
+        if run:
+            seq.append("".join(run))
+            run.clear()
+        if op is _c.AT:
+            continue                        # zero-width: runs on both sides stay in order
+        seq.append(None)
+        if op is _c.SUBPATTERN:
+            _group, add, dele, sub = av
+            if not add and not dele:
+                _walk(sub, seq, anyof, run)
+                if run:
+                    seq.append("".join(run))
+                    run.clear()
+                seq.append(None)
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
+            lo, _hi, sub = av
+            if lo >= 1:
+                _walk(sub, seq, anyof, run)
+                if run:
+                    seq.append("".join(run))
+                    run.clear()
+                seq.append(None)
+        elif op is _c.ATOMIC_GROUP:
+            _walk(av, seq, anyof, run)
+            if run:
+                seq.append("".join(run))
+                run.clear()
+            seq.append(None)
+        elif op is _c.BRANCH:
+            alts = []
+            for branch in av[1]:
+                bseq: list = []
+                brun: list = []
+                _walk(branch, bseq, [], brun)
+                if brun:
+                    bseq.append("".join(brun))
+                best = max((x for x in bseq if x and x.isascii()), key=len, default=None)
+                if best is None:
+                    alts = None
+                    break
+                alts.append(best)
+            if alts:
+                anyof.append(alts)
+
+
+def required_literals(pattern: str, flags: int = 0) -> tuple[tuple, tuple, bool]:
+    """(ordered, anyof, icase): strings every match of pattern contains.
+    ordered: found one after the other (without overlap) in this order;
+    anyof: groups of strings, one of each group present.  All ASCII and
+    lowercased when the pattern ignores case (then compare with the
+    lowercased subject)."""
+    try:
+        tree = _p.parse(pattern, flags)
+    except re.error:
+        return (), (), False
+    icase = bool(tree.state.flags & re.I)
+    seq: list = []
+    anyof: list = []
+    run: list = []
+    _walk(tree, seq, anyof, run)
+    if run:
+        seq.append("".join(run))
+
+    def norm(x: str) -> str:
+        return x.lower() if icase else x
+    ordered = [norm(x) for x in seq
+               if x is not None and len(x) >= _MIN_LITERAL and x.isascii()]
+    if len(ordered) > _MAX_ORDERED:
+        # keep the longest ones, in pattern order
+        keep = sorted(range(len(ordered)), key=lambda i: -len(ordered[i]))[:_MAX_ORDERED]
+        ordered = [ordered[i] for i in sorted(keep)]
+    groups = tuple(tuple(norm(x) for x in alts) for alts in anyof[:2])
+    return tuple(ordered), groups, icase
+
+
+def literals_present(h: str, ordered: tuple, anyof: tuple) -> bool:
+    """Could a match exist in h, as far as its required literals tell?"""
+    for alts in anyof:
+        for x in alts:
+            if x in h:
+                break
+        else:
+            return False
+    pos = 0
+    for x in ordered:
+        i = h.find(x, pos)
+        if i < 0:
+            return False
+        pos = i + len(x)
+    return True
+
+
+_NOT_SPACE = [(_c.IN, [(_c.CATEGORY, _c.CATEGORY_NOT_SPACE)])]
+
+
+def prefix_program(pattern: str, flags: int = 0) -> tuple:
+    """The start of an anchored pattern as a cheap test: a tuple of steps,
+    each a string (the next character must be one of these) or an int n
+    (a run of at least n non-spaces up to the next space, which the next
+    step matches: `(\\S+) ` can only end at the first space).  Valid for a
+    subject whose only whitespace is " " (Line checks).  () when the
+    pattern does not start that way or is not ASCII-mode."""
+    if not flags & re.A or flags & re.M:
+        return ()
+    try:
+        items = list(_p.parse(pattern, flags))
+    except re.error:
+        return ()
+    if not items or items[0] != (_c.AT, _c.AT_BEGINNING):
+        return ()
+    icase = bool(flags & re.I)
+    prog: list = []
+    i = 1
+    while i < len(items):
+        op, av = items[i]
+        if op is _c.LITERAL:
+            ch = chr(av)
+            if not ch.isascii():
+                break
+            prog.append(ch.lower() + ch.upper() if icase and ch.isalpha() else ch)
+            i += 1
+            continue
+        if op is _c.SUBPATTERN and not av[1] and not av[2] and len(av[3]) == 1:
+            op, av = av[3][0]
+        if (op in (_c.MAX_REPEAT, _c.MIN_REPEAT) and av[0] in (0, 1) and av[1] == _c.MAXREPEAT
+                and list(av[2]) == _NOT_SPACE and i + 1 < len(items)
+                and items[i + 1] == (_c.LITERAL, 32)):
+            prog.append(av[0])
+            i += 1
+            continue
+        break
+    return tuple(prog)
+
+
+def prefix_ok(s: str, prog: tuple) -> bool:
+    """Could s match, as far as its prefix_program tells?"""
+    pos = 0
+    n = len(s)
+    for step in prog:
+        if step.__class__ is int:
+            e = s.find(" ", pos)
+            if e < 0 or e - pos < step:
+                return False
+            pos = e
+        else:
+            if pos >= n or s[pos] not in step:
+                return False
+            pos += 1
+    return True
+
+
+def literal_only(pattern: str, flags: int = 0) -> bool:
+    """Is the pattern nothing but a plain ASCII string of 2 or more characters
+    (then a match is there exactly when the string is)?"""
+    try:
+        tree = _p.parse(pattern, flags)
+    except re.error:
+        return False
+    return (len(tree) >= _MIN_LITERAL and all(op is _c.LITERAL for op, _av in tree)
+            and "".join(chr(av) for _op, av in tree).isascii())
+
+
+def compile_entry(pattern: str, flags: int = 0, macros: dict | None = None) -> tuple:
+    """(compiled pattern, ordered, anyof, icase, prefix program, literal only)
+    for Line (see required_literals, prefix_program, literal_only).  macros: {"${NAME}": text} expanded
+    in pattern; each text must be one group with its own flags, "(?i:...)",
+    which the analysis skips (so it analyses a stand-in, not the long text)."""
+    analysed = pattern
+    for name, text in (macros or {}).items():
+        if name in pattern:
+            pattern = pattern.replace(name, text)
+            analysed = analysed.replace(name, "(?i:x)" if _one_group(text) else text)
+    rx = re.compile(pattern, flags)
+    ordered, anyof, icase = required_literals(analysed, rx.flags)
+    exact = len(ordered) == 1 and not anyof and literal_only(analysed, rx.flags)
+    return rx, ordered, anyof, icase, prefix_program(analysed, rx.flags), exact
+
+
+def _one_group(text: str) -> bool:
+    """Is text a single "(?i:...)" group (its parentheses balance only at the end)?"""
+    ok = _one_group_seen.get(text)
+    if ok is None:
+        ok = False
+        if text.startswith("(?i:") and text.endswith(")"):
+            try:
+                tree = _p.parse(text)
+                ok = len(tree) == 1 and tree[0][0] is _c.SUBPATTERN and tree[0][1][1] == re.I
+            except re.error:
+                ok = False
+        _one_group_seen[text] = ok
+    return ok
+
+
+_one_group_seen: dict[str, bool] = {}
+
+
+def parser_patterns() -> list[tuple[str, int]]:
+    """Every (pattern, flags) Parser.parse_line may try, read from its source
+    (to compile them all up front)."""
+    import ast
+    import inspect
+    import textwrap
+    tree = ast.parse(textwrap.dedent(inspect.getsource(Parser)))
+    env = globals()
+
+    def value(node):
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name) and node.id in env:
+            return env[node.id]
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+            return value(node.left) | value(node.right)
+        return None
+    out: dict[tuple[str, int], None] = {}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "L"
+                and node.func.attr in ("m", "sub") and node.args):
+            pat = value(node.args[0])
+            fpos = 1 if node.func.attr == "m" else 2
+            flags = value(node.args[fpos]) if len(node.args) > fpos else 0
+            if isinstance(pat, str) and isinstance(flags, int):
+                out[pat, flags] = None
+        elif isinstance(node, ast.For) and isinstance(node.iter, ast.Tuple):
+            for elt in node.iter.elts:
+                if isinstance(elt, ast.Constant) and isinstance(elt.value, str):
+                    out[elt.value, 0] = None
+    return list(out)
+
+
+_OTHER_WS = re.compile(r"[\t\n\r\f\v]").search
+
+
+class Line:
+    """A Received line being matched; m(pattern) searches it like Perl's /.../."""
+
+    __slots__ = ("s", "_g", "_pend", "_lower", "_plain", "_cache", "_compile")
+
+    def __init__(self, s: str, cache: dict, compile_fn):
+        self.s = s
+        self._g = None
+        self._pend = None           # a literal-only pattern that matched: g not yet made
+        self._lower = None
+        self._plain = None          # no whitespace but " " (prefix programs apply)
+        self._cache = cache
+        self._compile = compile_fn
+
+    def _entry(self, pat: str, flags: int):
+        key = (pat, flags) if flags else pat
+        e = self._cache.get(key)
+        if e is None:
+            e = self._cache[key] = self._compile(pat, flags)
+        return e
+
+    def _may_match(self, e: tuple) -> bool:
+        """Do the entry's prefix program and literals allow a match in s?"""
+        _rx, ordered, anyof, icase, prog, _exact = e
+        if prog:
+            plain = self._plain
+            if plain is None:
+                plain = self._plain = _OTHER_WS(self.s) is None
+            if plain and not prefix_ok(self.s, prog):
+                return False
+        if ordered or anyof:
+            if icase:
+                h = self._lower
+                if h is None:
+                    h = self._lower = self.s.lower()
+            else:
+                h = self.s
+            if not literals_present(h, ordered, anyof):
+                return False
+        return True
+
+    @property
+    def g(self):
+        """The match object of the last m() (None when it failed)."""
+        if self._pend is not None:
+            self._g = self._pend.search(self.s)
+            self._pend = None
+        return self._g
+
+    def m(self, pat: str, flags: int = 0) -> bool:
+        e = self._entry(pat, flags)
+        self._pend = None
+        if not self._may_match(e):
+            self._g = None
+            return False
+        if e[5]:                    # the literal is there: the match object when asked
+            self._pend = e[0]
+            return True
+        self._g = e[0].search(self.s)
+        return self._g is not None
+
+    def _set_s(self, s: str) -> None:
+        if self._pend is not None:  # g belongs to the line before the change
+            self._g = self._pend.search(self.s)
+            self._pend = None
+        self.s = s
+        self._lower = None
+        self._plain = None
+
+    def sub(self, pat: str, repl: str, flags: int = 0) -> bool:
+        e = self._entry(pat, flags)
+        if not self._may_match(e):
+            return False
+        new, n = e[0].subn(repl, self.s, count=1)
+        if n:
+            self._set_s(new)
+        return n > 0
+
+    def sub_from(self, pat: str, repl: str, pos: int, flags: int = 0) -> bool:
+        """sub(), for a pattern none of whose matches can start before pos
+        (the caller knows): the search starts there."""
+        e = self._entry(pat, flags)
+        if not self._may_match(e):
+            return False
+        s = self.s
+        m = e[0].search(s, pos)
+        if m is None:
+            return False
+        self._set_s(s[:m.start()] + m.expand(repl) + s[m.end():])
+        return True
+
+    def __getitem__(self, i: int):
+        g = self.g
+        return g.group(i) if g is not None else None
+
+
+# -------------------------------------------------------------- the format table
+
+_I = int(re.I)
+_BRACKET_IP = re.compile(r"^\[[\d.]+\]$", re.A).match
+_HELO_EQ = re.compile(r"helo=(\S+)", re.A).search
+_IDENT_EQ = re.compile(r"ident=(\S*)", re.A).search
+_IDENT_COLON = re.compile(r"^IDENT:([^\@]*)\@", re.A).match
+_IDENT_AT = re.compile(r"^([^\@]*)\@", re.A).match
+_ENV_HEAD = re.compile(r"^\s*<*", re.A).sub
+_ENV_TAIL = re.compile(r">*\s*$", re.A).sub
+_ENV_STRIP = re.compile(r"[\s\000\#\[\]\(\)\<\>\|]", re.A).sub
+_WS_RUNS = re.compile(r"\s+", re.A).sub
+
+
+def _ws_odd(line: str) -> bool:
+    """Would s/\\s+/ /g change line (tabs, newlines, ... or two spaces in a row)?"""
+    return ("  " in line or "\t" in line or "\n" in line or "\r" in line or "\f" in line
+            or "\v" in line)
+
+
+def _date_floor(s: str) -> int:
+    """Where a match of the date pattern ([\\s;]+ then a date of at most 5
+    spaces, to the end) can start at the earliest, in a line whose only
+    whitespace is " ": the [ ;] run around the 6th space from the end."""
+    i = len(s)
+    for _ in range(6):
+        i = s.rfind(" ", 0, i)
+        if i < 0:
+            return 0
+    while i > 0 and s[i - 1] in " ;":
+        i -= 1
+    return i
+
+
+_HC = r"-A-Za-z0-9\.\^+_&:=?!@%*\$\\\/"
+_HELO_PAT = r"\bhelo=([" + _HC + r"]+)(?:[^" + _HC + r"]|$)"
+_HELO_CMD_PAT = r"\b(?:HELO|EHLO) ([" + _HC + r"]+)(?:[^" + _HC + r"]|$)"
+
+
+class _Enough(Exception):
+    pass
+
+
+class Parser:
+    """Metadata::Received's parse_received_line over SpamAssassin's table of
+    MTA formats.  cache/compile_fn: as for Line (patterns use ${IP} and
+    ${LOCALHOST}, which compile_fn expands).  State kept between the lines
+    of one message: qmail_scanner_env_from, pop_fetcher."""
+
+    def __init__(self, cache: dict, compile_fn):
+        self.qmail_scanner_env_from = None
+        self.pop_fetcher = False
+        self._cache = cache
+        self._compile = compile_fn
+
+    # --- parser: the same text as in src/_native/spamrcvd.pyx (tests compare them) ---
+    def parse_line(self, line: str):
+        """parse_received_line: the relay's fields (a dict), 0 (not a handover: skip),
+        or None (unparseable)."""
+        s = _WS_RUNS(" ", line) if _ws_odd(line) else line       # s/\s+/ /g
+        if s.startswith(" "):
+            s = s[1:]
+        if s.endswith(" "):
+            s = s[:-1]
+        while s.endswith(";"):           # s/\s?;$// until it no longer applies
+            s = s[:-2] if s.endswith(" ;") else s[:-1]
+        L = Line(s, self._cache, self._compile)
+        v = {"ip": "", "helo": "", "rdns": "", "by": "", "id": "", "ident": "", "envfrom": None,
+             "dns": False, "auth": ""}
+        if not L.m(r"^\(?from ", _I):
+            return 0
+        if L.m(r"\bwith local for\b"):
+            return 0
+        if L.m(r"^from (\S+) by [^\s;]+ ?;", _I) and _BRACKET_IP(L[1]) is None:
+            return 0
+        # the date: searched from _date_floor on, where the first match must start
+        L.sub_from(r"[\s;]+(?:(?:Mon|T(?:ue|hu)|Wed|Fri|S(?:at|un)), )?\d+ (?:J(?:an|u[nl])|Feb|Ma[ry]|"
+                   r"A(?:pr|ug)|Sep|Oct|Nov|Dec) \d+ \d+:\d+(?::\d+)? \S+$", "", _date_floor(L.s))
+        L.sub(r"\)by ", ") by ")
+        if L.m(r" id <?([^\s<>;]{3,})"):
+            v["id"] = L[1]
+        if L.m(_HELO_PAT):
+            v["helo"] = L[1]
+        elif L.m(_HELO_CMD_PAT):
+            v["helo"] = L[1]
+        if L.m(r" by (\S+)(?:[^-A-Za-z0-9\;\.]|$)"):
+            v["by"] = L[1]
+        self._auth(L, v)
+        try:
+            res = self._body(L, v)
+            if res is not True:
+                return res
+        except _Enough:
+            pass
+        return v
+
+    def _auth(self, L, v: dict) -> None:
+        if L.m(r" by ") and L.m(r" with ((?:ES|L|UTF8S|UTF8L)MTPS?A|ASMTP|HTTP[SU]?)(?: |;|$)", _I):
+            v["auth"] = L[1]
+        elif L.m(r" by mx\.google\.com with ESMTPS id [a-z0-9]{1,4}sm[0-9]{2,9}[a-z]{3}\.[0-9]{1,3}\.[0-9]{4}\.(?:[0-6][0-9]\.){4}[0-6][0-9]") \
+                and L.m(r"\(version=([^ ]+) cipher=([^\)]+)\)"):
+            v["auth"] = "GMail - transport=" + L[1] + " cipher=" + L[2]
+        elif L.m(r"^from .*?(?:\]\)|\)\]) \(AUTH: (LOGIN|PLAIN|DIGEST-MD5|CRAM-MD5) \S+(?:, .*?)?\) by "):
+            v["auth"] = L[1]
+        elif L.m(r"authenticated") and L.m(r"^from .*?(?:\](?: \([^)]*\))?\)|\)\]) .*?\(.*?authenticated.*?\).*? by"):
+            v["auth"] = "Sendmail"
+        elif L.m(r"from \S* \((?:HELO|EHLO) (\S*)\) \[(${IP})\] by (mail\.gmx\.(?:net|com)) \([^\)]+\) with ((?:ESMTP|SMTP))"):
+            v["auth"] = f"GMX ({L[4]} / {L[3]})"
+        elif L.m(r" \(authenticated as ") and L.m(r"\) by .+ \(\d{1,2}\.\d\.\d{3}(?:\.\d{1,3})?\) \(authenticated as .+\) id "):
+            v["auth"] = "CriticalPath"
+        elif L.m(r"\) \(Authenticated sender: \S+\) by \S+ \(([^\)]+)\) with "):
+            v["auth"] = L[1] if L[1] == "Postfix" else f"Postfix ({L[1]})"
+        elif L.m(r"CommuniGate Pro (HTTP|SMTP|XIMSS|IMAP)") and L.m(r" \(account "):
+            v["auth"] = "Communigate"
+        elif L.m(r" with Microsoft Exchange Server HTTP-DAV\b"):
+            v["auth"] = "HTTP-DAV"
+        elif L.m(r" by ") and L.m(r" \(via (HTTP.?)\)(?: |;|$)", _I):
+            v["auth"] = L[1]
+
+    def _set(self, v: dict, **kw) -> None:
+        v.update(kw)
+        raise _Enough
+
+    def _body(self, L, v: dict):
+        """The format table; raises _Enough when a format matched, returns 0
+        to skip the line, None when it cannot be parsed, True to go on."""
+        S = self._set
+        if L.sub(r"^from ", ""):
+            if L.m(r"(?:return-path:? |envelope-(?:sender|from)[ =])(\S+)\b", _I):
+                v["envfrom"] = L[1]
+            if L.m(r" \((?:SquirrelMail|NaSMail) authenticated user "):
+                if L.m(r"(${IP})\b(?![.-]).{10,80}by (\S+) with HTTP"):
+                    S(v, ip=L[1], by=L[2])
+            if L.m(r"aol\.com") and L.m(r"with HTTP \(WebMailUI\)"):
+                if L.m(r"(${IP}) by (\S+) \(${IP}\) with HTTP \(WebMailUI\)"):
+                    S(v, ip=L[1], by=L[2])
+            if L.m(r" SMTPSVC"):
+                if L.m(r"^(\S*) \(\[(${IP})\][^\)]{0,40}\) by (\S+) with Microsoft SMTPSVC"):
+                    S(v, helo=L[1], ip=L[2], by=L[3])
+                if L.m(r"^mail pickup service by (\S+) with Microsoft SMTPSVC$"):
+                    return 0
+            elif L.m(r" with (?:Microsoft SMTP Server|mapi id) (?:\([^\)]+\) )?\d+\.\d+\.\d+\.\d+(?:$| )"):
+                if L.m(r"^(\S+) \(\[?(${IP})(?:%[A-Z0-9._~-]*)?\]?\) by (\S+) "):
+                    S(v, helo=L[1], ip=L[2], by=L[3], id="")
+            elif L.m(r"\[XMail "):
+                if L.m(r"^(\S+) \((\[?${IP}\]?)(?::\d+)\) by (\S+)(?: \(\S+\))? with \[XMail"):
+                    helo, ip, by = L[1], L[2], L[3]
+                    if L.m(r" id <(\S+)>"):
+                        v["id"] = L[1]
+                    if L.m(r" from <(\S+)>"):
+                        v["envfrom"] = L[1]
+                    S(v, helo=helo, ip=ip, by=by)
+            elif L.m(r"\(ecelerity\b"):
+                if L.m(r"^\(\[(${IP}):\d+\] helo=(\S+)\) by (\S+) "):
+                    S(v, ip=L[1], helo=L[2], by=L[3])
+                if L.m(r"^\S+ \(\[(${IP}):\d+\]\) by (\S+) "):
+                    S(v, ip=L[1], by=L[2])
+            elif L.m(r"Exim"):
+                if L.m(r"\bwith local(?:-\S+)? "):
+                    return 0
+                if L.m(r"^\[(${IP})\] \((.*?)\) by (\S+) "):
+                    ip, sub, by = L[1], L[2], L[3]
+                    m = _HELO_EQ(sub)
+                    if m:
+                        v["helo"] = m.group(1)
+                        sub = sub[:m.start()] + sub[m.end():]
+                    m = _IDENT_EQ(sub)
+                    if m:
+                        v["ident"] = m.group(1)
+                    S(v, ip=ip, by=by)
+                if L.m(r"^(\S+) \(\[(${IP})\](.*?)\) by (\S+) "):
+                    rdns, ip, sub, by = L[1], L[2], L[3], L[4]
+                    v["helo"] = rdns
+                    m = _HELO_EQ(sub)
+                    if m:
+                        v["helo"] = m.group(1)
+                        sub = sub[:m.start()] + sub[m.end():]
+                    m = _IDENT_EQ(sub)
+                    if m:
+                        v["ident"] = m.group(1)
+                    S(v, rdns=rdns, ip=ip, by=by)
+                if L.m(r"^(\S+) \[(${IP})\](:\d+)? by (\S+) "):
+                    S(v, rdns=L[1], ip=L[2], helo=L[1], by=L[4])
+                if L.m(r"^(\S+) "):
+                    v["rdns"] = L[1]
+                if L.m(r" \((\S+)\) "):
+                    v["helo"] = L[1]
+                if L.m(r" \[(${IP})(?:\.\d+)?\] "):
+                    v["ip"] = L[1]
+                if L.m(r"by (\S+) "):
+                    v["by"] = L[1]
+                    if v["ip"]:
+                        raise _Enough
+            elif L.m(r" \(Postfix\) with"):
+                if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) by (\S+) "):
+                    S(v, dns=True, helo=L[1], rdns="" if L[2] == "unknown" else L[2], ip=L[3], by=L[4])
+                if L.m(r"^(\S+) \((\S+)\[(${IP})\]\) by (\S+) "):
+                    S(v, dns=True, helo=L[1], rdns="" if L[2] == "unknown" else L[2], ip=L[3], by=L[4])
+            elif L.m(r"\(Scalix SMTP Relay"):
+                if L.m(r"^(\S+) \( ?(${IP})\) by (\S+)"):
+                    S(v, helo=L[1], ip=L[2], by=L[3])
+            elif L.m(r" \(Lotus Domino "):
+                if L.m(r"^(\S+) \(\[(${IP})\]\) by (\S+) \(Lotus"):
+                    S(v, dns=False, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"\bwith HTTP\b") and L.m(r"^(${IP}) \(\[${IP}\]\) by (\S+)"):
+                S(v, ip=L[1], by=L[2])
+            if not L.m(r" by \S+ \(qmail-\S+\) with "):
+                if L.m(r"^(\S+) \((\S+) \[(${IP})\].*\) by (\S+) \("):
+                    helo, rdns, ip, by = L[1], L[2], L[3], L[4]
+                    m = _IDENT_COLON(rdns)
+                    if m:
+                        v["ident"] = m.group(1)
+                        rdns = rdns[m.end():]
+                    m = _IDENT_AT(rdns)
+                    if m:
+                        v["ident"] = m.group(1)
+                        rdns = rdns[m.end():]
+                    S(v, dns=True, helo=helo, rdns=rdns, ip=ip, by=by)
+            if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) by (\S+) with \S+ \("):
+                S(v, dns=True, rdns=L[2], ip=L[3], helo=L[1], by=L[4])
+            if L.m(r"^(\S+) \(\[(${IP})\] helo=(\S+)\) by (\S+) with "):
+                S(v, rdns=L[1], ip=L[2], helo=L[3], by=L[4])
+            if L.m(r"^(\S+) \(<unknown\S*>\[(${IP})\]\) by (\S+) "):
+                S(v, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^(\S+) \((\S+\.\S+)\[(${IP})\]\) by (\S+) "):
+                S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
+            if L.m(r"^(\S+) \((\S*)\@\[(${IP})\].*\) by (\S+) \("):
+                S(v, dns=True, helo=L[1], ip=L[3], by=L[4], ident=L[2])
+            if L.m(r"by (\S+\.hotmail\.msn\.com) "):
+                v["by"] = L[1]
+                if L.m(r"^(${IP}) "):
+                    v["ip"] = L[1]
+                raise _Enough
+            if L.m(r"^(\S+) \((?:HELO|EHLO) (\S*)\) \((${IP})\) by (\S+) \(qpsmtpd/\S+\) with (?:ESMTP|SMTP)"):
+                S(v, rdns=L[1], helo=L[2], ip=L[3], by=L[4])
+            if L.m(r"^(\S+) \(LHLO (\S*)\) \((${IP})\) by (\S+) with LMTP"):
+                S(v, rdns=L[1], helo=L[2], ip=L[3], by=L[4])
+            if L.m(r"^(\S+) \((?:HELO|EHLO) (\S*)\) \[(${IP})\] by (\S+) \([^\)]+\) with (?:ESMTP|SMTP)"):
+                S(v, rdns=L[1], helo=L[2], ip=L[3], by=L[4])
+            if L.m(r"^(\S+) \(\[(${IP})\]\) by (\S+) via smtpd \(for \S+\) with SMTP\("):
+                S(v, helo=L[1], ip=L[2], by=L[3])
+            # SpamAssassin's `by \S+( \(.+\))* with` written `by \S+(?: \(.+\))? with`: the
+            # same strings (one " (.+)" takes in any more), without the exponential
+            # backtracking, and with a look-ahead that fails fast on most lines (the
+            # character before SMTP/QMQP is a space); only whether it matches is used
+            if L.m(r"^(?=.* (?:SMTP|QMQP)(?! id ))\S+(?: \((?:HELO|EHLO) \S*\))? \((?:\S+\@)?\[?${IP}\]?\)(?: \(envelope-sender <\S+>\))? by \S+(?: \(.+\))? with (?:.* )?(?:SMTP|QMQP)(?! id )"):
+                if L.m(r"^(\S+) \((?:HELO|EHLO) ([^ \(\)]*)\) \((\S*)\@\[?(${IP})\]?\)( \(envelope-sender <\S+>\))? by (\S+)"):
+                    v.update(rdns=L[1], helo=L[2], ident=L[3], ip=L[4], by=L[6])
+                elif L.m(r"^(\S+) \((?:HELO|EHLO) ([^ \(\)]*)\) \(\[?(${IP})\]?\)( \(envelope-sender <\S+>\))? by (\S+)"):
+                    v.update(rdns=L[1], helo=L[2], ip=L[3], by=L[5])
+                elif L.m(r"^(\S+) \((\S*)\@\[?(${IP})\]?\)( \(envelope-sender <\S+>\))? by (\S+)"):
+                    v.update(helo=L[1], rdns=L[1], ident=L[2], ip=L[3], by=L[5])
+                elif L.m(r"^(\S+) \(\[?(${IP})\]?\)( \(envelope-sender <\S+>\))? by (\S+)"):
+                    v.update(helo=L[1], rdns=L[1], ip=L[2], by=L[4])
+                if v["rdns"] != "unknown":
+                    v["dns"] = True
+                else:
+                    v["rdns"] = ""
+                raise _Enough
+            if L.m(r" via HTTP$") and L.m(r"^\[(${IP})\] by (\S+) via HTTP$"):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r"^(\S+) \( \[(${IP})\]\).*? by (\S+) "):
+                S(v, ip=L[2], by=L[3])
+            if L.m(r"^\((\S+) \[(${IP})\]\) by (\S+) "):
+                S(v, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^\[(${IP})\] by (\S+) "):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r"^\(\[?(${IP})\]?\) by (\S+) "):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r"^(\S+) \[(${IP})\] by (\S+) \[${IP}\] with "):
+                S(v, dns=True, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^(\S+) \[\((${IP})\)\] by (\S+) \(${IP}\) "):
+                S(v, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^(\S+) \(\[(${IP})\]\) by (\S+) \("):
+                S(v, dns=True, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^(\S+) \((\S+) \[(${IP})\]\).*? by (\S+)\b"):
+                if L[2] == "softdnserr":
+                    v["dns"] = False
+                else:
+                    v["dns"] = True
+                    v["rdns"] = L[2]
+                S(v, helo=L[1], ip=L[3], by=L[4])
+            if L.m(r"^(\S+) \(\[(${IP})(?:[.:]\d+)?\]\).*? by (\S+) "):
+                S(v, dns=True, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^(\S+) \((\S+) \[(${IP})\]\)(?: \(authenticated bits=\d+\))? by (\S+) \("):
+                S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
+            if L.m(r"with (?:POP3|IMAP)"):
+                self.pop_fetcher = True
+                return 0
+            if L.m(r"^(\S+) \((?:HELO|EHLO) ([^\)]*)\) \((\S*@)?\[?(${IP})\]?\).* by (\S+) "):
+                ident = L[3] if L[3] is not None else ""
+                S(v, dns=True, rdns=L[1], helo=L[2], ident=ident[:-1] if ident.endswith("@") else ident,
+                  ip=L[4], by=L[5])
+            if L.m(r"^(\S+) \((\S*@)?\[?(${IP})\]?\).* by (\S+) "):
+                ident = L[2] if L[2] is not None else ""
+                S(v, dns=True, rdns=L[1], helo=L[1], ident=ident[:-1] if ident.endswith("@") else ident,
+                  ip=L[3], by=L[4])
+            if L.m(r" with http for ") and L.m(r"^\[(${IP})\] by (\S+) with http for "):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r" via smap ") and L.m(r"^(\S+)\((${IP})\) by (\S+) via smap "):
+                S(v, dns=True, rdns=L[1], ip=L[2], by=L[3])
+            if L.m(r"^(\S+)\((${IP}), (?:HELO|EHLO) (\S*)\) by (\S+) via smap "):
+                S(v, dns=True, rdns=L[1], ip=L[2], helo=L[3], by=L[4])
+            if L.m(r" \(Post") and L.m(r"^\[(${IP})\] by (\S+) \(Post"):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r" \(ArGoSoft") and L.m(r"^\[(${IP})\] by (\S+) \(ArGoSoft"):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r"^(${IP}) by (\S+) \((?:SMTPL|InterScan)\b"):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r" with BSMTP") and L.m(r"^\S+ by \S+ with BSMTP"):
+                return 0
+            if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) by (\S+) with "):
+                S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
+            if L.m(r"^(\S+) \((?:HELO|EHLO) (\S*)\) \((?:(\S+)\@)?(${IP}).*?\) by (\S+) with "):
+                if L[3] is not None:
+                    v["ident"] = L[3]
+                S(v, dns=True, rdns=L[1], helo=L[2], ip=L[4], by=L[5])
+            if L.m(r"^\[(${IP})\] \((?:account \S+ )?(?:HELO|EHLO) (\S*)\) by (\S+) \("):
+                S(v, ip=L[1], helo=L[2], by=L[3])
+            if L.m(r" \(CommuniGate Pro") and L.m(r"^(\S+) \(\[(${IP})\] verified\) by (\S+) \("):
+                S(v, dns=True, rdns=L[1], helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^\(\[(${IP})\]\) by (\S+) with "):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r"^([^\d]\S+) \((${IP})\) by (\S+) "):
+                S(v, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^\S+ \(\S+\) by \S+ \(Content Technologies "):
+                return 0
+            if L.m(r"^(\S+) \(\[(${IP})\] \[(\S+)\]\) by (\S+) with "):
+                S(v, helo=L[1], ip=L[2], by=L[4])
+            if L.m(r"^(${IP}) by (\S+) with "):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r"^(\S+) \((\S+)\[(${IP})\]\) by (\S+) "):
+                S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
+            if L.m(r"^\[(${IP})\]\S+ \((?:HELO|EHLO) (\S*)\) by (\S+) "):
+                S(v, ip=L[1], helo=L[2], by=L[3])
+            if L.m(r"^(${IP}) \((?:HELO|EHLO) (\S*)\) by (\S+) "):
+                S(v, ip=L[1], helo=L[2], by=L[3])
+            if L.m(r"^(\S+) \[(${IP})\] by (\S+) "):
+                S(v, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^(\S+)\((${IP})\) by (\S+) "):
+                S(v, rdns=L[1], ip=L[2], by=L[3])
+            if L.m(r"^\[(${IP})\] by (\S+) \(MailGate "):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r"^(\S+) \(unverified \[(${IP})\]\) by (\S+) "):
+                S(v, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^(${IP}) \([A-Za-z][^\)]+\) by (\S+) with "):
+                S(v, ip=L[1], by=L[2])
+            if L.m(r"^\[(${IP})\] \(([^\)]+)\) by (\S+) "):
+                ip, sub, by = L[1], L[2], L[3]
+                m = _HELO_EQ(sub)
+                if m:
+                    v["helo"] = m.group(1)
+                    sub = sub[:m.start()] + sub[m.end():]
+                m = _IDENT_EQ(sub)
+                if m:
+                    v["ident"] = m.group(1)
+                S(v, ip=ip, by=by)
+            if L.m(r"^(\S+) \((?:\S+\@)?(${IP})\) by (\S+) with "):
+                S(v, rdns=L[1], ip=L[2], by=L[3])
+            if L.m(r"^(\S+)\((${IP})\)(?:, claiming to be \"(\S+)\")? via \S+ by (\S+),"):
+                v.update(rdns=L[1], ip=L[2], helo=L[3] if L[3] is not None else "", by=L[4])
+                if L[1] != "UNKNOWN":
+                    v["dns"] = True
+                raise _Enough
+            if L.m(r"^(\S+) \((\S+)@(${IP}) with login\) by (\S+\.yahoo\.com) with SMTP"):
+                S(v, helo=L[1], ip=L[3], by=L[4])
+            if L.m(r"^X-Originating-IP: (${IP})$"):
+                S(v, ip=L[1], by="")
+            # stuff to ignore
+            for pat in (r"^\S+ \([^\s\@]+\@${LOCALHOST}\) by \S+ \(",
+                        r"^\S+ \S+ by \S+ with local-e?smtp ",
+                        r"^127\.0\.0\.1 \(AVG SMTP \S+ \[\S+\]\)",
+                        r"^\S+\@\S+ by \S+ by uid \S+ ",
+                        r"^\S+\@\S+ by \S+ ",
+                        r"^Unknown/Local \(",
+                        r"^${LOCALHOST} \((?:\S+\@)?${LOCALHOST}[\)\[]",
+                        r"^\S+ \((?:\S+\@)?${LOCALHOST}\) ",
+                        r"^\S+ \(\S+\@\S+ \[${LOCALHOST}\]\) ",
+                        r"^\(AUTH: \S+\) by \S+ with ",
+                        r"^localhost \(localhost \[\[UNIX: localhost\]\]\) by ",
+                        r"^\S+\.amazon\.com by \S+\.amazon\.com with ESMTP \(peer crosscheck: ",
+                        r"^[^\.]+ by \S+ with Novell_GroupWise",
+                        r"^no\.name\.available by \S+ via smtpd \(for "):
+                if L.m(pat):
+                    return 0
+            if L.m(r"^\S+ by \S+ \(.{0,100}\) with qmail-scanner"):
+                env = v["envfrom"]
+                if env is not None:
+                    env = _ENV_HEAD("", env, 1)
+                    env = _ENV_TAIL("", env)
+                    env = _ENV_STRIP("!", env)
+                self.qmail_scanner_env_from = env
+                return 0
+            for pat in (r"^\S+ by \S+ with local",
+                        r"^\S+ \(\[unix socket\]\) by \S+ \(Cyrus v[0-9]*?\.[0-9]*?\.[0-9]*?\) with LMTPA",
+                        r"^\S+ by \S+ (?:with|via|for|\()",
+                        r"^\S+ (?:(?:with|via|for) \S+|\(unverified\)) by\b",
+                        r"^\S+ \(unknown\) by \S+ \(SG\) with \b",
+                        r"^\S+ \(\S+ \[local\]\) by \S+ \(OpenSMTPD\) with \b",
+                        r"\(LSMTP for",
+                        r"^\(\[${LOCALHOST}\]\) with MailEnable ",
+                        r"^facebook\.com \([^\)]+\) by facebook\.com with Thrift id \S+$",
+                        r"^\S+ named \S+ by gmailapi\.google\.com with HTTPREST$",
+                        r"^\S+ id \S+$",
+                        r"^\[<.*? \(Jetsend"):
+                if L.m(pat):
+                    return 0
+            if not v["helo"] and L.m(r"^(\S+)[^-A-Za-z0-9\.]"):
+                v["helo"] = L[1]
+        elif L.sub(r"^FROM ", ""):
+            if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) BY (\S+) (?:\([^\)]+\) WITH SMTP )?ID <?(\S+?)>?(?: FOR <[^>]+>)?$"):
+                S(v, dns=True, helo=L[1], rdns="" if L[2] == "unverified" else L[2], ip=L[3], by=L[4], id=L[5])
+        elif L.sub(r"^\(from ", ""):
+            if L.m(r"^(\S*) \[(${IP})\]\) by (\S+) \(NAVGW .*?\) with "):
+                S(v, helo=L[1], ip=L[2], by=L[3])
+            if L.m(r"^\S+\@localhost\) by \S+ "):
+                return 0
+            if L.m(r"^[^\s\@]+\@[^)]+\) by \S+\(jqueuemail\) id [^\s;]+"):
+                return 0
+        if not v["ip"] and L.m(r"\[(${IP})\]"):
+            v["ip"] = L[1]
+        if v["ip"] and v["by"]:
+            raise _Enough
+        return None
+    # --- end parser ---
