@@ -52,6 +52,7 @@ class RecipientStatus:
     relay: str = "none"           # "host[ip]:port", "local", "none"
     conn_delay: float = 0.0       # delays=a/b/c/d: c = connection setup, d = transmission
     xmit_delay: float = 0.0
+    conn_use: int = 0             # > 1: the connection's use count (a reused connection)
 
 
 Agent = Callable[[DeliveryRequest], Awaitable[list[RecipientStatus]]]

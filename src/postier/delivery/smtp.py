@@ -672,6 +672,7 @@ class _Delivery:
         self.why: tuple[str, str] | None = None
         self.t_start = time.monotonic()
         self.t_setup = 0.0
+        self.conn_use = 0
         self.qid = req.queue_id
         self.nexthop = req.nexthop
         self.sessions: set[Session] = set()     # open, not yet cleaned up
@@ -690,7 +691,8 @@ class _Delivery:
             self.t_setup = now
         self.results[i] = RecipientStatus(
             self.req.recipients[i], status, dsn, text, relay,
-            conn_delay=max(0.0, setup - self.t_start), xmit_delay=max(0.0, now - setup))
+            conn_delay=max(0.0, setup - self.t_start), xmit_delay=max(0.0, now - setup),
+            conn_use=self.conn_use)
 
     @staticmethod
     def _fill(dsn: str, text: str, remote: bool) -> tuple[str, str]:
@@ -1233,6 +1235,8 @@ class _Delivery:
             return
         if probe:
             s.reuse_count += 1
+        # log_adhoc(): conn_use=N (uses of this connection) once it was reused
+        self.conn_use = s.reuse_count + 1 if s.reuse_count else 0
         pipelining = bool(s.features & F_PIPELINING)
         # command, stage, request text, kind, recipient index
         steps: list[tuple[bytes, str, str, str, int]] = []

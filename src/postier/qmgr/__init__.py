@@ -47,7 +47,7 @@ Design (one asyncio task per delivery; no processes)
   transport unavailable" for $transport_retry_time.
 * Deliver: `postier.delivery.AGENTS[program](DeliveryRequest)`; every
   result is logged as `ID: to=<..>, [orig_to=<..>, ]relay=..,
-  delay=.., delays=a/b/c/d, dsn=.., status=sent|deferred|bounced (..)`
+  [conn_use=N, ]delay=.., delays=a/b/c/d, dsn=.., status=sent|deferred|bounced (..)`
   with the program's name as log tag (or master.cf `-o syslog_name`).
   soft_bounce turns bounced into deferred (5.x.x -> 4.x.x).  The error,
   retry and discard programs have built-in stand-ins when no agent is

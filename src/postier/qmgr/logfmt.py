@@ -1,7 +1,7 @@
 """The queue manager's log lines, in Postfix's exact shape (pflogsumm parses them).
 
     QUEUEID: from=<sender>, size=N, nrcpt=N (queue active)
-    QUEUEID: to=<rcpt>, orig_to=<orig>, relay=host[ip]:port, delay=1.2,
+    QUEUEID: to=<rcpt>, orig_to=<orig>, relay=host[ip]:port, [conn_use=N, ]delay=1.2,
         delays=0.1/0.01/0.5/0.6, dsn=2.0.0, status=sent (250 2.0.0 Ok)
     QUEUEID: from=<sender>, status=expired, returned to sender
     QUEUEID: removed
@@ -64,12 +64,15 @@ def format_tv(seconds: float, sig_dig: int = 2, max_dig: int = 2) -> str:
 
 def delivery_line(qid: str, address: str, orig: str, relay: str, delay: float,
                   delays: tuple[float, float, float, float], dsn: str, status: str,
-                  reason: str, max_dig: int = 2) -> str:
-    """log_adhoc(): the `to=<...>` line of one recipient."""
+                  reason: str, max_dig: int = 2, conn_use: int = 0) -> str:
+    """log_adhoc(): the `to=<...>` line of one recipient (conn_use > 1: the
+    connection had been used before, `conn_use=N` follows relay=)."""
     parts = [f"{qid}: to=<{address}>"]
     if orig and orig.lower() != address.lower():
         parts.append(f", orig_to=<{orig}>")
     parts.append(f", relay={relay}")
+    if conn_use > 1:
+        parts.append(f", conn_use={conn_use}")
     parts.append(f", delay={format_tv(delay, 2, max_dig)}")
     parts.append(", delays=" + "/".join(format_tv(d, 2, max_dig) for d in delays))
     parts.append(f", dsn={dsn}, status={status} ({reason})")

@@ -707,7 +707,8 @@ class QueueManager:
         orig = r.orig if r.orig and r.orig.lower() != r.address.lower() else ""
         ServiceLog.info(service, delivery_line(msg.qid, r.address, orig, relay,
                                                now - env.arrival, (a, b, c, d), dsn, status,
-                                               text, self.max_dig))
+                                               text, self.max_dig,
+                                               getattr(status_obj, "conn_use", 0)))
         if status == "sent":
             msg.done.add(idx)
             msg.changed = True

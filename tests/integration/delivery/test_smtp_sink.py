@@ -121,6 +121,8 @@ def test_connection_reuse_one_session(make_request, run):
     with SmtpSink() as sink:
         res, idle = run(_many(make_request, sink.port, 3, CFG))
         assert [r.status for r in res] == ["sent"] * 3 and idle == 1
+        # the log's conn_use=N: the first delivery opened it, then 2nd and 3rd use
+        assert [r.conn_use for r in res] == [0, 2, 3]
         assert sink.wait_counter("quit", 1)          # close_idle_sessions() sent QUIT
         assert sink.counters() == {"sess": 1, "quit": 1, "mesg": 3}
 
@@ -154,6 +156,7 @@ def test_no_reuse_when_cache_off(make_request, run):
         res, idle = run(_many(make_request, sink.port, 3,
                               CFG + "smtp_connection_cache_on_demand = no\n"))
         assert [r.status for r in res] == ["sent"] * 3 and idle == 0
+        assert [r.conn_use for r in res] == [0, 0, 0]
         assert sink.wait_counter("sess", 3)
         assert sink.counters() == {"sess": 3, "quit": 3, "mesg": 3}
 

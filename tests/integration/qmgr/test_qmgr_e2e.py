@@ -60,6 +60,21 @@ def test_relay_to_smtp_sink(dirs):
                      r"nrcpt=1 \(queue active\)", log)
 
 
+def test_reused_connection_logs_conn_use(dirs):
+    # the second message goes over the connection the first one left idle:
+    # its line says conn_use=2 right after relay=, as Postfix's smtp(8) does
+    with SmtpSink([]) as sink:
+        with PostierDaemon({"relayhost": f"[127.0.0.1]:{sink.port}", **FAST}) as d:
+            for n in (1, 2):
+                send_message(d.port, "alice@sender.test", ["bob@dest.test"],
+                             f"Subject: reuse {n}\r\n\r\nbody\r\n")
+                assert wait_for(lambda n=n: sink.messages >= n, 20)
+            assert d.wait_log(re.compile(r"conn_use=2, delay="), 10)
+            log = d.log()
+    lines = re.findall(r"to=<bob@dest\.test>, relay=\S+, (conn_use=\d+, )?delay=", log)
+    assert lines == ["", "conn_use=2, "], log
+
+
 def test_4xx_is_retried_then_delivered(dirs):
     sink = SmtpSink(["-r", "RCPT"]).start()
     try:

@@ -44,6 +44,19 @@ def test_delivery_line_shape():
                     "delays=0/0/0/0, dsn=4.3.0, status=deferred (mail transport unavailable)")
 
 
+def test_delivery_line_conn_use_after_relay():
+    # log_adhoc.c: ", conn_use=%d" (reuse_count + 1) right after relay=, only
+    # for a reused connection (the shape of real Postfix's smtp lines)
+    line = delivery_line("ABC", "c@d.test", "", "127.0.0.1[127.0.0.1]:46007", 0.03,
+                         (0.02, 0.02, 0, 0), "2.0.0", "sent", "250 2.0.0 Ok", conn_use=15)
+    assert line == ("ABC: to=<c@d.test>, relay=127.0.0.1[127.0.0.1]:46007, conn_use=15, "
+                    "delay=0.03, delays=0.02/0.02/0/0, dsn=2.0.0, status=sent (250 2.0.0 Ok)")
+    for first_use in (0, 1):
+        assert "conn_use" not in delivery_line("ABC", "c@d.test", "", "h[192.0.2.1]:25", 0,
+                                               (0, 0, 0, 0), "2.0.0", "sent", "250 Ok",
+                                               conn_use=first_use)
+
+
 def test_backoff_follows_message_age():
     mn, mx = 300, 4000
     arrival = 1_000_000.0
