@@ -25,8 +25,9 @@ message's: see Run._templates).  Meta
 rules are compiled into one Python function evaluated in dependency order.
 
 The translation of each regex rule (_translate: Hyperscan expressions,
-flags, exactness, RE2/`re` sources, engine choice) is a record of plain
-values cached in the cache directory by postier.content.spam.rulecache;
+flags, exactness, RE2/`re` sources, the joined-buffer form of every line
+area rule, engine choice) is a record of plain values cached in the
+cache directory by postier.content.spam.rulecache;
 rules are always built from records (CompiledRules._add_regex), so a warm
 start reads files and compiles regex objects only on first use.  Where
 RE2 cannot answer (back-references, look-behinds), JIT-compiled libpcre2
@@ -40,7 +41,11 @@ undef, `[if-unset: ...]` or exists:), body rules every paragraph of the
 rendered body (the Subject first; `nosubject` skips it), rawbody rules every
 chunk of the decoded text parts, uri rules every URI, full rules the
 pristine message, mimeheader rules each MIME part's header; `tflags
-multiple` counts matches (capped by maxhits).  Rules with score 0 do not
+multiple` counts matches (capped by maxhits; a rule whose joined form is a
+set of literals that cannot overlap is counted with bytes.count).  The
+per-message loops that stay hot (Hyperscan match handlers, match counts,
+first matching line) are postier._native.spameng (pure twin:
+postier._pure.spameng).  Rules with score 0 do not
 run.  A meta rule whose dependencies include a meta that never runs (score
 0, circular) never runs either, as in SpamAssassin.  Eval rules call
 postier.content.spam.evals; the ones postier does not implement (network,
@@ -66,6 +71,9 @@ from postier.content.spam.hsdb import AreaDatabase, Entry
 from postier.content.spam.message import Message
 from postier.content.spam.received import parse_relays
 from postier.content.spam.uri import Registry, UriExtractor, uri_list
+from postier.native import load as _load_native
+
+_eng = _load_native("spameng")
 
 AREAS = ("header", "body", "rawbody", "uri", "full", "mimeheader")
 LINE_AREAS = ("body", "rawbody", "uri")     # many subjects: scanned as one joined buffer
@@ -100,7 +108,9 @@ class RRule:
     source: tuple[str, str] = ("", "")  # (pattern, modifiers)
     direct: bool = False            # kept out of Hyperscan: RE2 on the joined buffer
     _joined: tuple | None = None
+    _joined_src: tuple | None = None    # (RE2 source or None, budget, exact, countable) from the record
     _loose: object = False          # False: not built yet
+    _lits: object = False           # literals of a countable joined form (False: not looked at)
 
     _pre_pass: int = 0
     _pre_fail: int = 0
@@ -124,11 +134,27 @@ class RRule:
             lo = self._loose = perlre.re2_loose(*self.source, max_mem=LOOSE_MAX_MEM)
         return lo
 
+    def literals(self):
+        """A spameng.LiteralCounter of the literals whose counts sum to the
+        joined form's match count (spameng.literal_set), or None."""
+        lits = self._lits
+        if lits is False:
+            rx, _ex, countable = self.joined()
+            lits = _eng.literal_set(rx.pattern) if countable and rx is not None else None
+            lits = self._lits = _eng.LiteralCounter(lits) if lits is not None else None
+        return lits
+
     def joined(self, max_mem: int = perlre.RE2_MAX_MEM) -> tuple:
         """(RE2 regex for a joined buffer, exact, countable): see perlre.joined_re2."""
         j = self._joined
         if j is None:
-            j = self._joined = perlre.joined_re2(*self.source, max_mem=max_mem)
+            js = self._joined_src
+            if js is not None:
+                src, mem, jexact, countable = js
+                j = self._joined = (rulecache.compile_re2(src, mem) if src is not None else None,
+                                    jexact, countable)
+            else:
+                j = self._joined = perlre.joined_re2(*self.source, max_mem=max_mem)
         return j
 
 
@@ -298,9 +324,12 @@ class CompiledRules:
             rr._loose = rr.pre if lo == 2 else None
         j = rec["j"]
         if j is not None:
-            src, mem, jexact, countable = j
-            rr._joined = (rulecache.compile_re2(src, mem) if src is not None else None,
-                          jexact, countable)
+            if rr.direct:
+                src, mem, jexact, countable = j
+                rr._joined = (rulecache.compile_re2(src, mem) if src is not None else None,
+                              jexact, countable)
+            else:
+                rr._joined_src = tuple(j)   # compiled on first use
         if r.kind == C.HEADER:
             rr.if_unset = r.if_unset.encode("latin-1") if r.if_unset is not None else None
             rr.empty_hit = rec["eh"]
@@ -419,6 +448,11 @@ def _translate(kind: str, regex: str, multiple: bool) -> dict:
         if rr.pre is not None:
             pre = [rr.pre.pattern, LOOSE_MAX_MEM]
     jmem = _choose_engine(rr)
+    if rr._joined is None and rr.area in LINE_AREAS and rr.entry.exprs:
+        # the joined form of a Hyperscan rule is needed on most scans that
+        # report it: translated now (costly), its RE2 compiled on first use
+        rr.joined()
+        jmem = perlre.RE2_MAX_MEM
     j = None
     if rr._joined is not None:
         rx, jexact, countable = rr._joined
@@ -631,15 +665,15 @@ def _no_hits(data: bytes) -> set[int]:
 
 def count_matches(p, data: bytes, limit: int = 0) -> int:
     """Non-overlapping matches of a Pattern in data (Perl's while //g)."""
-    rx = p._re2 if (p._re2 is not None and not p._ref_confirms and
-                    not (p._nl_unsafe and data.endswith(b"\n"))) else p._py
     n = 0
-    if rx is not None and not p._ref_confirms:
-        for _m in rx.finditer(data):
-            n += 1
-            if limit and n >= limit:
-                break
-        return n
+    if not p._ref_confirms:
+        rx = p._re2
+        if rx is None or (p._nl_unsafe and data.endswith(b"\n")):
+            rx = p._py
+    else:
+        rx = None           # libpcre2 confirms: no `re` object is needed (nor compiled)
+    if rx is not None:
+        return _eng.count_iter(rx, data, limit)
     pos = 0
     while pos <= len(data):
         sp = p.spans(data[pos:], 1)
@@ -873,12 +907,11 @@ class Run:
             if rr.multiple:
                 rx, _ex, countable = rr.joined()
                 if countable:
-                    n = 0
-                    limit = rr.maxhits
-                    for _m in rx.finditer(b):
-                        n += 1
-                        if limit and n >= limit:
-                            break
+                    lits = rr.literals()
+                    if lits is not None:
+                        n = lits.count(b, rr.maxhits)
+                    else:
+                        n = _eng.count_iter(rx, b, rr.maxhits)
                     if n:
                         self.hit(rr.name, n, True)
                 else:
@@ -905,11 +938,13 @@ class Run:
     def _line_rule(self, rr: RRule, lines: list[bytes]) -> None:
         """One rule on each subject (SpamAssassin's own loop)."""
         if not rr.multiple:
+            if rr.capture is None:
+                if _eng.first_hit(rr.search, lines) >= 0:
+                    self.hit(rr.name)
+                return
             for line in lines:
                 if rr.search(line):
                     self.hit(rr.name)
-                    if rr.capture is None:
-                        return
                     self._capture(rr, line)
             return
         total = 0
@@ -942,24 +977,26 @@ class Run:
             opts = cr._mime_opts = [_mime_options(rs.tflags.get(r.name, "")) for r in rules]
         for part, ((hdr, raw), idxs) in enumerate(cr.mime_groups.items()):
             scan = scanners.get(part, _no_hits)
+            pvals: list = []            # the group's header value of each part, read once
+            for p in parts:
+                if hdr == "ALL":
+                    pvals.append(b"".join(p.get_all_headers(raw)))
+                elif raw:
+                    rv = p.raw_header(hdr)
+                    pvals.append(rv[-1] if rv else b"")
+                else:
+                    pvals.append(p.get_header(hdr))
             for i in idxs:
                 rr = rules[i]
                 lo, hi, concat = opts[i]
                 maxhits = rr.maxhits or (1000 if rr.multiple else 1)
                 cval = b""
                 hits = 0
-                for idx, p in enumerate(parts, 1):
+                for idx, val in enumerate(pvals, 1):
                     if idx > hi:
                         break
                     if idx < lo:
                         continue
-                    if hdr == "ALL":
-                        val = b"".join(p.get_all_headers(raw))
-                    elif raw:
-                        rv = p.raw_header(hdr)
-                        val = rv[-1] if rv else b""
-                    else:
-                        val = p.get_header(hdr)
                     if val is None:
                         val = rr.if_unset
                     if concat:

@@ -109,22 +109,32 @@ _TZ = {"UT": "+0000", "UTC": "+0000", "NDT": "-0230", "AST": "-0400", "ADT": "-0
        "HKT": "+0800", "SGT": "+0800", "PHT": "+0800", "IDT": "+0300"}
 
 
+_D_COMMA = re.compile(r", *")
+_D_SPACE = re.compile(r"\s+", re.A)
+_D_DMY = re.compile(r" (\d+) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) ", re.I | re.A)
+_D_MDY = re.compile(r" (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(\d+) \d+:\d+:\d+ (\d{4}) ",
+                    re.I | re.A)
+_D_DMY2 = re.compile(r" (\d+) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{2,3}) ", re.I | re.A)
+_D_TIME = re.compile(r" (\d?\d):(\d\d)(:(\d\d))? ", re.A)
+_D_TZNUM = re.compile(r" ([-+]\d{4}) ", re.A)
+_D_TZNAME = re.compile(r"\b([A-Z]{2,4}(?:-DST)?)\b", re.A)
+_D_TZOFF = re.compile(r"([-+])(\d\d)(\d\d)$")
+
+
 def parse_rfc822_date(date: str) -> int | None:
     """Util::parse_rfc822_date: seconds since the epoch, or None."""
     s = " " + date + " "
-    s = re.sub(r", *", " ", s)
-    s = re.sub(r"\s+", " ", s, flags=re.A)
-    m = re.search(r" (\d+) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) ", s, re.I | re.A)
+    s = _D_COMMA.sub(" ", s)
+    s = _D_SPACE.sub(" ", s)
+    m = _D_DMY.search(s)
     if m:
         dd, mon, yyyy = m.group(1), m.group(2).lower(), m.group(3)
     else:
-        m = re.search(r" (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(\d+) \d+:\d+:\d+ (\d{4}) ", s,
-                      re.I | re.A)
+        m = _D_MDY.search(s)
         if m:
             dd, mon, yyyy = m.group(2), m.group(1).lower(), m.group(3)
         else:
-            m = re.search(r" (\d+) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{2,3}) ", s,
-                          re.I | re.A)
+            m = _D_DMY2.search(s)
             if not m:
                 return None
             dd, mon, yyyy = m.group(1), m.group(2).lower(), m.group(3)
@@ -135,16 +145,16 @@ def parse_rfc822_date(date: str) -> int | None:
     elif len(yyyy) != 4:
         y += 1900
     hh = mm = ss = 0
-    m = re.search(r" (\d?\d):(\d\d)(:(\d\d))? ", s, re.A)
+    m = _D_TIME.search(s)
     if m:
         hh, mm, ss = int(m.group(1)), int(m.group(2)), int(m.group(4) or 0)
         s = s[:m.start()] + " " + s[m.end():]
     tz = None
-    m = re.search(r" ([-+]\d{4}) ", s, re.A)
+    m = _D_TZNUM.search(s)
     if m:
         tz = m.group(1)
     else:
-        m = re.search(r"\b([A-Z]{2,4}(?:-DST)?)\b", s, re.A)
+        m = _D_TZNAME.search(s)
         if m and m.group(1) in _TZ:
             tz = _TZ[m.group(1)]
     tz = tz or "-0000"
@@ -171,7 +181,7 @@ def parse_rfc822_date(date: str) -> int | None:
         t = calendar.timegm((y, month, d, hh, mm, ss, 0, 0, 0))
     except (ValueError, OverflowError):
         return None
-    m = re.search(r"([-+])(\d\d)(\d\d)$", tz)
+    m = _D_TZOFF.search(tz)
     if m:
         off = (int(m.group(2)) * 60 + int(m.group(3))) * 60
         if m.group(1) == "-":
@@ -691,14 +701,29 @@ def check_for_to_in_subject(ctx, rule, test):
         return 0
     subject = ctx.get("Subject")
     if test == "address":
+        if "\0" not in full_to and "\0" not in subject:
+            # the address as a back-reference: one regex for every message
+            return 1 if _TO_ADDRESS.search(full_to + "\0" + subject) else 0
         return 1 if re.search(r"\b" + re.escape(full_to) + r"\b", subject, re.I | re.A) else 0
     if test == "user":
         to = re.sub(r"@.*", "", full_to, flags=re.S)
+        if "\0" not in to and "\0" not in subject:
+            return 1 if _TO_USER.search(to + "\0" + subject) else 0
         t = re.escape(to)
         pat = (r"^(?:(?:re|fw):\s*(?:\w+\s+)?" + t + r"$|(?-i:" + t + r")\s*[,:;!?-](?:$|\s)|"
                + t + r"$|,\s*" + t + r"[,:;!?-]$)")
         return 1 if re.search(pat, subject, re.I | re.A) else 0
     return 0
+
+
+# check_for_to_in_subject's and check_ratware_envelope_from's regexes with
+# the message's values as back-references (on "value NUL subject"), so
+# that they compile once, not once per message: the same matches as the
+# values quoted into the pattern (re.A: both fold ASCII letters only)
+_TO_ADDRESS = re.compile(r"\A(?P<t>[^\0]*)\0(?s:.*?)\b(?P=t)\b", re.I | re.A)
+_TO_USER = re.compile(r"\A(?P<t>[^\0]*)\0(?:(?:re|fw):\s*(?:\w+\s+)?(?P=t)$|"
+                      r"(?-i:(?P=t))\s*[,:;!?-](?:$|\s)|(?P=t)$|,\s*(?P=t)[,:;!?-]$)", re.I | re.A)
+_RATWARE = re.compile(r"\A(?P<d>[^\0]*)\0(?P<u>[^\0]*)\0(?s:.*?)\b(?P=d).(?P=u)@", re.I | re.A)
 
 
 @ev()
@@ -768,7 +793,10 @@ def check_ratware_envelope_from(ctx, rule):
         dom = ctx.rb.trim_domain(dom)
         if not ctx.rb.is_domain_valid(dom):
             return 0
-        if re.search(r"\b" + re.escape(dom) + "." + re.escape(user) + "@", frm, re.I | re.A):
+        if "\0" not in dom + user + frm:
+            if _RATWARE.search(dom + "\0" + user + "\0" + frm):
+                return 1
+        elif re.search(r"\b" + re.escape(dom) + "." + re.escape(user) + "@", frm, re.I | re.A):
             return 1
     return 0
 
@@ -971,6 +999,12 @@ def plaintext_body_sig_ratio(ctx, rule, mn, mx=None):
 
 # ================================================================ MIMEEval
 
+_QP_CHAR = re.compile(rb"=(?:09|3[0-9ABCEF]|[2456][0-9A-F]|7[0-9A-E])")
+_QP_TRAIL = re.compile(rb"((?:=09|=20)+)\s*$")
+_ILLEGAL_ASCII = re.compile(rb"[\x00\x0d\x80-\xff]")
+_UNICODE_ENT = re.compile(rb"&#x[0-9A-F]{4};")     # 8 bytes, never across a \n
+
+
 def _attachments(ctx) -> dict:
     c = ctx.cache.get("mime")
     if c is not None:
@@ -999,28 +1033,39 @@ def _attachments(ctx) -> dict:
         part_type[part] = ctype
         if "attachment" not in cd:
             part_bytes[part] = 0
-        for line in p.raw or []:
-            if st["mime_multipart_alternative"] and "attachment" not in cd and \
-                    ctype in ("text/plain", "text/html"):
-                part_bytes[part] = part_bytes.get(part, 0) + len(line)
-            if cte == "quoted-printable" and not line.startswith(b"SPAM: "):
+        raw = p.raw
+        if not raw:
+            continue
+        # SpamAssassin's per-line loop, per part where no pattern can span
+        # lines (joined with \n, which none of them matches)
+        if st["mime_multipart_alternative"] and "attachment" not in cd and \
+                ctype in ("text/plain", "text/html"):
+            part_bytes[part] = part_bytes.get(part, 0) + sum(map(len, raw))
+        if cte == "quoted-printable":
+            for line in raw:
+                if line.startswith(b"SPAM: "):
+                    continue
                 if len(line) > 79:
                     st["mime_qp_long_line"] = 1
                 qp_bytes += len(line)
                 if b"=" in line:
-                    qp = len(re.findall(rb"=(?:09|3[0-9ABCEF]|[2456][0-9A-F]|7[0-9A-E])", line))
+                    qp = len(_QP_CHAR.findall(line))
                     if qp:
                         qp_count += qp
-                        m = re.search(rb"((?:=09|=20)+)\s*$", line)
+                        m = _QP_TRAIL.search(line)
                         if m:
                             qp_count -= len(m.group(1)) / 3
-            if ctype == "text/plain" and (charset is None or charset == "us-ascii"):
-                if re.search(rb"[\x00\x0d\x80-\xff]+", line):
-                    st["mime_ascii_text_illegal"] += 1
-            if ctype == "text/plain" and cte in ("", "7bit", "8bit"):
-                text, subs = re.subn(rb"&#x[0-9A-F]{4};", b"", line)
-                normal += len(text)
-                unicode_ += subs
+        joined = None
+        if ctype == "text/plain" and (charset is None or charset == "us-ascii"):
+            joined = b"\n".join(raw)
+            if _ILLEGAL_ASCII.search(joined):
+                st["mime_ascii_text_illegal"] += sum(1 for line in raw if _ILLEGAL_ASCII.search(line))
+        if ctype == "text/plain" and cte in ("", "7bit", "8bit"):
+            if joined is None:
+                joined = b"\n".join(raw)
+            subs = len(_UNICODE_ENT.findall(joined))
+            normal += sum(map(len, raw)) - 8 * subs
+            unicode_ += subs
     if qp_bytes:
         st["mime_qp_ratio"] = qp_count / qp_bytes
         st["mime_qp_count"] = qp_count
@@ -1143,6 +1188,11 @@ _LOWER_DIGITS = b"abcdefghijklmnopqrstuvwxyz0123456789"
 _UPPER = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
+_UC_WORDS = re.compile(rb"\S\s+\S")
+_UC_B64 = re.compile(rb"^(?:[A-Za-z0-9+/=]{60,76} ){2}")
+_UC_JIS = re.compile(rb"\x1b\$B.*\x1b\(B", re.S)
+
+
 @ev()
 def check_for_uppercase(ctx, rule, mn, mx):
     mn, mx = _num(mn), _num(mx)
@@ -1160,11 +1210,12 @@ def check_for_uppercase(ctx, rule, mn, mx):
             return 0
         ln = lower = upper = 0
         for line in ctx.body():
-            if not re.search(rb"\S\s+\S", line):
+            if not _UC_WORDS.search(line):
                 continue
-            if re.match(rb"^(?:[A-Za-z0-9+/=]{60,76} ){2}", line):
+            if _UC_B64.match(line):
                 continue
-            line = re.sub(rb"\x1b\$B.*\x1b\(B", b"", line, flags=re.S)
+            if b"\x1b" in line:
+                line = _UC_JIS.sub(b"", line)
             ln += len(line)
             n = len(line)
             lower += n - len(line.translate(None, _LOWER_DIGITS))
@@ -1561,6 +1612,11 @@ class _FreeMail:
             r"(?=.{0,64}@)(?<![a-z0-9!#$%&'*+/=?^_`{|}~-])([a-z0-9!#$%&'*+/=?^_`{|}~-]+"
             r"(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,59}[a-z0-9])?\.){1,4}"
             + ctx.rb.tlds_re + ")", re.I | re.A | re.S)
+        # built once: these patterns are kilobytes (the TLD list)
+        self.mailto_re = re.compile(r"^(?i:mailto):" + self.email_re.pattern, re.I | re.A | re.S)
+        self.blank_re = re.compile(r"<?(?<!mailto:)" + self.email_re.pattern +
+                                   r"(?:>|\s{1,10}(?!(?:fa(?:x|csi)|tel|phone|e?-?mail))[a-z]{2,11}:)",
+                                   re.I | re.A | re.S)
 
     def is_freemail(self, email: str) -> bool:
         if email == "":
@@ -1591,7 +1647,7 @@ def _fm_body(ctx) -> dict | None:
     for uri, info in ctx.run.uri_detail().items():
         types = info.get("types") or {}
         if "a" in types and "parsed" not in types:
-            m = re.match(r"^(?i:mailto):" + fm.email_re.pattern, uri, re.I | re.A | re.S)
+            m = fm.mailto_re.match(uri)
             if m:
                 e = m.group(1).lower()
                 if e not in seen:
@@ -1607,9 +1663,7 @@ def _fm_body(ctx) -> dict | None:
     for li, line in enumerate(lines):
         s = line.decode("latin-1")
         s = re.sub(r"<?https?://\S{0,255}(?:@|%40)\S{0,255}", " ", s, flags=re.I | re.A)
-        s = re.sub(r"<?(?<!mailto:)" + fm.email_re.pattern +
-                   r"(?:>|\s{1,10}(?!(?:fa(?:x|csi)|tel|phone|e?-?mail))[a-z]{2,11}:)", " ", s,
-                   flags=re.I | re.A | re.S)
+        s = fm.blank_re.sub(" ", s)
         lines[li] = s.encode("latin-1")
         for m in fm.email_re.finditer(s):
             e = m.group(1).lower()
@@ -2012,10 +2066,11 @@ def pixel_coverage(ctx, rule, typ=None, mn=None, mx=None):
 def image_to_text_ratio(ctx, rule, typ=None, mn=None, mx=None):
     if typ is None or mn is None or mx is None:
         return 0
-    info = _images(ctx)
-    textlen = sum(len(x) for x in ctx.body())
-    pc = info.get("pc_" + typ, 0)
-    if not (textlen > 0 and pc > 0):
+    pc = _images(ctx).get("pc_" + typ, 0)
+    if not pc > 0:
+        return 0
+    textlen = sum(map(len, ctx.body()))
+    if not textlen > 0:
         return 0
     return _result_check(mn, mx, textlen / pc, True)
 

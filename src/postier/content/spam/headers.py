@@ -120,6 +120,27 @@ def _reverse_ip(ip: str) -> str:
     return ".".join(reversed(ip.split(".")))
 
 
+# requests _get answers other than by header name (lower case; ALL-* and
+# MESSAGEID are case-sensitive there, so the lower-case forms send a
+# differently cased request to _get too, which then reads it as a name)
+_SPECIAL = frozenset({"all", "all-trusted", "all-internal", "all-untrusted", "all-external",
+                      "envelopefrom", "tocc", "messageid"})
+_RECEIVED_LINE = re.compile(rb"^Received:", re.M | re.I)
+_FIRST_ONLY: dict[str, bool] = {}     # get_str: does the request answer its first value only?
+_IP_RE = re.compile(r"(?<!\.)\b(" + IP + r")\b(?!\.)", re.A)
+_HOST_RES: dict[int, tuple] = {}
+
+
+def _host_res(rb: Registry) -> tuple:
+    """(host regex, "...@host" regex) for a registry's TLDs, compiled once
+    (building the pattern text per request hashed a TLD list of kilobytes)."""
+    got = _HOST_RES.get(id(rb))
+    if got is None or got[0] is not rb:
+        hostre = re.compile(r"(?<![._-])(\S{1,251}\." + rb.tlds_re + r")(?![._-])", re.I | re.A)
+        got = _HOST_RES[id(rb)] = (rb, hostre, re.compile(r".*@" + hostre.pattern, re.I | re.A))
+    return got[1], got[2]
+
+
 class HeaderView:
     """PerMsgStatus::get with its cache."""
 
@@ -130,6 +151,8 @@ class HeaderView:
         self.esh = envelope_sender_header
         self.rb = registry
         self._cache: dict[str, list[bytes]] = {}
+        self._addrs: dict[bytes, list[dict]] = {}      # parse_header_addresses by header line
+        self._values: dict[str, bytes | None] = {}     # value() by request
         self._envfrom: list[bytes] | None = None
         self.metadata: dict[str, bytes] = {
             "x-spam-relays-trusted": relays.trusted_str.encode("latin-1", "replace"),
@@ -141,7 +164,15 @@ class HeaderView:
     def get(self, request: str) -> list[bytes]:
         r = self._cache.get(request)
         if r is None:
-            r = [x for x in self._get(request) if x is not None]
+            lc = request.lower()
+            if ":" not in request and lc not in _SPECIAL and lc not in self.metadata:
+                # a plain header name (most requests): _get's last branch
+                r = self.msg.get_headers(request)
+                if not r:
+                    m = self.msg.metadata.get("strings", {}).get(lc)
+                    r = [m] if m is not None else []
+            else:
+                r = [x for x in self._get(request) if x is not None]
             self._cache[request] = r
         return r
 
@@ -150,16 +181,22 @@ class HeaderView:
         v = self.get(request)
         if not v:
             return b""
-        if re.search(r":(?:addr|name|host|domain|ip|revip)\b", request) or request == "EnvelopeFrom":
+        first = _FIRST_ONLY.get(request)
+        if first is None:
+            first = _FIRST_ONLY[request] = bool(
+                re.search(r":(?:addr|name|host|domain|ip|revip)\b", request) or request == "EnvelopeFrom")
+        if first:
             return v[0][:-1] if v[0].endswith(b"\n") else v[0]
         return b"".join(v)
 
     def value(self, request: str) -> bytes | None:
         """The string a header rule matches (None: undefined)."""
-        arr = self.get(request)
-        if not arr:
-            return None
-        return (b"" if arr[0].endswith(b"\n") else b"\n").join(arr)
+        v = self._values.get(request, self)
+        if v is self:
+            arr = self.get(request)
+            v = self._values[request] = \
+                (b"" if arr[0].endswith(b"\n") else b"\n").join(arr) if arr else None
+        return v
 
     def _all_raw(self) -> list[bytes]:
         return re.findall(rb"^([^ \t].*?\n)(?![ \t])", self.msg.pristine_headers, re.M | re.S)
@@ -219,7 +256,11 @@ class HeaderView:
         if getaddr or getname:
             out = []
             for line in results:
-                for a in parse_header_addresses(line.decode("latin-1")):
+                addrs = self._addrs.get(line)
+                if addrs is None:
+                    # From:addr, From:name and From:name:raw parse the same lines
+                    addrs = self._addrs[line] = parse_header_addresses(line.decode("latin-1"))
+                for a in addrs:
                     if getaddr:
                         if a["address"] is not None:
                             out.append(a["address"].encode("latin-1"))
@@ -240,7 +281,7 @@ class HeaderView:
         if results and (gethost or getip):
             out = []
             if gethost and self.rb is not None:
-                hostre = re.compile(r"(?<![._-])(\S{1,251}\." + self.rb.tlds_re + r")(?![._-])", re.I | re.A)
+                hostre, athostre = _host_res(self.rb)
                 for line in results:
                     s = line.decode("latin-1")
                     host = None
@@ -249,7 +290,7 @@ class HeaderView:
                         if m:
                             host = m.group(1)
                     else:
-                        m = re.search(r".*@" + hostre.pattern, s, re.I | re.A)
+                        m = athostre.search(s)
                         if m and is_fqdn_valid(idn_to_ascii(m.group(1)), True):
                             host = m.group(1)
                         if not host:
@@ -262,7 +303,7 @@ class HeaderView:
                             host = self.rb.trim_domain(host, True)
                         out.append(host.encode("latin-1"))
             elif getip:
-                ipre = re.compile(r"(?<!\.)\b(" + IP + r")\b(?!\.)", re.A)
+                ipre = _IP_RE
                 for line in results:
                     m = ipre.search(line.decode("latin-1"))
                     if m:
@@ -320,7 +361,10 @@ class HeaderView:
                            ("Return-Path", False)):
             v = self.get(name + ":first:addr")
             if v:
-                if re.search(rb"^Received:.*?^" + name.encode() + rb":", allh, re.M | re.S | re.I):
+                # /^Received:.*?^NAME:/msi: a NAME line after the first Received line
+                first = _RECEIVED_LINE.search(allh)
+                if first is not None and re.compile(rb"^" + name.encode() + rb":", re.M | re.I).search(
+                        allh, first.end()):
                     if stop:
                         return None
                     continue

@@ -24,7 +24,8 @@ flags and the Hyperscan version, so a warm start only reads files.
 
 Hyperscan calls back for every match end, and without SINGLEMATCH (which
 Vectorscan 5.4 mishandles) an expression that matches nearly everywhere
-costs thousands of Python callbacks per message.  An entry marked `solo`
+costs thousands of callbacks per message (the handlers are compiled:
+postier._native.spameng).  An entry marked `solo`
 by the caller, or reported CHATTY_REPORTS times on the `probe` text given
 to AreaDatabase, is compiled into a database of its own, and the scan of
 that database stops at its first report.
@@ -46,6 +47,10 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 
 import hyperscan as hs
+
+from postier.native import load as _load_native
+
+_eng = _load_native("spameng")
 
 BASE_FLAGS = hs.HS_FLAG_ALLOWEMPTY   # no SINGLEMATCH: Vectorscan 5.4 misses matches with it
 _FORMAT = b"postier-spam-hs-7"
@@ -138,13 +143,10 @@ def _build_group(args) -> tuple[bytes, dict[int, str]]:
     return (hs.dumpb(db) if db is not None else b""), kinds
 
 
-def _on_match(i: int, start: int, end: int, flags: int, hits: set) -> None:
-    hits.add(i)
-
-
-def _on_first_match(i: int, start: int, end: int, flags: int, hits: set) -> bool:
-    hits.add(i)
-    return True             # a solo database: its first report is all we need
+# match handlers (hits.add(id); the second stops the scan: a solo
+# database's first report is all we need), compiled in postier._native.spameng
+_on_match = _eng.on_match
+_on_first_match = _eng.on_first_match
 
 
 class AreaDatabase:

@@ -83,32 +83,29 @@ _B64_VALUE[ord("=")] = 63          # tr{A-Za-z0-9+/=}{ -_} maps '=' like '/'
 
 def base64_decode(s: bytes) -> bytes:
     """Util::base64_decode (without the length argument)."""
-    s = re.sub(rb"\s+", b"", s)
-    if len(s) % 4 == 0 and re.fullmatch(rb"[A-Za-z0-9+/=]{2,}={0,2}", s):
+    s = s.translate(None, _B64_SPACE)                  # /\s+//g
+    # /^[A-Za-z0-9+\/=]{2,}={0,2}$/ (the class holds "=" already)
+    if len(s) % 4 == 0 and len(s) >= 2 and not s.translate(None, _B64_ALPHA_EQ):
         s = re.sub(rb"(=+)(?!=*$)", lambda m: b"A" * len(m.group(1)), s)
         try:
             return base64.b64decode(s)
         except (binascii.Error, ValueError):
             pass
-    s = bytes(c for c in s if c in _B64_VALUE)
+    s = s.translate(None, _B64_JUNK)
     s = re.sub(rb"=+$", b"", s)
     if len(s) % 4 == 1:
         s = s[:-1]
-    out = bytearray()
-    for pos in range(0, len(s), 84):
-        chunk = s[pos:pos + 84]
-        nbytes = len(chunk) * 3 // 4
-        acc = 0
-        bits = 0
-        buf = bytearray()
-        for c in chunk:
-            acc = (acc << 6) | _B64_VALUE[c]
-            bits += 6
-            if bits >= 8:
-                bits -= 8
-                buf.append((acc >> bits) & 0xFF)
-        out += buf[:nbytes]
-    return bytes(out)
+    # Perl decodes 84-character chunks bit by bit, '=' counting as '/': for
+    # whole 4-character groups that is base64 itself, and a last group of
+    # 2 or 3 characters gives the bytes its bits fill
+    s = s.translate(_B64_EQ_AS_SLASH)
+    return base64.b64decode(s + b"=" * (-len(s) % 4))
+
+
+_B64_JUNK = bytes(c for c in range(256) if c not in _B64_VALUE)
+_B64_SPACE = b" \t\n\r\x0b\x0c"          # a bytes pattern's \s
+_B64_ALPHA_EQ = _B64_ALPHA + b"="
+_B64_EQ_AS_SLASH = bytes.maketrans(b"=", b"/")
 
 
 # Perl Encode names that Python spells differently, or that Perl lacks
@@ -477,7 +474,7 @@ class Node:
                 space = len(_SPACES_U.sub("", rendered))
                 space = len(rendered) - space
             else:
-                space = sum(1 for ch in rendered if ch in " \t\n\r\x0b")
+                space = sum(map(rendered.count, " \t\n\r\x0b"))
             r["html_length"] = len(rendered)
             r["non_space_len"] = len(rendered) - space
             if text_len:
@@ -613,13 +610,13 @@ class Message(Node):
         msg.body_parts = []
         subparse -= 1
         bnd = boundary.encode("latin-1")
-        open_re = re.compile(b"^--" + re.escape(bnd) + rb"\s*$")
-        close_re = re.compile(b"^--" + re.escape(bnd) + rb"(--)?\s*$")
+        delim = b"--" + bnd        # a boundary line: /^--BND\s*$/, closing: /^--BND(--)?\s*$/
+        dlen = len(delim)
         nested = False
         n = len(body)
         line = 0
         while line < n:
-            if body[line][:2] == b"--" and open_re.match(body[line]):
+            if body[line].startswith(delim) and not body[line][dlen:].strip():
                 self.mime_boundary_state[boundary] = 1
                 if line + 1 < n and not _HDR_NAME_NOWS.match(body[line + 1]):
                     self.flags.add("missing_mime_headers")
@@ -637,9 +634,13 @@ class Message(Node):
         while idx < len(body):
             cur = body[idx]
             idx += 1
-            m = close_re.match(cur) if cur[:2] == b"--" else None
-            found_end = m is not None
-            found_last = found_end and m.group(1) is not None
+            found_end = found_last = False
+            if cur.startswith(delim):
+                rest = cur[dlen:]
+                if rest[:2] == b"--" and not rest[2:].strip():
+                    found_end = found_last = True
+                elif not rest.strip():
+                    found_end = True
             if found_end and nested:
                 found_end = False
                 if found_last:

@@ -39,7 +39,7 @@ import re2
 
 from postier.maps import patterns, reflib
 
-FORMAT = b"postier-spam-rules-1"
+FORMAT = b"postier-spam-rules-2"     # 2: line-area records carry their joined form ("j")
 # the modules whose code decides what a record holds
 _SOURCE_MODULES = ("postier.content.spam.engine", "postier.content.spam.perlre",
                    "postier.content.spam.hsdb", "postier.content.spam.bre",

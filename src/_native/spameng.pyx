@@ -1,0 +1,112 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The spam engine's per-message loops, compiled (twin: postier._pure.spameng).
+
+Same API and results as the pure module (see its docstring): Hyperscan match
+handlers (on_match, on_first_match), count_literals, LiteralCounter (one
+pass over the data, stopping at the limit), count_iter, first_hit;
+literal_set (run when rules are built) is the pure module's.  Reads no
+main.cf parameters.
+"""
+
+from postier._pure.spameng import MAX_LITERALS, literal_set  # noqa: F401 - re-exported
+
+
+def on_match(unsigned int i, unsigned long long start, unsigned long long end,
+             unsigned int flags, set hits):
+    """Hyperscan match handler: collect the expression id."""
+    hits.add(i)
+
+
+def on_first_match(unsigned int i, unsigned long long start, unsigned long long end,
+                   unsigned int flags, set hits):
+    """Hyperscan match handler that stops the scan at the first report."""
+    hits.add(i)
+    return True
+
+
+def count_literals(bytes data, tuple lits, Py_ssize_t limit=0):
+    """Occurrences of the literals in data (non-overlapping), capped at limit."""
+    cdef Py_ssize_t n = 0
+    cdef bytes lit
+    for lit in lits:
+        n += data.count(lit)
+    if limit and n > limit:
+        n = limit
+    return n
+
+
+cdef class LiteralCounter:
+    """count_literals for one literal set (from literal_set: no literal
+    contains or overlaps another, so at most one starts at any offset):
+    one walk over the data, stopping at the limit."""
+
+    cdef readonly tuple lits
+    cdef list by_first              # first byte -> literals starting with it
+    cdef unsigned char first[256]
+
+    def __init__(self, lits):
+        self.lits = tuple(lits)
+        self.by_first = [None] * 256
+        cdef int b
+        for b in range(256):
+            self.first[b] = 0
+        cdef bytes lit
+        for lit in self.lits:
+            if not lit:
+                raise ValueError("empty literal")
+            b = lit[0]
+            if self.by_first[b] is None:
+                self.by_first[b] = []
+            self.by_first[b].append(lit)
+            self.first[b] = 1
+
+    def count(self, bytes data, Py_ssize_t limit=0):
+        cdef const unsigned char *p = data
+        cdef const unsigned char *q
+        cdef Py_ssize_t n = len(data), i = 0, c = 0, L, k
+        cdef bytes lit
+        cdef bint hit
+        while i < n:
+            if not self.first[p[i]]:
+                i += 1
+                continue
+            hit = False
+            for lit in self.by_first[p[i]]:
+                L = len(lit)
+                if i + L > n:
+                    continue
+                q = lit
+                k = 1
+                while k < L and p[i + k] == q[k]:
+                    k += 1
+                if k == L:
+                    hit = True
+                    break
+            if hit:
+                c += 1
+                if limit and c >= limit:
+                    return limit
+                i += L
+            else:
+                i += 1
+        return c
+
+
+def count_iter(rx, data, Py_ssize_t limit=0):
+    """Matches of rx.finditer(data), stopping at limit (0: no cap)."""
+    cdef Py_ssize_t n = 0
+    for _m in rx.finditer(data):
+        n += 1
+        if limit and n >= limit:
+            break
+    return n
+
+
+def first_hit(search, list lines):
+    """Index of the first line for which search(line) is true, or -1."""
+    cdef Py_ssize_t i
+    for i in range(len(lines)):
+        if search(lines[i]):
+            return i
+    return -1
+

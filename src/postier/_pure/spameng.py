@@ -1,0 +1,205 @@
+"""Pure-Python twin of postier._native.spameng: the spam engine's per-message loops.
+
+    hits = set()
+    db.scan(buf, match_event_handler=on_match, context=hits)   # Hyperscan callbacks
+    count_literals(buf, (b"e", b"\\xc3\\xa8"), 230)            # `tflags multiple` by counting
+    LiteralCounter(lits).count(buf, 230)                    # the same, for a set used often
+    count_iter(rx, data, limit)          # matches of rx.finditer(data), capped at limit
+    first_hit(search, lines)             # index of the first line search() accepts, or -1
+    literal_set(re2_pattern)             # the literals an RE2 pattern stands for, or None
+
+postier.content.spam.engine and .hsdb use these on every message (selected
+with postier.native.load("spameng"); POSTIER_PURE=1 selects this twin).
+literal_set runs when rules are built: a `multiple` rule whose regex is a
+set of literals that can never overlap is counted by looking for the
+literals instead of walking a regex (SpamAssassin's __LOWER_E,
+__E_LIKE_LETTER).  Reads no
+main.cf parameters.
+"""
+
+from __future__ import annotations
+
+MAX_LITERALS = 256
+
+
+def on_match(i: int, start: int, end: int, flags: int, hits: set) -> None:
+    """Hyperscan match handler: collect the expression id."""
+    hits.add(i)
+
+
+def on_first_match(i: int, start: int, end: int, flags: int, hits: set) -> bool:
+    """Hyperscan match handler that stops the scan at the first report."""
+    hits.add(i)
+    return True
+
+
+def count_literals(data: bytes, lits: tuple, limit: int = 0) -> int:
+    """Occurrences of the literals in data (non-overlapping; the literals
+    come from literal_set, so they never overlap each other), capped at
+    limit (0: no cap)."""
+    n = 0
+    for lit in lits:
+        n += data.count(lit)
+    if limit and n > limit:
+        n = limit
+    return n
+
+
+class LiteralCounter:
+    """count_literals for one literal set, built once per rule: the
+    compiled twin walks the data once and stops at the limit."""
+
+    def __init__(self, lits: tuple):
+        self.lits = tuple(lits)
+        if not all(self.lits):
+            raise ValueError("empty literal")
+
+    def count(self, data: bytes, limit: int = 0) -> int:
+        return count_literals(data, self.lits, limit)
+
+
+def count_iter(rx, data: bytes, limit: int = 0) -> int:
+    """Matches of rx.finditer(data), stopping at limit (0: no cap)."""
+    n = 0
+    for _m in rx.finditer(data):
+        n += 1
+        if limit and n >= limit:
+            break
+    return n
+
+
+def first_hit(search, lines: list) -> int:
+    """Index of the first line for which search(line) is true, or -1."""
+    for i, line in enumerate(lines):
+        if search(line):
+            return i
+    return -1
+
+
+_HEX = b"0123456789abcdefABCDEF"
+
+
+def _parse_alt(p: bytes, i: int, depth: int):
+    """(set of literals, next index) of an alternation starting at p[i]."""
+    alts: list[set[bytes]] = []
+    cur: set[bytes] = {b""}
+    n = len(p)
+    while i < n:
+        c = p[i]
+        if c == 0x7C:                                   # |
+            alts.append(cur)
+            cur = {b""}
+            i += 1
+            continue
+        if c == 0x29:                                   # )
+            if depth == 0:
+                raise ValueError("unbalanced")
+            break
+        if c == 0x28:                                   # (
+            if not p.startswith(b"(?:", i):
+                raise ValueError("capture or flags")
+            sub, i = _parse_alt(p, i + 3, depth + 1)
+            if i >= n or p[i] != 0x29:
+                raise ValueError("unclosed")
+            i += 1
+            piece = sub
+        elif c == 0x5B:                                 # [
+            piece, i = _parse_class(p, i + 1)
+        elif c == 0x5C:                                 # backslash
+            b, i = _parse_escape(p, i + 1)
+            piece = {bytes([b])}
+        elif c in b".^$*+?{}":
+            raise ValueError("operator")
+        else:
+            piece = {bytes([c])}
+            i += 1
+        if i < n and p[i] in b"*+?{":
+            raise ValueError("repeat")
+        cur = {a + b for a in cur for b in piece}
+        if len(cur) > MAX_LITERALS:
+            raise ValueError("too many")
+    alts.append(cur)
+    out: set[bytes] = set()
+    for a in alts:
+        out |= a
+    if len(out) > MAX_LITERALS:
+        raise ValueError("too many")
+    return out, i
+
+
+def _parse_escape(p: bytes, i: int) -> tuple[int, int]:
+    if i >= len(p):
+        raise ValueError("trailing backslash")
+    c = p[i]
+    if c == 0x78:                                       # \xHH
+        h = p[i + 1:i + 3]
+        if len(h) != 2 or any(x not in _HEX for x in h):
+            raise ValueError("bad hex")
+        return int(h, 16), i + 3
+    if (0x30 <= c <= 0x39) or (0x41 <= c <= 0x5A) or (0x61 <= c <= 0x7A):
+        raise ValueError("escape class or assertion")   # \d \s \b \A \1 ...
+    return c, i + 1
+
+
+def _parse_class(p: bytes, i: int) -> tuple[set[bytes], int]:
+    n = len(p)
+    if i < n and p[i] == 0x5E:
+        raise ValueError("negated class")
+    members: set[int] = set()
+    first = True
+    while i < n and (p[i] != 0x5D or first):
+        first = False
+        if p[i] == 0x5C:
+            lo, i = _parse_escape(p, i + 1)
+        elif p[i] == 0x5B:
+            raise ValueError("nested class")
+        else:
+            lo, i = p[i], i + 1
+        if i + 1 < n and p[i] == 0x2D and p[i + 1] != 0x5D:
+            if p[i + 1] == 0x5C:
+                hi, i = _parse_escape(p, i + 2)
+            else:
+                hi, i = p[i + 1], i + 2
+            if hi < lo:
+                raise ValueError("bad range")
+            members.update(range(lo, hi + 1))
+        else:
+            members.add(lo)
+        if len(members) > MAX_LITERALS:
+            raise ValueError("too many")
+    if i >= n:
+        raise ValueError("unclosed class")
+    return {bytes([b]) for b in members}, i + 1
+
+
+def literal_set(pattern: bytes) -> tuple | None:
+    """The literals a case-sensitive RE2 pattern (as postier.maps.resyntax
+    emits it: `(?:`, `|`, `[...]`, `\\xHH`, escaped punctuation, plain
+    bytes) stands for, when its non-overlapping matches can be counted as
+    the sum of the literals' counts: no literal is empty, holds a NUL
+    (the joined buffer's separator), contains another or overlaps another
+    -- otherwise, or for any other regex syntax, None."""
+    if isinstance(pattern, str):
+        pattern = pattern.encode("latin-1")
+    try:
+        lits, i = _parse_alt(pattern, 0, 0)
+    except (ValueError, IndexError):
+        return None
+    if i != len(pattern) or not lits:
+        return None
+    out = sorted(lits)
+    for a in out:
+        if not a or 0 in a:
+            return None
+    for a in out:
+        for b in out:
+            if a is b:
+                continue        # a literal overlapping itself is counted as a regex does
+            if a in b:
+                return None
+            # a proper suffix of a that is a proper prefix of b: occurrences
+            # of the two could overlap
+            for k in range(1, min(len(a), len(b))):
+                if a[-k:] == b[:k]:
+                    return None
+    return tuple(out)
