@@ -30,26 +30,34 @@ a 1,000,000-triplet store.
    postgrey: of the medians (the target is greylistd >= 20x postgrey), the
    median of the per-run ratios, split by postgrey's regime in that run,
    and of the CPU per request.
-   What limits each side: greylistd is CPU-bound, 21-25 us per request
-   (about 9 us in the kernel: the loopback TCP read and write, the log
-   line's write and the store's two flock(2) calls; the rest Python:
-   parsing the 30 attributes, the keys, the log line, the store's ~2 us),
-   so a whole CPU would let one process answer about 45k req/s -- on this
-   shared box it gets the CPU share the other jobs leave it (busy 60-75 %),
-   which is what moves its rate from run to run; a second worker adds a
-   share.  postgrey spends 150-250 us of CPU per request and makes one
-   fdatasync(2) per request (its BerkeleyDB transaction log): while the
-   disk syncs slowly (other jobs writing) it waits, 10-35 % busy, at
-   200-1,500 req/s; when syncs are fast it is bound by its own CPU at
-   2.5-4.5k req/s.  Measured ratios: 18-40x in the first regime, 10-17x
-   in the second (the CPU ratio is 8-10x); greylistd syncs nothing per
-   request (see postier/_pure/greystore.py).  Not pinned by default (on
+   What limits each side: greylistd spends 9-11 us of CPU per request,
+   three quarters of it in the kernel -- mostly the loopback TCP send of
+   the answer (it runs the client's TCP receive and wakes the client,
+   ~5-6 us), then the read, the store's two flock(2) calls and epoll; the
+   ~3 us in user space are uvloop plus one call of postier.native
+   policyreq (Greylist.fast: parse, keys, store, log line, action); the
+   log lines and the answers of one event-loop iteration are written
+   together, which also lets each client take several answers per wakeup
+   (client CPU 7-8 us per request).  So one process on a whole CPU answers
+   85-90k req/s; on this shared box it gets the CPU share the other jobs
+   leave it and its two clients (busy 45-95 %), which is what moves its
+   rate from run to run; a second worker adds a share.  postgrey spends
+   150-180 us of CPU per request and makes one fdatasync(2) per request
+   (its BerkeleyDB transaction log): while the disk syncs slowly (other
+   jobs writing) it waits, 10-35 % busy, at 200-2,000 req/s; when syncs
+   are fast it is bound by its own CPU at 3.5-4.7k req/s.  Ratio of the
+   medians in 7 invocations (5 runs each, load average 2-4.5): new
+   12.7-21.4x (median 17.5x), known 13.3-19.5x (median 14.6x); medians of
+   the per-run ratios 19.2x and 17.0x; per run 48-224x in the first
+   regime, 13-21x in the second, where the CPU ratio (15-19x) and the CPU
+   shares set it (18-19.5x when greylistd got most of a CPU); greylistd
+   syncs nothing per request (see postier/_pure/greystore.py).  Not pinned by default (on
    this shared 2-vCPU box pinning the server to one CPU cost greylistd a
    third of its rate); POSTIER_BENCH_PIN=1 runs the servers on CPU 1 and
    the clients on CPU 0.
-2. In-process decision latency (pytest-benchmark): Greylist.decide() over
-   the memory-mapped store for a known triplet and for a new one, native
-   and pure.
+2. In-process latency (pytest-benchmark): Greylist.decide() over the
+   memory-mapped store for a known triplet and for a new one, and a whole
+   request as read from the socket (Greylist.fast.handle), native and pure.
 3. A store holding 1,000,000 triplets: file size (target < 64 MB), build
    time, and PSS when 4 worker processes have the file mapped and have
    each looked up every triplet (the pages are shared: PSS per process is
@@ -499,7 +507,8 @@ def greylist(request, tmp_path):
     from postier.policy.greylist import Greylist, GreylistSettings
     from postier.policy.store import MmapStore
     store = MmapStore(str(tmp_path / "g.db"), pure=request.param == "pure")
-    g = Greylist(GreylistSettings(delay=DELAY), store, emit=lambda _line: None)
+    g = Greylist(GreylistSettings(delay=DELAY), store, emit=lambda _line: None,
+                 pure=request.param == "pure")
     g.kind = request.param
     yield g
     g.close()
@@ -536,6 +545,22 @@ def test_decision_latency_new(benchmark, greylist, capsys):
         us = benchmark.stats.stats.median * 1e6
         RESULTS[f"latency_new_{greylist.kind}_us"] = us
         report(capsys, f"in-process decision, new triplet ({greylist.kind}): {us:.1f} us")
+
+
+def test_request_latency(benchmark, greylist, capsys):
+    """One whole request as the server gets it (bytes of a read) to the
+    action: Greylist.fast.handle() (postier.native policyreq), a known
+    triplet, the log line emitted."""
+    t = int(time.time())
+    data = [request_bytes(1, t + dt, "req") for dt in (0, DELAY + 1, DELAY + 2)]
+    for d in data:
+        greylist.fast.handle(d)
+    assert greylist.fast.handle(data[2]) == "DUNNO"
+    benchmark(greylist.fast.handle, data[2])
+    if benchmark.stats is not None:
+        us = benchmark.stats.stats.median * 1e6
+        RESULTS[f"latency_request_{greylist.kind}_us"] = us
+        report(capsys, f"in-process request, known triplet ({greylist.kind}): {us:.1f} us")
 
 
 # -- a 1,000,000-triplet store ------------------------------------------------------------

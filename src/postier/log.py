@@ -7,12 +7,20 @@ Every line has Postfix's shape, with `postier` where Postfix says `postfix`:
 Command-line tools also write `NAME: warning: text` to stderr exactly as
 Postfix's tools do (`postmap: warning: ...`), so scripts that read them work.
 
+A server that logs a line per request can call `LOG.batch_in_loop()`: while
+an asyncio event loop runs in this thread, lines are collected and written
+once per loop iteration (one write(2) for all of them, in order); fatal
+lines, lines emitted with no running loop, setup(), `batch_in_loop(False)`
+and process exit write what is pending first.
+
 Parameters read: maillog_file (write lines to this file instead of syslog),
 syslog_facility, syslog_name (default "postier", the part before the slash).
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import os
 import sys
 import time
@@ -33,12 +41,18 @@ class MailLog:
         self.use_syslog = False
         self._host = os.uname().nodename.split(".")[0]
         self._fd: int | None = None
+        self._batch = False
+        self._pending: list[tuple[str, str]] = []
+        self._flush_loop: asyncio.AbstractEventLoop | None = None
+        self._stamp_at = -1
+        self._stamp = ""
 
     def setup(self, service: str, *, progname: str | None = None, stderr: bool = False,
               maillog_file: str | None = None, use_syslog: bool = False,
               syslog_name: str = "postier", facility: str = "mail") -> None:
         """Configure this process's log.  `service` is the part after the slash
         (smtpd, qmgr, postmap ...); `progname` is the stderr prefix."""
+        self.flush()
         self.service = service
         self.progname = progname or service
         self.stderr = stderr
@@ -60,27 +74,71 @@ class MailLog:
 
     def format_line(self, text: str, when: float | None = None) -> str:
         """The maillog line for `text`, as postlogd writes it."""
-        stamp = time.strftime("%b %d %H:%M:%S", time.localtime(when or time.time()))
+        if when:
+            stamp = time.strftime("%b %d %H:%M:%S", time.localtime(when))
+        else:
+            now = int(time.time())
+            if now != self._stamp_at:       # one strftime per second
+                self._stamp = time.strftime("%b %d %H:%M:%S", time.localtime(now))
+                self._stamp_at = now
+            stamp = self._stamp
         return f"{stamp} {self._host} {self.tag}[{os.getpid()}]: {text}"
+
+    def batch_in_loop(self, on: bool = True) -> None:
+        """Write lines once per event-loop iteration (see the module doc); off:
+        write what is pending now, then each line as it comes."""
+        if on and not self._batch:
+            atexit.register(self.flush)
+        elif not on:
+            self.flush()
+        self._batch = on
+
+    def flush(self) -> None:
+        """Write the lines collected by batch_in_loop() (in order)."""
+        self._flush_loop = None
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._write(pending)
 
     def emit(self, severity: str, text: str) -> None:
         body = f"{severity}: {text}" if severity else text
+        if self._batch and severity != "fatal":
+            loop = self._flush_loop
+            if loop is not None and loop.is_running():     # a flush is due on this loop
+                self._pending.append((severity, body))
+                return
+            loop = asyncio._get_running_loop()
+            if loop is not None:
+                self._pending.append((severity, body))
+                if self._flush_loop is not loop:
+                    self._flush_loop = loop
+                    loop.call_soon(self.flush)
+                return
+        if self._pending:
+            self.flush()
+        self._write(((severity, body),))
+
+    def _write(self, lines: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> None:
+        """(severity, body) lines to their destinations, one write per destination."""
         if self.stderr:
-            sys.stderr.write(f"{self.progname}: {body}\n")
+            sys.stderr.write("".join(f"{self.progname}: {body}\n" for _sev, body in lines))
             sys.stderr.flush()
         if self.maillog_file:
-            # one O_APPEND write per line: lines from several processes never interleave
-            line = (self.format_line(body) + "\n").encode("utf-8", "surrogateescape")
+            # one O_APPEND write of whole lines: lines from several processes never interleave
+            data = "".join([self.format_line(body) + "\n" for _sev, body in lines]).encode(
+                "utf-8", "surrogateescape")
             if self._fd is None:
                 self._fd = os.open(self.maillog_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
                                    0o644)
-            os.write(self._fd, line)
+            while data:
+                data = data[os.write(self._fd, data):]
         elif self.use_syslog:
             import syslog
-            prio = {"": syslog.LOG_INFO, "warning": syslog.LOG_WARNING,
-                    "error": syslog.LOG_ERR, "fatal": syslog.LOG_CRIT,
-                    "panic": syslog.LOG_ALERT}.get(severity, syslog.LOG_INFO)
-            syslog.syslog(prio, body)
+            for severity, body in lines:
+                prio = {"": syslog.LOG_INFO, "warning": syslog.LOG_WARNING,
+                        "error": syslog.LOG_ERR, "fatal": syslog.LOG_CRIT,
+                        "panic": syslog.LOG_ALERT}.get(severity, syslog.LOG_INFO)
+                syslog.syslog(prio, body)
 
 
 LOG = MailLog()

@@ -47,6 +47,14 @@ The decision itself (steps 2, 4, 5 and the counting of 6) is one atomic
 operation of the store (postier.policy.store), so several processes, or
 several hosts sharing Redis, can decide concurrently.
 
+A request is given as a dict of attributes (`decide`, `adecide`) or as
+the tuple of the attributes used (postier.native "policyreq" FIELDS:
+`decide_fields`).  With the memory-mapped store and no whitelist or
+privacy setting, `Greylist.fast` (policyreq.Fast) decides a whole request
+as the server reads it in one call: parse, keys, store, log line, action
+(postgrey's other outcomes call back into `_finish`); it leaves the
+expiry passes to the server's maintenance task.
+
 Parameters read (`settings_from_config`; postier-only, named after
 postgrey's options): greylist_store, greylist_delay, greylist_max_age,
 greylist_retry_window, greylist_auto_whitelist_clients,
@@ -67,11 +75,32 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from postier import __version__, log
+from postier import __version__, log, native
+from postier._pure.policyreq import (
+    F_ADDRESS,
+    F_ETRN,
+    F_INSTANCE,
+    F_NAME,
+    F_RECIPIENT,
+    F_SENDER,
+    F_TEST_TIME,
+    FIELDS,
+    recipient_domain,
+    sender_substitutions,  # noqa: F401 - re-exported (postgrey key rules live there)
+)
 from postier.errors import ConfigError
 from postier.policy import whitelist as wl
-from postier.policy.store import R_AWL, R_DELAYED, R_GREYLIST, StoreError, open_store
+from postier.policy.store import (
+    R_AWL,
+    R_DELAYED,
+    R_GREYLIST,
+    R_PASS,
+    MmapStore,
+    StoreError,
+    open_store,
+)
 
+_REQ_PURE = native.load("policyreq", pure=True)
 DEFAULT_TEXT = "Greylisted, see http://postgrey.schweikert.ch/help/%r.html"
 DEFAULT_HEADER = "X-Greylist: delayed %t seconds by postier-greylist-%v at %h; %d"
 POSTGREY_HEADER = "X-Greylist: delayed %t seconds by postgrey-%v at %h; %d"
@@ -79,12 +108,7 @@ MAINT_IDLE = 1.0            # seconds between maintenance calls when nothing is 
 MAINT_BUSY = 0.05           # ... while an expiry pass or a rebuild goes on
 WHITELIST_CHECK = 10.0      # seconds between checks of the whitelist files' mtimes
 
-_DIGITS = re.compile(r"\b\d+\b", re.ASCII)
-_ANY_DIGIT = re.compile(r"\d", re.ASCII)
-_BATV10 = re.compile(r"^[0-9a-z]{10}")
-_RCPT_DOMAIN = re.compile(r"^.*@")
 _LEADING_DIGIT = re.compile(r"^\d", re.ASCII)
-_LOG_ATTRS = ("client_name", "client_address", "sender", "recipient")
 
 
 @dataclass(frozen=True)
@@ -158,33 +182,6 @@ def settings_from_config(get: Callable[[str], str | None], **overrides: object
 
 # -- postgrey's key normalisation ------------------------------------------------------
 
-def sender_substitutions(addr: str) -> str:
-    """do_sender_substitutions(): BATV, +extension and VERP numbers."""
-    user, at, domain = addr.partition("@")
-    if not at:
-        return addr
-    if not user.startswith("prvs=") and "+" not in user and not _ANY_DIGIT.search(user):
-        return addr
-    if user.startswith("prvs="):
-        parts = user.split("=")
-        while parts and parts[-1] == "":       # Perl's split drops trailing empty fields
-            parts.pop()
-        if len(parts) == 3:
-            a1, a2 = parts[1], parts[2]
-            if _BATV10.match(a1) and not _BATV10.match(a2):
-                user = a2
-            elif _BATV10.match(a2) and not _BATV10.match(a1):
-                user = a1
-            else:
-                user = a2
-    plus = user.find("+")
-    if plus >= 0:
-        nl = user.find("\n", plus)
-        user = user[:plus] + (user[nl:] if nl >= 0 else "")
-    user = _DIGITS.sub("#", user)
-    return f"{user}@{domain}"
-
-
 def netaddr_text(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     """NetAddr::IP's addr(): dotted IPv4, or all eight IPv6 groups in
     upper-case hex without zero compression."""
@@ -201,37 +198,20 @@ def parse_client_address(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Add
         return None
 
 
-class _ClientInfo:
-    """What the keys need from one client address (cached per address)."""
-    __slots__ = ("value", "addr", "net", "ckey")
-
-    def __init__(self, value: int, addr: str, net: str):
-        self.value = value      # 128-bit int (IPv4 as ::a.b.c.d), for whitelists
-        self.addr = addr        # NetAddr::IP addr() text: the AWL key and log text
-        self.net = net          # the NET part of the triplet key
-        self.ckey = b"awl:" + addr.encode()     # the client's (AWL) store key
-
-
-def client_info(address: str, settings: GreylistSettings) -> _ClientInfo | None:
-    a = address.strip()
-    try:
-        v4 = socket.inet_pton(socket.AF_INET, a)
-    except OSError:
-        v4 = None
-    if v4 is not None:              # the common case, without ipaddress objects
-        value = int.from_bytes(v4, "big")
-        text = socket.inet_ntop(socket.AF_INET, v4)
-        if settings.lookup_by_host:
-            net = f"{text}/32"
-        else:
-            plen = settings.ipv4cidr
-            masked = value & ((0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF) if plen else 0
-            net = socket.inet_ntop(socket.AF_INET, masked.to_bytes(4, "big"))
-        return _ClientInfo(value, text, net)
-    ip = parse_client_address(a)
+def client_info(address: str, settings: GreylistSettings, req=None
+                ) -> tuple[int, str, str, bytes] | None:
+    """What the keys need from a client address: (value as int, for the
+    whitelists; NetAddr::IP addr() text: the AWL key and log text; the NET
+    part of the triplet key; the client's (AWL) store key), or None when it
+    is not an IP address.  `req`: the policyreq module (IPv4 parsing)."""
+    info = (req or _REQ_PURE).ipv4_client(address, settings.ipv4cidr, settings.lookup_by_host)
+    if info is not None:            # the common case, without ipaddress objects
+        return info
+    ip = parse_client_address(address)
     if ip is None:
         return None
-    return _ClientInfo(int(ip), netaddr_text(ip), client_network(ip, settings))
+    text = netaddr_text(ip)
+    return int(ip), text, client_network(ip, settings), b"awl:" + text.encode()
 
 
 def client_network(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, settings: GreylistSettings
@@ -245,7 +225,8 @@ def client_network(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, settings: 
 
 
 def triplet_key(net: str, sender: str, recipient: str) -> bytes:
-    """lc "NET/SENDER/RECIPIENT" (ASCII-only, like Perl's lc on bytes)."""
+    """lc "NET/SENDER/RECIPIENT" (ASCII-only, like Perl's lc on bytes); SENDER
+    already substituted (policyreq.triplet_key applies the substitutions)."""
     return f"{net}/{sender}/{recipient}".encode("utf-8", "surrogateescape").lower()
 
 
@@ -254,35 +235,46 @@ def _true(value: str | None) -> bool:
     return bool(value) and value != "0"
 
 
+def fields_of(attrs: Mapping[str, str]) -> tuple[str | None, ...]:
+    """The request attributes the decision uses (policyreq.FIELDS; None: missing)."""
+    return tuple(map(attrs.get, FIELDS))
+
+
 def action_line(attrs: Mapping[str, str], action: str, reason: str | None = None,
                 info: str | None = None) -> str:
     """mylog_action(): postgrey's log line for a decision."""
-    get = attrs.get
-    line = f"action={action}"
-    if reason is not None:
-        line += f", reason={reason}"
-    if info is not None:
-        line += f", {info}"
-    for a in _LOG_ATTRS:
-        v = get(a)
-        if v and v != "0":          # Perl truthiness
-            line += f", {a}={v}"
-    q = get("queue_id")
-    return f"{q}: {line}" if q and q != "0" else line
+    return _REQ_PURE.log_line(fields_of(attrs), action, reason, info)
 
 
-def greylist_text(settings: GreylistSettings, attrs: Mapping[str, str], diff: int) -> str:
+def greylist_text(settings: GreylistSettings, attrs: Mapping[str, str] | tuple, diff: int
+                  ) -> str:
+    """The greylist action for a request (attributes, or the FIELDS tuple)."""
+    f = attrs if isinstance(attrs, tuple) else fields_of(attrs)
     msg = settings.text
-    if "etrn_domain" in attrs and not _LEADING_DIGIT.match(msg):
+    if f[F_ETRN] is not None and not _LEADING_DIGIT.match(msg):
         msg = "4.2.0 " + msg
     msg = msg.replace("%s", str(diff), 1)
     if "%r" in msg:
-        rcpt = attrs.get("recipient", "")
-        # s/^.*@//: everything up to the last "@" of the first line
-        domain = rcpt.rpartition("@")[2] if "\n" not in rcpt else \
-            _RCPT_DOMAIN.sub("", rcpt, count=1)
-        msg = msg.replace("%r", domain, 1)
+        msg = msg.replace("%r", _rcpt_domain(f[F_RECIPIENT] or ""), 1)
     return f"{settings.action} {msg}"
+
+
+def _text_parts(settings: GreylistSettings) -> tuple[tuple[str, str], tuple[str, str]] | None:
+    """greylist_text() precomputed for a text with one "%r" and no "%s"
+    (postgrey's default): (head, tail) around the recipient domain, without
+    and with an etrn_domain attribute; None for other texts."""
+    text = settings.text
+    if "%s" in text or "%r" not in text:
+        return None
+    out = []
+    for etrn in (False, True):
+        msg = "4.2.0 " + text if etrn and not _LEADING_DIGIT.match(text) else text
+        head, _, tail = msg.partition("%r")
+        out.append((f"{settings.action} {head}", tail))
+    return out[0], out[1]
+
+
+_rcpt_domain = recipient_domain     # s/^.*@//: up to the last "@" of the first line
 
 
 def header_text(settings: GreylistSettings, delay: int, when: float | None = None) -> str:
@@ -321,7 +313,28 @@ class Greylist:
             self.load_whitelists()
         self._next_maint = 0.0
         self._next_wl_check = time.monotonic() + WHITELIST_CHECK
-        self._clients: dict[str, _ClientInfo | None] = {}
+        self._clients: dict[str, tuple[int, str, str, bytes]] = {}
+        self._req = req = native.load("policyreq", pure=pure)
+        self._tkey = req.triplet_key
+        self._line = req.log_line
+        self._text = _text_parts(settings)
+        # the mmap store's decision, called without the MmapStore wrapper
+        self._greylist = self.store.greylist if type(self.store) is MmapStore else None
+        self.fast = None
+        self._update_fast()
+
+    def _update_fast(self) -> None:
+        """The one-call path of postier.native policyreq (Fast) for this
+        greylist, when it applies: the memory-mapped store, no whitelists,
+        no privacy hashing (else None: decide_fields() does it all)."""
+        s = self.settings
+        if self._greylist is None or s.privacy or self.clients.names \
+                or self.clients.networks or self.recipients.patterns:
+            self.fast = None
+            return
+        self.fast = self._req.Fast(self._greylist, s.delay, s.retry_window, s.awl_clients,
+                                   s.ipv4cidr, s.lookup_by_host, self._text,
+                                   self.emit if s.log_actions else None, self._finish)
 
     # -- whitelists -------------------------------------------------------------------
     def load_whitelists(self) -> None:
@@ -330,6 +343,8 @@ class Greylist:
         self.clients = wl.load_clients(s.whitelist_clients)
         self.recipients = wl.load_recipients(s.whitelist_recipients)
         self._wl_sig = wl.file_signature(s.whitelist_clients + s.whitelist_recipients)
+        if hasattr(self, "fast"):
+            self._update_fast()
 
     def _check_whitelists(self, mono: float) -> None:
         self._next_wl_check = mono + WHITELIST_CHECK
@@ -345,45 +360,43 @@ class Greylist:
         if self.settings.log_actions:
             self.emit(text)
 
-    def _prepare(self, attrs: Mapping[str, str]) -> str | tuple[bytes, bytes, str]:
+    def _prepare(self, f: tuple) -> str | tuple[bytes, bytes, str]:
         """Whitelists and keys: a final action, or (triplet key, client key,
         client address text for the AWL log line)."""
-        try:
-            address = attrs["client_address"]
-            recipient = attrs["recipient"]
-            sender = attrs["sender"]
-            attrs["client_name"]
-        except KeyError:
-            for a in ("client_address", "client_name", "recipient", "sender"):
-                if a not in attrs:
+        address = f[F_ADDRESS]
+        recipient = f[F_RECIPIENT]
+        sender = f[F_SENDER]
+        if address is None or recipient is None or sender is None or f[F_NAME] is None:
+            for a, i in (("client_address", F_ADDRESS), ("client_name", F_NAME),
+                         ("recipient", F_RECIPIENT), ("sender", F_SENDER)):
+                if f[i] is None:
                     log.warning(f"attribute missing: {a}")
                     break
             return "DUNNO"
         info = self._clients.get(address)
         if info is None:
-            if len(self._clients) >= 8192:
-                self._clients.clear()
-            info = self._clients[address] = client_info(address, self.settings)
+            info = client_info(address, self.settings, self._req)
             if info is None:
-                del self._clients[address]
                 log.warning(f"can't parse client_address from postfix: {address}")
                 return "DUNNO"
-        if self.clients.names and self.clients.match_name(attrs["client_name"]):
-            self._log(action_line(attrs, "pass", "client whitelist"))
+            if len(self._clients) >= 8192:
+                self._clients.clear()
+            self._clients[address] = info
+        if self.clients.names and self.clients.match_name(f[F_NAME]):
+            self._log(self._line(f, "pass", "client whitelist"))
             return "DUNNO"
-        if self.clients.networks and self.clients.match_address(info.value):
-            self._log(action_line(attrs, "pass", "client whitelist"))
+        if self.clients.networks and self.clients.match_address(info[0]):
+            self._log(self._line(f, "pass", "client whitelist"))
             return "DUNNO"
         if self.recipients.patterns and self.recipients.match(recipient):
-            self._log(action_line(attrs, "pass", "recipient whitelist"))
+            self._log(self._line(f, "pass", "recipient whitelist"))
             return "DUNNO"
-        addr = info.addr
-        tkey = triplet_key(info.net, sender_substitutions(sender), recipient)
-        ckey = info.ckey
+        tkey = self._tkey(info[2], sender, recipient)
         if self.settings.privacy:
-            tkey = hashlib.sha1(tkey).hexdigest().encode()
-            ckey = b"awl:" + hashlib.sha1(addr.encode()).hexdigest().encode()
-        return tkey, ckey, addr
+            addr = info[1]
+            return (hashlib.sha1(tkey).hexdigest().encode(),
+                    b"awl:" + hashlib.sha1(addr.encode()).hexdigest().encode(), addr)
+        return tkey, info[3], info[1]
 
     def _is_new_instance(self, inst: str | None) -> bool:
         if inst is None:
@@ -393,37 +406,42 @@ class Greylist:
         self._instances.appendleft(inst)
         return True
 
-    def _finish(self, attrs: Mapping[str, str], now: int, addr: str,
-                decision: tuple[int, int, int, int]) -> str:
+    def _finish(self, f: tuple, now: int, addr: str, decision: tuple[int, int, int, int]
+                ) -> str:
         result, first, awl_count, corrected = decision
         s = self.settings
         if result == R_AWL:
-            self._log(action_line(attrs, "pass", "client AWL"))
+            self._log(self._line(f, "pass", "client AWL"))
             return "DUNNO"
         if corrected:
             self.emit("correcting date for first seen in the future!")
         if awl_count and awl_count == s.awl_clients:
-            name = attrs.get("client_name")
+            name = f[F_NAME]
             client = f"{name}[{addr}]" if _true(name) else addr
             self.emit(f"whitelisted: {client}")
         if result == R_GREYLIST:
             diff = s.delay - (now - first)
-            self._log(action_line(attrs, "greylist",
-                                  "new" if now == first else f"early-retry ({diff}s missing)"))
-            return greylist_text(s, attrs, diff)
-        if result == R_DELAYED and self._is_new_instance(attrs.get("instance")):
+            self._log(self._line(f, "greylist",
+                                 "new" if now == first else f"early-retry ({diff}s missing)"))
+            if self._text is None:
+                return greylist_text(s, f, diff)
+            head, tail = self._text[f[F_ETRN] is not None]
+            rcpt = f[F_RECIPIENT]
+            return head + (rcpt.rpartition("@")[2] if "\n" not in rcpt else _rcpt_domain(rcpt)) \
+                + tail
+        if result == R_DELAYED and self._is_new_instance(f[F_INSTANCE]):
             delay = now - first
-            self._log(action_line(attrs, "pass", "triplet found", f"delay={delay}"))
+            self._log(self._line(f, "pass", "triplet found", f"delay={delay}"))
             if not s.header:
                 return "DUNNO"
             return "PREPEND " + header_text(s, delay)
-        self._log(action_line(attrs, "pass", "triplet found"))
+        self._log(self._line(f, "pass", "triplet found"))
         return "DUNNO"
 
-    def _now(self, attrs: Mapping[str, str], now: int | None) -> int:
+    def _now(self, f: tuple, now: int | None) -> int:
         if now is not None:
             return now
-        t = attrs.get("policy_test_time")
+        t = f[F_TEST_TIME]
         if t is not None:
             try:
                 return int(t)
@@ -433,15 +451,48 @@ class Greylist:
 
     def decide(self, attrs: Mapping[str, str], now: int | None = None) -> str:
         """The action for one request (synchronous stores only)."""
-        prep = self._prepare(attrs)
-        if isinstance(prep, str):
-            return prep
+        return self.decide_fields(tuple(map(attrs.get, FIELDS)), now)
+
+    def decide_fields(self, f: tuple, now: int | None = None) -> str:
+        """decide() for the request's FIELDS tuple (postier.native policyreq)."""
+        prep = self._prepare(f)
+        if prep.__class__ is str:
+            return prep     # type: ignore[return-value]
         tkey, ckey, addr = prep
-        t = self._now(attrs, now)
+        t = now
+        if t is None:                   # _now() inline
+            tt = f[F_TEST_TIME]
+            if tt is None:
+                t = int(time.time())
+            else:
+                try:
+                    t = int(tt)
+                except ValueError:
+                    t = int(time.time())
         s = self.settings
-        decision = self._store_decide(tkey, ckey, t, s.delay, s.retry_window, s.awl_clients,
-                                      s.max_age)
-        action = self._finish(attrs, t, addr, decision)
+        if self._greylist is not None:
+            decision = self._greylist(tkey, ckey, t, s.delay, s.retry_window, s.awl_clients)
+        else:
+            decision = self._store_decide(tkey, ckey, t, s.delay, s.retry_window,
+                                          s.awl_clients, s.max_age)
+        # the two common outcomes inline (what _finish() does for them)
+        result = decision[0]
+        if result == R_PASS and not decision[3]:
+            if s.log_actions:
+                self.emit(self._line(f, "pass", "triplet found"))
+            action = "DUNNO"
+        elif result == R_GREYLIST and not decision[3] and not decision[2] \
+                and self._text is not None:
+            first = decision[1]
+            if s.log_actions:
+                self.emit(self._line(f, "greylist", "new" if t == first else
+                                     f"early-retry ({s.delay - (t - first)}s missing)"))
+            head, tail = self._text[f[F_ETRN] is not None]
+            rcpt = f[F_RECIPIENT]
+            action = head + (rcpt.rpartition("@")[2] if "\n" not in rcpt else
+                             _rcpt_domain(rcpt)) + tail
+        else:
+            action = self._finish(f, t, addr, decision)
         mono = time.monotonic()
         if mono >= self._next_maint:
             self.maintain(t, mono)
@@ -449,17 +500,21 @@ class Greylist:
 
     async def adecide(self, attrs: Mapping[str, str], now: int | None = None) -> str:
         """The action for one request (any store)."""
+        return await self.adecide_fields(tuple(map(attrs.get, FIELDS)), now)
+
+    async def adecide_fields(self, f: tuple, now: int | None = None) -> str:
+        """adecide() for the request's FIELDS tuple."""
         if self.sync:
-            return self.decide(attrs, now)
-        prep = self._prepare(attrs)
+            return self.decide_fields(f, now)
+        prep = self._prepare(f)
         if isinstance(prep, str):
             return prep
         tkey, ckey, addr = prep
-        t = self._now(attrs, now)
+        t = self._now(f, now)
         s = self.settings
         decision = await self.store.adecide(tkey, ckey, t, s.delay,  # type: ignore[attr-defined]
                                             s.retry_window, s.awl_clients, s.max_age)
-        action = self._finish(attrs, t, addr, decision)
+        action = self._finish(f, t, addr, decision)
         mono = time.monotonic()
         if mono >= self._next_wl_check:
             self._check_whitelists(mono)

@@ -17,8 +17,21 @@ installed); with the memory-mapped store each decision is made inside
 data_received (microseconds, no task switch), with Redis each connection
 has a task that answers its requests in order.  Requests a client sends
 without waiting for the answers (pipelining) are answered in order.  A
-read holding exactly one whole request (what smtpd sends) is parsed
-without the general buffering and splitting.
+read holding exactly one whole simple request (what smtpd sends) is
+decided in one call of postier.native "policyreq" (Cython, or its pure
+twin): Greylist.fast parses only the attributes the decision uses, builds
+the keys, asks the store and formats the log line and the action (other
+requests, and every request while whitelists or privacy apply, take
+Greylist.decide_fields()); any other input goes through the general
+buffering, splitting and line rules.
+
+Answers and log lines are written once per event-loop iteration: while
+the server listens, postier.log collects the lines (LOG.batch_in_loop) and
+the answers decided in an iteration are sent by one callback at the start
+of the next, after the log lines are written (so a decision is never
+visible before its log line; the answer waits for the other requests of
+its iteration, microseconds).  This saves a write(2) per request and lets
+each client process take several answers per wakeup.
 
 A background task calls Greylist.maintain() (expiry passes, table
 rebuilds) once a second, more often while such work is pending.  When the
@@ -39,8 +52,8 @@ import socket
 import stat
 from collections import deque
 
-from postier import log
-from postier.policy.greylist import MAINT_BUSY, MAINT_IDLE, Greylist
+from postier import log, native
+from postier.policy.greylist import MAINT_BUSY, MAINT_IDLE, Greylist, fields_of
 from postier.policy.store import StoreError
 
 MAX_LINE = 1 << 16          # a line longer than this closes the connection
@@ -87,14 +100,16 @@ def _parse_lines(lines: list[bytes], attrs: dict[str, str]) -> None:
 
 
 class _PolicyProtocol(asyncio.Protocol):
-    __slots__ = ("server", "transport", "buf", "attrs", "queue", "worker", "paused", "closed")
+    __slots__ = ("server", "transport", "buf", "attrs", "queue", "worker", "paused", "closed",
+                 "parse")
 
     def __init__(self, server: PolicyServer):
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.buf = b""
         self.attrs: dict[str, str] = {}
-        self.queue: deque[dict[str, str]] = deque()
+        self.queue: deque[tuple] = deque()
+        self.parse = server.parse
         self.worker: asyncio.Task | None = None
         self.paused = False
         self.closed = False
@@ -123,9 +138,28 @@ class _PolicyProtocol(asyncio.Protocol):
         if not self.buf and not self.attrs:
             # the common case: exactly one whole request (what Postfix's smtpd
             # sends, waiting for the answer before the next one)
-            end = data.find(b"\n\n")
-            if end > 0 and end == len(data) - 2 and data[0] != 10 and b"\r" not in data:
-                self._request(parse_block(data[:end], {}))
+            srv = self.server
+            fast = srv.greylist.fast
+            if fast is None:
+                r = self.parse(data)
+            else:
+                # the whole request in one call (postier.native policyreq Fast)
+                try:
+                    r = fast.handle(data)
+                except (StoreError, OSError) as e:
+                    r = srv.store_failed(e)
+                if r.__class__ is str:
+                    srv.requests += 1
+                    if srv._out_due and not srv.exim and not self.closed:
+                        # _answer() and send() inline: an answer of this iteration
+                        srv._out.append((self.transport,  # type: ignore[arg-type]
+                                         f"action={r}\n\n".encode("utf-8", "surrogateescape"),
+                                         False))
+                    else:
+                        self._answer(r)
+                    return
+            if r is not None:
+                self._request_fields(r)
                 return
         buf = self.buf + data if self.buf else data
         end = buf.rfind(b"\n")
@@ -172,39 +206,43 @@ class _PolicyProtocol(asyncio.Protocol):
             self.transport.close()
 
     def _request(self, attrs: dict[str, str]) -> None:
-        req = attrs.get("request", "")
+        self._request_fields(fields_of(attrs))
+
+    def _request_fields(self, f: tuple) -> None:
+        req = f[0]
         if req != "smtpd_access_policy":
-            log.info(f"unrecognized request type: '{req}'")
+            log.info(f"unrecognized request type: '{req if req is not None else ''}'")
             return
         srv = self.server
-        if srv.greylist.sync and not self.queue:
-            self._answer(srv.decide(attrs))
+        if srv.sync and not self.queue:
+            self._answer(srv.decide(f))
             return
-        self.queue.append(attrs)
+        self.queue.append(f)
         if self.worker is None or self.worker.done():
             self.worker = asyncio.get_running_loop().create_task(self._work())
 
     async def _work(self) -> None:
         srv = self.server
         while self.queue and not self.closed:
-            attrs = self.queue.popleft()
-            self._answer(await srv.adecide(attrs))
+            f = self.queue.popleft()
+            self._answer(await srv.adecide(f))
 
     def _answer(self, action: str) -> None:
         t = self.transport
         if t is None or self.closed:
             return
-        t.write(b"action=" + action.encode("utf-8", "surrogateescape") + b"\n\n")
-        if self.server.exim:
+        srv = self.server
+        if srv.exim:
             self.closed = True
-            t.close()
+        srv.send(t, f"action={action}\n\n".encode("utf-8", "surrogateescape"), srv.exim)
 
 
 class PolicyServer:
     """A greylisting policy server on inet and/or unix sockets."""
 
     def __init__(self, greylist: Greylist, *, exim: bool = False,
-                 error_action: str = "451 4.3.5 Server configuration problem"):
+                 error_action: str = "451 4.3.5 Server configuration problem",
+                 pure: bool | None = None):
         self.greylist = greylist
         self.exim = exim
         self.error_action = error_action
@@ -212,22 +250,66 @@ class PolicyServer:
         self.servers: list[asyncio.AbstractServer] = []
         self._maint: asyncio.Task | None = None
         self.requests = 0
+        self._out: list[tuple[asyncio.Transport, bytes, bool]] = []
+        self._out_due = False
+        self.sync = greylist.sync
+        self.parse = native.load("policyreq", pure=pure).parse
+        self._decide = greylist.decide_fields
 
-    def decide(self, attrs: dict[str, str]) -> str:
+    def decide(self, f: tuple) -> str:
+        """The action for a request's FIELDS tuple (postier.native policyreq)."""
         self.requests += 1
         try:
-            return self.greylist.decide(attrs)
+            return self._decide(f)
         except (StoreError, OSError) as e:
-            log.warning(f"greylist store: {e}")
-            return self.error_action
+            return self.store_failed(e)
 
-    async def adecide(self, attrs: dict[str, str]) -> str:
+    async def adecide(self, f: tuple) -> str:
         self.requests += 1
         try:
-            return await self.greylist.adecide(attrs)
+            return await self.greylist.adecide_fields(f)
         except (StoreError, OSError) as e:
-            log.warning(f"greylist store: {e}")
-            return self.error_action
+            return self.store_failed(e)
+
+    def send(self, t: asyncio.Transport, data: bytes, close: bool = False) -> None:
+        """Write an answer (then close the connection when `close`): at the
+        next event-loop iteration, after the log lines of this one are
+        written (one write for all of them), so a decision's log line is
+        never later than its answer."""
+        if self._out_due:
+            self._out.append((t, data, close))
+            return
+        loop = asyncio._get_running_loop()
+        if loop is None:            # no event loop (in-process use): now
+            log.LOG.flush()
+            t.write(data)
+            if close:
+                t.close()
+            return
+        self._out.append((t, data, close))
+        self._out_due = True
+        loop.call_soon(self._send_out)
+
+    def _send_out(self) -> None:
+        self._out_due = False
+        self._write_out()
+
+    def _write_out(self) -> None:
+        try:
+            log.LOG.flush()
+        except OSError:             # a log that cannot be written holds no answer back
+            pass
+        out, self._out = self._out, []
+        for t, data, close in out:
+            if not t.is_closing():
+                t.write(data)
+                if close:
+                    t.close()
+
+    def store_failed(self, e: Exception) -> str:
+        """The action when the store fails (logged)."""
+        log.warning(f"greylist store: {e}")
+        return self.error_action
 
     async def listen_socket(self, sock: socket.socket) -> None:
         """Serve an already bound and listening socket."""
@@ -237,6 +319,7 @@ class PolicyServer:
         else:
             srv = await loop.create_server(lambda: _PolicyProtocol(self), sock=sock)
         self.servers.append(srv)
+        log.LOG.batch_in_loop(True)
         self._start_maintenance()
 
     def _start_maintenance(self) -> None:
@@ -254,6 +337,9 @@ class PolicyServer:
             await asyncio.sleep(MAINT_BUSY if busy else MAINT_IDLE)
 
     async def close(self) -> None:
+        if self._out:               # answers decided but not sent yet
+            self._write_out()
+        self._out_due = False
         for srv in self.servers:
             srv.close()
         for conn in list(self.connections):
@@ -270,6 +356,7 @@ class PolicyServer:
                 await self._maint
             except asyncio.CancelledError:
                 pass
+        log.LOG.batch_in_loop(False)
 
 
 def parse_inet(value: str) -> tuple[str, int]:

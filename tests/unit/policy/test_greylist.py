@@ -42,7 +42,8 @@ def make(request, tmp_path):
         store = MmapStore(str(tmp_path / f"g{len(made)}.db"), pure=request.param == "pure")
         lines: list[str] = []
         g = G.Greylist(s, store, clients=W.clients_from_text(clients),
-                       recipients=W.recipients_from_text(recipients), emit=lines.append)
+                       recipients=W.recipients_from_text(recipients), emit=lines.append,
+                       pure=request.param == "pure")
         g.lines = lines
         made.append(g)
         return g

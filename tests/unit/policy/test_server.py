@@ -44,9 +44,10 @@ def served(request, tmp_path, monkeypatch):
         async def main():
             settings = G.GreylistSettings(delay=60, hostname="mx.test")
             store = MmapStore(str(tmp_path / "g.db"), pure=request.param == "pure")
+            pure = request.param == "pure"
             g = G.Greylist(settings, store, recipients=W.recipients_from_text(recipients),
-                           emit=lines.append)
-            srv = S.PolicyServer(g, exim=exim)
+                           emit=lines.append, pure=pure)
+            srv = S.PolicyServer(g, exim=exim, pure=pure)
             path = str(tmp_path / "policy.sock")
             await srv.listen_socket(S.bind_unix(path))
             try:
