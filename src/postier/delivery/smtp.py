@@ -257,9 +257,11 @@ def fold_long_lines(data: bytes, limit: int) -> bytes:
     if limit <= 0 or len(data) <= limit:
         return data
     lines = data.split(b"\n")
-    if max(map(len, lines)) <= limit + 1:   # + a CR of CRLF
-        if all(len(x.rstrip(b"\r")) <= limit for x in lines):
-            return data
+    longest = max(map(len, lines))
+    if longest <= limit:
+        return data
+    if longest == limit + 1 and all(len(x) <= limit or x.endswith(b"\r") for x in lines):
+        return data                         # only CRs of CRLF line ends are over
     out = []
     for line in lines:
         cr = line.endswith(b"\r")

@@ -58,6 +58,10 @@ def test_short_queue_file_is_an_error(impl):
     (b"abcd\nefghi\n", 4, b"abcd\nefgh\n i\n"),
     (b"abcdefghij", 4, b"abcd\n efg\n hij"),
     (b"abcdefghij\n", 0, b"abcdefghij\n"),
+    # a line one over the limit: fine when that one is the CR of CRLF
+    (b"abcd\r\nabc\n", 4, b"abcd\r\nabc\n"),
+    (b"abcd\r\nabcde\n", 4, b"abcd\r\nabcd\n e\n"),
+    (b"abcd\nabc\r\n", 4, b"abcd\nabc\r\n"),
 ])
 def test_fold_long_lines(data, limit, out):
     assert fold_long_lines(data, limit) == out
