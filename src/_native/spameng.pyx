@@ -4,7 +4,8 @@
 Same API and results as the pure module (see its docstring): Hyperscan match
 handlers (on_match, on_first_match), count_literals, LiteralCounter (one
 pass over the data, stopping at the limit), count_iter, first_hit;
-literal_set (run when rules are built) is the pure module's.  Reads no
+literal_set (run when rules are built) is the pure module's; header_values
+(the joined values of the plain header names a header rule group reads).  Reads no
 main.cf parameters.
 """
 
@@ -110,3 +111,20 @@ def first_hit(search, list lines):
             return i
     return -1
 
+
+
+def header_values(dict headers, tuple names):
+    """For each lower-cased header name (None: skipped), its values in
+    headers joined as a header rule sees them: b"\\n".join(values) + b"\\n",
+    or None when absent or when the name is None."""
+    cdef list out = [None] * len(names)
+    cdef Py_ssize_t i
+    cdef object name, hl
+    for i in range(len(names)):
+        name = names[i]
+        if name is None:
+            continue
+        hl = headers.get(name)
+        if hl:
+            out[i] = b"\n".join(hl) + b"\n"
+    return out

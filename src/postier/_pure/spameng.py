@@ -6,6 +6,7 @@
     LiteralCounter(lits).count(buf, 230)                    # the same, for a set used often
     count_iter(rx, data, limit)          # matches of rx.finditer(data), capped at limit
     first_hit(search, lines)             # index of the first line search() accepts, or -1
+    header_values(headers, names)        # joined header values by lower-cased name
     literal_set(re2_pattern)             # the literals an RE2 pattern stands for, or None
 
 postier.content.spam.engine and .hsdb use these on every message (selected
@@ -203,3 +204,17 @@ def literal_set(pattern: bytes) -> tuple | None:
                 if a[-k:] == b[:k]:
                     return None
     return tuple(out)
+
+
+def header_values(headers: dict, names: tuple) -> list:
+    """For each lower-cased header name (None: skipped), its values in
+    headers (name -> list of decoded values, without their newline) joined
+    as a header rule sees them: b"\\n".join(values) + b"\\n", or None when
+    absent or when the name is None."""
+    out: list = [None] * len(names)
+    for i, name in enumerate(names):
+        if name is not None:
+            hl = headers.get(name)
+            if hl:
+                out[i] = b"\n".join(hl) + b"\n"
+    return out

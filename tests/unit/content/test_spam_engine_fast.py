@@ -7,7 +7,10 @@ literal_set's parser; the message-independent back-reference regexes of
 two evals against the per-message regexes they replace; multipart
 boundary lines without per-message regexes; HeaderView's plain-name path;
 a rule set scanned with the fast paths on bad input (NUL bytes, huge
-lines, non-UTF-8).
+lines, non-UTF-8); header_values and HeaderView.values against value();
+the one-pass ALL header list against the ordered walk; CompiledRules
+built ahead (prepare) against a lazy one; the libpcre2-only template
+regexes against compile_pattern's.
 """
 
 from __future__ import annotations
@@ -317,3 +320,129 @@ def test_envelope_from_received_order_check_matches_the_regex():
                 re.compile(rb"^" + name.encode() + rb":", re.M | re.I).search(allh, first.end()))
             assert new == old, (allh, name)
 
+
+
+# ---------------------------------------------------------------- built ahead, header values
+
+HEADER_RULES = r"""
+util_rb_tld           org net com
+header H_PLAIN        X-A =~ /two/
+header H_ADDR         From:addr =~ /\@example\.com$/
+header H_ALL          ALL =~ /^X-B: caf/mi
+header H_UNSET_EMPTY  X-Gone =~ /^$/
+header H_UNSET_NEG    X-Gone !~ /x/
+header H_UNSET_VAL    X-Gone =~ /^dflt$/ [if-unset: dflt]
+header H_RELAYS       X-Spam-Relays-Untrusted =~ /^$/
+header H_EXISTS       exists:X-A
+header H_EXISTS_NOT   exists:X-Gone
+uri    U_TMPL         /^https?:\/\/.{3,40}\?to=%{TO_ADDR}/i
+header __TO_CAP       To =~ /<(?<TO_ADDR>[^>]+)>/
+score  H_PLAIN 1
+score  H_ADDR 1
+score  H_ALL 1
+score  H_UNSET_EMPTY 1
+score  H_UNSET_NEG 1
+score  H_UNSET_VAL 1
+score  H_RELAYS 1
+score  H_EXISTS 1
+score  H_EXISTS_NOT 1
+score  U_TMPL 1
+score  __TO_CAP 0.01
+"""
+
+HEADER_MSG = (b"From: Ann <a@example.com>\nTo: Bob <bob@example.net>\nSubject: test\n"
+              b"X-A: one\nX-A: two\nx-b: =?utf-8?q?caf=C3=A9?=\nX-Folded: a\n  b\n"
+              b"Content-Type: text/plain\n\nsee http://example.org/x?to=bob@example.net now\n")
+
+
+def test_header_values(impl):
+    hv = impl("spameng").header_values
+    headers = {"x-a": [b"one", b"two"], "x-e": [], "x-b": [b"\xff\x00"]}
+    assert hv(headers, ("x-a", None, "x-e", "x-b", "nope")) == \
+        [b"one\ntwo\n", None, None, b"\xff\x00\n", None]
+    assert hv({}, ()) == []
+
+
+def test_header_view_values_match_value():
+    from postier.content.spam.headers import HeaderView, plain_name
+    from postier.content.spam.message import Message
+    from postier.content.spam.received import parse_relays
+    msg = Message(HEADER_MSG)
+    msg.metadata["strings"] = {"x-meta": b"from metadata"}
+    requests = ("X-A", "x-b", "X-Folded", "X-Gone", "X-Meta", "From:addr", "ToCc", "ALL",
+                "X-Spam-Relays-Untrusted", "Subject:raw", "MESSAGEID", "EnvelopeFrom")
+    names = tuple(plain_name(r) for r in requests)
+    assert names[:5] == ("x-a", "x-b", "x-folded", "x-gone", "x-meta")
+    assert set(names[5:]) == {None}
+    relays = parse_relays([], [], [], [], [])
+    fast = HeaderView(msg, relays).values(requests, names)
+    slow = HeaderView(msg, relays)
+    assert fast == [slow.value(r) for r in requests]
+    assert fast[0] == b"one\ntwo\n" and fast[3] is None and fast[4] == b"from metadata"
+
+
+def test_all_headers_one_pass_equals_the_ordered_walk():
+    from postier.content.spam.message import Message
+    rng = random.Random(5)
+    lines = [b"Received: from x\n", b"X-A: one\n", b"x-a: two\n", b"X-A : spaced\n",
+             b"Subject: =?utf-8?b?w6k=?=\n", b"X-F: a\n\tb\n", b"X-Bin: \xff\x00\n", b"To: b@c\n"]
+    for _ in range(300):
+        m = Message(b"".join(rng.choice(lines) for _ in range(rng.randrange(0, 12))) + b"\nbody\n")
+        for raw in (False, True):
+            assert m._get_all_headers(raw) == m._get_all_headers_slow(raw)
+    big = Message(b"".join(b"X-Big%d: " % i + b"y" * 4000 + b"\nX-C: z\n" for i in range(40))
+                  + b"\nbody\n")
+    for raw in (False, True):
+        got = big._get_all_headers(raw)
+        assert got == big._get_all_headers_slow(raw) and 10 < len(got) < 80
+    assert getattr(big, "truncated_header", False)
+
+
+def test_prepare_builds_ahead_and_changes_no_result():
+    rs = C.parse_text(RULES + HEADER_RULES, "rules.cf")
+    assert rs.warnings == []
+    from postier.content.spam.engine import LINE_AREAS, CompiledRules
+    ready = CompiledRules(rs)
+    lazy = CompiledRules(rs, prepare=False)
+    assert ready.stats.prepare_seconds > 0 and lazy.stats.prepare_seconds == 0
+    built = 0
+    for area, rules in ready.area_rules.items():
+        exact = ready.dbs[area].exact if area in ready.dbs else ()
+        for i, rr in enumerate(rules):
+            final = i in exact and not rr.multiple and rr.capture is None
+            if area in LINE_AREAS and not final:
+                assert rr._joined is not None, rr.name
+            confirmed = not final and (area not in LINE_AREAS or rr.multiple or not rr._joined[1])
+            if confirmed and rr.pattern.__dict__["_spec"][0] is not None \
+                    and not rr.pattern._ref_confirms and not (rr.multiple and rr._joined[2]):
+                assert "_re2" in rr.pattern.__dict__, rr.name
+                built += 1
+    assert built >= 2
+    assert all("_re2" not in rr.pattern.__dict__
+               for rules in lazy.area_rules.values() for rr in rules)
+    for data in (HEADER_MSG, _msg(b"eee needle\nline1\n"), b"", b"X-A: \x00\n\n\x00"):
+        a, b = ready.run(data), lazy.run(data)
+        assert a.values == b.values
+    v = ready.run(HEADER_MSG).values
+    for name in ("H_PLAIN", "H_ADDR", "H_ALL", "H_UNSET_EMPTY", "H_UNSET_NEG", "H_UNSET_VAL",
+                 "H_RELAYS", "H_EXISTS", "U_TMPL"):
+        assert name in v, name
+    assert "H_EXISTS_NOT" not in v
+    assert "U_TMPL" not in ready.run(HEADER_MSG.replace(b"to=bob@", b"to=eve@")).values
+
+
+def test_search_pattern_answers_like_compile_pattern():
+    from postier.content.spam import perlre
+    from postier.content.spam.engine import count_matches
+    pats = [(r"^https?://.{3,40}#(?:bob\@example\.net|x\.y)", "i"),
+            (r"(?<!blocker)email=(?:a|b)", "i"), (r"(a)\1b", ""), (r"^x.y$", "m"),
+            (r"^x.y$", "ms"), (r"\bcaf\xe9\b", "i"), (r"a\s+b", "x")]
+    subjects = [b"http://host/path#BOB@example.net", b"email=a blockeremail=b", b"aab aabaab",
+                b"x\ny\nxzy\n", b"caf\xe9 CAF\xc9", b"a  b", b"", b"\x00\xff"]
+    for pat, mods in pats:
+        old, new = perlre.compile_pattern(pat, mods), perlre.compile_search_pattern(pat, mods)
+        for s in subjects:
+            assert bool(new.search(s)) == bool(old.search(s)), (pat, mods, s)
+            assert count_matches(new, s) == count_matches(old, s), (pat, mods, s)
+    with pytest.raises(perlre.PerlRegexError):
+        perlre.compile_search_pattern("a(b", "")

@@ -29,7 +29,13 @@ flags, exactness, RE2/`re` sources, the joined-buffer form of every line
 area rule, engine choice) is a record of plain values cached in the
 cache directory by postier.content.spam.rulecache;
 rules are always built from records (CompiledRules._add_regex), so a warm
-start reads files and compiles regex objects only on first use.  Where
+start reads files; CompiledRules.prepare (run by the constructor) then
+compiles the regex objects and joined / loose forms of the rules whose
+Hyperscan report is not the answer, the Hyperscan scratch spaces and the
+evals' tables, so that scanning processes forked afterwards share them
+(what stays lazy depends on the messages: RE2's DFA states, the %{TAG}
+template regexes -- compiled with libpcre2 alone,
+perlre.compile_search_pattern).  Where
 RE2 cannot answer (back-references, look-behinds), JIT-compiled libpcre2
 answers before Python `re` (rulecache.LazyPattern).  A header group of at
 most SMALL_GROUP plain RE2 rules skips Hyperscan (one call costs more than
@@ -66,11 +72,12 @@ from postier.content.spam import bre as re
 from postier.content.spam import conf as C
 from postier.content.spam import meta as M
 from postier.content.spam import perlre, rulecache
-from postier.content.spam.headers import HeaderView
+from postier.content.spam.headers import HeaderView, plain_name
 from postier.content.spam.hsdb import AreaDatabase, Entry
 from postier.content.spam.message import Message
 from postier.content.spam.received import parse_relays
 from postier.content.spam.uri import Registry, UriExtractor, uri_list
+from postier.maps.reflib import RegexExecError
 from postier.native import load as _load_native
 
 _eng = _load_native("spameng")
@@ -176,12 +183,14 @@ class Stats:
     compile_seconds: float = 0.0
     from_cache: bool = True
     translated: int = 0             # regex rules translated (not in the rule cache)
+    prepare_seconds: float = 0.0    # CompiledRules.prepare
 
 
 class CompiledRules:
     """A RuleSet ready to scan (see the module docstring)."""
 
-    def __init__(self, rs: C.RuleSet, cache_dir: str | None = None, workers: int = 0):
+    def __init__(self, rs: C.RuleSet, cache_dir: str | None = None, workers: int = 0,
+                 prepare: bool = True):
         from postier.content.spam import evals
         t0 = time.monotonic()
         self.rs = rs
@@ -262,6 +271,15 @@ class CompiledRules:
              [i for i in idx if hrules[i].negate],
              len(idx) <= SMALL_GROUP and all(_plain_re2(hrules[i]) for i in idx))
             for h, unset, idx in self.header_groups]
+        # what _headers reads per message, computed once: each group's
+        # request (and its plain header name, for HeaderView.values) and the
+        # rules that hit when the request is undefined
+        self.exists_runs = [(r, plain_name(r.header)) for r in self.exists_rules]
+        self.header_requests = tuple(g[0] for g in self.header_groups_run)
+        self.header_names = tuple(plain_name(h) for h in self.header_requests)
+        self.header_missing = [[hrules[i].name for i in idx
+                                if hrules[i].empty_hit != hrules[i].negate]
+                               for _h, _u, idx in self.header_groups]
         self._compile_metas()
         rb = Registry.from_settings(rs.settings)
         self.registry = rb
@@ -288,7 +306,58 @@ class CompiledRules:
         self.body_scan = _int_setting(rs, "body_part_scan_size", 50000)
         self.rawbody_scan = _int_setting(rs, "rawbody_part_scan_size", 500000)
         self.normalize = _bool_setting(rs, "normalize_charset", True)
+        self._mime_opts = [_mime_options(rs.tflags.get(r.name, ""))
+                           for r in self.area_rules["mimeheader"]]
+        by_kind: dict[str, list] = {}
+        for e in self.evals:
+            by_kind.setdefault(e[0], []).append(e)
+        self._evals_by_kind = by_kind
+        if prepare:
+            self.prepare()
         st.compile_seconds = time.monotonic() - t0
+
+    def prepare(self) -> None:
+        """Build now what the first scans would otherwise build lazily: the
+        RE2 / libpcre2 / `re` objects of the rules a Hyperscan report does
+        not answer, the joined, "loose" and literal forms of the line-area
+        rules that need them, the Hyperscan
+        scratch spaces and scanners, the eval rules' compiled arguments, and
+        (by scanning a tiny message) the per-rule-set tables the evals build
+        on first use.  Called by __init__, so that a process that forks
+        scanning workers after building the rules (spamd's way) shares them
+        copy-on-write.  Changes no result; what stays lazy depends on the
+        messages (RE2's DFA states, %{TAG} template regexes, the URI and
+        host caches)."""
+        t0 = time.monotonic()
+        for area, rules in self.area_rules.items():
+            db = self.dbs.get(area)
+            exact = db.exact if db is not None else ()
+            line = area in LINE_AREAS
+            for i, rr in enumerate(rules):
+                # a rule whose Hyperscan report is its answer needs nothing
+                # more (building its objects anyway costs RE2 programs,
+                # ~15 kB each, that no scan may ever use)
+                final = i in exact and not rr.multiple and rr.capture is None
+                if line:
+                    if final and not (rr.nosubject and area == "body"):
+                        continue
+                    rx, jexact, countable = rr.joined()
+                    if rr.multiple and countable:
+                        rr.literals()
+                        continue
+                    if rx is None or (rr.multiple and not countable):
+                        rr.loose()
+                    if rx is not None and jexact and not rr.multiple and rr.capture is None:
+                        continue        # the joined form answers
+                elif final and not rr.direct:
+                    continue
+                _prepare_pattern(rr.pattern, rr.multiple)
+        for db in self.dbs.values():
+            db.scanners()
+        from postier.content.spam import evals
+        evals.prepare(self.evals)
+        self.run(_PRIME_MESSAGE)
+        self.stats.prepare_seconds = time.monotonic() - t0
 
     # -- compilation helpers
     def _add_regex(self, r: C.Rule, rec: dict) -> None:
@@ -659,6 +728,35 @@ def _plain_re2(rr: RRule) -> bool:
             and p.__dict__["_spec"][0] is not None)
 
 
+def _prepare_pattern(p, multiple: bool) -> None:
+    """Compile the lazy regex objects of a rule's LazyPattern (rulecache)
+    that its searches and match counts can use (see LazyPattern.search,
+    count_matches, Pattern.spans): RE2 first; libpcre2 where it confirms or
+    stands in for RE2; `re` where count_matches or a search would use it."""
+    if not isinstance(p, rulecache.LazyPattern):
+        return
+    if p._ref_confirms:
+        p._ref  # noqa: B018 - builds it
+        return
+    rx = p._re2
+    if rx is None or p._nl_unsafe:
+        ref = p._ref
+        if multiple or ref is None:
+            p._py  # noqa: B018 - builds it
+
+
+# a minimal message scanned by CompiledRules.prepare: the evals' per-rule-set
+# tables (freemail, address lists, ...) are built on the first scan
+_PRIME_MESSAGE = (b"Received: from a.example (a.example [192.0.2.1]) by b.example with ESMTP"
+                  b" id 1; Mon, 2 Jan 2023 10:00:00 +0000\n"
+                  b"From: A <a@a.example>\nTo: b@b.example\nSubject: hello\n"
+                  b"Date: Mon, 2 Jan 2023 10:00:00 +0000\nMessage-ID: <1@a.example>\n"
+                  b"MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=\"b\"\n\n"
+                  b"--b\nContent-Type: text/plain\n\nhello http://www.example.com/\n"
+                  b"--b\nContent-Type: text/html\n\n<html><body><p>hello <a href=\"http://"
+                  b"www.example.com/\">x</a><img src=\"cid:i\"></p></body></html>\n--b--\n")
+
+
 def _no_hits(data: bytes) -> set[int]:
     return set()
 
@@ -751,9 +849,20 @@ class Run:
         an eval may change what later areas see (FreeMail edits the body)."""
         cr = self.cr
         self._headers()
-        for r in cr.exists_rules:
-            if self.hv.get(r.header):
+        headers = self.msg.headers
+        strings = None
+        for r, lc in cr.exists_runs:
+            if lc is None:
+                if self.hv.get(r.header):
+                    self.hit(r.name)
+            elif headers.get(lc):
                 self.hit(r.name)
+            else:
+                # HeaderView.get of a plain name the message lacks: its metadata string
+                if strings is None:
+                    strings = self.msg.metadata.get("strings", {})
+                if strings.get(lc) is not None:
+                    self.hit(r.name)
         self._evals((C.HEAD_EVAL,))
         self._lines("body", self.body(), subject_first=True)
         if cr.templates:
@@ -805,14 +914,14 @@ class Run:
         none = _no_hits
         tail = perlre.JOIN_TAIL
         hit = self.hit
-        for part, (spec, unset, idxs, always, negs, direct) in enumerate(cr.header_groups_run):
-            val = hv.value(spec)
+        vals = hv.values(cr.header_requests, cr.header_names)
+        missing = cr.header_missing
+        for part, (_spec, unset, idxs, always, negs, direct) in enumerate(cr.header_groups_run):
+            val = vals[part]
             if val is None:
                 if unset is None:
-                    for i in idxs:
-                        rr = rules[i]
-                        if rr.empty_hit != rr.negate:
-                            hit(rr.name)
+                    for name in missing[part]:
+                        hit(name)
                     continue
                 val = unset
             if direct or _SEPB in val:
@@ -968,13 +1077,10 @@ class Run:
         if db is None:
             return
         rules = cr.area_rules["mimeheader"]
-        rs = cr.rs
         parts = self.msg.find_parts(None, False)
         scanners = db.scanners()
         self._mime_scans: dict = {}         # (scanner, value) -> Hyperscan's reports
-        opts = cr.__dict__.get("_mime_opts")
-        if opts is None:
-            opts = cr._mime_opts = [_mime_options(rs.tflags.get(r.name, "")) for r in rules]
+        opts = cr._mime_opts
         for part, ((hdr, raw), idxs) in enumerate(cr.mime_groups.items()):
             scan = scanners.get(part, _no_hits)
             pvals: list = []            # the group's header value of each part, read once
@@ -1070,12 +1176,15 @@ class Run:
                     continue
             multiple = cr.rs.has_flag(r.name, "multiple")
             n = 0
-            for s in subjects:
-                if multiple:
-                    n += count_matches(p, s)
-                elif p.search(s):
-                    n = 1
-                    break
+            try:
+                for s in subjects:
+                    if multiple:
+                        n += count_matches(p, s)
+                    elif p.search(s):
+                        n = 1
+                        break
+            except RegexExecError:
+                pass            # libpcre2 gave up (its match limit): no match
             if r.kind == C.HEADER and r.negate:
                 if not n:
                     self.hit(r.name)
@@ -1095,7 +1204,7 @@ class Run:
             if len(cache) > 2000:
                 cache.clear()
             try:
-                p = cache[key] = perlre.compile_pattern(*key)
+                p = cache[key] = perlre.compile_search_pattern(*key)
             except perlre.PerlRegexError:
                 p = cache[key] = False
         return p
@@ -1136,12 +1245,7 @@ class Run:
         ctx = self.eval_ctx
         if ctx is None:
             ctx = self.eval_ctx = EvalContext(self)
-        by_kind = self.cr.__dict__.get("_evals_by_kind")
-        if by_kind is None:
-            by_kind = {}
-            for e in self.cr.evals:
-                by_kind.setdefault(e[0], []).append(e)
-            self.cr._evals_by_kind = by_kind
+        by_kind = self.cr._evals_by_kind
         todo = by_kind.get(kinds[0], []) if len(kinds) == 1 else \
             [e for e in self.cr.evals if e[0] in kinds]
         for _kind, r, fn in todo:

@@ -1496,6 +1496,16 @@ def _compile_plain1(regexp: str):
         return None
 
 
+def prepare(evals: list) -> None:
+    """Compile ahead the regex arguments of the eval rules (the
+    (kind, rule, function) list of CompiledRules) that compile them on
+    first use: postier.content.spam.engine.CompiledRules.prepare."""
+    for _kind, r, fn in evals:
+        if fn in (html_text_match, html_text_not_match) and len(r.args) >= 2 \
+                and isinstance(r.args[1], str):
+            _compile_plain(r.args[1])
+
+
 def _text_bytes(s: str) -> bytes:
     try:
         return s.encode("latin-1")

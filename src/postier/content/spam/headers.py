@@ -5,6 +5,7 @@
     hv.get("Subject")          # [b"decoded subject\\n"]
     hv.get("ALL")              # every header line, decoded and unfolded
     hv.value("To")             # the joined value a `header` rule matches, or None
+    hv.values(requests, names) # value() of each request; names: plain_name() of each
 
 Requests: a header name (case-insensitive; decoded and unfolded values, one
 per header, each ending in \\n) with modifiers `:raw` (undecoded, folds
@@ -13,7 +14,9 @@ SpamAssassin's internal address parser), `:first` / `:last`, `:host` /
 `:domain` / `:ip` / `:revip`; and the pseudo-headers ALL, ALL-TRUSTED,
 ALL-INTERNAL, ALL-UNTRUSTED, ALL-EXTERNAL, ToCc, MESSAGEID, EnvelopeFrom,
 X-Spam-Relays-Trusted/-Untrusted/-Internal/-External.  A name the message
-lacks falls back to the message metadata (the relay strings).
+lacks falls back to the message metadata (the relay strings).  values()
+joins the plain header names of a whole request list in one native call
+(postier._native.spameng.header_values; pure twin postier._pure.spameng).
 
 Parameters read: none (envelope_sender_header comes from the rule set).
 """
@@ -24,6 +27,9 @@ from postier.content.spam import bre as re
 from postier.content.spam.message import Message, decode_header
 from postier.content.spam.received import IP, Relays
 from postier.content.spam.uri import Registry, idn_to_ascii, is_fqdn_valid
+from postier.native import load as _load_native
+
+_eng = _load_native("spameng")
 
 _MAILRE = (r"""(?:"(?:|(?:[^"\\]++|\\.)*+)"|[^\@\s\<\>\(\)\[\]\,\:\;]+)"""
            r"""\@(?:[^\"\s\<\>\(\)\[\]\,\:\;]+|\[[\d:.]+\])""")
@@ -141,6 +147,45 @@ def _host_res(rb: Registry) -> tuple:
     return got[1], got[2]
 
 
+_METADATA = ("x-spam-relays-trusted", "x-spam-relays-untrusted", "x-spam-relays-internal",
+             "x-spam-relays-external")
+
+
+def plain_name(request: str) -> str | None:
+    """The lower-cased header name of a request that is a plain header name
+    (no modifier, no pseudo-header: HeaderView.get's common case), else None."""
+    lc = request.lower()
+    if ":" in request or lc in _SPECIAL or lc in _METADATA:
+        return None
+    return lc
+
+
+_REQUESTS: dict[str, tuple] = {}
+
+
+def _parse_request(request: str) -> tuple:
+    """A request's name, lower-cased name, modifiers and the flags
+    HeaderView._get tests (parsed once per request string)."""
+    got = _REQUESTS.get(request)
+    if got is None:
+        name = request
+        mods: frozenset[str] = frozenset()
+        if ":" in request:
+            parts = request.split(":")
+            name = parts[0]
+            mods = frozenset(parts[1:])
+        getaddr = "addr" in mods
+        getname = "name" in mods
+        getdomain = "domain" in mods
+        getrevip = "revip" in mods
+        got = (name, name.lower(), mods, "raw" in mods, getaddr, getname, getaddr or getname,
+               getdomain, "host" in mods or getdomain, getrevip, "ip" in mods or getrevip)
+        if len(_REQUESTS) > 4096:
+            _REQUESTS.clear()
+        _REQUESTS[request] = got
+    return got
+
+
 class HeaderView:
     """PerMsgStatus::get with its cache."""
 
@@ -154,12 +199,11 @@ class HeaderView:
         self._addrs: dict[bytes, list[dict]] = {}      # parse_header_addresses by header line
         self._values: dict[str, bytes | None] = {}     # value() by request
         self._envfrom: list[bytes] | None = None
-        self.metadata: dict[str, bytes] = {
-            "x-spam-relays-trusted": relays.trusted_str.encode("latin-1", "replace"),
-            "x-spam-relays-untrusted": relays.untrusted_str.encode("latin-1", "replace"),
-            "x-spam-relays-internal": relays.internal_str.encode("latin-1", "replace"),
-            "x-spam-relays-external": relays.external_str.encode("latin-1", "replace"),
-        }
+        self.metadata: dict[str, bytes] = dict(zip(_METADATA, (
+            relays.trusted_str.encode("latin-1", "replace"),
+            relays.untrusted_str.encode("latin-1", "replace"),
+            relays.internal_str.encode("latin-1", "replace"),
+            relays.external_str.encode("latin-1", "replace")), strict=True))
 
     def get(self, request: str) -> list[bytes]:
         r = self._cache.get(request)
@@ -198,25 +242,35 @@ class HeaderView:
                 (b"" if arr[0].endswith(b"\n") else b"\n").join(arr) if arr else None
         return v
 
+    def values(self, requests: tuple, names: tuple) -> list:
+        """[value(r) for r in requests], names being [plain_name(r) for r in
+        requests]: the plain header names are joined in one native call
+        (spameng.header_values), the rest through value()."""
+        out = _eng.header_values(self.msg.headers, names)
+        vals = self._values
+        strings = None
+        for i, v in enumerate(out):
+            if v is None:
+                req = requests[i]
+                if names[i] is None:
+                    v = out[i] = self.value(req)
+                else:
+                    # absent header: the metadata string of that name, if any
+                    if strings is None:
+                        strings = self.msg.metadata.get("strings", {})
+                    v = out[i] = strings.get(names[i])
+                    vals[req] = v
+            else:
+                vals[requests[i]] = v
+        return out
+
     def _all_raw(self) -> list[bytes]:
         return re.findall(rb"^([^ \t].*?\n)(?![ \t])", self.msg.pristine_headers, re.M | re.S)
 
     def _get(self, request: str) -> list[bytes]:
         msg = self.msg
-        mods = set()
-        if ":" in request:
-            parts = request.split(":")
-            request = parts[0]
-            mods = set(parts[1:])
-        getraw = "raw" in mods
-        getaddr = "addr" in mods
-        getname = "name" in mods
-        needraw = getaddr or getname
-        getdomain = "domain" in mods
-        gethost = "host" in mods or getdomain
-        getrevip = "revip" in mods
-        getip = "ip" in mods or getrevip
-        lc = request.lower()
+        (request, lc, mods, getraw, getaddr, getname, needraw, getdomain, gethost, getrevip,
+         getip) = _parse_request(request)
         results: list[bytes] = []
         if request == "ALL":
             return self._all_raw() if getraw else msg.get_all_headers(False)
@@ -356,11 +410,13 @@ class HeaderView:
             for r in self.get("Received"):
                 if b"(fetchmail" in r:
                     return None
-        allh = b"".join(self.get("ALL"))
+        allh = None
         for name, stop in (("X-Envelope-From", True), ("Envelope-Sender", False),
                            ("Return-Path", False)):
             v = self.get(name + ":first:addr")
             if v:
+                if allh is None:
+                    allh = b"".join(self.get("ALL"))
                 # /^Received:.*?^NAME:/msi: a NAME line after the first Received line
                 first = _RECEIVED_LINE.search(allh)
                 if first is not None and re.compile(rb"^" + name.encode() + rb":", re.M | re.I).search(

@@ -62,6 +62,7 @@ _HDR_NAME_NOWS = re.compile(rb"^[\041-\071\073-\176]+:")
 _MBX_SEP = re.compile(rb"^([\s\d]\d-[a-zA-Z]{3}-\d{4}\s\d{2}:\d{2}:\d{2}.*),(\d+);([\da-f]{12})-(\w{8})\r?$")
 _NO_MIME_DECODE = re.compile(r"^(?:Received|(?:Resent-)?(?:Message-ID|Date)|MIME-Version|References|"
                              r"In-Reply-To|List-.*)\Z", re.I | re.S)
+_NO_DECODE_NAMES: dict[str, bool] = {}     # _NO_MIME_DECODE.match by header name
 _ENC_WORD = rb"=\?[A-Za-z0-9*_-]+\?[bqBQ]\?[^?]*\?="
 _ENC_WORD_GAP = re.compile(b"(" + _ENC_WORD + rb")\s+(?=" + _ENC_WORD + b")", re.S)
 _ENC_SECTION = re.compile(rb"=\?([A-Za-z0-9*_-]+)\?([bqBQ])\?([^?]*)\?=|([^=]+|.)", re.S)
@@ -249,10 +250,17 @@ def decode_header(body: bytes, name: str) -> bytes:
     """Node::_decode_header: unfolded, RFC 2047-decoded, as UTF-8 octets."""
     if not body:
         return b""
-    body = _FOLD_ONE.sub(b"\n ", body).replace(b"\r\n", b"").replace(b"\n", b"")
+    if b"\n" in body:          # (without one, the three are no-ops)
+        body = _FOLD_ONE.sub(b"\n ", body).replace(b"\r\n", b"").replace(b"\n", b"")
     if not body.isascii():
         body = normalize(body, "UTF-8", False)[0]
-    if _NO_MIME_DECODE.match(name):
+    nodec = _NO_DECODE_NAMES.get(name)
+    if nodec is None:
+        nodec = bool(_NO_MIME_DECODE.match(name))
+        if len(_NO_DECODE_NAMES) > 4096:
+            _NO_DECODE_NAMES.clear()
+        _NO_DECODE_NAMES[name] = nodec
+    if nodec:
         return body
     if b"=?" not in body:
         return body
@@ -338,7 +346,8 @@ class Node:
     def add_header(self, rawkey: bytes, raw_value: bytes) -> None:
         key = rawkey.decode("latin-1").lower()
         self.header_order.append(rawkey)
-        dec = _FOLD_WS.sub(b" ", raw_value).strip()    # bytes.strip(): Perl's \s
+        dec = (_FOLD_WS.sub(b" ", raw_value) if raw_value.find(b"\n", 0, len(raw_value) - 1) >= 0
+               else raw_value).strip()    # bytes.strip(): Perl's \s
         self.headers.setdefault(key, []).append(decode_header(dec, key))
         self.raw_headers.setdefault(key, []).append(raw_value)
 
@@ -374,6 +383,28 @@ class Node:
         return list(got)
 
     def _get_all_headers(self, raw: bool) -> list[bytes]:
+        # the common case in one pass over the header order: the whole
+        # header within MAX_HEADER_LENGTH (else _get_all_headers_slow, which
+        # stops where SpamAssassin's loop stops)
+        src = self.raw_headers if raw else self.headers
+        seen: dict[str, int] = {}
+        out = []
+        size = 0
+        for k in self.header_order:
+            key = k.decode("latin-1").lower()
+            j = seen.get(key, 0)
+            seen[key] = j + 1
+            vals = src.get(key.strip() if raw else key)     # as raw_header / header_all
+            if vals is None or j >= len(vals):
+                continue
+            contents = _FOLD_RAW.sub(b" ", vals[j]) if raw else vals[j] + b"\n"
+            size += len(key) + len(contents) + 2
+            out.append(k + b": " + contents)
+        if size > MAX_HEADER_LENGTH:
+            return self._get_all_headers_slow(raw)
+        return out
+
+    def _get_all_headers_slow(self, raw: bool) -> list[bytes]:
         locations: dict[str, list[int]] = {}
         for i, k in enumerate(self.header_order):
             locations.setdefault(k.decode("latin-1").lower(), []).append(i)

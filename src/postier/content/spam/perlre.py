@@ -78,6 +78,29 @@ def compile_pattern(pattern: str, mods: str) -> patterns.Pattern:
         raise PerlRegexError(str(e)) from None
 
 
+def compile_search_pattern(pattern: str, mods: str) -> patterns.Pattern:
+    """compile_pattern for a pattern that is only searched and counted (a
+    %{TAG} template rule, compiled for each message's tag values): the same
+    matches, much cheaper to build -- libpcre2 alone (the reference
+    semantics; compiled, not JIT-compiled: a template runs on few subjects),
+    no RE2, `re` or Hyperscan form, so no translation.  Without libpcre2,
+    compile_pattern.  Raises PerlRegexError."""
+    from postier.content.spam import rulecache
+    from postier.maps import reflib
+    if not reflib.pcre2_available():
+        return compile_pattern(pattern, mods)
+    src = pattern.encode("latin-1", "replace")
+    opts = rulecache.pcre2_options(mods)
+    try:
+        ref = reflib.Pcre2Regex(src, opts)
+    except reflib.RegexCompileError as e:
+        raise PerlRegexError(f"error in regex at offset {e.offset}: {e.message}") from None
+    p = rulecache.pattern_from_record([src, None, 0, False, ref.capture_count, None, None,
+                                       opts, True, True, False, 0])
+    p.__dict__["_ref"] = ref
+    return p
+
+
 def compile_rule(text: str) -> patterns.Pattern:
     pat, mods = split_delimited(text)
     return compile_pattern(pat, mods)

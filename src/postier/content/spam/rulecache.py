@@ -12,7 +12,8 @@ turns each rule into a record of plain values (expression and regex source
 strings, flags, exactness) and builds its runnable objects from that record
 only, whether the record was just made or read from here.  The regex objects
 (RE2, Python `re`, libpcre2) of a pattern are compiled on first use
-(LazyPattern), so a warm start reads files and compiles little.
+(LazyPattern) -- which engine.CompiledRules.prepare makes the scanner's
+start, for the objects a scan can use.
 
 The file (spam-rules-VERSION.msgpack in the cache directory) is keyed by
 the code version: FORMAT and a hash of the source files that make the
