@@ -410,7 +410,11 @@ class PostierMta(_Base):
                 raise RuntimeError(f"postier rules compile: {p.stderr.strip()[-2000:]}")
         env = dict(os.environ)
         if self.cap.method == "rlimit":
-            env.setdefault("MALLOC_ARENA_MAX", "2")     # keeps address space in bounds
+            # RLIMIT_AS caps address space, not memory: glibc reserves 64 MB
+            # of it for every extra malloc arena (one per busy thread), which
+            # with the spam rules loaded ran the smtpd worker into bad_alloc
+            # at 256 MB with a third of that resident
+            env.setdefault("MALLOC_ARENA_MAX", "1")
         out = open(os.path.join(self.root, "postier.out"), "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "postier.cli.main", "run", "-c",
                                       self.etc], stdout=out, stderr=out,
