@@ -110,6 +110,18 @@ def wait_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -
     return False
 
 
+def server_env(cap_method: str) -> dict[str, str]:
+    """The environment of the postier server under a memory cap.  RLIMIT_AS
+    caps address space, not memory: glibc reserves 64 MB of it for every
+    extra malloc arena (one per busy thread), which with the spam rules
+    loaded ran the smtpd worker into bad_alloc at 256 MB with a third of
+    that resident; one arena keeps the address space near the memory used."""
+    env = dict(os.environ)
+    if cap_method == "rlimit":
+        env.setdefault("MALLOC_ARENA_MAX", "1")
+    return env
+
+
 # --------------------------------------------------------------------------- features
 
 @dataclass
@@ -408,13 +420,7 @@ class PostierMta(_Base):
                                 "-c", self.etc], capture_output=True, text=True, timeout=900)
             if p.returncode:
                 raise RuntimeError(f"postier rules compile: {p.stderr.strip()[-2000:]}")
-        env = dict(os.environ)
-        if self.cap.method == "rlimit":
-            # RLIMIT_AS caps address space, not memory: glibc reserves 64 MB
-            # of it for every extra malloc arena (one per busy thread), which
-            # with the spam rules loaded ran the smtpd worker into bad_alloc
-            # at 256 MB with a third of that resident
-            env.setdefault("MALLOC_ARENA_MAX", "1")
+        env = server_env(self.cap.method)
         out = open(os.path.join(self.root, "postier.out"), "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "postier.cli.main", "run", "-c",
                                       self.etc], stdout=out, stderr=out,
