@@ -72,3 +72,35 @@ def spam_rules_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
     os.makedirs(d, exist_ok=True)
     os.chmod(d, 0o755)
     return d
+
+
+@pytest.fixture(scope="session")
+def lab_2005_quick(spam_rules_cache: str, tmp_path_factory: pytest.TempPathFactory):
+    """One `postier bench lab-2005 --quick --cores 1 --memory 256M --keep` run
+    (with `--compare postfix` when real Postfix and root are there), shared by
+    the tests that check it (tests/integration/bench/test_cap_run.py: the
+    report; tests/regress: the server's log).  A dict: proc (the
+    CompletedProcess), results (its --results directory), mta (the kept
+    postier instance: maillog, postier.out), compare (bool)."""
+    import glob
+    import subprocess
+    import tempfile
+
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    from postfix_instance import postfix_available
+    compare = postfix_available()
+    results = tmp_path_factory.mktemp("lab2005") / "results"
+    # the kept work directory must be reachable by the server's unprivileged
+    # processes (pytest's own temp tree is not): a 0755 directory in /tmp
+    work = tempfile.mkdtemp(prefix="postier_lab2005.")
+    os.chmod(work, 0o755)
+    # the run compiles SpamAssassin's rules into the shared cache before it
+    # starts postier
+    env = dict(os.environ, TMPDIR=work, POSTIER_BENCH_SPAM_CACHE=spam_rules_cache)
+    argv = [sys.executable, "-m", "postier.cli.main", "bench", "lab-2005", "--quick",
+            "--cores", "1", "--memory", "256M", "--keep", "--no-progress",
+            "--results", str(results)] + (["--compare", "postfix"] if compare else [])
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
+    mta = glob.glob(os.path.join(work, "postier_bench.*", "postier", "mta"))
+    yield {"proc": p, "results": results, "mta": mta[0] if mta else None, "compare": compare}
+    shutil.rmtree(work, ignore_errors=True)

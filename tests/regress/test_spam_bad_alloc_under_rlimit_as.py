@@ -7,47 +7,31 @@ and MemoryError in the content scan ("content scan FAILED", 451), and the
 run "sustained" 10 msg/s.  The server environment now allows one arena
 (postier.bench.mta.server_env).
 
-The test runs the quick lab-2005 scenario under that cap (postier only) and
-reads the server's log and output: no MemoryError, no abort."""
+The test reads the server's log and output of the quick lab-2005 run under
+that cap (the `lab_2005_quick` fixture of tests/conftest.py, shared with
+tests/integration/bench/test_cap_run.py): no MemoryError, no abort."""
 
 from __future__ import annotations
 
 import glob
 import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/usr/share/spamassassin/20_body_tests.cf"),
                     reason="SpamAssassin's rules not installed")
-def test_lab_2005_with_spam_rules_fits_in_256m(tmp_path, spam_rules_cache):
-    # the kept work directory must be reachable by the server's unprivileged
-    # processes (pytest's own temp tree is not): a 0755 directory in /tmp
-    work = tempfile.mkdtemp(prefix="postier_regress.")
-    os.chmod(work, 0o755)
-    try:
-        env = dict(os.environ, TMPDIR=work, POSTIER_BENCH_SPAM_CACHE=spam_rules_cache)
-        p = subprocess.run([sys.executable, "-m", "postier.cli.main", "bench", "lab-2005",
-                            "--quick", "--cores", "1", "--memory", "256M", "--keep",
-                            "--no-progress", "--results", str(tmp_path / "results")],
-                           capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
-        assert p.returncode == 0, p.stderr[-3000:]
-        [mta] = glob.glob(os.path.join(work, "postier_bench.*", "postier", "mta"))
-        with open(os.path.join(mta, "maillog"), errors="replace") as f:
-            log = f.read()
-        with open(os.path.join(mta, "postier.out"), errors="replace") as f:
-            out = f.read()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    [res] = glob.glob(str(tmp_path / "results" / "*" / "results.json"))
+def test_lab_2005_with_spam_rules_fits_in_256m(lab_2005_quick):
+    p = lab_2005_quick["proc"]
+    assert p.returncode == 0, p.stderr[-3000:]
+    mta = lab_2005_quick["mta"]
+    with open(os.path.join(mta, "maillog"), errors="replace") as f:
+        log = f.read()
+    with open(os.path.join(mta, "postier.out"), errors="replace") as f:
+        out = f.read()
+    [res] = glob.glob(str(lab_2005_quick["results"] / "*" / "results.json"))
     with open(res) as f:
         data = json.load(f)
     assert data["features"]["spam"]                 # SpamAssassin's rules were loaded

@@ -106,16 +106,11 @@ def test_relay_plain_quick(tmp_path):
     assert data["limits"]["cores"] == 1
 
 
-def test_lab_2005_quick_against_postfix(tmp_path, monkeypatch, spam_rules_cache):
-    from postfix_instance import postfix_available
-    if not postfix_available():
+def test_lab_2005_quick_against_postfix(lab_2005_quick):
+    # the run (shared with tests/regress) is the conftest fixture's
+    if not lab_2005_quick["compare"]:
         pytest.skip("real Postfix and root needed")
-    # the run compiles SpamAssassin's rules into this cache (shared with the
-    # other tests of the session) before it starts postier
-    monkeypatch.setenv("POSTIER_BENCH_SPAM_CACHE", spam_rules_cache)
-    results = tmp_path / "results"
-    p = postier("bench", "lab-2005", "--quick", "--cores", "1", "--memory", "256M",
-                "--compare", "postfix", "--no-progress", "--results", str(results))
+    p, results = lab_2005_quick["proc"], lab_2005_quick["results"]
     data = _check_run(p, results, ["postier", "postfix"])
     assert data["ratios"]["sustainable"] is not None
     assert "postier/postfix" in p.stdout
