@@ -67,6 +67,8 @@ from pinning import (  # noqa: E402
     wait_quiet,
 )
 
+from postier.bench.procstat import cpu_seconds, memory_kb, tree  # noqa: E402
+
 SMALL = os.environ.get("POSTIER_BENCH_SMALL") == "1"
 RUNS = 1 if SMALL else int(os.environ.get("POSTIER_BENCH_RUNS", "3"))
 QUIET_WAIT = 0.0 if SMALL else float(os.environ.get("POSTIER_BENCH_QUIET_WAIT", "0"))
@@ -91,36 +93,14 @@ def postfix_ok() -> bool:
 
 def _pss_tree(pid: int) -> tuple[int, int]:
     """(RSS of pid, PSS summed over pid and its descendants) in kB."""
-    from postfix_instance import descendants
-    rss = pss = 0
-    for i, p in enumerate([pid] + descendants(pid)):
-        try:
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Rss:") and i == 0:
-                        rss = int(line.split()[1])
-                    elif line.startswith("Pss:"):
-                        pss += int(line.split()[1])
-        except OSError:
-            pass
-    return rss, pss
+    return memory_kb(pid)[0], sum(memory_kb(p)[1] for p in tree(pid))
 
 
 def _cpu_tree(pid: int) -> float:
     """Seconds of user+sys CPU used by pid and its descendants, including
     reaped children (cutime/cstime), so that short-lived Postfix daemons
     that exited during the run still count."""
-    from postfix_instance import descendants
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for p in [pid] + descendants(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(x) for x in fields[11:15])    # utime stime cutime cstime
-    return total / tick
+    return sum(cpu_seconds(p) for p in tree(pid))
 
 
 class MemSampler:

@@ -89,15 +89,17 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SRC = os.path.join(ROOT, "src")
-for _p in (SRC, os.path.join(ROOT, "tools")):
+for _p in (SRC, os.path.join(ROOT, "tools"), HERE):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
+from pinning import pin_tree, pinned_self, taskset  # noqa: E402
 from postgrey_server import PostgreyServer, free_port, postgrey_available  # noqa: E402
 
 SMALL = os.environ.get("POSTIER_BENCH_SMALL", "").strip() not in ("", "0")
 RUNS = 1 if SMALL else int(os.environ.get("POSTIER_BENCH_RUNS", "5"))
 PIN = os.environ.get("POSTIER_BENCH_PIN", "0") == "1" and (os.cpu_count() or 1) >= 2
+CLIENT_CPU, SERVER_CPU = (0, 1) if PIN else (None, None)   # off unless asked (see above)
 CONNS = int(os.environ.get("POSTIER_BENCH_CONNS", "20"))
 WORKERS = tuple(int(w) for w in os.environ.get("POSTIER_BENCH_WORKERS", "1,2").split(","))
 CLIENT_PROCS = int(os.environ.get("POSTIER_BENCH_CLIENTS", "2"))
@@ -237,10 +239,7 @@ def load_measured(port: int, reqs: list[bytes], conns: int = CONNS,
     CPU microseconds per request and busy fraction of the servers'
     processes and of the client processes."""
     procs = max(1, min(procs, conns, len(reqs)))
-    old = os.sched_getaffinity(0) if PIN else None
-    if PIN:
-        os.sched_setaffinity(0, {0})
-    try:
+    with pinned_self(CLIENT_CPU):
         s0 = sum(cpu_seconds(p) for p in server_pids)
         if procs == 1:
             c0 = _rusage_seconds(resource.RUSAGE_SELF)
@@ -250,9 +249,6 @@ def load_measured(port: int, reqs: list[bytes], conns: int = CONNS,
         else:
             wall, kinds, client = _load_forked(port, reqs, conns, procs)
         s1 = sum(cpu_seconds(p) for p in server_pids)
-    finally:
-        if old is not None:
-            os.sched_setaffinity(0, old)
     n = len(reqs)
     return {"rate": n / wall, "answers": kinds,
             "server_cpu_us": (s1 - s0) / n * 1e6, "server_busy": (s1 - s0) / wall,
@@ -321,8 +317,7 @@ class _Greylistd:
         argv = [sys.executable, "-m", "postier.cli.main", "greylistd",
                 f"--inet=127.0.0.1:{self.port}", "--store", os.path.join(tmp, "greylist.db"),
                 f"--delay={DELAY}", f"--workers={workers}"]
-        if PIN:
-            argv = ["taskset", "-c", "1"] + argv
+        argv = taskset(argv, SERVER_CPU)
         env = dict(os.environ, PYTHONPATH=SRC, POSTIER_PURE="0", POSTIER_CONFIG_DIR=tmp)
         self.log = open(os.path.join(tmp, "greylistd.log"), "ab")
         self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=self.log)
@@ -369,8 +364,8 @@ def child_pids(pid: int) -> list[int]:
 
 
 def _pin_postgrey(pg: PostgreyServer) -> None:
-    if PIN and pg.proc is not None:
-        os.sched_setaffinity(pg.proc.pid, {1})
+    if pg.proc is not None:
+        pin_tree(pg.proc.pid, SERVER_CPU)
 
 
 def cpu_seconds(pid: int) -> float:
