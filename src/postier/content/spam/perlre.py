@@ -591,21 +591,27 @@ def re2_superset(pattern: str, mods: str):
     unbounded), to rule subjects out cheaply before the slow exact engine.
     None when RE2 cannot take even that."""
     import re2
-
-    from postier.maps import resyntax
-    try:
-        tree, _ = resyntax.parse_pcre(pattern.encode("latin-1", "replace"),
-                                      caseless="i" in mods, multiline="m" in mods,
-                                      dotall="s" in mods, extended="x" in mods)
-        em = resyntax.emit(_widen_ranges(tree), "re2")
-    except (resyntax.Unsupported, resyntax.PcreSyntaxError, RecursionError):
-        return None
-    if em.nl_unsafe:
+    p = _re2_pattern(pattern, mods, _widen_ranges)
+    if p is None:
         return None
     try:
-        return re2.compile(em.pattern)
+        return re2.compile(p)
     except Exception:  # noqa: BLE001 - pyre2 raises several types
         return None
+
+
+def _re2_pattern(pattern: str, mods: str, transform) -> str | None:
+    """RE2 syntax for transform(the pattern's tree), or None when the
+    pattern cannot be parsed, emitted or run newline-safely by RE2."""
+    from postier.maps import resyntax
+    tree = _parse(pattern, mods)
+    if tree is None:
+        return None
+    try:
+        em = resyntax.emit(transform(tree), "re2")
+    except (resyntax.Unsupported, resyntax.PcreSyntaxError, RecursionError):
+        return None
+    return None if em.nl_unsafe else em.pattern
 
 
 _ANY_BYTES = ("rep", ("set", frozenset(range(256))), 0, None, True, False)
@@ -668,18 +674,10 @@ def re2_loose(pattern: str, mods: str, max_mem: int = RE2_MAX_MEM):
     buffer or in one subject rules the pattern out there.  None when RE2
     cannot take it."""
     import re2
-
-    from postier.maps import resyntax
-    try:
-        tree, _ = resyntax.parse_pcre(pattern.encode("latin-1", "replace"),
-                                      caseless="i" in mods, multiline="m" in mods,
-                                      dotall="s" in mods, extended="x" in mods)
-        em = resyntax.emit(_loosen_top(tree), "re2")
-    except (resyntax.Unsupported, resyntax.PcreSyntaxError, RecursionError):
-        return None
-    if em.nl_unsafe:
+    p = _re2_pattern(pattern, mods, _loosen_top)
+    if p is None:
         return None
     try:
-        return re2._compile(em.pattern, 0, max_mem)
+        return re2._compile(p, 0, max_mem)
     except Exception:  # noqa: BLE001 - pyre2 raises several types
         return None
