@@ -35,8 +35,10 @@ JSON summary (--json).  Exit status: 0 when pair agreement (regex + meta)
 >= --min-pairs and verdict agreement >= --min-verdicts, 1 under a threshold,
 2 when an input is missing.
 
-The engine has no pure-Python mode (Hyperscan is required by
-postier.content.spam.hsdb): POSTIER_PURE does not change what runs here.
+Hyperscan is always required (postier.content.spam.hsdb); POSTIER_PURE=1
+swaps the engine's compiled helpers (spameng, spamhdr, spamhtml, spammeta,
+spamrcvd, ...) for their pure-Python twins, so a run with it checks that the
+twins give the same results.
 """
 
 from __future__ import annotations

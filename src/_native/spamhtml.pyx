@@ -8,14 +8,18 @@ text and its whitespace/invisible bookkeeping, `results`, URIs).  Here the
 tokenizer scans the byte buffer in C and calls the renderer's methods
 directly (no per-event dispatch through Python attribute lookups), the
 renderer's tag counters are C integers, and the cold helpers (color names,
-CSS backgrounds, relative URIs, the entity table) are the twin's.
+CSS backgrounds, relative URIs, the entity table) are the twin's.  What a
+style="..." attribute assigns and where a relative URI leads are remembered
+(bounded memos: functions of the attribute value and of base and URI), the
+one-character "punctuation class" tests of the obfuscation and backhair
+counts are C tests, and only the tags _tests looks at go through it.
 
 Reads no main.cf parameters.
 """
 
 cimport cython
 from libc.math cimport pow
-from cpython.unicode cimport PyUnicode_DecodeLatin1, PyUnicode_DecodeUTF8
+from cpython.unicode cimport Py_UNICODE_ISSPACE, PyUnicode_DecodeLatin1, PyUnicode_DecodeUTF8
 
 import re
 
@@ -35,7 +39,6 @@ from postier._pure.spamhtml import (  # shared cold parts
     _TEXT_STYLE,
     _TRICKS,
     _URI_TAGS,
-    _WS_OR_NBSP,
     ENTITIES,
     HTML_COLORS,
     MAX_URI_LENGTH,
@@ -63,6 +66,7 @@ cdef enum:
     T_WS_NL = 16
     T_WS_SP = 32
     T_WS_PARA = 64
+    T_TESTS = 128        # a tag _tests looks at
 
 
 cdef dict _tag_table():
@@ -72,7 +76,8 @@ cdef dict _tag_table():
               (("li", "th", "td", "dt", "dd", "embed", "h1", "h2", "h3", "h4", "h5", "h6"),
                T_WS_SP),
               (("p", "hr", "blockquote", "pre", "listing", "plaintext", "xmp", "title"),
-               T_WS_PARA))
+               T_WS_PARA),
+              (("font", "img", "form", "object", "embed", "a", "title", "meta"), T_TESTS))
     for names, bit in groups:
         for name in names:
             t[name] = t.get(name, 0) | bit
@@ -114,13 +119,33 @@ cdef class HtmlRenderer
 
 
 cdef bint _has_visible(str text) except -1:
-    """bool(_WS_OR_NBSP.sub("", text)), mostly without the substitution."""
-    cdef str rest = text.strip(" \t\n\r\f\x0b")
-    if not rest:
-        return False
-    if "\xc2" not in rest:
+    """bool(_WS_OR_NBSP.sub("", text)): a character other than [ \\t\\n\\r\\f\\v]
+    that is not part of a "\\xc2\\xa0" pair (taken left to right)."""
+    cdef Py_ssize_t i = 0, n = len(text)
+    cdef Py_UCS4 c
+    while i < n:
+        c = text[i]
+        if c == 0x20 or 9 <= c <= 13:
+            i += 1
+        elif c == 0xC2 and i + 1 < n and text[i + 1] == 0xA0:
+            i += 2
+        else:
+            return True
+    return False
+
+
+cdef inline bint _punct_class(Py_UCS4 c, bint u) noexcept:
+    """c matches _PUNCT_CLASS, [^\\s\\x21-\\x2f\\x3a-\\x40\\x5b-\\x60\\x7b-\\x7e]
+    (\\s of re.A, or Unicode's when u)."""
+    if c < 128:
+        if 0x21 <= c <= 0x2f or 0x3a <= c <= 0x40 or 0x5b <= c <= 0x60 or 0x7b <= c <= 0x7e:
+            return False
+        if c == 0x20 or 9 <= c <= 13:
+            return False
+        if u and 0x1c <= c <= 0x1f:
+            return False
         return True
-    return bool(_WS_OR_NBSP.sub("", text))
+    return not (u and Py_UNICODE_ISSPACE(c))
 
 
 cdef str _collapse_ws(str text):
@@ -155,6 +180,70 @@ cdef str _collapse_ws(str text):
         return text
     parts.append(text[start:])
     return "".join(parts)
+
+
+cdef dict _CSS_MEMO = {}
+
+
+cdef list _css_ops(str val):
+    """The assignments a style="val" attribute makes to a text style, in
+    order (remembered: a function of val)."""
+    cdef object got = _CSS_MEMO.get(val)
+    if got is not None:
+        return <list>got
+    ops = []
+    for part in val.split(";"):
+        m = _RE_CSS_COLOR.match(part)
+        if m:
+            which = "bgcolor" if m.group(1) else "fgcolor"
+            value = m.group(2).lower()
+            value = _RE_IMPORTANT.sub("", value)
+            if "rgb" in value:
+                value = _RE_NOT_DIGIT_COMMA.sub("", value)
+                rgb = (value.split(",") + ["", "", ""])[:3]
+                vals = []
+                for x in rgb:
+                    try:
+                        xv = int(x) if x else 0
+                    except ValueError:
+                        xv = 0
+                    vals.append(0 if not xv else 255 if xv > 255 else xv)
+                ops.append((which, "#{:02x}{:02x}{:02x}".format(*vals)))
+            elif value == "inherit":
+                pass
+            elif value == "transparent":
+                ops.append((which, value))
+            else:
+                ops.append((which, _rgb(value)))
+            continue
+        m = _RE_CSS_BACKGROUND.match(part)
+        if m:
+            layers = parse_css_background(m.group(1).lower())
+            for v in (layers[-1] if layers else []):
+                color = _rgb(v)
+                if color != "invalid":
+                    ops.append(("bgcolor", color))
+                    break
+            continue
+        m = _RE_CSS_PROP.match(part)
+        if m:
+            ops.append(("style_" + m.group(1), m.group(2)))
+    if len(val) <= 512:                       # (bounded: at most ~2048 x 1 KB)
+        if len(_CSS_MEMO) >= 2048:
+            _CSS_MEMO.clear()
+        _CSS_MEMO[val] = ops
+    return ops
+
+
+cdef bint _in_style_stack(list ts, str tag) except -1:
+    """Some style on the stack has that tag (looked for from the top, where
+    the one an end tag closes usually is)."""
+    cdef Py_ssize_t i = len(ts) - 1
+    while i >= 0:
+        if (<dict>ts[i])["tag"] == tag:
+            return True
+        i -= 1
+    return False
 
 
 cdef dict _RGB = {}
@@ -375,7 +464,24 @@ cdef str _merge_uri(base_auth, base_path, str r_path):
     return base_path + r_path
 
 
+cdef dict _TARGET_MEMO = {}
+
+
 cdef str _target_uri(str base, str r):
+    """_target_uri_parts(base, r), remembered (a function of the two)."""
+    cdef tuple key = (base, r)
+    cdef object got = _TARGET_MEMO.get(key)
+    if got is not None:
+        return <str>got
+    got = _target_uri_parts(base, r)
+    if len(r) + len(base) <= 1024:           # (bounded: at most ~2048 x 1 KB)
+        if len(_TARGET_MEMO) >= 2048:
+            _TARGET_MEMO.clear()
+        _TARGET_MEMO[key] = got
+    return <str>got
+
+
+cdef str _target_uri_parts(str base, str r):
     R = _URI_PARTS.match(r)
     r_scheme, r_auth, r_path, r_query, r_frag = R.groups()
     if base:
@@ -820,11 +926,12 @@ cdef class Tokenizer:
                 self.r._tag(tag, d, 1)
             else:
                 self.h.on_start(tag, d, self._aflag)
-        lit = (<const char*>b)[beg + 1:ne].lower()
-        islit = _LITERAL.get(lit)
-        if islit is not None:
-            self.literal = lit
-            self.is_cdata = islit
+        if ne - beg - 1 in (3, 5, 6, 8, 9):      # the lengths of the _LITERAL names
+            lit = (<const char*>b)[beg + 1:ne].lower()
+            islit = _LITERAL.get(lit)
+            if islit is not None:
+                self.literal = lit
+                self.is_cdata = islit
         return gt + 1
 
     cdef Py_ssize_t _parse_end(self, const unsigned char* b, Py_ssize_t beg,
@@ -1049,6 +1156,8 @@ cdef class HtmlRenderer:
     cdef public Py_ssize_t length
     cdef public object basefont
     cdef public list text_style
+    cdef object _inv_style            # _font_invisible: the style _inv_value is for
+    cdef bint _inv_value
 
     def __init__(self):
         self.results = {}
@@ -1155,15 +1264,17 @@ cdef class HtmlRenderer:
     cpdef display_text(self, str text, bint whitespace=False, bint invisible=False):
         cdef list tx = self.text
         cdef str last
+        cdef Py_ssize_t n
         if whitespace:
             if tx and not self.text_ws[-1] and not self.text_inv[-1]:
                 last = tx[-1]
-                if last.endswith(" "):
-                    tx[-1] = last[:-1]
+                n = len(last)
+                if n and last[n - 1] == 0x20:
+                    tx[-1] = last[:n - 1]
         else:
             text = _collapse_ws(text)
             if tx and not invisible and self.text_ws[-1]:
-                if text.startswith(" "):
+                if len(text) and text[0] == 0x20:
                     text = text[1:]
         tx.append(text)
         self.text_ws.append(whitespace)
@@ -1178,7 +1289,7 @@ cdef class HtmlRenderer:
 
     cpdef on_text(self, str text, bint is_cdata, bint flagged):
         cdef dict ins = self.inside
-        cdef bint invisible, u
+        cdef bint invisible, u, s_ok, e_ok
         cdef list at
         cdef str last, k
         if ins:
@@ -1213,13 +1324,17 @@ cdef class HtmlRenderer:
             # the patterns are anchored at one end and match at most 7
             # characters (8 with the \b): the same searches on the ends only
             if text and last:
-                if (_OBF_START_U if u else _OBF_START_A).search(text[:1]) and \
-                        (_OBF_END_U if u else _OBF_END_A).search(last[-1:]):
+                # _OBF_START/_OBF_END on one character each: _punct_class;
+                # the _HAIR patterns need that character too
+                s_ok = _punct_class(text[0], u)
+                e_ok = _punct_class(last[len(last) - 1], u)
+                if s_ok and e_ok:
                     self.obfuscation += 1
-                m = (_HAIR_END_U if u else _HAIR_END_A).search(last[-8:])
+                m = (_HAIR_END_U if u else _HAIR_END_A).search(last[-8:]) if e_ok else None
             else:
                 m = None
-            if m:
+                s_ok = False
+            if m and s_ok:
                 m2 = (_HAIR_START_U if u else _HAIR_START_A).search(text[:8])
                 if m2:
                     k = f"{len(m.group(1))}_{len(m2.group(1))}"
@@ -1273,7 +1388,8 @@ cdef class HtmlRenderer:
             if num == 1:
                 if info & T_URI:
                     self._html_uri(tag, attr)
-                self._tests(tag, attr)
+                if info & T_TESTS:
+                    self._tests(tag, attr)
             else:
                 if tag == "html":
                     self.closed_html = 1
@@ -1358,10 +1474,7 @@ cdef class HtmlRenderer:
         cdef dict st
         cdef list ts = self.text_style
         cdef str top
-        for st in ts:
-            if st["tag"] == tag:
-                break
-        else:
+        if not _in_style_stack(ts, tag):
             return
         while ts:
             top = ts[-1]["tag"]
@@ -1376,10 +1489,7 @@ cdef class HtmlRenderer:
     cdef void _close_tag(self, str tag) except *:
         cdef dict st
         cdef list ts = self.text_style
-        for st in ts:
-            if st["tag"] == tag:
-                break
-        else:
+        if not _in_style_stack(ts, tag):
             return
         while ts:
             st = ts.pop()
@@ -1434,42 +1544,8 @@ cdef class HtmlRenderer:
                         new["size"] = int(m.group(1))
             elif name == "style":
                 new["style"] = val
-                for part in val.split(";"):
-                    m = _RE_CSS_COLOR.match(part)
-                    if m:
-                        which = "bgcolor" if m.group(1) else "fgcolor"
-                        value = m.group(2).lower()
-                        value = _RE_IMPORTANT.sub("", value)
-                        if "rgb" in value:
-                            value = _RE_NOT_DIGIT_COMMA.sub("", value)
-                            rgb = (value.split(",") + ["", "", ""])[:3]
-                            vals = []
-                            for x in rgb:
-                                try:
-                                    xv = int(x) if x else 0
-                                except ValueError:
-                                    xv = 0
-                                vals.append(0 if not xv else 255 if xv > 255 else xv)
-                            new[which] = "#{:02x}{:02x}{:02x}".format(*vals)
-                        elif value == "inherit":
-                            pass
-                        elif value == "transparent":
-                            new[which] = value
-                        else:
-                            new[which] = _rgb(value)
-                        continue
-                    m = _RE_CSS_BACKGROUND.match(part)
-                    if m:
-                        layers = parse_css_background(m.group(1).lower())
-                        for v in (layers[-1] if layers else []):
-                            color = _rgb(v)
-                            if color != "invalid":
-                                new["bgcolor"] = color
-                                break
-                        continue
-                    m = _RE_CSS_PROP.match(part)
-                    if m:
-                        new["style_" + m.group(1)] = m.group(2)
+                for k, v in _css_ops(val):
+                    new[k] = v
                 if new["bgcolor"] == "transparent":
                     new["bgcolor"] = self.text_style[-1]["bgcolor"] if self.text_style else "#ffffff"
                 if new["fgcolor"] == "transparent":
@@ -1484,8 +1560,18 @@ cdef class HtmlRenderer:
                 self.min_size = new["size"]
 
     cdef bint _font_invisible(self) except -1:
+        """_font_invisible_of the style on top (remembered for that style
+        object: the styles on the stack do not change once pushed, and the
+        results it sets stay set)."""
         cdef dict st = self.text_style[-1] if self.text_style else \
             {"fgcolor": "#000000", "bgcolor": "#ffffff", "size": 3}
+        if st is self._inv_style:
+            return self._inv_value
+        self._inv_value = self._font_invisible_of(st)
+        self._inv_style = st
+        return self._inv_value
+
+    cdef bint _font_invisible_of(self, dict st) except -1:
         cdef int code = _contrast(st["fgcolor"], st["bgcolor"])
         size = st["size"]
         display = st.get("style_display")

@@ -3,7 +3,10 @@
 postier._pure.spamrcvd, where the API is documented).
 
 Line.m() checks the pattern's prefix program and required literals in C
-and runs the compiled pattern only when they allow a match; Parser is the
+and runs the compiled pattern only when they allow a match (the literals
+first against the line's pair mask: a bit per pair of adjacent characters,
+so an absent literal mostly costs a few bit tests; the compile_entry
+tuples are kept as typed _Entry objects with their literals' mask); Parser is the
 twin's format table with L typed as Line, so its ~40 L.m() calls per line
 are C calls.  The same results as the twin: the compile step
 (compile_entry, required_literals, prefix_program) is imported from it, and
@@ -14,6 +17,11 @@ Reads no main.cf parameters.
 """
 
 from cpython.unicode cimport PyUnicode_Find
+
+cdef extern from "Python.h":
+    int PyUnicode_KIND(object o)
+    void *PyUnicode_DATA(object o)
+    int PyUnicode_1BYTE_KIND
 
 from postier._pure.spamrcvd import (  # noqa: F401 - re-exported
     compile_entry,
@@ -35,10 +43,109 @@ from postier._pure.spamrcvd import (
     _IDENT_AT,
     _IDENT_COLON,
     _IDENT_EQ,
-    _date_floor,
-    _ws_odd,
     _WS_RUNS,
 )
+
+
+cpdef bint _ws_odd(str line):
+    """See the twin: would s/\\s+/ /g change line?"""
+    return ("  " in line or "\t" in line or "\n" in line or "\r" in line or "\f" in line
+            or "\v" in line)
+
+
+cpdef Py_ssize_t _date_floor(str s):
+    """See the twin: where a match of the date pattern can start at the earliest."""
+    cdef Py_ssize_t i = len(s), k
+    cdef Py_UCS4 ch
+    for k in range(6):
+        i -= 1
+        while i >= 0 and s[i] != u' ':
+            i -= 1
+        if i < 0:
+            return 0
+    while i > 0:
+        ch = s[i - 1]
+        if ch != u' ' and ch != u';':
+            break
+        i -= 1
+    return i
+
+
+# -- the pair mask: a bit for every pair of adjacent characters of a line (a
+# hash of the two into _PAIR_BITS bits); a literal one of whose pairs has no
+# bit cannot occur in the line, so most absent literals cost a few bit tests
+# instead of a substring search (the search still decides when all bits are set)
+DEF _PAIR_WORDS = 16            # 16 x 64 = 1024 bits
+
+
+cdef inline unsigned int _pair(Py_UCS4 a, Py_UCS4 b) noexcept:
+    return ((<unsigned int>a * 31u) ^ <unsigned int>b) & (_PAIR_WORDS * 64 - 1)
+
+
+cdef void _pair_mask(str h, unsigned long long *mask) noexcept:
+    cdef Py_ssize_t i, n = len(h)
+    cdef unsigned int k, a, b
+    cdef const unsigned char *p
+    for i in range(_PAIR_WORDS):
+        mask[i] = 0
+    if n < 2:
+        return
+    if PyUnicode_KIND(h) == PyUnicode_1BYTE_KIND:     # (the common case, read directly)
+        p = <const unsigned char *>PyUnicode_DATA(h)
+        a = p[0]
+        for i in range(1, n):
+            b = p[i]
+            k = ((a * 31u) ^ b) & (_PAIR_WORDS * 64 - 1)
+            mask[k >> 6] |= 1ULL << (k & 63)
+            a = b
+        return
+    a = <unsigned int>h[0]
+    for i in range(1, n):
+        b = <unsigned int>h[i]
+        k = _pair(a, b)
+        mask[k >> 6] |= 1ULL << (k & 63)
+        a = b
+
+
+cdef inline bint _pairs_in(str x, const unsigned long long *mask) noexcept:
+    """Are all of x's adjacent pairs in the mask (else x is not in the line)?"""
+    cdef Py_ssize_t i, n = len(x)
+    cdef unsigned int k
+    cdef Py_UCS4 a, b
+    if n < 2:
+        return True
+    a = x[0]
+    for i in range(1, n):
+        b = x[i]
+        k = _pair(a, b)
+        if not (mask[k >> 6] & (1ULL << (k & 63))):
+            return False
+        a = b
+    return True
+
+
+cdef bint _literals_masked(str h, const unsigned long long *mask, tuple ordered, tuple anyof):
+    """literals_present(h, ordered, anyof) once the ordered literals' pairs
+    are known to be in h's pair mask (_Entry.need); an anyof literal is
+    first tried on the mask."""
+    cdef tuple alts
+    cdef str x
+    cdef Py_ssize_t pos = 0, i, n = len(h)
+    cdef bint ok
+    for alts in anyof:
+        ok = False
+        for x in alts:
+            if _pairs_in(x, mask) and PyUnicode_Find(h, x, 0, n, 1) >= 0:
+                ok = True
+                break
+        if not ok:
+            return False
+    for x in ordered:
+        i = PyUnicode_Find(h, x, pos, n, 1)
+        if i < 0:
+            return False
+        pos = i + len(x)
+    return True
 
 
 cpdef bint literals_present(str h, tuple ordered, tuple anyof):
@@ -89,6 +196,57 @@ cpdef bint prefix_ok(str s, tuple prog):
     return True
 
 
+cdef inline bint _covers(const unsigned long long *have, const unsigned long long *need) noexcept:
+    cdef int i
+    for i in range(_PAIR_WORDS):
+        if need[i] & ~have[i]:
+            return False
+    return True
+
+
+cdef class _Entry:
+    """A compile_entry tuple (re, ordered, anyof, icase, prefix, exact) with
+    typed fields and `need`: the pair mask of its ordered literals."""
+    cdef object rx
+    cdef tuple ordered
+    cdef tuple anyof
+    cdef tuple prog
+    cdef bint icase
+    cdef bint exact
+    cdef bint lits
+    cdef unsigned long long need[_PAIR_WORDS]
+
+    def __init__(self, tuple e):
+        cdef str x
+        cdef unsigned long long m[_PAIR_WORDS]
+        cdef int i
+        self.rx = e[0]
+        self.ordered = <tuple>e[1]
+        self.anyof = <tuple>e[2]
+        self.icase = bool(e[3])
+        self.prog = <tuple>e[4]
+        self.exact = bool(e[5])
+        self.lits = bool(self.ordered or self.anyof)
+        for i in range(_PAIR_WORDS):
+            self.need[i] = 0
+        for x in self.ordered:
+            _pair_mask(x, m)
+            for i in range(_PAIR_WORDS):
+                self.need[i] |= m[i]
+
+
+# the typed entries of a cache (compile_entry tuples by key), by id(cache);
+# the cache is held so that its id is not reused
+cdef dict _TYPED = {}
+
+
+cdef dict _typed_for(dict cache):
+    got = _TYPED.get(id(cache))
+    if got is None:
+        got = _TYPED[id(cache)] = (cache, {})
+    return <dict>(<tuple>got)[1]
+
+
 cdef class Line:
     cdef public str s
     cdef object _g
@@ -96,7 +254,11 @@ cdef class Line:
     cdef object _lower
     cdef int _plain
     cdef dict _cache
+    cdef dict _typed
     cdef object _compile
+    cdef int _masked                # bit 1: _mask is s's pair mask; bit 2: _lmask is _lower's
+    cdef unsigned long long _mask[_PAIR_WORDS]
+    cdef unsigned long long _lmask[_PAIR_WORDS]
 
     def __init__(self, str s, dict cache, compile_fn):
         self.s = s
@@ -105,36 +267,49 @@ cdef class Line:
         self._lower = None
         self._plain = -1
         self._cache = cache
+        self._typed = _typed_for(cache)
         self._compile = compile_fn
+        self._masked = 0
 
-    cdef tuple _entry(self, str pat, int flags):
+    cdef _Entry _entry(self, str pat, int flags):
         cdef object key = (pat, flags) if flags else pat
-        cdef object e = self._cache.get(key)
+        cdef object t = self._typed.get(key)
+        if t is not None:
+            return <_Entry>t
+        e = self._cache.get(key)
         if e is None:
             e = self._compile(pat, flags)
             self._cache[key] = e
-        return <tuple>e
+        t = self._typed[key] = _Entry(e)
+        return <_Entry>t
 
-    cdef bint _may_match(self, tuple e):
+    cdef bint _may_match(self, _Entry e):
         """Do the entry's prefix program and literals allow a match in s?"""
-        cdef tuple ordered = <tuple>e[1]
-        cdef tuple anyof = <tuple>e[2]
-        cdef tuple prog = <tuple>e[4]
         cdef str h
-        if prog:
+        if e.prog:
             if self._plain < 0:
                 self._plain = _OTHER_WS(self.s) is None
-            if self._plain and not prefix_ok(self.s, prog):
+            if self._plain and not prefix_ok(self.s, e.prog):
                 return False
-        if ordered or anyof:
-            if e[3]:
+        if e.lits:
+            if e.icase:
                 if self._lower is None:
                     self._lower = self.s.lower()
                 h = <str>self._lower
+                if not self._masked & 2:
+                    _pair_mask(h, self._lmask)
+                    self._masked |= 2
+                if not _covers(self._lmask, e.need) or \
+                        not _literals_masked(h, self._lmask, e.ordered, e.anyof):
+                    return False
             else:
                 h = self.s
-            if not literals_present(h, ordered, anyof):
-                return False
+                if not self._masked & 1:
+                    _pair_mask(h, self._mask)
+                    self._masked |= 1
+                if not _covers(self._mask, e.need) or \
+                        not _literals_masked(h, self._mask, e.ordered, e.anyof):
+                    return False
         return True
 
     @property
@@ -145,15 +320,15 @@ cdef class Line:
         return self._g
 
     cpdef bint m(self, str pat, int flags=0):
-        cdef tuple e = self._entry(pat, flags)
+        cdef _Entry e = self._entry(pat, flags)
         self._pend = None
         if not self._may_match(e):
             self._g = None
             return False
-        if e[5]:
-            self._pend = e[0]
+        if e.exact:
+            self._pend = e.rx
             return True
-        self._g = e[0].search(self.s)
+        self._g = e.rx.search(self.s)
         return self._g is not None
 
     cdef int _set_s(self, str s) except -1:
@@ -163,27 +338,29 @@ cdef class Line:
         self.s = s
         self._lower = None
         self._plain = -1
+        self._masked = 0
         return 0
 
     cpdef bint sub(self, str pat, str repl, int flags=0):
-        cdef tuple e = self._entry(pat, flags)
+        cdef _Entry e = self._entry(pat, flags)
         if not self._may_match(e):
             return False
-        new, n = e[0].subn(repl, self.s, 1)
+        new, n = e.rx.subn(repl, self.s, 1)
         if n:
             self._set_s(new)
         return n > 0
 
     cpdef bint sub_from(self, str pat, str repl, Py_ssize_t pos, int flags=0):
         """See the twin."""
-        cdef tuple e = self._entry(pat, flags)
+        cdef _Entry e = self._entry(pat, flags)
         if not self._may_match(e):
             return False
         cdef str s = self.s
-        m = e[0].search(s, pos)
+        m = e.rx.search(s, pos)
         if m is None:
             return False
-        self._set_s(s[:m.start()] + m.expand(repl) + s[m.end():])
+        # (a replacement without a backslash is itself: no template to parse)
+        self._set_s(s[:m.start()] + (m.expand(repl) if "\\" in repl else repl) + s[m.end():])
         return True
 
     def __getitem__(self, int i):

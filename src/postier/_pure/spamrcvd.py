@@ -361,7 +361,8 @@ class Line:
         m = e[0].search(s, pos)
         if m is None:
             return False
-        self._set_s(s[:m.start()] + m.expand(repl) + s[m.end():])
+        # (a replacement without a backslash is itself: no template to parse)
+        self._set_s(s[:m.start()] + (m.expand(repl) if "\\" in repl else repl) + s[m.end():])
         return True
 
     def __getitem__(self, i: int):

@@ -39,7 +39,9 @@ perlre.compile_search_pattern).  Where
 RE2 cannot answer (back-references, look-behinds), JIT-compiled libpcre2
 answers before Python `re` (rulecache.LazyPattern).  A header group of at
 most SMALL_GROUP plain RE2 rules skips Hyperscan (one call costs more than
-the searches).
+the searches); the header area's "chatty" probe is a header block
+(_HEADER_PROBE), and a group whose solo databases hold only inexact or
+plain RE2 entries confirms those on every value instead of scanning them.
 
 Running follows Mail::SpamAssassin::Plugin::Check: header rules match the
 joined values of their header request (HeaderView; a missing header is
@@ -48,10 +50,17 @@ rendered body (the Subject first; `nosubject` skips it), rawbody rules every
 chunk of the decoded text parts, uri rules every URI, full rules the
 pristine message, mimeheader rules each MIME part's header; `tflags
 multiple` counts matches (capped by maxhits; a rule whose joined form is a
-set of literals that cannot overlap is counted with bytes.count).  The
+set of literals that cannot overlap is counted with bytes.count, one whose
+joined form starts at a line start with one finditer over the joined
+buffer, one only Python `re` runs and whose matches start at a multi-line
+^ with `re` tried only at the line starts its loose form passes:
+count_line_starts).  The line-area rules a scan always has to confirm with
+a long RE2 regex share union gates (_line_gates): one failing search of
+the union rules them all out.  The
 per-message loops that stay hot (Hyperscan match handlers, match counts,
 first matching line) are postier._native.spameng (pure twin:
-postier._pure.spameng).  Rules with score 0 do not
+postier._pure.spameng); the header-rule walk and the exists: rules are
+postier._native.spamhdr (pure twin: postier._pure.spamhdr).  Rules with score 0 do not
 run.  A meta rule whose dependencies include a meta that never runs (score
 0, circular) never runs either, as in SpamAssassin.  Eval rules call
 postier.content.spam.evals; the ones postier does not implement (network,
@@ -66,6 +75,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import hyperscan as hs
 import re2 as _re2
 
 from postier.content.spam import bre as re
@@ -81,18 +91,29 @@ from postier.maps.reflib import RegexExecError
 from postier.native import load as _load_native
 
 _eng = _load_native("spameng")
+_hdr = _load_native("spamhdr")
+_ScanTerminated = hs.ScanTerminated
 
 AREAS = ("header", "body", "rawbody", "uri", "full", "mimeheader")
 LINE_AREAS = ("body", "rawbody", "uri")     # many subjects: scanned as one joined buffer
-HEAVY_EXPR = perlre.BIG_EXPR   # rules whose Hyperscan form is this big run on RE2 instead
+HEAVY_EXPR = 6000           # line-area rules whose inexact Hyperscan form is bigger run on RE2
+HEAVY_EXACT = 32768         # ... and whose exact one (a literal alternation: scanned fast) is
 _SEPB = b"\x00"
 LOOSE_MAX_MEM = 32 << 20
 _LINE_START = b"[\\x00\\x0a]"    # how a joined expression starts for Perl's /m ^
 BIG_RE2 = 4000              # RE2 regexes this long get a bigger memory budget
 PRE_TRIAL = 64              # subjects after which a superset that rarely helps is dropped
+# header requests whose values are usually equal (CompiledRules: a
+# shared Hyperscan partition); the request names HeaderView reads
+# case-sensitively keep their case
+_SHARED_REQUESTS = {"MESSAGEID": "message-id", "tocc": "to", "tocc:addr": "to:addr",
+                    "envelopefrom": "return-path:addr"}
+_CASED_REQUESTS = frozenset({"ALL", "ALL-TRUSTED", "ALL-INTERNAL", "ALL-UNTRUSTED",
+                             "ALL-EXTERNAL", "MESSAGEID"})
 SMALL_GROUP = 3             # header groups this small are searched with RE2, not Hyperscan
 _TEMPLATE = re.compile(r"(?<!\\)%\{([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*(?:\([^\)\}]*\))?)\}")
 _CAPTURE = re.compile(r"\(\?P?[<'][A-Z]")
+_BOL_HEAD = rb"(?:\A|[\x00\x0a])"     # how perlre.re2_loose starts for a leading multi-line ^
 
 
 @dataclass
@@ -118,6 +139,7 @@ class RRule:
     _joined_src: tuple | None = None    # (RE2 source or None, budget, exact, countable) from the record
     _loose: object = False          # False: not built yet
     _lits: object = False           # literals of a countable joined form (False: not looked at)
+    _bol: object = False            # bol_loose() (False: not looked at)
 
     _pre_pass: int = 0
     _pre_fail: int = 0
@@ -125,7 +147,7 @@ class RRule:
     def search(self, data: bytes) -> bool:
         pre = self.pre
         if pre is not None:
-            if pre.search(data) is None:
+            if not pre.contains(data):
                 self._pre_fail += 1
                 return False
             self._pre_pass += 1
@@ -140,6 +162,24 @@ class RRule:
         if lo is False:
             lo = self._loose = perlre.re2_loose(*self.source, max_mem=LOOSE_MAX_MEM)
         return lo
+
+    def bol_loose(self):
+        """For a `multiple` rule counted with Python `re` (no RE2 form)
+        whose matches all start at a leading multi-line ^ and are never
+        empty: its loose RE2 regex, whose head takes the newline before a
+        line start (count_line_starts); else None."""
+        b = self._bol
+        if b is False:
+            b = None
+            p = self.pattern
+            if self.multiple and not p._ref_confirms and p._re2 is None and p._py is not None:
+                lo = self.loose()
+                if lo is not None and lo.pattern.startswith(_BOL_HEAD):
+                    tree = perlre._parse(*self.source)
+                    if tree is not None and perlre._min_len(tree) >= 1:
+                        b = lo
+            self._bol = b
+        return b
 
     def literals(self):
         """A spameng.LiteralCounter of the literals whose counts sum to the
@@ -231,13 +271,28 @@ class CompiledRules:
         st.template_rules = len(self.templates)
         # header rules grouped by request, mimeheader rules by header: one
         # Hyperscan partition per group, so that a value is scanned only by
-        # the rules that read it
+        # the rules that read it.  Groups whose values are equal on most
+        # messages share a partition (scanned once per distinct value:
+        # Run._headers): one request with several [if-unset], a header
+        # name in any case (Message-ID, Message-Id), the pairs of
+        # _SHARED_REQUESTS, and X-Spam-Relays-Untrusted / -External when
+        # internal_networks is unset or equal to trusted_networks
         self.header_groups: list[tuple[str, bytes | None, list[int]]] = []
+        self.header_parts: list[int] = []       # each group's partition
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, r in enumerate(self.area_rules["header"]):
             groups[(r.header, r.if_unset)].append(i)
-        for part, ((h, unset), idx) in enumerate(groups.items()):
+        internal = rs.setting("internal_networks")
+        share_relays = not internal or internal == rs.setting("trusted_networks")
+        part_of: dict[str, int] = {}
+        for (h, unset), idx in groups.items():
+            key = h if h.split(":")[0] in _CASED_REQUESTS else h.lower()
+            key = _SHARED_REQUESTS.get(key, key)
+            if share_relays and key == "x-spam-relays-untrusted":
+                key = "x-spam-relays-external"
+            part = part_of.setdefault(key, len(part_of))
             self.header_groups.append((h, unset, idx))
+            self.header_parts.append(part)
             for i in idx:
                 self.area_rules["header"][i].entry.part = part
         self.mime_groups: dict[tuple[str, bool], list[int]] = defaultdict(list)
@@ -251,8 +306,10 @@ class CompiledRules:
         for area, rules in self.area_rules.items():
             if not rules:
                 continue
+            hdr = area == "header"      # its probe: a header block (see _HEADER_PROBE)
             db = AreaDatabase([r.entry for r in rules], cache_dir=cache_dir, workers=workers,
-                              label=area, probe=_PROBE)
+                              label=area, probe=_HEADER_PROBE if hdr else _PROBE,
+                              **({"chatty": HEADER_CHATTY} if hdr else {}))
             self.dbs[area] = db
             st.exact += len(db.exact)
             st.prefilter += len(db.prefilter)
@@ -275,11 +332,48 @@ class CompiledRules:
         # request (and its plain header name, for HeaderView.values) and the
         # rules that hit when the request is undefined
         self.exists_runs = [(r, plain_name(r.header)) for r in self.exists_rules]
+        # exists: rules of plain header names (spamhdr.exists_rules), the others
+        self.exists_plain = tuple((r.name, lc) for r, lc in self.exists_runs if lc is not None)
+        self.exists_other = [r for r, lc in self.exists_runs if lc is None]
         self.header_requests = tuple(g[0] for g in self.header_groups_run)
         self.header_names = tuple(plain_name(h) for h in self.header_requests)
         self.header_missing = [[hrules[i].name for i in idx
                                 if hrules[i].empty_hit != hrules[i].negate]
                                for _h, _u, idx in self.header_groups]
+        # per header rule: (name, final, negated, multiple, capture, rule),
+        # final: a Hyperscan report is the answer (exact, not `multiple`);
+        # per group: (if-unset, rules hit when undefined, rules, "always"
+        # rules, negated rules, direct, skip, partition, members): what
+        # Run._headers walks (members: the group's rules as a set when its
+        # partition is shared, else None)
+        hexact = hdb.exact - hdb.always if hdb is not None else frozenset()
+        self.header_info = [(rr.name, i in hexact and not rr.multiple, rr.negate, rr.multiple,
+                             rr.capture is not None, rr) for i, rr in enumerate(hrules)]
+        # A group whose solo databases (hsdb.Entry.solo) all hold inexact
+        # entries or plain RE2 ones does not scan them: such an entry (one
+        # Hyperscan reports on nearly every value: why it is solo) is
+        # confirmed on every value instead, an "always" rule of its group
+        # (skip: True): cheaper than a scan stopped by an exception
+        # (decided per partition)
+        part_rules: dict[int, list[int]] = defaultdict(list)
+        for part, (_h, _u, idx) in zip(self.header_parts, self.header_groups, strict=True):
+            part_rules[part] += idx
+        part_skip = {}
+        for part, idx in part_rules.items():
+            solo = [i for i in idx if hrules[i].entry.solo]
+            part_skip[part] = bool(solo) and hdb is not None and all(
+                i in hdb.prefilter or (_plain_re2(hrules[i]) and not hrules[i].multiple)
+                for i in solo)
+        shared = {p for p in part_rules if self.header_parts.count(p) > 1}
+        self.header_plan = []
+        for (_h, unset, idx, always, negs, direct), miss, part in zip(
+                self.header_groups_run, self.header_missing, self.header_parts, strict=True):
+            skip = part_skip[part]
+            if skip:
+                always = sorted(set(always) | {i for i in idx if hrules[i].entry.solo})
+            self.header_plan.append((unset, tuple(miss), tuple(idx), tuple(always), tuple(negs),
+                                     direct, skip, part,
+                                     frozenset(idx) if part in shared else None))
         self._compile_metas()
         rb = Registry.from_settings(rs.settings)
         self.registry = rb
@@ -452,20 +546,11 @@ class CompiledRules:
             if runs.get(n):
                 visit(n)
         self.meta_order = order
-        lines = ["def run_metas(v):", "    g = v.get"]
-        for n in order:
-            expr = M.python(trees[n], lambda d: f"g({d!r}, 0)")
-            lines.append("    try:")
-            lines.append(f"        x = {expr}")
-            lines.append("    except ZeroDivisionError:")
-            lines.append("        x = 0")
-            lines.append("    if x:")
-            lines.append(f"        v[{n!r}] = x if x > 0 else 1")
-        if len(lines) == 2:
-            lines.append("    return")
-        ns = {"_div": M._div, "int": int, "ZeroDivisionError": ZeroDivisionError}
-        exec(compile("\n".join(lines), "<spam-metas>", "exec"), ns)  # noqa: S102 - generated from parsed trees
-        self.run_metas = ns["run_metas"]
+        # one program for all metas, run by postier._native.spammeta (its
+        # pure twin writes it out as one Python function)
+        self.meta_program = _load_native("spammeta").MetaProgram(
+            *M.program([(n, trees[n]) for n in order]))
+        self.run_metas = self.meta_program.run
 
     # -- scanning
     def run(self, data: bytes) -> Run:
@@ -551,7 +636,10 @@ def _choose_engine(rr: RRule) -> int:
     if not rr.entry.exprs:
         return mem
     if rr.area in LINE_AREAS:
-        heavy = size > HEAVY_EXPR
+        # a huge simplified (inexact) form -- the fuzzy-letter phrase rules
+        # -- is slow in Hyperscan; a big exact one is a list of literals
+        # Hyperscan scans fast and answers (URI_GOOG_STO_SPAMMY)
+        heavy = size > (HEAVY_EXACT if rr.entry.exact else HEAVY_EXPR)
         if heavy or (rr.multiple and _chatty(rr.entry.exprs)):
             # a `multiple` rule that matches everywhere is counted with
             # RE2 anyway: Hyperscan would only add a scan
@@ -605,6 +693,41 @@ Message-ID: <20240304093001.12345@mail.example.com>
 """
 _PROBE = perlre.joined_buffer(_PROBE_TEXT.split(b"\n"))
 CHATTY_MATCHES = 12         # matches on the probe from which a pattern is "everywhere"
+# The header area's probe: the values of a plain message's main header
+# groups (ALL, the relay strings, To, Subject, From), joined.  An entry
+# Hyperscan reports HEADER_CHATTY times on it (typically an inexact
+# back-reference prefilter reporting at every end of a line run, tens of
+# Python callbacks per message) gets a database of its own, scanned up to
+# its first report (hsdb.Entry.solo).
+_HEADER_ALL = (
+    b"Return-Path: <john.smith@example.com>\n"
+    b"Received: from mail.example.com (mail.example.com [192.0.2.25]) by mx.example.org"
+    b" (Postfix) with ESMTPS id 4F2A31234 for <mary@example.org>; Mon, 4 Mar 2024 10:30:01 +0100\n"
+    b"Received: from [10.0.0.5] (unknown [198.51.100.7]) by mail.example.com with ESMTPSA"
+    b" id abc123 for <mary@example.org>; Mon, 4 Mar 2024 10:29:58 +0100\n"
+    b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.com; s=sel1;"
+    b" h=from:to:subject:date; bh=abcdefghijklmnop=; b=ABCDEFGHIJKLMNOPQRSTUVWXYZ\n"
+    b"From: John Smith <john.smith@example.com>\n"
+    b"To: Mary O'Neil <mary@example.org>\n"
+    b"Cc: team@example.org\n"
+    b"Subject: Re: your order #12345 for mary@example.org - meeting on Monday 10:30 AM\n"
+    b"Date: Mon, 4 Mar 2024 10:29:55 +0100\n"
+    b"Message-ID: <20240304092955.12345@mail.example.com>\n"
+    b"MIME-Version: 1.0\n"
+    b"Content-Type: multipart/alternative; boundary=\"----=_Part_123_456.789\"\n"
+    b"X-Mailer: Microsoft Outlook 16.0\n"
+    b"List-Unsubscribe: <mailto:unsub@example.com>, <https://example.com/unsub?id=42>\n")
+_HEADER_RELAYS = (
+    b"[ ip=192.0.2.25 rdns=mail.example.com helo=mail.example.com by=mx.example.org ident="
+    b" envfrom= intl=0 id=4F2A31234 auth= msa=0 ] [ ip=198.51.100.7 rdns= helo=[10.0.0.5]"
+    b" by=mail.example.com ident= envfrom= intl=0 id=abc123 auth=ESMTPSA msa=0 ]"
+    b" [ ip=203.0.113.9 rdns=relay.example.net helo=relay.example.net by=mail.example.com"
+    b" ident= envfrom= intl=0 id=xyz789 auth= msa=0 ]\n")
+_HEADER_PROBE = perlre.joined_buffer([
+    _HEADER_ALL, _HEADER_RELAYS, b"mary@example.org\n",
+    b"Re: your order #12345 for mary@example.org - meeting on Monday 10:30 AM\n",
+    b"John Smith <john.smith@example.com>\n"])
+HEADER_CHATTY = 14
 CHATTY_BYTES = 200
 
 
@@ -668,6 +791,14 @@ def _mime_options(tf: str) -> tuple[int, int, bool]:
         elif a:
             lo = hi = int(a)
     return lo, hi, re.search(r"\bconcat\b", tf) is not None
+
+
+_NON_WORD = re.compile(r"(\W)")
+
+
+def _quote_value(v: str) -> str:
+    """A tag value quoted for a template alternation (Perl's quotemeta)."""
+    return _NON_WORD.sub(r"\\\1", v)
 
 
 _REQUIRED_CACHE: dict[str, tuple[str, ...]] = {}
@@ -761,6 +892,75 @@ def _no_hits(data: bytes) -> set[int]:
     return set()
 
 
+GATE_BIG = 16384            # RE2 forms at least this long share a union gate (Run._lines)
+GATE_MEM = 512 << 20        # the union's RE2 budget (a cap: states are built as needed)
+
+
+def _gate_form(rr: RRule, exact: bool):
+    """The RE2 regex Run._lines tests a line-area rule with first on the
+    joined buffer (no match there: the rule does not hit), or None when it
+    starts otherwise (a Hyperscan answer, a literal or match count, a
+    capture)."""
+    if rr.capture is not None:
+        return None
+    rx, _jexact, countable = rr.joined()
+    if rr.multiple:
+        if countable:
+            return None
+        return rx if rx is not None else rr.loose()
+    if exact:
+        return None
+    return rx if rx is not None else rr.loose()
+
+
+def _line_gates(rules: list[RRule], db: AreaDatabase) -> list[tuple[object, frozenset]]:
+    """Union gates of a line area: the rules a scan always (or nearly
+    always: a solo entry) has to confirm with a very long RE2 regex on the
+    joined buffer (SpamAssassin's fuzzy-word phrase rules, __MY_MALWARE,
+    __PAY_ME, ...: 30-200 kB each) share one union, whose single search
+    rules them all out when it fails (an RE2 pass for all instead of one
+    per rule; on a first pass the union also builds fewer DFA states than
+    its parts).  The shorter ones (__FILL_THIS_FORM_*) stay apart: in a
+    union they cost more on a first pass than they save."""
+    groups: dict[bool, list[tuple[int, object]]] = {}
+    for i, rr in enumerate(rules):
+        if i not in db.always and not (rr.entry is not None and rr.entry.solo):
+            continue
+        form = _gate_form(rr, i in db.exact)
+        if form is None or len(form.pattern) < GATE_BIG:
+            continue
+        groups.setdefault(True, []).append((i, form))
+    out = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        src = b"|".join(b"(?:" + f.pattern + b")" for _i, f in members)
+        try:
+            urx = _re2._compile(src, 0, GATE_MEM)
+        except Exception:  # noqa: BLE001, S112 - pyre2 raises several types: no gate
+            continue
+        out.append((urx, frozenset(i for i, _f in members)))
+    return out
+
+
+def _header_count(rr: RRule, data: bytes) -> int:
+    """Run._confirm_count of a `multiple` header rule, searching first
+    where the count would run Python `re` (a pattern RE2 cannot answer on
+    this value): most values Hyperscan reports hold no match at all, and
+    libpcre2's search says so much faster than `re`'s finditer."""
+    pre = rr.pre
+    if pre is not None and not pre.contains(data):
+        return 0
+    p = rr.pattern
+    if not p._ref_confirms and (p._re2 is None or (p._nl_unsafe and data.endswith(b"\n"))):
+        try:
+            if not p.search(data):
+                return 0
+        except RegexExecError:
+            pass                # libpcre2 gave up: the count decides
+    return count_matches(p, data, rr.maxhits)
+
+
 def count_matches(p, data: bytes, limit: int = 0) -> int:
     """Non-overlapping matches of a Pattern in data (Perl's while //g)."""
     n = 0
@@ -782,6 +982,34 @@ def count_matches(p, data: bytes, limit: int = 0) -> int:
         if limit and n >= limit:
             break
         pos += e if e > s else e + 1
+    return n
+
+
+def count_line_starts(py, lo, data: bytes, limit: int = 0) -> int:
+    """count_matches for a Python `re` pattern whose matches all start at
+    the start of data or just after a newline and are never empty
+    (RRule.bol_loose): `re` is tried only at the line starts where lo, its
+    loose RE2 form (head: \\A or the newline before the start), matches,
+    the next try at or after the end of the last match, as finditer does."""
+    n = 0
+    pos = 0
+    p = 0
+    end = len(data)
+    match = py.match
+    lmatch = lo.match
+    find = data.find
+    while p < end:
+        if p >= pos and lmatch(data, p - 1 if p else 0) is not None:
+            m = match(data, p)
+            if m is not None:
+                n += 1
+                if limit and n >= limit:
+                    break
+                pos = m.end()
+        q = find(b"\n", p)
+        if q < 0:
+            break
+        p = q + 1
     return n
 
 
@@ -849,20 +1077,14 @@ class Run:
         an eval may change what later areas see (FreeMail edits the body)."""
         cr = self.cr
         self._headers()
-        headers = self.msg.headers
-        strings = None
-        for r, lc in cr.exists_runs:
-            if lc is None:
-                if self.hv.get(r.header):
-                    self.hit(r.name)
-            elif headers.get(lc):
+        # exists: a plain name the message lacks falls back to its metadata
+        # string (HeaderView.get's way)
+        for name in _hdr.exists_rules(self.msg.headers, self.msg.metadata.get("strings", {}),
+                                      cr.exists_plain):
+            self.hit(name)
+        for r in cr.exists_other:
+            if self.hv.get(r.header):
                 self.hit(r.name)
-            else:
-                # HeaderView.get of a plain name the message lacks: its metadata string
-                if strings is None:
-                    strings = self.msg.metadata.get("strings", {})
-                if strings.get(lc) is not None:
-                    self.hit(r.name)
         self._evals((C.HEAD_EVAL,))
         self._lines("body", self.body(), subject_first=True)
         if cr.templates:
@@ -875,18 +1097,32 @@ class Run:
         self._full()
         self._evals((C.FULL_EVAL,))
         cr.run_metas(self.values)
+        # the scored rules that hit, in name order; a `tflags multiple` rule
+        # scores every hit, listed once per hit (SpamAssassin's got_hit per
+        # match: tests=RULE,RULE,...).  (score, multiple) of every rule that
+        # can be listed is worked out once per rule set and score set.
+        scored = cr.__dict__.get("_scored")
         rs = cr.rs
-        # a `tflags multiple` rule scores every hit, listed once per hit
-        # (SpamAssassin's got_hit per match: tests=RULE,RULE,...)
-        self.hits = [(n, rs.score(n)) for n in sorted(self.values)
-                     if not n.startswith("__") and rs.score(n) != 0
-                     for _ in range(max(1, int(self.values[n]))
-                                    if rs.has_flag(n, "multiple") else 1)]
-        self.score = sum(s for _, s in self.hits)
+        if scored is None or scored[0] != rs.score_set:
+            scored = cr.__dict__["_scored"] = (rs.score_set, {
+                n: (rs.score(n), rs.has_flag(n, "multiple")) for n in rs.scores
+                if not n.startswith("__") and rs.score(n) != 0})
+        table = scored[1]
+        values = self.values
+        hits: list[tuple[str, float]] = []
+        for n in sorted(values):
+            t = table.get(n)
+            if t is not None:
+                if t[1]:
+                    hits.extend([(n, t[0])] * max(1, int(values[n])))
+                else:
+                    hits.append((n, t[0]))
+        self.hits = hits
+        self.score = sum(s for _, s in hits)
 
     def _confirm_count(self, rr: RRule, data: bytes, limit: int) -> int:
         if rr.multiple:
-            if rr.pre is not None and rr.pre.search(data) is None:
+            if rr.pre is not None and not rr.pre.contains(data):
                 return 0
             return count_matches(rr.pattern, data, limit)
         return 1 if rr.search(data) else 0
@@ -903,53 +1139,18 @@ class Run:
                         lst.append(v)
 
     def _headers(self) -> None:
+        """The header rules, group by group (CompiledRules.header_plan): the
+        group's value (HeaderView.values: one call for all groups), its
+        Hyperscan databases called directly (AreaDatabase.part_dbs), then
+        the reported rules confirmed unless the report is final; the walk
+        is compiled (postier._native.spamhdr.header_rules)."""
         cr = self.cr
         db = cr.dbs.get("header")
-        rules = cr.area_rules["header"]
         if db is None:
             return
-        exact = db.exact
-        hv = self.hv
-        scanners = db.scanners()
-        none = _no_hits
-        tail = perlre.JOIN_TAIL
-        hit = self.hit
-        vals = hv.values(cr.header_requests, cr.header_names)
-        missing = cr.header_missing
-        for part, (_spec, unset, idxs, always, negs, direct) in enumerate(cr.header_groups_run):
-            val = vals[part]
-            if val is None:
-                if unset is None:
-                    for name in missing[part]:
-                        hit(name)
-                    continue
-                val = unset
-            if direct or _SEPB in val:
-                hits = None                 # a NUL: no joined form; every rule is a candidate
-                cand = idxs
-            else:
-                hits = scanners.get(part, none)(_SEPB + val + tail)
-                cand = sorted(hits.union(always)) if hits else always
-            matched = None
-            for i in cand:
-                rr = rules[i]
-                if hits is not None and i in exact and not rr.multiple and i in hits:
-                    n = 1
-                else:
-                    n = self._confirm_count(rr, val, rr.maxhits)
-                if not n:
-                    continue
-                if rr.negate:
-                    if matched is None:
-                        matched = set()
-                    matched.add(i)
-                else:
-                    hit(rr.name, n if rr.multiple else 1, rr.multiple)
-                    if rr.capture is not None:
-                        self._capture(rr, val)
-            for i in negs:
-                if matched is None or i not in matched:
-                    hit(rules[i].name)
+        _hdr.header_rules(self, cr.header_plan, cr.header_info,
+                          self.hv.values(cr.header_requests, cr.header_names), db.part_dbs(),
+                          _header_count, _eng.on_match, _eng.on_first_match, _ScanTerminated)
 
     def _single(self, db: AreaDatabase, scan, rules: list[RRule], idxs, val: bytes, limit: int = 0):
         """(rule, match count) for the rules idxs of a one-subject area on val
@@ -998,6 +1199,13 @@ class Run:
             return
         found = db.scan(buf)
         found.update(db.always)
+        gates = cr.__dict__.setdefault("_line_gates", {})
+        g = gates.get(area)
+        if g is None:
+            g = gates[area] = _line_gates(rules, db)
+        for urx, members in g:
+            if not members.isdisjoint(found) and not urx.contains(buf):
+                found -= members        # none of their first RE2 checks can pass
         exact = db.exact
         rest = None
         for i in found:
@@ -1025,7 +1233,7 @@ class Run:
                         self.hit(rr.name, n, True)
                 else:
                     lo = rr.loose() if rx is None else rx
-                    if lo is None or lo.search(b) is not None:
+                    if lo is None or lo.contains(b):
                         self._line_rule(rr, ls)
                 continue
             if i in exact and b is buf:
@@ -1033,14 +1241,14 @@ class Run:
                 continue
             rx, jexact, _c = rr.joined()
             if rx is not None:
-                if rx.search(b) is None:
+                if not rx.contains(b):
                     continue
                 if jexact:
                     self.hit(rr.name)
                     continue
             else:
                 lo = rr.loose()
-                if lo is not None and lo.search(b) is None:
+                if lo is not None and not lo.contains(b):
                     continue
             self._line_rule(rr, ls)
 
@@ -1048,8 +1256,21 @@ class Run:
         """One rule on each subject (SpamAssassin's own loop)."""
         if not rr.multiple:
             if rr.capture is None:
-                if _eng.first_hit(rr.search, lines) >= 0:
-                    self.hit(rr.name)
+                pre = rr.pre
+                if pre is None:
+                    if _eng.first_hit(rr.search, lines) >= 0:
+                        self.hit(rr.name)
+                    return
+                # rr.search is pre, then the pattern: the lines pre passes
+                # are found by one compiled loop, the pattern runs on those
+                search = rr.pattern.search
+                i = _eng.first_hit(pre.contains, lines)
+                while i >= 0:
+                    if search(lines[i]):
+                        self.hit(rr.name)
+                        return
+                    j = _eng.first_hit(pre.contains, lines[i + 1:])
+                    i = i + 1 + j if j >= 0 else -1
                 return
             for line in lines:
                 if rr.search(line):
@@ -1058,10 +1279,14 @@ class Run:
             return
         total = 0
         limit = rr.maxhits
+        bol = rr.bol_loose()
         for line in lines:
-            if rr.pre is not None and rr.pre.search(line) is None:
+            if rr.pre is not None and not rr.pre.contains(line):
                 continue
-            total += count_matches(rr.pattern, line, limit - total if limit else 0)
+            if bol is not None:
+                total += count_line_starts(rr.pattern._py, bol, line, limit - total if limit else 0)
+            else:
+                total += count_matches(rr.pattern, line, limit - total if limit else 0)
             if limit and total >= limit:
                 break
         if total:
@@ -1072,6 +1297,11 @@ class Run:
             self._line_rule(rr, lines[1:] if subject_first and rr.nosubject else lines)
 
     def _mimeheaders(self) -> None:
+        """The mimeheader rules, group by group (one header of each MIME
+        part).  A rule with the default range, not concat nor negated (a
+        "plain" one, nearly all) is checked only on the part values where
+        Hyperscan reports it (or where it is an "always" rule); the others
+        take the general loop."""
         cr = self.cr
         db = cr.dbs.get("mimeheader")
         if db is None:
@@ -1081,7 +1311,23 @@ class Run:
         scanners = db.scanners()
         self._mime_scans: dict = {}         # (scanner, value) -> Hyperscan's reports
         opts = cr._mime_opts
-        for part, ((hdr, raw), idxs) in enumerate(cr.mime_groups.items()):
+        plan = cr.__dict__.get("_mime_plan")
+        if plan is None:
+            # per group: its plain rules (all), those of them by if-unset
+            # value, its other rules
+            plan = []
+            for idxs in cr.mime_groups.values():
+                pl = [i for i in idxs if opts[i] == (0, 1000, False) and not rules[i].negate]
+                by_unset: dict[bytes, list[int]] = {}
+                for i in pl:
+                    by_unset.setdefault(rules[i].if_unset, []).append(i)
+                plan.append((frozenset(pl), [(v, frozenset(r)) for v, r in by_unset.items()],
+                             frozenset(i for i in idxs if i not in pl)))
+            cr.__dict__["_mime_plan"] = plan
+        always = db.always
+        check = self._mime_check
+        scans = self._mime_scans
+        for part, (hdr, raw) in enumerate(cr.mime_groups):
             scan = scanners.get(part, _no_hits)
             pvals: list = []            # the group's header value of each part, read once
             for p in parts:
@@ -1092,32 +1338,63 @@ class Run:
                     pvals.append(rv[-1] if rv else b"")
                 else:
                     pvals.append(p.get_header(hdr))
-            for i in idxs:
+            plain, by_unset, others = plan[part]
+            counts: dict[int, int] = {}     # plain rule -> its count over the parts
+            for idx, val in enumerate(pvals, 1):
+                if idx > 1000:
+                    break
+                for v, sel in (by_unset if val is None else ((val, plain),)):
+                    if _SEPB in v:
+                        todo = sel              # no joined form: every rule is a candidate
+                    else:
+                        found = scans.get((scan, v))
+                        if found is None:
+                            found = scans[scan, v] = scan(_SEPB + v + perlre.JOIN_TAIL)
+                        todo = sel & found
+                        if always:
+                            todo |= sel & always
+                    for i in todo:
+                        rr = rules[i]
+                        n = check(db, scan, i, rr, v, rr.maxhits or (1000 if rr.multiple else 1))
+                        if n:
+                            counts[i] = counts.get(i, 0) + n
+            # the rules that can hit, in the group's order (the others: plain, no count)
+            for i in sorted(others.union(counts)) if others else sorted(counts):
                 rr = rules[i]
-                lo, hi, concat = opts[i]
-                maxhits = rr.maxhits or (1000 if rr.multiple else 1)
-                cval = b""
-                hits = 0
-                for idx, val in enumerate(pvals, 1):
-                    if idx > hi:
-                        break
-                    if idx < lo:
-                        continue
-                    if val is None:
-                        val = rr.if_unset
-                    if concat:
-                        if not val.endswith(b"\n"):
-                            val += b"\n"
-                        cval += val
-                        continue
-                    if not rr.negate:
-                        hits += self._mime_check(db, scan, i, rr, val, maxhits)
-                if concat and not rr.negate:
-                    hits += self._mime_check(db, scan, i, rr, cval, maxhits)
+                if i in plain:
+                    hits = counts[i]
+                else:
+                    hits = self._mime_rule(db, scan, i, rr, pvals, opts[i])
                 if rr.negate:
                     self.hit(rr.name)
                 elif hits:
                     self.hit(rr.name, hits if rr.multiple else 1, rr.multiple)
+
+    def _mime_rule(self, db: AreaDatabase, scan, i: int, rr: RRule, pvals: list,
+                   opt: tuple[int, int, bool]) -> int:
+        """A mimeheader rule's count over the part values pvals (its range,
+        concat), for a rule _mimeheaders does not take the short way."""
+        lo, hi, concat = opt
+        maxhits = rr.maxhits or (1000 if rr.multiple else 1)
+        cval = b""
+        hits = 0
+        for idx, val in enumerate(pvals, 1):
+            if idx > hi:
+                break
+            if idx < lo:
+                continue
+            if val is None:
+                val = rr.if_unset
+            if concat:
+                if not val.endswith(b"\n"):
+                    val += b"\n"
+                cval += val
+                continue
+            if not rr.negate:
+                hits += self._mime_check(db, scan, i, rr, val, maxhits)
+        if concat and not rr.negate:
+            hits += self._mime_check(db, scan, i, rr, cval, maxhits)
+        return hits
 
     def _mime_check(self, db: AreaDatabase, scan, i: int, rr: RRule, val: bytes,
                     maxhits: int) -> int:
@@ -1143,70 +1420,81 @@ class Run:
         header, body, rawbody and uri rules with /o, compile once, so a
         spamd child keeps the values of the first message it ran them on;
         postier does not copy that: a verdict must not depend on which
-        message came first.)"""
+        message came first.)  Each rule's tags are listed once per rule
+        set, the compiled pattern is cached by (pattern, tag values), and
+        the subjects are decoded once per message for the test of the
+        values a pattern requires (_template_possible)."""
         cr = self.cr
-        frozen = cr.__dict__.setdefault("_template_frozen", {})
         cache = cr.__dict__.setdefault("_template_cache", {})
-        for r, pat, mods in cr.templates:
-            tags = {m.group(1) for m in _TEMPLATE.finditer(pat)}
-            vals = {t: [v for v in self.captures.get(t, []) if v != ""] for t in tags}
-            if not all(vals.values()):
-                continue            # SpamAssassin: "dependent tag not defined"
-            if r.kind == C.HEADER:
-                v = self.hv.value(r.header)
-                subjects = [v if v is not None else (r.if_unset or "").encode("latin-1")]
+        info = cr.__dict__.get("_template_info")
+        if info is None:
+            info = cr.__dict__["_template_info"] = [
+                (r, pat, mods, tuple(sorted({m.group(1) for m in _TEMPLATE.finditer(pat)})),
+                 _required_templates(pat), cr.rs.has_flag(r.name, "multiple"))
+                for r, pat, mods in cr.templates]
+        captures = self.captures
+        texts: dict = {}        # id(subjects) -> (subjects, {fold: decoded texts})
+        for r, pat, mods, tags, required, multiple in info:
+            vals: dict[str, list[str]] = {}
+            for t in tags:
+                vs = [v for v in captures.get(t, ()) if v != ""]
+                if not vs:
+                    break
+                vals[t] = vs
             else:
-                subjects = self._subjects(r.kind)
-            if not subjects:
-                continue            # the match never runs (nor compiles)
-            once = False        # per message: see the docstring
-            got = frozen.get(r.name) if once else None
-            if got is None:
-                got = (self._template_pattern(cache, pat, mods, vals), vals)
-                if once:
-                    frozen[r.name] = got
-            p, used = got
-            if p is False or not self._template_possible(pat, mods, subjects, used):
-                continue        # a value the pattern requires appears in no subject
-            if p is None:
-                p = self._template_pattern(cache, pat, mods, used, compile_now=True)
-                if once:
-                    frozen[r.name] = (p, used)
+                if r.kind == C.HEADER:
+                    v = self.hv.value(r.header)
+                    subjects = [v if v is not None else (r.if_unset or "").encode("latin-1")]
+                else:
+                    subjects = self._subjects(r.kind)
+                if not subjects:
+                    continue            # the match never runs (nor compiles)
+                key = (pat, mods, *(tuple(vals[t]) for t in tags))
+                p = cache.get(key)
                 if p is False:
                     continue
-            multiple = cr.rs.has_flag(r.name, "multiple")
-            n = 0
-            try:
-                for s in subjects:
-                    if multiple:
-                        n += count_matches(p, s)
-                    elif p.search(s):
-                        n = 1
-                        break
-            except RegexExecError:
-                pass            # libpcre2 gave up (its match limit): no match
-            if r.kind == C.HEADER and r.negate:
-                if not n:
-                    self.hit(r.name)
-            elif n:
-                self.hit(r.name, n if multiple else 1, multiple)
+                if required:
+                    got = texts.get(id(subjects))
+                    if got is None or got[0] is not subjects:
+                        got = texts[id(subjects)] = (subjects, {})
+                    subjects = self._template_possible(required, "i" in mods, subjects, vals,
+                                                       got[1])
+                    if not subjects:
+                        continue    # a value the pattern requires appears in no subject
+                if p is None:
+                    p = self._template_pattern(cache, key, pat, mods, vals)
+                    if p is False:
+                        continue
+                n = 0
+                try:
+                    for s in subjects:
+                        if multiple:
+                            n += count_matches(p, s)
+                        elif p.search(s):
+                            n = 1
+                            break
+                except RegexExecError:
+                    pass            # libpcre2 gave up (its match limit): no match
+                if r.kind == C.HEADER and r.negate:
+                    if not n:
+                        self.hit(r.name)
+                elif n:
+                    self.hit(r.name, n if multiple else 1, multiple)
 
     @staticmethod
-    def _template_pattern(cache: dict, pat: str, mods: str, vals: dict[str, list[str]],
-                          compile_now: bool = False):
-        """The compiled rule for these tag values (None: not compiled yet,
-        compiled only when a subject could match; False: it does not compile)."""
+    def _template_pattern(cache: dict, key: tuple, pat: str, mods: str,
+                          vals: dict[str, list[str]]):
+        """The rule compiled for these tag values, cached under key
+        (False: it does not compile)."""
         def repl(m: re.Match) -> str:
-            return "(?:" + "|".join(re.sub(r"(\W)", r"\\\1", v) for v in vals[m.group(1)]) + ")"
-        key = (_TEMPLATE.sub(repl, pat), mods)
-        p = cache.get(key)
-        if p is None and compile_now:
-            if len(cache) > 2000:
-                cache.clear()
-            try:
-                p = cache[key] = perlre.compile_search_pattern(*key)
-            except perlre.PerlRegexError:
-                p = cache[key] = False
+            return "(?:" + "|".join(_quote_value(v) for v in vals[m.group(1)]) + ")"
+        if len(cache) > 2000:
+            cache.clear()
+        try:
+            p = perlre.compile_search_pattern(_TEMPLATE.sub(repl, pat), mods)
+        except perlre.PerlRegexError:
+            p = False
+        cache[key] = p
         return p
 
     def _subjects(self, kind: str) -> list[bytes]:
@@ -1219,39 +1507,54 @@ class Run:
         return [self.msg.pristine]
 
     @staticmethod
-    def _template_possible(pat: str, mods: str, subjects: list[bytes],
-                           values: dict[str, list[str]]) -> bool:
-        """False when a template the pattern requires (one outside every
-        group, in a pattern without a top-level `|`) has no captured value
-        in any subject: then the pattern cannot match, and compiling it for
-        this message's values is saved."""
-        required = _required_templates(pat)
-        if not required:
-            return True
-        fold = "i" in mods
-        texts = [s.decode("latin-1") for s in subjects]
-        if fold:
-            texts = [t.lower() for t in texts]
-        for tag in required:
-            vals = values.get(tag, [])
+    def _template_possible(required: tuple[str, ...], fold: bool, subjects: list[bytes],
+                           values: dict[str, list[str]], texts: dict) -> list[bytes]:
+        """The subjects holding a captured value of every template the
+        pattern requires (_required_templates: one outside every group, in a
+        pattern without a top-level `|`): a match needs them literally, so
+        the pattern runs on those only, and when there are none it is not
+        even compiled for this message's values.  texts caches the decoded
+        (and, for fold, lower-cased: a superset of libpcre2's caseless
+        match) subjects by fold."""
+        need = tuple(tuple(v.lower() for v in values.get(tag, ())) if fold
+                     else tuple(values.get(tag, ())) for tag in required)
+        out = texts.get((fold, need))   # the rules of a message often share their values
+        if out is not None:
+            return out
+        got = texts.get(fold)
+        if got is None:
+            got = [s.decode("latin-1") for s in subjects]
             if fold:
-                vals = [v.lower() for v in vals]
-            if not any(v in t for v in vals for t in texts):
-                return False
-        return True
+                got = [t.lower() for t in got]
+            texts[fold] = (got, "\n".join(got))
+        else:
+            got = got[0]
+        joined = texts[fold][1]
+        if all(any(v in joined for v in vals) for vals in need):
+            out = [s for s, t in zip(subjects, got, strict=True)
+                   if all(any(v in t for v in vals) for vals in need)]
+        else:
+            out = []                # (a value found in joined may still span two subjects)
+        texts[fold, need] = out
+        return out
 
     def _evals(self, kinds: tuple[str, ...]) -> None:
-        from postier.content.spam.evals import EvalContext
+        """Run the eval rules of these kinds (in rule-set order), each as
+        evals.bind made it (its arguments worked out once per rule set)."""
+        from postier.content.spam import evals
         ctx = self.eval_ctx
         if ctx is None:
-            ctx = self.eval_ctx = EvalContext(self)
-        by_kind = self.cr._evals_by_kind
-        todo = by_kind.get(kinds[0], []) if len(kinds) == 1 else \
-            [e for e in self.cr.evals if e[0] in kinds]
-        for _kind, r, fn in todo:
-            try:
-                res = fn(ctx, r, *r.args)
-            except Exception:  # noqa: BLE001 - SpamAssassin: a failing eval is "no hit"
-                res = 0
-            if res:
-                self.hit(r.name, res if isinstance(res, (int, float)) and not isinstance(res, bool) else 1)
+            ctx = self.eval_ctx = evals.EvalContext(self)
+        cr = self.cr
+        todo = cr._evals_by_kind.get(kinds[0], []) if len(kinds) == 1 else \
+            [e for e in cr.evals if e[0] in kinds]
+        # the bound calls, per list of (kind, rule, function) entries (rebuilt
+        # when the entries change: profilers wrap the functions in place)
+        bound = cr.__dict__.setdefault("_eval_calls", {})
+        key = (kinds, len(todo), id(todo[0][2]) if todo else 0)
+        calls = bound.get(key)
+        if calls is None:
+            calls = bound[key] = [(r.name, r, *evals.bind(fn, r)) for _k, r, fn in todo]
+        # each call; a hit is Run.hit(name, value) for a rule that is not
+        # `multiple`; a failing eval is "no hit" (postier._native.spameval)
+        evals._ev.run_calls(calls, ctx, self.values)

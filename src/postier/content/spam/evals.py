@@ -42,6 +42,16 @@ Implemented, by SpamAssassin plugin:
   URIEval      check_uri_truncated
   HTTPSMismatch check_https_http_mismatch
 
+Speed: each rule's arguments are worked out once per rule set for the
+functions with a binder (bind(); the engine calls what it returns), what
+several rules of a message share is computed once per message (ctx.cache:
+the Received dates, the MIME summary, the Received text on one line, ...),
+what depends only on a string is remembered across messages (freemail
+tests, the domain functions of the URI registry, the enlist_uri_host lists
+of a host), and the per-line loops of check_for_uppercase and
+tvd_vertical_words and the common shape of a date run in
+postier._native.spameval (twin: postier._pure.spameval).
+
 Parameters read: none.
 """
 
@@ -50,14 +60,23 @@ from __future__ import annotations
 import calendar
 import re as ure
 import struct
+from collections import Counter
 
 from postier.content.spam import bre as re
 from postier.content.spam import perlre
 from postier.content.spam.message import parse_content_type
 from postier.content.spam.received import IP, IP_PRIVATE, IPV4_ADDRESS
 from postier.content.spam.uri import idn_to_ascii, is_fqdn_valid
+from postier.native import load as _load_native
+
+_ev = _load_native("spameval")
 
 FUNCTIONS: dict = {}
+# flag combinations computed once (an enum `|` per call costs about a microsecond)
+_IA = re.I | re.A
+_IAS = re.I | re.A | re.S
+_MA = re.M | re.A
+_SA = re.S | re.A
 
 
 def ev(*names):
@@ -93,7 +112,7 @@ def _num(v) -> float:
 
 
 IS_IPV4 = re.compile(r"^" + IPV4_ADDRESS.pattern + r"$", re.X | re.A)
-IS_IP_PRIVATE = re.compile(r"^(?:" + IP_PRIVATE.pattern + r")$", re.X | re.I | re.A)
+IS_IP_PRIVATE = re.compile(r"^(?:" + IP_PRIVATE.pattern + r")$", re.X | _IA)
 _IPRE = re.compile(IP, re.A)
 _MONTH = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep",
                                       "oct", "nov", "dec"), 1)}
@@ -111,10 +130,10 @@ _TZ = {"UT": "+0000", "UTC": "+0000", "NDT": "-0230", "AST": "-0400", "ADT": "-0
 
 _D_COMMA = re.compile(r", *")
 _D_SPACE = re.compile(r"\s+", re.A)
-_D_DMY = re.compile(r" (\d+) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) ", re.I | re.A)
+_D_DMY = re.compile(r" (\d+) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) ", _IA)
 _D_MDY = re.compile(r" (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(\d+) \d+:\d+:\d+ (\d{4}) ",
-                    re.I | re.A)
-_D_DMY2 = re.compile(r" (\d+) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{2,3}) ", re.I | re.A)
+                    _IA)
+_D_DMY2 = re.compile(r" (\d+) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{2,3}) ", _IA)
 _D_TIME = re.compile(r" (\d?\d):(\d\d)(:(\d\d))? ", re.A)
 _D_TZNUM = re.compile(r" ([-+]\d{4}) ", re.A)
 _D_TZNAME = re.compile(r"\b([A-Z]{2,4}(?:-DST)?)\b", re.A)
@@ -122,7 +141,15 @@ _D_TZOFF = re.compile(r"([-+])(\d\d)(\d\d)$")
 
 
 def parse_rfc822_date(date: str) -> int | None:
-    """Util::parse_rfc822_date: seconds since the epoch, or None."""
+    """Util::parse_rfc822_date: seconds since the epoch, or None (the
+    common shape of a date is computed by spameval.rfc822_date_fast)."""
+    t = _ev.rfc822_date_fast(date)
+    if t is False:
+        return _parse_date_slow(date)
+    return t
+
+
+def _parse_date_slow(date: str) -> int | None:
     s = " " + date + " "
     s = _D_COMMA.sub(" ", s)
     s = _D_SPACE.sub(" ", s)
@@ -193,6 +220,62 @@ def parse_rfc822_date(date: str) -> int | None:
     return t
 
 
+class _MemoRegistry:
+    """A postier.content.spam.uri.Registry whose domain functions (pure
+    functions of their argument) remember their answers."""
+
+    MAX = 20000
+
+    def __init__(self, rb):
+        self._rb = rb
+        self._split: dict = {}
+        self._u2d: dict = {}
+        self._valid: dict = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self._rb, name)
+
+    def split_domain(self, domain: str, is_ascii: bool = False) -> tuple[str, str]:
+        if is_ascii:
+            return self._rb.split_domain(domain, True)
+        got = self._split.get(domain)
+        if got is None:
+            if len(self._split) > self.MAX:
+                self._split.clear()
+            got = self._split[domain] = self._rb.split_domain(domain)
+        return got
+
+    def trim_domain(self, domain: str, is_ascii: bool = False) -> str:
+        return self.split_domain(domain, is_ascii)[1]
+
+    def uri_to_domain(self, uri: str):
+        try:
+            return self._u2d[uri]
+        except KeyError:
+            pass
+        if len(self._u2d) > self.MAX:
+            self._u2d.clear()
+        got = self._u2d[uri] = self._rb.uri_to_domain(uri)
+        return got
+
+    def is_domain_valid(self, dom: str | None, is_ascii: bool = False) -> bool:
+        if is_ascii:
+            return self._rb.is_domain_valid(dom, True)
+        got = self._valid.get(dom)
+        if got is None:
+            if len(self._valid) > self.MAX:
+                self._valid.clear()
+            got = self._valid[dom] = self._rb.is_domain_valid(dom)
+        return got
+
+
+def _memo_registry(cr) -> _MemoRegistry:
+    m = cr.__dict__.get("_memo_registry")
+    if m is None or m._rb is not cr.registry:
+        m = cr.__dict__["_memo_registry"] = _MemoRegistry(cr.registry)
+    return m
+
+
 class EvalContext:
     """What eval functions see of a scan (the PerMsgStatus fields they use)."""
 
@@ -202,22 +285,36 @@ class EvalContext:
         self.hv = run.hv
         self.relays = run.relays
         self.rs = run.cr.rs
-        self.rb = run.cr.registry
+        self.rb = _memo_registry(run.cr)
         self.cache: dict = {}
+        self._str: dict[str, str] = {}          # get() results (headers do not change)
+        self._lists: dict[str, list[str]] = {}  # get_list() results
+        self._html: list[dict] | None = None
 
     # -- PerMsgStatus::get, in the contexts the plugins use
     def get(self, req: str) -> str:
         """Scalar get(): the joined value, "" when missing."""
-        return _s(self.hv.get_str(req))
+        try:
+            return self._str[req]
+        except KeyError:
+            pass
+        v = self._str[req] = _s(self.hv.get_str(req))
+        return v
 
     def get_or_none(self, req: str) -> str | None:
         v = self.hv.get(req)
         if not v:
             return None
-        return _s(self.hv.get_str(req))
+        return self.get(req)
 
     def get_list(self, req: str) -> list[str]:
-        return [_s(v) for v in self.hv.get(req)]
+        """The values of a request (callers must not modify the list)."""
+        try:
+            return self._lists[req]
+        except KeyError:
+            pass
+        v = self._lists[req] = [_s(x) for x in self.hv.get(req)]
+        return v
 
     def first(self, req: str) -> str | None:
         v = self.hv.get(req)
@@ -230,7 +327,10 @@ class EvalContext:
         return self.run.rawbody()
 
     def html_all(self) -> list[dict]:
-        return self.msg.html_all()
+        h = self._html
+        if h is None:
+            h = self._html = self.msg.html_all()
+        return h
 
     def settings(self, key: str) -> list[str]:
         return self.rs.setting(key)
@@ -279,10 +379,29 @@ class EvalContext:
 
 # ================================================================ HeaderEval
 
+def _rcvd_oneline(ctx) -> str:
+    """The Received headers joined, runs of white space made one space."""
+    c = ctx.cache.get("rcvd1")
+    if c is None:
+        # s/\s+/ /g: bytes.split() splits on exactly the ASCII \s set
+        raw = ctx.hv.get_str("Received")
+        words = raw.split()
+        if not words:
+            c = " " if raw else ""
+        else:
+            c = b" ".join(words).decode("latin-1")
+            if raw[:1].isspace():
+                c = " " + c
+            if raw[-1:].isspace():
+                c += " "
+        ctx.cache["rcvd1"] = c
+    return c
+
+
 @ev()
 def check_for_fake_aol_relay_in_rcvd(ctx, rule):
-    s = re.sub(r"\s+", " ", ctx.get("Received"), flags=re.A)
-    if re.search(r" rly-[a-z][a-z]\d\d\.", s, re.I | re.A):
+    s = _rcvd_oneline(ctx)
+    if re.search(r" rly-[a-z][a-z]\d\d\.", s, _IA):
         if re.search(r"/AOL-\d+\.\d+\.\d+\)", s, re.A):
             return 0
         if re.search(r"ESMTP id (?:RELAY|MAILRELAY|MAILIN)", s):
@@ -303,24 +422,36 @@ def check_for_faraway_charset_in_headers(ctx, rule, *args):
     return 0
 
 
+_CTRL_BYTES = bytes(list(range(0x00, 0x09)) + [0x0b, 0x0c] + list(range(0x0e, 0x20)))
+_ILLEGAL_BYTES = _CTRL_BYTES + bytes(range(0x7f, 0x100))
+
+
 @ev()
 def check_illegal_chars(ctx, rule, header, ratio, count):
     if not header.endswith(":raw"):
         header += ":raw"
-    raw = ctx.hv.get_str(header)
-    if not ctx.hv.get(header) or not re.search(rb"\S", raw):
-        return 0
+    if header == "ALL:raw":
+        # get_str's join of the lines: HeaderView.value's (the header block
+        # itself when its lines tile it), None when there are none
+        raw = ctx.hv.value(header)
+        if not raw or not raw.strip():
+            return 0
+    else:
+        raw = ctx.hv.get_str(header)
+        if not ctx.hv.get(header) or not raw.strip():   # strip(): Perl's \s
+            return 0
     if not raw.isascii():
         try:
             raw.decode("utf-8")
             valid = True
         except UnicodeDecodeError:
             valid = False
-        if valid and not re.search(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]", raw):
+        if valid and len(raw.translate(None, _CTRL_BYTES)) == len(raw):
             return 0
-    illegal = len(re.findall(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\xff]", raw))
+    # counts of byte classes by deleting them (bytes.translate)
+    illegal = len(raw) - len(raw.translate(None, _ILLEGAL_BYTES))
     if illegal > 0 and header.lower() == "subject:raw":
-        if len(re.findall(rb"[\xa2\xa3\xae]", raw)) == 1:
+        if raw.count(b"\xa2") + raw.count(b"\xa3") + raw.count(b"\xae") == 1:
             illegal -= 1
     if raw == b"":
         return 0
@@ -329,11 +460,18 @@ def check_illegal_chars(ctx, rule, header, ratio, count):
 
 @ev()
 def gated_through_received_hdr_remover(ctx, rule=None):
+    c = ctx.cache.get("gated")
+    if c is None:
+        c = ctx.cache["gated"] = _gated(ctx)
+    return c
+
+
+def _gated(ctx) -> int:
     txt = ctx.get_or_none("Mailing-List")
-    if txt is not None and re.search(r"^contact \S+@\S+; run by ezmlm$", txt, re.M | re.A):
+    if txt is not None and re.search(r"^contact \S+@\S+; run by ezmlm$", txt, _MA):
         dlto = ctx.get("Delivered-To")
         rcvd = ctx.get("Received")
-        if re.search(r"^mailing list \S+@\S+", dlto, re.M | re.A) and \
+        if re.search(r"^mailing list \S+@\S+", dlto, _MA) and \
                 re.search(r"qmail \d+ invoked (?:from network|by .{3,20})\); \d+ ... \d+", rcvd, re.A):
             return 1
     rcvd = ctx.get_or_none("Received")
@@ -350,7 +488,11 @@ def _forged_hotmail(ctx) -> tuple[int, int]:
         return c
     res = (0, 0)
     ctx.cache["hotmail"] = res
-    rcvd = re.sub(r"\s+", " ", ctx.get("Received"), flags=re.A)
+    rcvd = _rcvd_oneline(ctx)
+    # every way to a hit below needs "hotmail.com" in the Received text or
+    # (in any case) in the From address: without it the answer is no hit
+    if "hotmail.com" not in rcvd and "hotmail.com" not in ctx.get("From:addr").lower():
+        return res
     if re.search(r"from mail pickup service by hotmail\.com with Microsoft SMTPSVC;", rcvd):
         return res
     if check_for_msn_groups_headers(ctx, None):
@@ -378,7 +520,7 @@ def _forged_hotmail(ctx) -> tuple[int, int]:
         res = (1, 0)
     else:
         frm = ctx.get("From:addr")
-        if not re.search(r"\bhotmail\.com$", frm, re.I | re.A):
+        if not re.search(r"\bhotmail\.com$", frm, _IA):
             return res
         res = (0, 1)
     ctx.cache["hotmail"] = res
@@ -397,7 +539,7 @@ def check_for_no_hotmail_received_headers(ctx, rule):
 
 @ev()
 def check_for_msn_groups_headers(ctx, rule):
-    m = re.search(r"<(\S+)@groups\.msn\.com>", ctx.get("To"), re.I | re.A)
+    m = re.search(r"<(\S+)@groups\.msn\.com>", ctx.get("To"), _IA)
     if not m:
         return 0
     listname = m.group(1)
@@ -418,7 +560,7 @@ def check_for_msn_groups_headers(ctx, rule):
 
 @ev()
 def check_for_forged_eudoramail_received_headers(ctx, rule):
-    if not re.search(r"\beudoramail\.com$", ctx.get("From:addr"), re.I | re.A):
+    if not re.search(r"\beudoramail\.com$", ctx.get("From:addr"), _IA):
         return 0
     rcvd = re.sub(r"\s+", " ", ctx.get("Received"), flags=re.A)
     ip = ctx.get_or_none("X-Sender-Ip")
@@ -433,7 +575,7 @@ def check_for_forged_eudoramail_received_headers(ctx, rule):
 @ev()
 def check_for_forged_yahoo_received_headers(ctx, rule):
     frm = ctx.get("From:addr")
-    if not re.search(r"\byahoo\.com$", frm, re.I | re.A):
+    if not re.search(r"\byahoo\.com$", frm, _IA):
         return 0
     rcvd = ctx.get("Received")
     if ctx.get("Resent-From") != "" and ctx.get("Resent-To") != "":
@@ -462,7 +604,7 @@ def check_for_forged_yahoo_received_headers(ctx, rule):
 
 @ev()
 def check_for_forged_juno_received_headers(ctx, rule):
-    if not re.search(r"\bjuno\.com$", ctx.get("From:addr"), re.I | re.A):
+    if not re.search(r"\bjuno\.com$", ctx.get("From:addr"), _IA):
         return 0
     if gated_through_received_hdr_remover(ctx):
         return 0
@@ -491,7 +633,7 @@ def check_for_forged_juno_received_headers(ctx, rule):
 
 @ev()
 def check_for_forged_gmail_received_headers(ctx, rule):
-    if not re.search(r"\bgmail\.com$", ctx.get("From:addr"), re.I | re.A):
+    if not re.search(r"\bgmail\.com$", ctx.get("From:addr"), _IA):
         return 0
     xgms = ctx.get("X-Gm-Message-State")
     xss = ctx.get("X-Google-Smtp-Source")
@@ -512,7 +654,7 @@ def check_for_forged_gmail_received_headers(ctx, rule):
 def check_for_forged_gw05_received_headers(ctx, rule):
     rcv = ctx.get("Received")
     m = re.search(r"\nfrom\s(\S+)\sby\s(\S+)\swith\sESMTP;\s+\S\S\S,\s+\d+\s+\S\S\S\s+"
-                  r"\d{4}\s+\d\d:\d\d:\d\d\s+[-+]*\d{4}\n$", rcv, re.S | re.A)
+                  r"\d{4}\s+\d\d:\d\d:\d\d\s+[-+]*\d{4}\n$", rcv, _SA)
     return 1 if m and "." not in m.group(2) else 0
 
 
@@ -594,19 +736,28 @@ def _date_header_time(ctx):
     return t
 
 
+_ASCII_WS = " \t\n\r\f\v"      # Perl's (and re.A's) \s
+_RT_LOCAL = re.compile(r"\bfrom (?:localhost\s|(?:\S+ ){1,2}\S*\b127\.0\.0\.1\b)", re.A)
+_RT_QMAIL = re.compile(r"qmail \d+ invoked by uid \d+", re.A)
+_RT_FETCHMAIL = re.compile(r"\bby localhost with \w+ \(fetchmail-[\d.]+", re.A)
+_RT_DATE = re.compile(r"(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)", re.A)
+
+
 def _received_times(ctx):
     if "rcvd_times" in ctx.cache:
         return ctx.cache["rcvd_times"]
     times: list[int] = []
     fetch = None
     rcvd = ctx.get("Received")
-    received = [x for x in rcvd.split("\n") if re.search(r"\S", x)] if rcvd else []
+    received = [x for x in rcvd.split("\n") if x.strip(_ASCII_WS)] if rcvd else []
     if received:
         local = []
-        if re.search(r"\bfrom (?:localhost\s|(?:\S+ ){1,2}\S*\b127\.0\.0\.1\b)", received[0], re.A) or \
-                re.search(r"qmail \d+ invoked by uid \d+", received[0], re.A):
+        # (each pattern searched only when the line holds a string its matches need)
+        r0 = received[0]
+        if (("localhost" in r0 or "127.0.0.1" in r0) and _RT_LOCAL.search(r0)) or \
+                ("qmail " in r0 and _RT_QMAIL.search(r0)):
             local.append(received.pop(0))
-        if received and re.search(r"\bby localhost with \w+ \(fetchmail-[\d.]+", received[0], re.A):
+        if received and "fetchmail-" in received[0] and _RT_FETCHMAIL.search(received[0]):
             local.append(received.pop(0))
         elif local:
             received.insert(0, local.pop(0))
@@ -614,7 +765,7 @@ def _received_times(ctx):
         now = _time.time()
         ft = []
         for r in local:
-            m = re.search(r"(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)", r, re.A)
+            m = _RT_DATE.search(r)
             if m:
                 t = parse_rfc822_date(m.group(1))
                 if t is not None and now >= t:
@@ -622,7 +773,7 @@ def _received_times(ctx):
         if ft:
             fetch = max(ft)
         for r in received:
-            m = re.search(r"(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)", r, re.A)
+            m = _RT_DATE.search(r)
             if m:
                 t = parse_rfc822_date(m.group(1))
                 if t is not None:
@@ -683,7 +834,7 @@ def subject_is_all_caps(ctx, rule):
     subj = ctx.get("Subject")
     subj = re.sub(r"^\s+", "", subj, flags=re.A)
     subj = re.sub(r"\s+$", "", subj, flags=re.A)
-    subj = re.sub(r"^(?:(?:Re|Fwd|Fw|Aw|Antwort|WG|SV|VB|VS|VL):\s*)+", "", subj, flags=re.I | re.A)
+    subj = re.sub(r"^(?:(?:Re|Fwd|Fw|Aw|Antwort|WG|SV|VB|VS|VL):\s*)+", "", subj, flags=_IA)
     if not re.search(r"\s", subj, re.A):
         return 0
     if len(subj) < 10:
@@ -704,7 +855,7 @@ def check_for_to_in_subject(ctx, rule, test):
         if "\0" not in full_to and "\0" not in subject:
             # the address as a back-reference: one regex for every message
             return 1 if _TO_ADDRESS.search(full_to + "\0" + subject) else 0
-        return 1 if re.search(r"\b" + re.escape(full_to) + r"\b", subject, re.I | re.A) else 0
+        return 1 if re.search(r"\b" + re.escape(full_to) + r"\b", subject, _IA) else 0
     if test == "user":
         to = re.sub(r"@.*", "", full_to, flags=re.S)
         if "\0" not in to and "\0" not in subject:
@@ -712,7 +863,7 @@ def check_for_to_in_subject(ctx, rule, test):
         t = re.escape(to)
         pat = (r"^(?:(?:re|fw):\s*(?:\w+\s+)?" + t + r"$|(?-i:" + t + r")\s*[,:;!?-](?:$|\s)|"
                + t + r"$|,\s*" + t + r"[,:;!?-]$)")
-        return 1 if re.search(pat, subject, re.I | re.A) else 0
+        return 1 if re.search(pat, subject, _IA) else 0
     return 0
 
 
@@ -720,10 +871,10 @@ def check_for_to_in_subject(ctx, rule, test):
 # the message's values as back-references (on "value NUL subject"), so
 # that they compile once, not once per message: the same matches as the
 # values quoted into the pattern (re.A: both fold ASCII letters only)
-_TO_ADDRESS = re.compile(r"\A(?P<t>[^\0]*)\0(?s:.*?)\b(?P=t)\b", re.I | re.A)
+_TO_ADDRESS = re.compile(r"\A(?P<t>[^\0]*)\0(?s:.*?)\b(?P=t)\b", _IA)
 _TO_USER = re.compile(r"\A(?P<t>[^\0]*)\0(?:(?:re|fw):\s*(?:\w+\s+)?(?P=t)$|"
-                      r"(?-i:(?P=t))\s*[,:;!?-](?:$|\s)|(?P=t)$|,\s*(?P=t)[,:;!?-]$)", re.I | re.A)
-_RATWARE = re.compile(r"\A(?P<d>[^\0]*)\0(?P<u>[^\0]*)\0(?s:.*?)\b(?P=d).(?P=u)@", re.I | re.A)
+                      r"(?-i:(?P=t))\s*[,:;!?-](?:$|\s)|(?P=t)$|,\s*(?P=t)[,:;!?-]$)", _IA)
+_RATWARE = re.compile(r"\A(?P<d>[^\0]*)\0(?P<u>[^\0]*)\0(?s:.*?)\b(?P=d).(?P=u)@", _IA)
 
 
 @ev()
@@ -745,7 +896,7 @@ def check_outlook_message_id(ctx, rule):
 
 @ev()
 def check_messageid_not_usable(ctx, rule):
-    if re.search(r"<mailto:(?:leave-\S+|\S+-unsubscribe)@\S+>$", ctx.get("List-Unsubscribe"), re.I | re.A):
+    if re.search(r"<mailto:(?:leave-\S+|\S+-unsubscribe)@\S+>$", ctx.get("List-Unsubscribe"), _IA):
         return 1
     if gated_through_received_hdr_remover(ctx):
         return 1
@@ -761,9 +912,15 @@ def check_header_count_range(ctx, rule, hdr, mn, mx):
     return 1 if _num(mn) <= len(vals) <= _num(mx) else 0
 
 
+_UNRESOLVED = re.compile(r"%[A-Z][A-Z_-]")
+
+
 @ev()
 def check_unresolved_template(ctx, rule):
-    for h in ctx.get("ALL").split("\n"):
+    hdrs = ctx.get("ALL")
+    if not _UNRESOLVED.search(hdrs):
+        return 0                # no line can match
+    for h in hdrs.split("\n"):
         if re.search(r"%[A-Z][A-Z_-]", h) and not re.match(
                 r"^(?:X-VMS-To|X-UIDL|X-Face|To|Cc|From|Subject|References|In-Reply-To|"
                 r"(?:X-|Resent-|X-Original-)?Message-Id):", h, re.I):
@@ -796,7 +953,7 @@ def check_ratware_envelope_from(ctx, rule):
         if "\0" not in dom + user + frm:
             if _RATWARE.search(dom + "\0" + user + "\0" + frm):
                 return 1
-        elif re.search(r"\b" + re.escape(dom) + "." + re.escape(user) + "@", frm, re.I | re.A):
+        elif re.search(r"\b" + re.escape(dom) + "." + re.escape(user) + "@", frm, _IA):
             return 1
     return 0
 
@@ -820,6 +977,13 @@ def check_equal_from_domains(ctx, rule):
 
 # ================================================================ BodyEval
 
+# a maximal run of non-space characters that holds a \w: what Perl's
+# grep { /\w/ } split /\s+/ keeps
+# (starting only where a run starts: linear time)
+_MA_WORDS_A = re.compile(r"(?<!\S)\S*\w\S*", re.A)
+_MA_WORDS_U = ure.compile(r"(?<!\S)\S*\w\S*")
+
+
 def _madiff(ctx):
     c = ctx.cache.get("madiff")
     if c is not None:
@@ -835,31 +999,29 @@ def _madiff(ctx):
             summary[0] == "multipart/alternative":
         return res
     for part in ma:
-        html: dict[str, int] = {}
-        text: dict[str, int] = {}
+        html: Counter[str] = Counter()
+        text: Counter[str] = Counter()
         for t in part.find_parts(re.compile(r"^text\b")):
             typ, rnd, chars = t.rendered()
             if typ is None:
                 continue
-            rx = ure if chars else re      # Perl: Unicode rules for character strings
-            words = [w for w in rx.split(r"\s+", rnd) if rx.search(r"\w", w)]
+            # the \s+-separated tokens that hold a word character (Perl:
+            # Unicode rules for character strings)
+            words = (_MA_WORDS_U if chars else _MA_WORDS_A).findall(rnd)
             if typ == "text/html":
-                for w in words:
-                    html[w] = html.get(w, 0) + 1
+                html.update(words)
                 if not html and "img" in ((t.html_results or {}).get("inside") or {}):
                     html["\n"] = 1
             else:
-                for w in words:
-                    text[w] = text.get(w, 0) + 1
+                text.update(words)
         orig = len(html)
         if orig == 0:
             continue
         res[1] = orig
         res[2] = len(text)
-        for k, v in text.items():
-            if k in html and html[k] - v < 1:
-                del html[k]
-        diff = len(html) / orig * 100
+        # the html words whose count the text matches or exceeds are dropped
+        dropped = sum(1 for k in text.keys() & html.keys() if html[k] - text[k] < 1)
+        diff = (orig - dropped) / orig * 100
         if diff > res[0]:
             res[0] = diff
     return res
@@ -915,16 +1077,7 @@ def tvd_vertical_words(ctx, rule, mn, mx):
         mx = 101
     v = ctx.cache.get("tvd")
     if v is None:
-        v = -1
-        for line in ctx.body():
-            ln = len(line)
-            if ln <= 5:
-                continue
-            spaces = line.count(b" ")
-            non = ln - spaces
-            pct = 100 if (spaces > non or non == 0) else int(100 * spaces / non)
-            v = max(v, pct)
-        ctx.cache["tvd"] = v
+        v = ctx.cache["tvd"] = _ev.vertical_words(ctx.body())
     return 1 if mn <= v < mx else 0
 
 
@@ -1042,16 +1195,22 @@ def _attachments(ctx) -> dict:
                 ctype in ("text/plain", "text/html"):
             part_bytes[part] = part_bytes.get(part, 0) + sum(map(len, raw))
         if cte == "quoted-printable":
-            for line in raw:
-                if line.startswith(b"SPAM: "):
-                    continue
-                if len(line) > 79:
+            lines = raw
+            if b"SPAM: " in b"\n".join(raw):        # then some line may start with it
+                lines = [line for line in raw if not line.startswith(b"SPAM: ")]
+            if lines:
+                if max(map(len, lines)) > 79:
                     st["mime_qp_long_line"] = 1
-                qp_bytes += len(line)
-                if b"=" in line:
-                    qp = len(_QP_CHAR.findall(line))
-                    if qp:
-                        qp_count += qp
+                qp_bytes += sum(map(len, lines))
+            # the lines without "=" add nothing to qp_count: the others in
+            # order (the same float operations)
+            # (_QP_TRAIL matches exactly when the line ends in =09 or =20
+            # before trailing white space: searched only then)
+            for line in [x for x in lines if b"=" in x]:
+                qp = len(_QP_CHAR.findall(line))
+                if qp:
+                    qp_count += qp
+                    if line.rstrip().endswith((b"=09", b"=20")):
                         m = _QP_TRAIL.search(line)
                         if m:
                             qp_count -= len(m.group(1)) / 3
@@ -1184,12 +1343,6 @@ def _charset_from_ct(t: str | None) -> str | None:
     return None
 
 
-_LOWER_DIGITS = b"abcdefghijklmnopqrstuvwxyz0123456789"
-_UPPER = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-_UC_WORDS = re.compile(rb"\S\s+\S")
-_UC_B64 = re.compile(rb"^(?:[A-Za-z0-9+/=]{60,76} ){2}")
 _UC_JIS = re.compile(rb"\x1b\$B.*\x1b\(B", re.S)
 
 
@@ -1208,18 +1361,7 @@ def check_for_uppercase(ctx, rule, mn, mx):
         if any(re.fullmatch(_CLTFAC, c, re.I) for c in charsets):
             ctx.cache["uppercase"] = 0
             return 0
-        ln = lower = upper = 0
-        for line in ctx.body():
-            if not _UC_WORDS.search(line):
-                continue
-            if _UC_B64.match(line):
-                continue
-            if b"\x1b" in line:
-                line = _UC_JIS.sub(b"", line)
-            ln += len(line)
-            n = len(line)
-            lower += n - len(line.translate(None, _LOWER_DIGITS))
-            upper += n - len(line.translate(None, _UPPER))
+        ln, lower, upper = _ev.uppercase_counts(ctx.body(), _UC_JIS)
         if ln < 200 or upper + lower == 0:
             v = 0
         else:
@@ -1252,8 +1394,9 @@ def check_base64_length(ctx, rule, mn, mx=None):
             cte = _s(p.get_header("content-transfer-encoding") or b"").lower()
             if not re.fullmatch(r"base64\n?", cte):
                 continue
-            for line in p.raw or []:
-                v = max(v, len(line))
+            raw = p.raw
+            if raw:
+                v = max(v, max(map(len, raw)))
         ctx.cache["b64len"] = v
     if mx is not None and v > _num(mx):
         return 0
@@ -1321,7 +1464,7 @@ def check_for_sender_no_reverse(ctx, rule):
 @ev()
 def check_for_from_domain_in_received_headers(ctx, rule, domain, desired):
     frm = ctx.get("From:addr")
-    if not re.search(r"\b" + re.escape(domain), frm, re.I | re.A):
+    if not re.search(r"\b" + re.escape(domain), frm, _IA):
         return 0
     rcvd = ctx.relays.trusted_str + "\n" + ctx.relays.untrusted_str
     if re.search(r" rdns=\S*\b" + domain + r" [^\]]*by=\S*\b" + domain + " ", rcvd, re.A):
@@ -1343,7 +1486,19 @@ def check_for_no_rdns_dotcom_helo(ctx, rule):
     return hit
 
 
+_H2D: dict[str, str] = {}
+
+
 def _hostname_to_domain(h: str) -> str:
+    d = _H2D.get(h)
+    if d is None:
+        if len(_H2D) > 20000:
+            _H2D.clear()
+        d = _H2D[h] = _hostname_to_domain1(h)
+    return d
+
+
+def _hostname_to_domain1(h: str) -> str:
     if not re.search(r"[a-zA-Z]", h):
         return h
     parts = h.split(".")
@@ -1591,7 +1746,7 @@ _EMAIL_WL = re.compile(r"^(?:abuse|support|sales|info|helpdesk|contact|kontakt|(
                        r".+=.+=.+)@", re.I | re.S)
 _SKIP_ENVFROM = re.compile(r"(?:^(?:post|host|domain)master|^double-bounce|"
                            r"^(?:sentto|owner|return|(?:gr)?bounced?)-.+|-(?:request|bounces?|admin|owner)|"
-                           r"\b(?:do[._-t]?)?no[._-t]?repl(?:y|ies)|.+=.+)@", re.I | re.S | re.A)
+                           r"\b(?:do[._-t]?)?no[._-t]?repl(?:y|ies)|.+=.+)@", _IAS)
 
 
 class _FreeMail:
@@ -1618,22 +1773,32 @@ class _FreeMail:
         self.wc = re.compile(r"@(?:" + "|".join(wc) + r")$") if wc else None
         self.wl = wl
         self.available = bool(doms or wc)
+        self._known: dict[str, bool] = {}      # is_freemail() by address
         self.email_re = re.compile(
             r"(?=.{0,64}@)(?<![a-z0-9!#$%&'*+/=?^_`{|}~-])([a-z0-9!#$%&'*+/=?^_`{|}~-]+"
             r"(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,59}[a-z0-9])?\.){1,4}"
-            + ctx.rb.tlds_re + ")", re.I | re.A | re.S)
+            + ctx.rb.tlds_re + ")", _IAS)
         # built once: these patterns are kilobytes (the TLD list)
-        self.mailto_re = re.compile(r"^(?i:mailto):" + self.email_re.pattern, re.I | re.A | re.S)
+        self.mailto_re = re.compile(r"^(?i:mailto):" + self.email_re.pattern, _IAS)
         self.blank_re = re.compile(r"<?(?<!mailto:)" + self.email_re.pattern +
                                    r"(?:>|\s{1,10}(?!(?:fa(?:x|csi)|tel|phone|e?-?mail))[a-z]{2,11}:)",
-                                   re.I | re.A | re.S)
+                                   _IAS)
 
     def is_freemail(self, email: str) -> bool:
+        got = self._known.get(email)
+        if got is None:
+            got = self._is_freemail(email)
+            if len(self._known) > 20000:
+                self._known.clear()
+            self._known[email] = got
+        return got
+
+    def _is_freemail(self, email: str) -> bool:
         if email == "":
             return False
         if email in self.wl:
             return False
-        domain = re.sub(r".*@", "", email, flags=re.S)
+        domain = email[email.rfind("@") + 1:]      # s/.*@//s
         if domain in self.wl:
             return False
         if _EMAIL_WL.search(email):
@@ -1671,8 +1836,10 @@ def _fm_body(ctx) -> dict | None:
     # body eval that runs afterwards sees the edited text
     lines = list(ctx.body())
     for li, line in enumerate(lines):
+        if b"@" not in line and b"%40" not in line:
+            continue            # no pattern below can match: the line stays as it is
         s = line.decode("latin-1")
-        s = re.sub(r"<?https?://\S{0,255}(?:@|%40)\S{0,255}", " ", s, flags=re.I | re.A)
+        s = re.sub(r"<?https?://\S{0,255}(?:@|%40)\S{0,255}", " ", s, flags=_IA)
         s = fm.blank_re.sub(" ", s)
         lines[li] = s.encode("latin-1")
         for m in fm.email_re.finditer(s):
@@ -1845,11 +2012,29 @@ def _add_addr(d: dict, addr: str) -> None:
         pass
 
 
+_ANY_CACHE: dict[int, tuple] = {}
+
+
 def _in_list(lst: dict, addr: str) -> bool:
     addr = addr.lower()
     if addr in lst:
         return True
-    return any(rx.search(addr) for rx in lst.values())
+    if not lst:
+        return False
+    # one alternation of the list's anchored patterns: matches when one of
+    # them does (built once per list, keyed by identity: the lists live on
+    # the CompiledRules and never change)
+    c = _ANY_CACHE.get(id(lst))
+    if c is None or c[0] is not lst or c[1] != len(lst):
+        try:
+            rx = re.compile("|".join("(?:" + x.pattern + ")" for x in lst.values()), re.S)
+        except re.error:
+            rx = None
+        c = _ANY_CACHE[id(lst)] = (lst, len(lst), rx)
+    rx = c[2]
+    if rx is None:
+        return any(x.search(addr) for x in lst.values())
+    return rx.search(addr) is not None
 
 
 @ev()
@@ -1922,6 +2107,37 @@ def check_mailfrom_matches_rcvd(ctx, rule):
     return 0
 
 
+def _uri_host_lists(lists: dict, host: str) -> tuple[str, ...]:
+    """The names of the enlist_uri_host lists that list the host (the most
+    specific of its domains a list names decides, "!" excludes)."""
+    m = re.match(r"^\[(.*)\]\Z", host)
+    if m:
+        keys = [m.group(1)]
+    elif re.match(r"^\d+\.\d+\.\d+\.\d+\Z", host):
+        keys = [host]
+    elif host:
+        keys = []
+        h = host
+        while True:
+            if len(keys) > 10:
+                keys.pop(0)
+            keys.append(h)
+            if "." not in h:
+                break
+            h = h.split(".", 1)[1]
+    else:
+        keys = []
+    out = []
+    for nm, hosts in lists.items():
+        for q in keys:
+            v = hosts.get(q)
+            if v is not None:
+                if v:
+                    out.append(nm)
+                break
+    return tuple(out)
+
+
 @ev()
 def check_uri_host_listed(ctx, rule, subname):
     lists = ctx.run.cr.__dict__.get("_urihostlists")
@@ -1938,6 +2154,8 @@ def check_uri_host_listed(ctx, rule, subname):
     if enlisted is None:
         enlisted = {}
         seen: set[str] = set()
+        # the lists a host is in, by host, for the rule set's lifetime
+        known = ctx.run.cr.__dict__.setdefault("_urihostknown", {})
         for uri, info in ctx.run.uri_detail().items():
             if re.match(r"^mailto:", uri, re.I):
                 continue
@@ -1945,30 +2163,13 @@ def check_uri_host_listed(ctx, rule, subname):
                 if host in seen:
                     continue
                 seen.add(host)
-                m = re.match(r"^\[(.*)\]\Z", host)
-                if m:
-                    keys = [m.group(1)]
-                elif re.match(r"^\d+\.\d+\.\d+\.\d+\Z", host):
-                    keys = [host]
-                elif host:
-                    keys = []
-                    h = host
-                    while True:
-                        if len(keys) > 10:
-                            keys.pop(0)
-                        keys.append(h)
-                        if "." not in h:
-                            break
-                        h = h.split(".", 1)[1]
-                else:
-                    keys = []
-                for nm, hosts in lists.items():
-                    for q in keys:
-                        v = hosts.get(q)
-                        if v is not None:
-                            if v:
-                                enlisted[nm] = host
-                            break
+                names = known.get(host)
+                if names is None:
+                    if len(known) > 20000:
+                        known.clear()
+                    names = known[host] = _uri_host_lists(lists, host)
+                for nm in names:
+                    enlisted[nm] = host
         ctx.cache["urihosts"] = enlisted
     return 1 if enlisted.get(subname) else 0
 
@@ -2213,3 +2414,191 @@ def check_for_http_redirector(ctx, rule):
                 continue
             return 1
     return 0
+
+
+# ================================================================ binding
+#
+# A binder takes a rule's arguments once (when the rule set is prepared) and
+# returns a function(ctx, rule) with the arguments' numbers, regexes and
+# comparisons worked out: the same result as FUNCTIONS[name](ctx, rule,
+# *args) for every message.  bind() falls back to the plain call.
+
+BINDERS: dict = {}
+
+
+def _binds(fn):
+    def deco(b):
+        BINDERS[fn] = b
+        return b
+    return deco
+
+
+def bind(fn, rule) -> tuple:
+    """(function, args) to call as function(ctx, rule, *args) for the rule."""
+    b = BINDERS.get(fn)
+    if b is not None:
+        try:
+            return b(*rule.args), ()
+        except TypeError:           # wrong argument count: the plain call fails alike
+            pass
+    return fn, tuple(rule.args)
+
+
+@_binds(check_for_shifted_date)
+def _b_shifted_date(mn, mx):
+    lo = None if _undef(mn) else 3600 * _num(mn)
+    hi = None if _undef(mx) else 3600 * _num(mx)
+
+    def f(ctx, rule):
+        d = _date_diff(ctx)
+        return 1 if ((lo is None or d >= lo) and (hi is None or d < hi)) else 0
+    return f
+
+
+@_binds(html_range)
+def _b_html_range(test, mn, mx=None):
+    nmn = _num(mn)
+    open_ended = mx is None or mx == "inf"
+    nmx = 0 if open_ended else _num(mx)
+
+    def f(ctx, rule):
+        for h in ctx.html_all():
+            v = h.get(test)
+            if v is None:
+                continue
+            if open_ended:
+                if v > nmn:
+                    return 1
+            elif v == "inf":
+                continue
+            elif nmn < v <= nmx:
+                return 1
+        return 0
+    return f
+
+
+@_binds(html_image_only)
+def _b_html_image_only(mn, mx):
+    nmn, nmx = _num(mn), _num(mx)
+
+    def f(ctx, rule):
+        for h in ctx.html_all():
+            if "img" in (h.get("inside") or {}) and "length" in h and nmn < h["length"] <= nmx:
+                return 1
+        return 0
+    return f
+
+
+@_binds(html_image_ratio)
+def _b_html_image_ratio(mn, mx):
+    nmn, nmx = _num(mn), _num(mx)
+
+    def f(ctx, rule):
+        for h in ctx.html_all():
+            if "non_space_len" in h and h.get("image_area", 0) > 0:
+                r = h["non_space_len"] / h["image_area"]
+                if nmn < r <= nmx:
+                    return 1
+        return 0
+    return f
+
+
+def _cmp_fn(expr: str):
+    """_perl_cmp(val, expr) as a function of val."""
+    m = re.fullmatch(r"\s*(<=|>=|==|!=|<|>)\s*([-+]?\d+(?:\.\d+)?)\s*", expr)
+    if not m:
+        return lambda val: False
+    op, n = m.group(1), float(m.group(2))
+    return {"<": lambda v: _num(v) < n, ">": lambda v: _num(v) > n,
+            "<=": lambda v: _num(v) <= n, ">=": lambda v: _num(v) >= n,
+            "==": lambda v: _num(v) == n, "!=": lambda v: _num(v) != n}[op]
+
+
+@_binds(html_tag_balance)
+def _b_html_tag_balance(rawtag, rawexpr):
+    if not re.fullmatch(r"[a-zA-Z0-9]+", rawtag) or not re.fullmatch(r"[<>=!\-+ 0-9]+", rawexpr):
+        return lambda ctx, rule: 0
+    cmp = _cmp_fn(rawexpr)
+
+    def f(ctx, rule):
+        for h in ctx.html_all():
+            ins = h.get("inside") or {}
+            if rawtag in ins and cmp(ins[rawtag]):
+                return 1
+        return 0
+    return f
+
+
+@_binds(html_eval)
+def _b_html_eval(test, rawexpr):
+    if not re.fullmatch(r"[<>=!\-+ 0-9]+", rawexpr):
+        return lambda ctx, rule: 0
+    cmp = _cmp_fn(rawexpr)
+
+    def f(ctx, rule):
+        for h in ctx.html_all():
+            v = h.get(test)
+            if v is None:
+                continue
+            if cmp(v):
+                return 1
+        return 0
+    return f
+
+
+def _b_result_check(key_prefix: str):
+    def binder(typ, mn=None, mx=None):
+        if mn is None:
+            return lambda ctx, rule: 0
+        nmn = _num(mn)
+        nmx = None if mx is None else _num(mx)
+        key = key_prefix + typ
+
+        def f(ctx, rule):
+            value = _images(ctx).get(key)
+            if value is None or value < nmn or (nmx is not None and value > nmx):
+                return 0
+            return 1
+        return f
+    return binder
+
+
+BINDERS[image_count] = _b_result_check("count_")
+
+
+@_binds(pixel_coverage)
+def _b_pixel_coverage(typ=None, mn=None, mx=None):
+    if typ is None:
+        return lambda ctx, rule: 0
+    return _b_result_check("pc_")(typ, mn, mx)
+
+
+@_binds(check_body_length)
+def _b_body_length(mn):
+    n = _num(mn)
+    return lambda ctx, rule: 1 if len(ctx.msg.pristine_body) <= n else 0
+
+
+@_binds(check_for_mime)
+def _b_for_mime(test):
+    return lambda ctx, rule: 1 if _attachments(ctx).get(test) else 0
+
+
+@_binds(html_tag_exists)
+def _b_html_tag_exists(tag):
+    def f(ctx, rule):
+        for h in ctx.html_all():
+            if tag in (h.get("inside") or {}):
+                return 1
+        return 0
+    return f
+
+
+@_binds(html_test)
+def _b_html_test(test):
+    def f(ctx, rule):
+        for h in ctx.html_all():
+            if h.get(test):
+                return 1
+        return 0
+    return f

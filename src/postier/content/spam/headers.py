@@ -17,6 +17,13 @@ X-Spam-Relays-Trusted/-Untrusted/-Internal/-External.  A name the message
 lacks falls back to the message metadata (the relay strings).  values()
 joins the plain header names of a whole request list in one native call
 (postier._native.spameng.header_values; pure twin postier._pure.spameng).
+Shortcuts with the general code's answers: get() answers the relay
+strings and a plain header name with only `:raw`, `:addr`, `:name`,
+`:first`, `:last` without _get's dispatch (_fast_get); the address parser takes the
+common shapes (bare, <addr>, "name" <addr>, name <addr>, comma lists of
+them) with a few anchored regexes (_fast_addresses); ALL:raw is the header
+block itself when its lines tile it; EnvelopeFrom's "a NAME line after the
+first Received line" is two substring searches (_line_after_received).
 
 Parameters read: none (envelope_sender_header comes from the rule set).
 """
@@ -47,8 +54,85 @@ def _valid_address(a: str | None) -> bool:
     return a is not None and not a.startswith('""@') and a.count('"') != 1
 
 
+# the shapes most address headers take, for which parse_header_addresses'
+# general loop is known to give one address per comma-separated item, with
+# this phrase: a bare address, <address>, "quoted name" <address>, plain
+# name <address> (no backslash, colon, semicolon, comment or nested angle
+# brackets anywhere; in a list no quote, and a space after every comma)
+_USER = r"""([^\s"<>()\[\],:;@\\]+)@([A-Za-z0-9._-]+)"""
+_FAST_BARE = re.compile(r"\s*" + _USER)
+_FAST_ANGLE = re.compile(r"\s*<" + _USER + r">")
+_FAST_QUOTED = re.compile(r"""\s*"([^"\\:\r\n]*)"([ \t]*)<""" + _USER + r">")
+_FAST_NAMED = re.compile(r"""\s*([^\s"<>()\[\],:;@\\][^"<>()\[\],:;@\\\r\n]*)<""" + _USER + r">")
+_WS = " \t\n\r\f\v"     # Perl's \s (ASCII)
+_COMMA_TIGHT = re.compile(r",\S")
+_FQDN_OK: dict[str, bool] = {}
+
+
+def _host_invalid(host: str) -> bool:
+    ok = _FQDN_OK.get(host)
+    if ok is None:
+        if len(_FQDN_OK) > 4096:
+            _FQDN_OK.clear()
+        ok = _FQDN_OK[host] = is_fqdn_valid(idn_to_ascii(host), True)
+    return not ok
+
+
+def _fast_one(s: str) -> dict | None:
+    phrase = None
+    c = s.lstrip(_WS)[:1]           # the one shape that can match, by its first byte
+    if c == "<" or "<" not in s:
+        m = (_FAST_ANGLE if c == "<" else _FAST_BARE).fullmatch(s)
+        if m is None:
+            return None
+        user, host = m.group(1), m.group(2)
+    elif c == '"':
+        m = _FAST_QUOTED.fullmatch(s)
+        if m is None:
+            return None
+        phrase = m.group(1) + m.group(2)
+        user, host = m.group(3), m.group(4)
+    else:
+        m = _FAST_NAMED.fullmatch(s)
+        if m is None:
+            return None
+        phrase = m.group(1)
+        user, host = m.group(2), m.group(3)
+    address = user + "@" + host
+    if phrase == "" or phrase == address:
+        phrase = None
+    return {"phrase": phrase, "user": user, "host": host, "address": address, "comment": None,
+            "invalid": _host_invalid(host)}
+
+
+def _fast_addresses(s: str) -> list[dict] | None:
+    """parse_header_addresses' answer for the common shapes (see above), or
+    None for anything else."""
+    s = s.rstrip(_WS)
+    if "," not in s:
+        one = _fast_one(s)
+        return None if one is None else [one]
+    if '"' in s or _COMMA_TIGHT.search(s):
+        return None     # a comma inside quotes; "<a>,<b>": the general parser's \S+ spans both
+    out = []
+    for item in s.split(","):
+        one = _fast_one(item.rstrip(_WS))
+        if one is None:
+            return None
+        out.append(one)
+    return out
+
+
 def parse_header_addresses(s: str) -> list[dict]:
-    """Util::_parse_header_addresses (the internal parser; no Email::Address::XS)."""
+    """Util::_parse_header_addresses (the internal parser; no Email::Address::XS).
+    The common shapes take a shortcut (_fast_addresses) with the same answer."""
+    fast = _fast_addresses(s)
+    if fast is not None:
+        return fast
+    return _parse_header_addresses(s)
+
+
+def _parse_header_addresses(s: str) -> list[dict]:
     if not re.search(r"\S", s):
         return []
     s = re.sub(r"\s+\Z", "", s)
@@ -132,6 +216,9 @@ def _reverse_ip(ip: str) -> str:
 _SPECIAL = frozenset({"all", "all-trusted", "all-internal", "all-untrusted", "all-external",
                       "envelopefrom", "tocc", "messageid"})
 _RECEIVED_LINE = re.compile(rb"^Received:", re.M | re.I)
+# the request names _get compares case-sensitively
+_NAMED_SPECIAL = frozenset({"ALL", "ALL-TRUSTED", "ALL-INTERNAL", "ALL-UNTRUSTED", "ALL-EXTERNAL",
+                            "MESSAGEID"})
 _FIRST_ONLY: dict[str, bool] = {}     # get_str: does the request answer its first value only?
 _IP_RE = re.compile(r"(?<!\.)\b(" + IP + r")\b(?!\.)", re.A)
 _HOST_RES: dict[int, tuple] = {}
@@ -186,6 +273,34 @@ def _parse_request(request: str) -> tuple:
     return got
 
 
+_SPLITS: dict[int, tuple] = {}     # values(): names -> (names, other, plain)
+_FAST_MODS = frozenset({"raw", "addr", "name", "first", "last"})
+_FAST_KINDS: dict[str, object] = {}
+
+
+def _fast_kind(request: str):
+    """How HeaderView._fast_get answers a request: True (a relay string),
+    (name, lower-cased name, stripped, raw, addr, name, first, last) for a
+    plain header name with modifiers of _FAST_MODS only, or None (parsed
+    once per request string)."""
+    got = _FAST_KINDS.get(request, _FAST_MODS)
+    if got is _FAST_MODS:
+        got = None
+        if ":" not in request:
+            if request.lower() in _METADATA:
+                got = True
+        else:
+            name, lc, mods, getraw, getaddr, getname = _parse_request(request)[:6]
+            if mods <= _FAST_MODS and name not in _NAMED_SPECIAL and lc not in _SPECIAL \
+                    and lc not in _METADATA and lc:
+                got = (name, lc, lc.strip(), getraw, getaddr, getname, "first" in mods,
+                       "last" in mods)
+        if len(_FAST_KINDS) > 4096:
+            _FAST_KINDS.clear()
+        _FAST_KINDS[request] = got
+    return got
+
+
 class HeaderView:
     """PerMsgStatus::get with its cache."""
 
@@ -216,7 +331,17 @@ class HeaderView:
                     m = self.msg.metadata.get("strings", {}).get(lc)
                     r = [m] if m is not None else []
             else:
-                r = [x for x in self._get(request) if x is not None]
+                r = self._fast_get(request)
+            if r is None:
+                name = _parse_request(request)[0]
+                nl = name.lower()
+                msg = self.msg
+                if name not in _NAMED_SPECIAL and nl not in _SPECIAL and nl not in self.metadata \
+                        and not msg.raw_headers.get(nl.strip()) and not msg.headers.get(nl) \
+                        and msg.metadata.get("strings", {}).get(nl) is None:
+                    r = []          # a header the message lacks, with modifiers: _get's []
+                else:
+                    r = [x for x in self._get(request) if x is not None]
             self._cache[request] = r
         return r
 
@@ -237,6 +362,14 @@ class HeaderView:
         """The string a header rule matches (None: undefined)."""
         v = self._values.get(request, self)
         if v is self:
+            if request == "ALL:raw":
+                ph = self.msg.pristine_headers
+                if ph.endswith(b"\n\n"):
+                    ph = ph[:-1]            # the empty line ending the header
+                if ph and ph[0] not in b" \t\n" and ph.endswith(b"\n") and b"\n\n" not in ph:
+                    # _all_raw's lines then tile the whole header block
+                    v = self._values[request] = ph
+                    return v
             arr = self.get(request)
             v = self._values[request] = \
                 (b"" if arr[0].endswith(b"\n") else b"\n").join(arr) if arr else None
@@ -247,21 +380,78 @@ class HeaderView:
         requests]: the plain header names are joined in one native call
         (spameng.header_values), the rest through value()."""
         out = _eng.header_values(self.msg.headers, names)
-        vals = self._values
-        strings = None
-        for i, v in enumerate(out):
-            if v is None:
-                req = requests[i]
-                if names[i] is None:
-                    v = out[i] = self.value(req)
+        split = _SPLITS.get(id(names))
+        if split is None or split[0] is not names:
+            split = _SPLITS[id(names)] = (
+                names, tuple(i for i, n in enumerate(names) if n is None),
+                tuple(i for i, n in enumerate(names) if n is not None))
+        value = self.value
+        for i in split[1]:
+            out[i] = value(requests[i])
+        strings = self.msg.metadata.get("strings")
+        if strings:
+            # an absent header: the metadata string of that name, if any
+            for i in split[2]:
+                if out[i] is None:
+                    out[i] = strings.get(names[i])
+        self._values.update(zip(requests, out, strict=True))
+        return out
+
+    def _fast_get(self, request: str) -> list[bytes] | None:
+        """get() of the common requests with modifiers, without _get's
+        dispatch: a relay string (X-Spam-Relays-*) and a plain header name
+        with `:raw`, `:addr`, `:name`, `:first`, `:last` only (the same
+        answer as _get's last branch); None for any other request."""
+        kind = _fast_kind(request)
+        if kind is None:
+            return None
+        if kind is True:
+            return [self.metadata[request.lower()]]
+        name, lc, lcs, raw, getaddr, getname, first, last = kind
+        msg = self.msg
+        res = msg.raw_headers.get(lcs) if raw or getaddr or getname else msg.headers.get(lc)
+        if res:
+            res = list(res) if raw or getaddr or getname else [v + b"\n" for v in res]
+        else:
+            m = msg.metadata.get("strings", {}).get(lc)
+            if m is None:
+                return []
+            res = [m]
+        if first:
+            res = res[:1]
+        elif last:
+            res = res[-1:]
+        if getaddr or getname:
+            res = self._addr_out(res, getaddr, raw, request)
+        return [x for x in res if x is not None]
+
+    def _addr_out(self, results: list[bytes], getaddr: bool, getraw: bool,
+                  request: str) -> list[bytes]:
+        """The addresses (getaddr) or display names of header lines, as
+        _get answers `:addr` / `:name` (`:name:raw`: undecoded names)."""
+        out = []
+        for line in results:
+            addrs = self._addrs.get(line)
+            if addrs is None:
+                # From:addr, From:name and From:name:raw parse the same lines
+                addrs = self._addrs[line] = parse_header_addresses(line.decode("latin-1"))
+            for a in addrs:
+                if getaddr:
+                    if a["address"] is not None:
+                        out.append(a["address"].encode("latin-1"))
                 else:
-                    # absent header: the metadata string of that name, if any
-                    if strings is None:
-                        strings = self.msg.metadata.get("strings", {})
-                    v = out[i] = strings.get(names[i])
-                    vals[req] = v
-            else:
-                vals[requests[i]] = v
+                    ph = a["phrase"]
+                    if ph is None:
+                        continue
+                    if getraw:
+                        out.append(ph.encode("latin-1"))
+                    else:
+                        dec = decode_header(ph.encode("latin-1"), "PMS:get:" + request)
+                        if re.search(rb"\S", dec):
+                            dec = re.sub(rb"\s+", b" ", dec)
+                            dec = dec.strip(b" ")
+                            dec = re.sub(rb"^'(.*?)'$", rb"\1", dec, flags=re.S)
+                        out.append(dec)
         return out
 
     def _all_raw(self) -> list[bytes]:
@@ -308,30 +498,7 @@ class HeaderView:
         elif "last" in mods:
             results = results[-1:]
         if getaddr or getname:
-            out = []
-            for line in results:
-                addrs = self._addrs.get(line)
-                if addrs is None:
-                    # From:addr, From:name and From:name:raw parse the same lines
-                    addrs = self._addrs[line] = parse_header_addresses(line.decode("latin-1"))
-                for a in addrs:
-                    if getaddr:
-                        if a["address"] is not None:
-                            out.append(a["address"].encode("latin-1"))
-                    else:
-                        ph = a["phrase"]
-                        if ph is None:
-                            continue
-                        if getraw:
-                            out.append(ph.encode("latin-1"))
-                        else:
-                            dec = decode_header(ph.encode("latin-1"), "PMS:get:" + request)
-                            if re.search(rb"\S", dec):
-                                dec = re.sub(rb"\s+", b" ", dec)
-                                dec = dec.strip(b" ")
-                                dec = re.sub(rb"^'(.*?)'$", rb"\1", dec, flags=re.S)
-                            out.append(dec)
-            results = out
+            results = self._addr_out(results, getaddr, getraw, request)
         if results and (gethost or getip):
             out = []
             if gethost and self.rb is not None:
@@ -373,6 +540,14 @@ class HeaderView:
             return []
         hdrs = self._all_raw() if raw else self.msg.get_all_headers(False)
         cur = -1
+        if end is None and start is not None and start >= 0:
+            # ALL-UNTRUSTED / ALL-EXTERNAL: everything from the start-th Received line on
+            for pos, h in enumerate(hdrs):
+                if h[:9].lower() == b"received:":
+                    cur += 1
+                    if cur == start:
+                        return hdrs[pos:]
+            return []
         out = []
         for h in hdrs:
             if h[:9].lower() == b"received:":
@@ -410,19 +585,31 @@ class HeaderView:
             for r in self.get("Received"):
                 if b"(fetchmail" in r:
                     return None
-        allh = None
+        low = None
         for name, stop in (("X-Envelope-From", True), ("Envelope-Sender", False),
                            ("Return-Path", False)):
             v = self.get(name + ":first:addr")
             if v:
-                if allh is None:
-                    allh = b"".join(self.get("ALL"))
-                # /^Received:.*?^NAME:/msi: a NAME line after the first Received line
-                first = _RECEIVED_LINE.search(allh)
-                if first is not None and re.compile(rb"^" + name.encode() + rb":", re.M | re.I).search(
-                        allh, first.end()):
+                if low is None:
+                    low = b"".join(self.get("ALL")).lower()
+                if _line_after_received(low, name.lower().encode()):
                     if stop:
                         return None
                     continue
                 return v[0]
         return None
+
+
+def _line_after_received(low: bytes, name: bytes) -> bool:
+    """/^Received:.*?^NAME:/msi on a header block: is there a NAME: line after
+    the first Received: line?  low: the block lower-cased (bytes.lower folds
+    ASCII only, as /i does on bytes), name: lower-case ASCII."""
+    if low.startswith(b"received:"):
+        start = 9
+    else:
+        i = low.find(b"\nreceived:")
+        if i < 0:
+            return False
+        start = i + 10
+    # a line start at or after start (start > 0: its newline at start-1 or later)
+    return low.find(b"\n" + name + b":", start - 1) >= 0

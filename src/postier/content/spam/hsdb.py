@@ -4,6 +4,7 @@
                       cache_dir="/var/lib/postier/spamrules", label="body")
     db.scan(b"subject text")    # set of entry indexes Hyperscan reported
     db.exact / db.prefilter / db.always / db.never
+    db.part_dbs()               # per partition: (databases, solo databases) with scratch
 
 An entry is one rule: one or more Hyperscan expressions under the rule's id
 (a huge alternation is shared out over several expressions whose union is
@@ -28,7 +29,8 @@ costs thousands of callbacks per message (the handlers are compiled:
 postier._native.spameng).  An entry marked `solo`
 by the caller, or reported CHATTY_REPORTS times on the `probe` text given
 to AreaDatabase, is compiled into a database of its own, and the scan of
-that database stops at its first report.
+that database stops at its first report.  (`chatty` sets another
+threshold for another kind of probe: the header area's is a header block.)
 
 Parameters read: none (the cache directory comes from
 spam_rules_cache_directory through postier.content.spam.scanner).
@@ -153,7 +155,7 @@ class AreaDatabase:
     """The Hyperscan side of one rule area (see the module docstring)."""
 
     def __init__(self, entries: list[Entry], cache_dir: str | None = None, workers: int = 0,
-                 label: str = "area", probe: bytes | None = None):
+                 label: str = "area", probe: bytes | None = None, chatty: int = CHATTY_REPORTS):
         self.label = label
         self.exact: frozenset[int] = frozenset()
         self.prefilter: frozenset[int] = frozenset()
@@ -163,13 +165,14 @@ class AreaDatabase:
         self.db_parts: list[int] = []   # the partition of each database
         self.db_solo: list[bool] = []   # is the database one entry's own (see Entry.solo)
         self.probe = probe
+        self.chatty = chatty
         self.from_cache = False
         self.compile_seconds = 0.0
         self._local = threading.local()
         self.entries = entries
         h = hashlib.sha256(_FORMAT + b"\0" + str(hs.__version__).encode())
         if probe is not None:
-            h.update(b"probe\0%d\0" % CHATTY_REPORTS + probe)
+            h.update(b"probe\0%d\0" % chatty + probe)
         for i, en in enumerate(entries):
             h.update(b"%d\0%d\0%d\0%d\0%d\0%d\0" % (i, en.flags, int(en.exact), len(en.exprs),
                                                       en.part, int(en.solo)))
@@ -271,7 +274,7 @@ class AreaDatabase:
         self.always, self.never = frozenset(always), frozenset(never)
 
     def _chatty_entries(self, group_part: list[int], results: list) -> set[int]:
-        """Entries Hyperscan reports CHATTY_REPORTS times or more on the probe."""
+        """Entries Hyperscan reports `chatty` times or more on the probe."""
         counts: dict[int, int] = {}
 
         def count(i: int, start: int, end: int, flags: int, ctx: object) -> None:
@@ -281,7 +284,7 @@ class AreaDatabase:
                 continue
             db = hs.loadb(blob, hs.HS_MODE_BLOCK)
             db.scan(self.probe, match_event_handler=count, scratch=hs.Scratch(db))
-        return {i for i, c in counts.items() if c >= CHATTY_REPORTS}
+        return {i for i, c in counts.items() if c >= self.chatty}
 
     @staticmethod
     def _pkey(e: bytes, f: int) -> str:
@@ -358,14 +361,15 @@ class AreaDatabase:
                  if p == part and so]
         terminated = hs.ScanTerminated
 
+        # Database.scan(data, match_event_handler, flags, context, scratch):
+        # positional, since python-hyperscan parses keywords slowly
         def scan(data: bytes) -> set[int]:
             hits: set[int] = set()
             for db, scratch in pairs:
-                db.scan(data, match_event_handler=_on_match, context=hits, scratch=scratch)
+                db.scan(data, _on_match, 0, hits, scratch)
             for db, scratch in solos:
                 try:
-                    db.scan(data, match_event_handler=_on_first_match, context=hits,
-                            scratch=scratch)
+                    db.scan(data, _on_first_match, 0, hits, scratch)
                 except terminated:
                     pass
             return hits
@@ -377,6 +381,27 @@ class AreaDatabase:
         if sc is None:
             sc = self._local.scanners = {p: self.scanner(p) for p in set(self.db_parts)}
         return sc
+
+    def part_dbs(self) -> list[tuple[tuple, tuple]]:
+        """Per partition 0..max: ((database, scratch) pairs scanned whole,
+        (database, scratch) pairs of solo databases, scanned up to their
+        first report), built once per thread: for callers that scan many
+        partitions per message and call Hyperscan themselves (one Python
+        call per database, no scanner closure)."""
+        pd = getattr(self._local, "part_dbs", None)
+        if pd is None:
+            scratches = getattr(self._local, "scratch", None)
+            if scratches is None:
+                scratches = self._local.scratch = [hs.Scratch(db) for db in self.dbs]
+            n = max(self.db_parts, default=-1) + 1
+            pd = []
+            for part in range(n):
+                sel = [(db, sc, so) for db, sc, p, so in zip(self.dbs, scratches, self.db_parts,
+                                                            self.db_solo, strict=True) if p == part]
+                pd.append((tuple((db, sc) for db, sc, so in sel if not so),
+                           tuple((db, sc) for db, sc, so in sel if so)))
+            self._local.part_dbs = pd
+        return pd
 
     def scan(self, data: bytes, part: int = 0) -> set[int]:
         """Indexes of the entries Hyperscan reported for data."""

@@ -31,6 +31,16 @@ it decides whether a Latin-1 entity ends up as one byte or two.
 
 Limits: body_part_scan_size (50000) and rawbody_part_scan_size (500000)
 as in SpamAssassin 4.0.  Parameters read: none.
+
+Speed (same results): the per-line loops (splitting lines, the header
+block, header unfolding, blank-line squeezing, a MIME part's body lines up
+to the next boundary, the whitespace collapsing and short-line cutting of
+the rendered text, get_all_headers) and quoted-printable decoding are
+postier._native.spammime, with the pure twin postier._pure.spammime
+(`postier.native.load("spammime")`); Content-Type values are parsed once
+(a bounded memo); find_parts answers are remembered per node (the tree
+does not change once parsed); the visible/invisible HTML texts are joined
+only when asked for.
 """
 
 from __future__ import annotations
@@ -41,6 +51,9 @@ import codecs
 
 from postier.content.spam import bre as re
 from postier.content.spam.html import HtmlRenderer
+from postier.native import load
+
+_mime = load("spammime")
 
 MAX_BODY_LINE_LENGTH = 2048
 MAX_HEADER_KEY_LENGTH = 256
@@ -52,10 +65,7 @@ UNI_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u
             "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 _US = "[" + re.escape(UNI_SPACE) + "]"
 _AS = "[\t\n\x0b\x0c\r ]"
-_DBLNL_U = re.compile(r"\n+" + _US + r"*\n+")
-_DBLNL_A = re.compile(r"\n+" + _AS + r"*\n+")
 _SPACES_U = re.compile(_US + "+")
-_SPACES_A = re.compile(_AS + "+")
 
 _HDR_NAME = re.compile(rb"^[\041-\071\073-\176]+[ \t]*:")
 _HDR_NAME_NOWS = re.compile(rb"^[\041-\071\073-\176]+:")
@@ -70,11 +80,7 @@ _ENC_SECTION = re.compile(rb"=\?([A-Za-z0-9*_-]+)\?([bqBQ])\?([^?]*)\?=|([^=]+|.
 
 # ---------------------------------------------------------------- decoders
 
-def qp_decode(s: bytes) -> bytes:
-    """Util::qp_decode."""
-    s = re.sub(rb"[ \t]+(?=\r?\n)", b"", s)
-    s = re.sub(rb"=\r?\n", b"", s)
-    return re.sub(rb"=([0-9a-fA-F]{2})", lambda m: bytes((int(m.group(1), 16),)), s)
+qp_decode = _mime.qp_decode         # Util::qp_decode
 
 
 _B64_ALPHA = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -141,7 +147,6 @@ _CP1252_GUESS = frozenset(range(0x80)) | {0xa0, 0xa9, 0xad, 0x82, 0x84, 0x85, 0x
     frozenset(range(0x91, 0x98)) | frozenset(range(0xc0, 0xd7)) | frozenset(range(0xd8, 0xdf)) | \
     frozenset(range(0xe0, 0xf7)) | frozenset(range(0xf8, 0xff))
 _CP1252_GUESS_BYTES = bytes(sorted(_CP1252_GUESS))
-_FOLD_WS = re.compile(rb"\n[ \t]+")
 _FOLD_ONE = re.compile(rb"\n[ \t]")
 _FOLD_RAW = re.compile(rb"\r?\n\s+")
 _ASCII_DECLARED = re.compile(r"^(?:(?:US-)?ASCII|ANSI[_ ]?X3\.4-(?:1986|1968)|ISO646-US)\Z", re.I)
@@ -291,7 +296,22 @@ def decode_header(body: bytes, name: str) -> bytes:
 
 def parse_content_type(values: list[bytes]) -> tuple[str, str | None, str | None, str | None, bool]:
     """Util::parse_content_type(all Content-Type values): type, boundary,
-    charset, name, missing."""
+    charset, name, missing (a function of the last value: remembered)."""
+    last = values[-1] if values else b""
+    got = _CT_MEMO.get(last)
+    if got is None:
+        got = _parse_content_type([last])
+        if len(last) <= 256:                 # (bounded: at most ~2048 x 0.5 KB)
+            if len(_CT_MEMO) >= 2048:
+                _CT_MEMO.clear()
+            _CT_MEMO[last] = got
+    return got
+
+
+_CT_MEMO: dict[bytes, tuple[str, str | None, str | None, str | None, bool]] = {}
+
+
+def _parse_content_type(values: list[bytes]) -> tuple[str, str | None, str | None, str | None, bool]:
     missing = False
     if values and values[-1]:
         ct = values[-1].decode("latin-1")
@@ -341,15 +361,28 @@ class Node:
         self._rendered: tuple | None = None
         self.html_results: dict | None = None
         self.mbox_sep: bytes | None = None
+        self._parts_cache: dict | None = None
 
     # -- headers
     def add_header(self, rawkey: bytes, raw_value: bytes) -> None:
-        key = rawkey.decode("latin-1").lower()
-        self.header_order.append(rawkey)
-        dec = (_FOLD_WS.sub(b" ", raw_value) if raw_value.find(b"\n", 0, len(raw_value) - 1) >= 0
-               else raw_value).strip()    # bytes.strip(): Perl's \s
-        self.headers.setdefault(key, []).append(decode_header(dec, key))
-        self.raw_headers.setdefault(key, []).append(raw_value)
+        self._add_fields([(rawkey, raw_value)])
+
+    def _add_fields(self, fields: list[tuple[bytes, bytes]]) -> None:
+        """add_header of each (key, value)."""
+        order = self.header_order
+        headers = self.headers
+        raw_headers = self.raw_headers
+        for rawkey, key, dec, raw, final in _mime.prepare_fields(fields):
+            order.append(rawkey)
+            if not final:
+                dec = decode_header(dec, key)
+            v = headers.get(key)
+            if v is None:
+                headers[key] = [dec]
+                raw_headers[key] = [raw]
+            else:
+                v.append(dec)
+                raw_headers[key].append(raw)
 
     def header(self, name: str) -> bytes:
         """Scalar-context header(): the last decoded value, or b""."""
@@ -386,21 +419,8 @@ class Node:
         # the common case in one pass over the header order: the whole
         # header within MAX_HEADER_LENGTH (else _get_all_headers_slow, which
         # stops where SpamAssassin's loop stops)
-        src = self.raw_headers if raw else self.headers
-        seen: dict[str, int] = {}
-        out = []
-        size = 0
-        for k in self.header_order:
-            key = k.decode("latin-1").lower()
-            j = seen.get(key, 0)
-            seen[key] = j + 1
-            vals = src.get(key.strip() if raw else key)     # as raw_header / header_all
-            if vals is None or j >= len(vals):
-                continue
-            contents = _FOLD_RAW.sub(b" ", vals[j]) if raw else vals[j] + b"\n"
-            size += len(key) + len(contents) + 2
-            out.append(k + b": " + contents)
-        if size > MAX_HEADER_LENGTH:
+        out = _mime.all_headers(self.header_order, self.raw_headers if raw else self.headers, raw)
+        if out is None:
             return self._get_all_headers_slow(raw)
         return out
 
@@ -435,6 +455,18 @@ class Node:
         return self.body_parts is None
 
     def find_parts(self, rx=None, only_leaves: bool = False, recursive: bool = True) -> list[Node]:
+        """The parts (this one and those below it, depth first) whose type
+        rx finds (remembered: the tree does not change once parsed)."""
+        key = (rx, only_leaves, recursive)
+        cache = self._parts_cache
+        if cache is None:
+            cache = self._parts_cache = {}
+        got = cache.get(key)
+        if got is None:
+            got = cache[key] = self._find_parts(rx, only_leaves, recursive)
+        return list(got)
+
+    def _find_parts(self, rx, only_leaves: bool, recursive: bool) -> list[Node]:
         out = []
         search: list[Node] = [self]
         depth = None if recursive else 1
@@ -450,7 +482,7 @@ class Node:
         return out
 
     def effective_type(self) -> str:
-        if re.search(r"\.s?html?$", self.name or "", re.I):
+        if self.name and _HTML_NAME.search(self.name):
             return "text/html"
         return self.type
 
@@ -498,19 +530,17 @@ class Node:
             html.render(s, chars)
             flag = html.text_flag
             rendered = html.rendered_text()
-            visible = html.rendered_text(False)
-            invisible = html.rendered_text(True)
             self.html_results = r = html.results
             if flag:
-                space = len(_SPACES_U.sub("", rendered))
-                space = len(rendered) - space
+                space = sum(map(rendered.count, UNI_SPACE))     # _SPACES_U's characters
             else:
                 space = sum(map(rendered.count, " \t\n\r\x0b"))
             r["html_length"] = len(rendered)
             r["non_space_len"] = len(rendered) - space
             if text_len:
                 r["ratio"] = (text_len - len(rendered)) / text_len
-            self._rendered = ("text/html", rendered, flag, visible, invisible)
+            # the visible and invisible texts when asked for (visible_rendered)
+            self._rendered = ("text/html", rendered, flag, html, None)
         else:
             if self.normalize:
                 val, chars = normalize(text, charset, True)
@@ -520,14 +550,21 @@ class Node:
             self._rendered = (typ, s, chars, s, "")
         return self._rendered[:3]
 
-    def visible_rendered(self) -> tuple[str | None, str | None, bool]:
+    def _html_split(self) -> tuple:
+        """_rendered with an HTML part's visible and invisible texts filled in."""
         self.rendered()
         r = self._rendered
+        if r[4] is None and r[3] is not None:
+            html = r[3]
+            r = self._rendered = (r[0], r[1], r[2], html.rendered_text(False), html.rendered_text(True))
+        return r
+
+    def visible_rendered(self) -> tuple[str | None, str | None, bool]:
+        r = self._html_split()
         return r[0], r[3], r[2]
 
     def invisible_rendered(self) -> tuple[str | None, str | None, bool]:
-        self.rendered()
-        r = self._rendered
+        r = self._html_split()
         return r[0], r[4], r[2]
 
 
@@ -544,6 +581,8 @@ class Message(Node):
         self.mime_boundary_state: dict[str, int] = {}
         self.metadata: dict = {}
         self._text_cache: dict = {}
+        if type(data) is not bytes:
+            data = bytes(data)          # (a bytearray or memoryview)
         lines = _split_lines(data)
         if not lines:
             lines = [b"\n"]
@@ -555,60 +594,15 @@ class Message(Node):
         if lines and (b"\r\n" in lines[0] or b"\r\n" in lines[-1]):
             crlf = True
         self.line_ending = b"\r\n" if crlf else b"\n"
-        pristine_headers = []
-        header: bytes | None = None
-        errors = 0
-        i = 0
-        while True:
-            eof = i >= len(lines)
-            cur = self.line_ending if eof else lines[i]
-            if not eof:
-                i += 1
-            if crlf:
-                cur = re.sub(rb"(?<!\r)\n", b"\r\n", cur)
-            if cur[:1] in (b" ", b"\t"):
-                header = (header or b"") + cur
-                pristine_headers.append(cur)
-                continue
-            if header is not None:
-                key, sep, value = header.partition(b":")
-                if sep:
-                    if crlf:
-                        value = value.replace(b"\r\n", b"\n")
-                    key = key.rstrip(b" \t")
-                    if len(key) > MAX_HEADER_KEY_LENGTH:
-                        key = key[:MAX_HEADER_KEY_LENGTH]
-                        self.flags.add("truncated_header")
-                    if len(value) > MAX_HEADER_VALUE_LENGTH:
-                        value = value[:MAX_HEADER_VALUE_LENGTH]
-                        self.flags.add("truncated_header")
-                    self.add_header(key, value)
-            if cur == self.line_ending:
-                if eof:
-                    self.flags.add("missing_head_body_separator")
-                else:
-                    pristine_headers.append(cur)
-                break
-            if cur.startswith(b"--"):
-                self.flags.add("missing_head_body_separator")
-                i -= 1
-                break
-            if not _HDR_NAME.match(cur):
-                errors += 1
-                if errors > 3:
-                    self.flags.add("missing_head_body_separator")
-                    i -= 1
-                    break
-            header = cur
-            pristine_headers.append(cur)
-        body = lines[i:]
+        fields, pristine_headers, i, flags = _mime.parse_header_lines(lines, crlf)
+        self._add_fields(fields)
+        if flags:
+            self.flags.update(flags)
         self.pristine_headers = b"".join(pristine_headers)
-        self.pristine_body = b"".join(body)
+        self.pristine_body = b"".join(lines[i:])
         self.pristine = self.pristine_headers + self.pristine_body
         # CRLF -> LF, and cap runs of blank lines at 20
-        if crlf:
-            body = [ln[:-2] + b"\n" if ln.endswith(b"\r\n") else ln for ln in body]
-        body = _squeeze_blank_lines(body)
+        body = _mime.body_lines(lines, i, crlf)
         self.type, boundary, _cs, _nm, _miss = parse_content_type(self.header_all("content-type"))
         if self.type.startswith("multipart/") and len(body) > 1 and re.search(rb"\S", body[0]):
             if boundary is None or not body[0].startswith(b"--" + boundary.encode("latin-1")):
@@ -662,7 +656,20 @@ class Message(Node):
         line_count = len(body)
         partcnt = 0
         idx = 0
+        last_line = len(body) - 1
         while idx < len(body):
+            if in_body and idx < last_line:
+                # the part's body lines up to the next one that may be a
+                # boundary (and before the last line), as the loop takes them
+                j, chunk = _mime.part_lines(body, idx, delim, last_line)
+                if j > idx:
+                    if part_array is None:
+                        part_array = chunk
+                    else:
+                        part_array.extend(chunk)
+                    line_count -= j - idx
+                    idx = j
+                    continue
             cur = body[idx]
             idx += 1
             found_end = found_last = False
@@ -795,16 +802,7 @@ class Message(Node):
                 if needs_html and typ == "text/html":
                     self.metadata["html"] = p.html_results
                     self.metadata.setdefault("html_all", []).append(p.html_results)
-        text = "".join(pieces)
-        if flagged:
-            text = _DBLNL_U.sub("\x00", text)
-            text = _SPACES_U.sub(" ", text)
-        else:
-            text = _DBLNL_A.sub("\x00", text)
-            text = _SPACES_A.sub(" ", text)
-        text = text.replace("\x00", "\n")
-        raw = text.encode("utf-8", "surrogatepass") if flagged else text.encode("latin-1")
-        out = split_short_lines(subject + raw)
+        out = _mime.text_lines(subject, "".join(pieces), flagged)
         self._text_cache[method] = out
         if needs_html and "html" not in self.metadata:
             self.metadata["html"] = None
@@ -812,7 +810,8 @@ class Message(Node):
 
     def rendered_body(self) -> list[bytes]:
         """get_rendered_body_text_array: the text `body` rules see."""
-        return self._text_array("rendered")
+        got = self._text_cache.get("rendered")
+        return got if got is not None else self._text_array("rendered")
 
     def visible_rendered_body(self) -> list[bytes]:
         return self._text_array("visible")
@@ -840,8 +839,12 @@ class Message(Node):
         return out
 
     def html_all(self) -> list[dict]:
-        self.rendered_body()
-        return [h if h is not None else {} for h in self.metadata.get("html_all", [])]
+        got = self._text_cache.get("html_all")
+        if got is None:
+            self.rendered_body()
+            got = self._text_cache["html_all"] = [h if h is not None else {}
+                                                  for h in self.metadata.get("html_all", [])]
+        return got
 
     def html(self) -> dict:
         self.rendered_body()
@@ -849,6 +852,7 @@ class Message(Node):
 
 
 _ANY = re.compile(".", re.S)
+_HTML_NAME = re.compile(r"\.s?html?$", re.I)
 
 
 _BLANK = re.compile(rb"\A\r?\n?\Z")
@@ -862,36 +866,7 @@ def _add_part_header(part: Node, header: bytes) -> str:
     return key.decode("latin-1").lower()
 
 
-def _split_lines(data: bytes) -> list[bytes]:
-    """Perl's split /^/m: pieces ending in \\n (the last one may not)."""
-    if not data:
-        return []
-    out = data.split(b"\n")
-    last = out.pop()
-    res = [x + b"\n" for x in out]
-    if last:
-        res.append(last)
-    return res
-
-
-def _squeeze_blank_lines(body: list[bytes]) -> list[bytes]:
-    """Message.pm: a run of more than 20 blank lines keeps 20 (plus one)."""
-    start = None
-    cnt = len(body) - 1
-    while cnt >= 0:
-        if not body[cnt].strip():          # /^\s*$/ (bytes.strip(): the same \s)
-            if start is None:
-                start = cnt
-            if cnt != 0:
-                cnt -= 1
-                continue
-        if start is not None:
-            num = start - cnt
-            if num > 20:
-                del body[cnt + 2:cnt + 2 + num - 20]
-            start = None
-        cnt -= 1
-    return body
+_split_lines = _mime.split_lines        # Perl's split /^/m
 
 
 def _truncate(text, size: int, seps):
@@ -902,18 +877,7 @@ def _truncate(text, size: int, seps):
     return text[:size]
 
 
-def split_short_lines(text: bytes) -> list[bytes]:
-    """Message::split_into_array_of_short_lines."""
-    out = []
-    for line in _split_lines(text):
-        while len(line) > MAX_BODY_LINE_LENGTH:
-            n = line.rfind(b" ", 0, MAX_BODY_LINE_LENGTH + 1) + 1
-            if not n:
-                n = MAX_BODY_LINE_LENGTH
-            out.append(line[:n])
-            line = line[n:]
-        out.append(line)
-    return out
+split_short_lines = _mime.split_short_lines     # Message::split_into_array_of_short_lines
 
 
 def split_short_paragraphs(text: bytes) -> list[bytes]:

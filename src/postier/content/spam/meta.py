@@ -12,6 +12,8 @@ return 1 or 0).
     tree = parse("__A && !(__B || __C > 2)")
     names(tree)            # {"__A", "__B", "__C"}
     python(tree, "v")      # "((v['__A']) and (0 if ((v['__B']) or ...) else 1))"
+    program([("M", tree)]) # (slot names, postfix code, constants): all the metas of a
+                           # rule set as one program for postier._native.spammeta
 
 Parameters read: none.
 """
@@ -203,3 +205,58 @@ def expand_rules_matching(expr: str, rule_names, self_name: str) -> str:
         found = sorted(n for n in rule_names if n != self_name and re.match(rx, n))
         return " (" + ("+".join(found) if found else "0") + ") "
     return META_RULES_MATCHING_RE.sub(repl, expr)
+
+
+# -- meta rules as one program (postier._native.spammeta / postier._pure.spammeta)
+
+# opcodes of the postfix code: SLOT and CONST take one operand (a slot or
+# constant index), END one (the slot the meta's value goes to)
+SLOT, CONST, NOT, NEG, AND, OR, COND, ADD, SUB, MUL, DIV, XOR, LT, GT, LE, GE, EQ, NE, END = range(19)
+_BINOP = {"&&": AND, "||": OR, "+": ADD, "-": SUB, "*": MUL, "/": DIV, "^": XOR,
+          "<": LT, ">": GT, "<=": LE, ">=": GE, "==": EQ, "!=": NE}
+
+
+def postfix(tree, slot, consts: list, code: list) -> None:
+    """Append the tree's postfix code (operands before their operator) to
+    `code`; `slot(name)` gives a rule's slot, numbers go to `consts`."""
+    k = tree[0]
+    if k == "num":
+        code.append(CONST)
+        code.append(len(consts))
+        consts.append(tree[1])
+    elif k == "name":
+        code.append(SLOT)
+        code.append(slot(tree[1]))
+    elif k == "!":
+        postfix(tree[1], slot, consts, code)
+        code.append(NOT)
+    elif k == "neg":
+        postfix(tree[1], slot, consts, code)
+        code.append(NEG)
+    elif k == "?:":
+        for t in tree[1:]:
+            postfix(t, slot, consts, code)
+        code.append(COND)
+    else:
+        postfix(tree[1], slot, consts, code)
+        postfix(tree[2], slot, consts, code)
+        code.append(_BINOP[k])
+
+
+def program(trees: list[tuple[str, object]]) -> tuple[list[str], list[int], list]:
+    """(slot names, code, constants) of meta rules (name, tree) in the order
+    they run: each rule's postfix code, then END and its slot."""
+    slots: dict[str, int] = {}
+
+    def slot(n: str) -> int:
+        i = slots.get(n)
+        if i is None:
+            i = slots[n] = len(slots)
+        return i
+    code: list[int] = []
+    consts: list = []
+    for name, tree in trees:
+        postfix(tree, slot, consts, code)
+        code.append(END)
+        code.append(slot(name))
+    return list(slots), code, consts

@@ -396,7 +396,8 @@ def joined_re2(pattern: str, mods: str, max_mem: int = RE2_MAX_MEM) -> tuple[obj
     """(RE2 regex for the joined buffer (see _joined), whether "it matches
     the buffer" is exactly "the pattern matches some subject", whether its
     non-overlapping matches there are exactly the subjects' (no SEP in
-    it)); (None, False, False) when RE2 cannot run it."""
+    it, or only in a leading start-anchor set: _countable_line_start));
+    (None, False, False) when RE2 cannot run it."""
     import re2
 
     from postier.maps import resyntax
@@ -414,7 +415,60 @@ def joined_re2(pattern: str, mods: str, max_mem: int = RE2_MAX_MEM) -> tuple[obj
     # a Hyperscan buffer: Vectorscan 5.4 loses some), so it holds a phantom
     # empty subject: a pattern matching the empty subject is not exact
     exact = not changed and not em.nl_unsafe and rx.search(JOIN_TAIL) is None
-    return rx, exact, exact and SEP not in _all_literal_bytes(jt) and _min_len(jt) >= 1
+    return rx, exact, exact and (SEP not in _all_literal_bytes(jt) and _min_len(jt) >= 1
+                                 or _countable_line_start(jt))
+
+
+def _countable_line_start(jt) -> bool:
+    """Are the non-overlapping matches of a joined form that starts with the
+    byte set of a start anchor (SEP, or SEP/newline for multi-line ^: see
+    _joined) the subjects' matches, one for one?  Yes when nothing else in
+    it takes SEP, what follows the set is never empty (so no match is), and
+    a match never ends just after a newline: then the separator or newline
+    a match starts with was consumed by no earlier match (Perl's ^ at the
+    end of an earlier match needs the newline before it), and Perl's //g
+    and RE2's finditer walk the same matches."""
+    if jt[0] != "seq" or len(jt[1]) < 2:
+        return False
+    head, rest = jt[1][0], ("seq", list(jt[1][1:]))
+    if head not in (_SEP_SET, ("set", frozenset({SEP, _NL}))):
+        return False
+    if SEP in _all_literal_bytes(rest) or _min_len(rest) < 1:
+        return False
+    last = _last_bytes(rest)
+    return last is not None and _NL not in last
+
+
+def _last_bytes(node) -> frozenset | None:
+    """The bytes a match of node can end with (zero-width items: none;
+    for an item that may match empty, the caller looks further back), or
+    None when that is not known (back-references, unknown nodes)."""
+    kind = node[0]
+    if kind == "set":
+        return node[1]
+    if kind in ("anchor", "look"):
+        return frozenset()
+    if kind in ("group", "atomic", "rep"):
+        return _last_bytes(node[1])
+    if kind == "alt":
+        out: frozenset = frozenset()
+        for b in node[1]:
+            lb = _last_bytes(b)
+            if lb is None:
+                return None
+            out |= lb
+        return out
+    if kind == "seq":
+        out = frozenset()
+        for it in reversed(node[1]):
+            lb = _last_bytes(it)
+            if lb is None:
+                return None
+            out |= lb
+            if _min_len(it) >= 1:
+                return out
+        return out
+    return None
 
 
 def _all_literal_bytes(node) -> set:
@@ -618,28 +672,61 @@ _ANY_BYTES = ("rep", ("set", frozenset(range(256))), 0, None, True, False)
 _EMPTY = ("seq", [])
 
 
-def _loosen(node):
+def _loosen(node, groups: dict | None = None):
     """A tree matching a superset of node's matches anywhere in a longer
     text: bounded ranges unbounded, atomic groups and possessive repeats
-    plain, look-arounds and anchors (but \\b, \\B) dropped, back-references
-    any text, groups non-capturing."""
+    plain, look-arounds and anchors (but \\b, \\B) dropped, a
+    back-reference the loosened group it refers to (groups: capture index
+    -> its tree; the text it matches is one the group matched; case-folded
+    for a caseless reference) or else any text, groups non-capturing."""
     kind = node[0]
     if kind == "rep":
         _, sub, mn, mx, greedy, _poss = node
-        sub = _loosen(sub)
+        sub = _loosen(sub, groups)
         if mx is not None and mx > mn and mx > 1:
             mx = None
         return ("rep", sub, mn, mx, greedy, False)
     if kind in ("seq", "alt"):
-        return (kind, [_loosen(c) for c in node[1]])
+        return (kind, [_loosen(c, groups) for c in node[1]])
     if kind in ("group", "atomic"):
-        return ("group", _loosen(node[1]), None)
+        return ("group", _loosen(node[1], groups), None)
     if kind == "look":
         return _EMPTY
     if kind == "backref":
-        return _ANY_BYTES
+        target = groups.get(node[1]) if groups else None
+        if target is None:
+            return _ANY_BYTES
+        sub = _loosen(target, None)     # a reference inside it: any text
+        return _fold_case(sub) if node[2] else sub
     if kind == "anchor":
         return node if node[1] in ("b", "B") else _EMPTY
+    return node
+
+
+def _capture_groups(node, out: dict) -> dict:
+    """{capture index: sub-tree} of the capturing groups in a tree."""
+    kind = node[0]
+    if kind == "group" and isinstance(node[2], int):
+        out[node[2]] = node[1]
+    if kind in ("seq", "alt"):
+        for c in node[1]:
+            _capture_groups(c, out)
+    elif kind in ("group", "atomic", "rep", "look"):
+        _capture_groups(node[1], out)
+    return out
+
+
+def _fold_case(node):
+    """node with every byte set closed under ASCII case (what a caseless
+    back-reference may match of the group's text)."""
+    kind = node[0]
+    if kind == "set":
+        extra = {b ^ 0x20 for b in node[1] if 0x41 <= (b & ~0x20) <= 0x5A}
+        return ("set", node[1] | extra) if extra - node[1] else node
+    if kind in ("seq", "alt"):
+        return (kind, [_fold_case(c) for c in node[1]])
+    if kind in ("group", "atomic", "rep", "look"):
+        return (kind, _fold_case(node[1])) + tuple(node[2:])
     return node
 
 
@@ -651,20 +738,22 @@ _END_ANCHORS = {"z": ("alt", [("anchor", "z"), ("set", frozenset({SEP}))]),
                 "eol": ("alt", [("anchor", "z"), ("set", frozenset({SEP, 10}))])}
 
 
-def _loosen_top(tree):
+def _loosen_top(tree, refs: bool = True):
     """_loosen, keeping a leading or trailing anchor of the whole pattern
     as the byte before/after the match that makes it true (the start or
     end of the text, SEP, a newline): nothing else in the pattern consumes
-    that byte, so this is still a superset."""
+    that byte, so this is still a superset.  refs=False: back-references
+    become any text (not copies of their groups)."""
+    groups = _capture_groups(tree, {}) if refs else None
     if tree[0] != "seq" or not tree[1]:
-        return _loosen(tree)
+        return _loosen(tree, groups)
     items = list(tree[1])
     head = tail = None
     if items[0][0] == "anchor" and items[0][1] in _START_ANCHORS:
         head = _START_ANCHORS[items.pop(0)[1]]
     if items and items[-1][0] == "anchor" and items[-1][1] in _END_ANCHORS:
         tail = _END_ANCHORS[items.pop()[1]]
-    body = [_loosen(c) for c in items]
+    body = [_loosen(c, groups) for c in items]
     return ("seq", ([head] if head else []) + body + ([tail] if tail else []))
 
 
@@ -674,10 +763,12 @@ def re2_loose(pattern: str, mods: str, max_mem: int = RE2_MAX_MEM):
     buffer or in one subject rules the pattern out there.  None when RE2
     cannot take it."""
     import re2
-    p = _re2_pattern(pattern, mods, _loosen_top)
-    if p is None:
-        return None
-    try:
-        return re2._compile(p, 0, max_mem)
-    except Exception:  # noqa: BLE001 - pyre2 raises several types
-        return None
+    for refs in (True, False):
+        p = _re2_pattern(pattern, mods, lambda t, refs=refs: _loosen_top(t, refs))
+        if p is None:
+            continue
+        try:
+            return re2._compile(p, 0, max_mem)
+        except Exception:  # noqa: BLE001, S112 - pyre2 raises several types; try the other form
+            continue
+    return None

@@ -494,8 +494,16 @@ class _Parser:
                 r.rdns_not_in_headers = True
         r.rdns = rdns
         r.make_string()
-        r.ip_private = IP_PRIVATE.search(ip) is not None
+        private = _PRIVATE.get(ip)
+        if private is None:
+            if len(_PRIVATE) > 20000:
+                _PRIVATE.clear()
+            private = _PRIVATE[ip] = IP_PRIVATE.search(ip) is not None
+        r.ip_private = private
         return r
+
+
+_PRIVATE: dict[str, bool] = {}      # IP_PRIVATE's answer by address, across messages
 
 
 _STRIP_SUB = re.compile(r"[\s\000\#\[\]\(\)\<\>\|]").sub
@@ -543,14 +551,15 @@ def parse_relays(received: list[str], originating: list[str] | None = None,
         if val and m:
             lines.append(f"from X-Originating-IP: {m.group(1)}\n")
     p = _Parser()
+    native = p._p           # its state read and set directly (no properties on the way)
     for line in lines:
-        qms = p.qmail_scanner_env_from
-        p.qmail_scanner_env_from = None
+        qms = native.qmail_scanner_env_from
+        native.qmail_scanner_env_from = None
         if "\n" in line:
             line = _UNFOLD(" ", line)
-        p.pop_fetcher = False
+        native.pop_fetcher = False
         relay = p.parse_line(line)
-        if p.pop_fetcher:
+        if native.pop_fetcher:
             if allow_fetch:
                 out.trusted, out.internal, out.external = [], [], []
         if relay is None:

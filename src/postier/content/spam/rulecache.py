@@ -162,7 +162,7 @@ class LazyPattern(patterns.Pattern):
             return self._ref_search(data, 0) is not None
         r = self._re2
         if r is not None and not (self._nl_unsafe and data.endswith(b"\n")):
-            return r.search(data) is not None
+            return r.contains(data)
         if self._ref is not None:
             return self._ref_search(data, 0) is not None
         return self._py.search(data) is not None

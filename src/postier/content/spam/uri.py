@@ -21,7 +21,8 @@ Speed (same results): the text is searched only from near the places a URI
 can be (UriExtractor._matches), one Hyperscan scan rules out the redirector
 patterns that cannot match, the canonical forms of a URI and the domain of
 a host are remembered (bounded memos: a function of the URI, as the
-registry and redirectors are fixed), and the regexes are compiled once,
+registry and redirectors are fixed), so is what a linkified match of the
+text gives (a function of its groups), and the regexes are compiled once,
 with cheap string tests in front of those that rarely apply.
 
 Parameters read: none (the rule set supplies the TLD lists and redirector
@@ -490,6 +491,7 @@ class UriExtractor:
         self.rb = rb
         self.redirectors = redirectors
         self._canon_memo: dict[str, tuple] = {}
+        self._text_memo: dict[tuple, tuple] = {}     # text_uris: groups of a match -> _text_uri
         # one Hyperscan scan rules out the redirectors that cannot match
         self.redirector_set = None
         if len(redirectors) > 1:
@@ -570,53 +572,69 @@ class UriExtractor:
         """(_process_text_uri_list) URIs linkified from the rendered text."""
         out = []
         seen: set[str] = set()
+        memo = self._text_memo
         for m in self._matches(lines):
-            g1, g2, g3, schost = m.groups()
-            raw = g1 or g2 or g3
-            if ")" in raw:
-                raw = _PAREN_TAIL(r"\1", raw, 1)
-            raw = _PUNCT_TAIL("", raw, 1)
+            key = m.groups()
+            got = memo.get(key)
+            if got is None:
+                got = self._text_uri(key)
+                if m.end() - m.start() <= _TEXT_MEMO_URI_MAX:
+                    if len(memo) >= _TEXT_MEMO_MAX:
+                        memo.clear()
+                    memo[key] = got
+            raw, res = got
             if raw in seen:
                 continue
             seen.add(raw)
-            if g1 is None and g2 is not None and "@" not in raw:
-                continue
-            if schost is not None and not is_fqdn_valid(schost, True):
-                continue
-            if _CID(raw) is not None or _BARE_SCHEME(raw) is not None:
-                continue
-            types = {"parsed": 1}
-            uri = raw
-            if _KNOWN_SCHEME(uri) is None:
-                if _FTP_HOST(uri) is not None:
-                    uri = "ftp://" + uri
-                elif _WWW_HOST(uri) is not None:
-                    uri = "http://" + uri
-                elif "@" in uri and _SLASH_AT(uri) is not None:
-                    uri = "http://" + uri
-                elif "@" in uri:
-                    if _AT_DOT(uri) is None:
-                        continue
-                    if "&nbsp;" in uri:
-                        continue
-                    uri = "mailto:" + _MAIL_PREFIX("", uri, 1)
-                else:
-                    if "." not in uri:
-                        continue
-                    uri = "http://" + uri
-                    types["unlinked"] = 1
-                types["schemeless"] = 1
-            if _MAILTO_RE(uri) is not None:
-                if "%" in uri and _PCT_ANY_I(uri) is not None:
-                    uri = url_encode(uri)
-                mm = _AT_HOST(uri)
-                if not mm:
-                    continue
-                host = _PCT20_TAIL("", mm.group(1), 1)
-                if not self.rb.is_domain_valid(host):
-                    continue
-            out.append((uri, types))
+            if res is not None:
+                out.append((res[0], dict(res[1])))
         return out
+
+    def _text_uri(self, groups: tuple) -> tuple[str, tuple[str, dict] | None]:
+        """(raw, (uri, types) or None) of one match of self.re: a function of
+        its groups (remembered across messages by text_uris)."""
+        g1, g2, g3, schost = groups
+        raw = g1 or g2 or g3
+        if ")" in raw:
+            raw = _PAREN_TAIL(r"\1", raw, 1)
+        raw = _PUNCT_TAIL("", raw, 1)
+        if g1 is None and g2 is not None and "@" not in raw:
+            return raw, None
+        if schost is not None and not is_fqdn_valid(schost, True):
+            return raw, None
+        if _CID(raw) is not None or _BARE_SCHEME(raw) is not None:
+            return raw, None
+        types = {"parsed": 1}
+        uri = raw
+        if _KNOWN_SCHEME(uri) is None:
+            if _FTP_HOST(uri) is not None:
+                uri = "ftp://" + uri
+            elif _WWW_HOST(uri) is not None:
+                uri = "http://" + uri
+            elif "@" in uri and _SLASH_AT(uri) is not None:
+                uri = "http://" + uri
+            elif "@" in uri:
+                if _AT_DOT(uri) is None:
+                    return raw, None
+                if "&nbsp;" in uri:
+                    return raw, None
+                uri = "mailto:" + _MAIL_PREFIX("", uri, 1)
+            else:
+                if "." not in uri:
+                    return raw, None
+                uri = "http://" + uri
+                types["unlinked"] = 1
+            types["schemeless"] = 1
+        if _MAILTO_RE(uri) is not None:
+            if "%" in uri and _PCT_ANY_I(uri) is not None:
+                uri = url_encode(uri)
+            mm = _AT_HOST(uri)
+            if not mm:
+                return raw, None
+            host = _PCT20_TAIL("", mm.group(1), 1)
+            if not self.rb.is_domain_valid(host):
+                return raw, None
+        return raw, (uri, types)
 
     def detail_list(self, lines: list[bytes], html_all: list[dict]) -> dict[str, dict]:
         """get_uri_detail_list: {raw uri: {"cleaned": [...], "types": {...}, ...}}."""
@@ -657,7 +675,16 @@ class UriExtractor:
             return False
         if valid_domain and not domains:
             return False
-        ent = udl.setdefault(uri, {})
+        ent = udl.get(uri)
+        if ent is None:
+            # a new entry: the keys in the order the merge below gives them
+            ent = udl[uri] = {"truncated": True} if truncated else {}
+            if not types.get("noclean"):
+                ent["cleaned"] = list(cleaned)
+            ent["domains"] = dict(domains)
+            ent["hosts"] = dict(hosts)
+            ent["types"] = dict(types)
+            return True
         if truncated:
             ent["truncated"] = True
         if not types.get("noclean"):
@@ -708,6 +735,8 @@ class UriExtractor:
 
 _CANON_MEMO_MAX = 4096         # URIs remembered (then forgotten all at once)
 _CANON_MEMO_URI_MAX = 1024     # longer ones are not remembered
+_TEXT_MEMO_MAX = 2048          # text_uris: matches remembered (then forgotten all at once)
+_TEXT_MEMO_URI_MAX = 512       # longer ones are not remembered
 _BEFORE_HIT = 256        # >= the 252 characters a host or mailbox may have before its hit
 _PAREN_TAIL = re.compile(r"(^[^(]*)\).*$", re.S).sub
 _PUNCT_TAIL = re.compile(r"[-~!@#^&*()_+=:;\'?,.]*$").sub

@@ -1,0 +1,290 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Per-message loops of the spam engine's eval rules, compiled (twin:
+postier._pure.spameval, where the API is documented): uppercase_counts,
+vertical_words, rfc822_date_fast, run_calls.  The same results as the twin for every
+input (tests/unit/content/test_spam_evals_native.py).
+
+Reads no main.cf parameters.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+
+
+cdef inline bint _ws(unsigned char c) noexcept nogil:
+    # Perl's (and re.A's) \s
+    return c == 32 or (9 <= c <= 13)
+
+
+cdef inline bint _b64(unsigned char c) noexcept nogil:
+    return (65 <= c <= 90) or (97 <= c <= 122) or (48 <= c <= 57) or c == 43 or c == 47 or c == 61
+
+
+cdef bint _words(const unsigned char *p, Py_ssize_t n) noexcept nogil:
+    """/\\S\\s+\\S/: white space between the first and the last non-space byte."""
+    cdef Py_ssize_t a = 0, b = n - 1, i
+    while a < n and _ws(p[a]):
+        a += 1
+    while b > a and _ws(p[b]):
+        b -= 1
+    for i in range(a + 1, b):
+        if _ws(p[i]):
+            return True
+    return False
+
+
+cdef Py_ssize_t _b64_word(const unsigned char *p, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    """[A-Za-z0-9+/=]{60,76} followed by a space at i: the index after the space, or -1."""
+    cdef Py_ssize_t j = i
+    while j < n and j - i <= 76 and _b64(p[j]):
+        j += 1
+    if j - i < 60 or j - i > 76 or j >= n or p[j] != 32:
+        return -1
+    return j + 1
+
+
+def uppercase_counts(list lines, jis):
+    cdef Py_ssize_t ln = 0, n, i
+    cdef Py_ssize_t counts[3]
+    cdef const unsigned char *p
+    cdef bytes line
+    counts[0] = counts[1] = counts[2] = 0
+    for obj in lines:
+        line = <bytes?>obj
+        p = <const unsigned char *>PyBytes_AS_STRING(line)
+        n = PyBytes_GET_SIZE(line)
+        if not _words(p, n):
+            continue
+        i = _b64_word(p, n, 0)
+        if i >= 0 and _b64_word(p, n, i) >= 0:
+            continue
+        if memchr_byte(p, n, 27):
+            line = jis.sub(b"", line)
+            p = <const unsigned char *>PyBytes_AS_STRING(line)
+            n = PyBytes_GET_SIZE(line)
+        ln += n
+        _count_classes(p, n, counts)
+    return (ln, counts[1], counts[2])
+
+
+# byte class for uppercase_counts: 1 [a-z0-9], 2 [A-Z], 0 the rest
+cdef unsigned char _CLASS[256]
+for _c in range(256):
+    _CLASS[_c] = 1 if (97 <= _c <= 122 or 48 <= _c <= 57) else (2 if 65 <= _c <= 90 else 0)
+
+
+cdef inline void _count_classes(const unsigned char *p, Py_ssize_t n, Py_ssize_t *counts) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        counts[_CLASS[p[i]]] += 1
+
+
+cdef inline bint memchr_byte(const unsigned char *p, Py_ssize_t n, unsigned char b) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if p[i] == b:
+            return True
+    return False
+
+
+def vertical_words(list lines):
+    cdef Py_ssize_t v = -1, ln, spaces, non, i, pct
+    cdef const unsigned char *p
+    cdef bytes line
+    for obj in lines:
+        line = <bytes?>obj
+        ln = PyBytes_GET_SIZE(line)
+        if ln <= 5:
+            continue
+        p = <const unsigned char *>PyBytes_AS_STRING(line)
+        spaces = 0
+        for i in range(ln):
+            if p[i] == 32:
+                spaces += 1
+        non = ln - spaces
+        if spaces > non or non == 0:
+            pct = 100
+        else:
+            pct = <Py_ssize_t>((100.0 * spaces) / non)
+        if pct > v:
+            v = pct
+    return v
+
+
+# ---------------------------------------------------------------- dates
+
+cdef int _CUM0[12]
+cdef int _CUM1[12]
+_CUM0[:] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334]
+_CUM1[:] = [0, 31, 60, 91, 121, 152, 182, 213, 244, 274, 305, 335]
+cdef int _MAXD[13]
+_MAXD[:] = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+cdef inline bint _leap(long y) noexcept nogil:
+    return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+
+
+cdef inline bint _uws(Py_UCS4 c) noexcept:
+    return c == 32 or (9 <= c <= 13)
+
+
+cdef inline bint _dig(Py_UCS4 c) noexcept:
+    return 48 <= c <= 57
+
+
+cdef inline bint _alpha(Py_UCS4 c) noexcept:
+    return (65 <= c <= 90) or (97 <= c <= 122)
+
+
+cdef long _days_before(long y) noexcept:
+    """Days from 1970-01-01 to January 1st of y (1970 <= y)."""
+    cdef long d = 0, k
+    for k in range(1970, y):
+        d += 366 if _leap(k) else 365
+    return d
+
+
+def rfc822_date_fast(str date):
+    cdef Py_ssize_t n = len(date), i = 0, j, k
+    cdef long dd, y, month, hh, mi, ss, tzh, tzm, maxd, t, off
+    cdef bint neg
+    while i < n and _uws(date[i]):
+        i += 1
+    # optional "Day," / "Day " then white space
+    if i + 3 <= n and date[i:i + 3] in _DAYS:
+        i += 3
+        if i < n and date[i] == ",":
+            i += 1
+        j = i
+        while i < n and _uws(date[i]):
+            i += 1
+        if i == j:
+            return False
+    # day: 1 or 2 digits, white space
+    j = i
+    dd = 0
+    while i < n and _dig(date[i]) and i - j < 2:
+        dd = dd * 10 + (<long>date[i] - 48)
+        i += 1
+    if i == j or i >= n or not _uws(date[i]):
+        return False
+    while i < n and _uws(date[i]):
+        i += 1
+    # month
+    if i + 3 > n:
+        return False
+    month = 0
+    for k in range(12):
+        if date[i:i + 3] == _MONTHS[k]:
+            month = k + 1
+            break
+    if month == 0:
+        return False
+    i += 3
+    j = i
+    while i < n and _uws(date[i]):
+        i += 1
+    if i == j:
+        return False
+    # year: 4 digits, white space
+    y = 0
+    for k in range(4):
+        if i >= n or not _dig(date[i]):
+            return False
+        y = y * 10 + (<long>date[i] - 48)
+        i += 1
+    j = i
+    while i < n and _uws(date[i]):
+        i += 1
+    if i == j:
+        return False
+    # hh:mm:ss
+    if i + 8 > n or not (_dig(date[i]) and _dig(date[i + 1]) and date[i + 2] == ":" and
+                         _dig(date[i + 3]) and _dig(date[i + 4]) and date[i + 5] == ":" and
+                         _dig(date[i + 6]) and _dig(date[i + 7])):
+        return False
+    hh = (<long>date[i] - 48) * 10 + (<long>date[i + 1] - 48)
+    mi = (<long>date[i + 3] - 48) * 10 + (<long>date[i + 4] - 48)
+    ss = (<long>date[i + 6] - 48) * 10 + (<long>date[i + 7] - 48)
+    i += 8
+    j = i
+    while i < n and _uws(date[i]):
+        i += 1
+    if i == j:
+        return False
+    # zone: [-+]dddd
+    if i + 5 > n or (date[i] != "+" and date[i] != "-"):
+        return False
+    neg = date[i] == "-"
+    for k in range(1, 5):
+        if not _dig(date[i + k]):
+            return False
+    tzh = (<long>date[i + 1] - 48) * 10 + (<long>date[i + 2] - 48)
+    tzm = (<long>date[i + 3] - 48) * 10 + (<long>date[i + 4] - 48)
+    i += 5
+    # optional white space "(Zone)", then white space to the end
+    j = i
+    while i < n and _uws(date[i]):
+        i += 1
+    if i < n:
+        if i == j or date[i] != "(":
+            return False
+        i += 1
+        j = i
+        while i < n and _alpha(date[i]) and i - j < 5:
+            i += 1
+        if i == j or i >= n or date[i] != ")":
+            return False
+        i += 1
+        while i < n and _uws(date[i]):
+            i += 1
+        if i < n:
+            return False
+    if dd < 1:
+        return None
+    if hh > 23:
+        hh = 23
+    if mi > 59:
+        mi = 59
+    if ss > 59:
+        ss = 59
+    maxd = 29 if (month == 2 and _leap(y)) else _MAXD[month]
+    if dd > maxd:
+        dd = 1
+        month += 1
+        if month > 12:
+            month = 1
+            y += 1
+    if y < 1970:
+        y = 1970
+    elif y > 2037:
+        y = 2037
+    t = ((_days_before(y) + (_CUM1[month - 1] if _leap(y) else _CUM0[month - 1]) + dd - 1) * 86400
+         + hh * 3600 + mi * 60 + ss)
+    off = (tzh * 60 + tzm) * 60
+    if neg:
+        return t + off
+    return 0 if t < off else t - off
+
+
+def run_calls(list calls, ctx, dict values):
+    """See the twin: the eval calls of one area, a hit stored in values."""
+    cdef tuple c, args
+    cdef object name, res
+    for c in calls:
+        name = c[0]
+        args = <tuple>c[3]
+        try:
+            if args:
+                res = c[2](ctx, c[1], *args)
+            else:
+                res = c[2](ctx, c[1])
+        except Exception:   # SpamAssassin: a failing eval is "no hit"
+            continue
+        if res and name not in values:
+            if not isinstance(res, (int, float)) or isinstance(res, bool) or res <= 0:
+                res = 1
+            values[name] = res

@@ -1,0 +1,135 @@
+"""Pure-Python twin of postier._native.spameval: per-message loops of the
+spam engine's eval rules (postier.content.spam.evals).
+
+    uppercase_counts(lines, jis)   # MIMEEval check_for_uppercase's counts over body lines
+    vertical_words(lines)          # BodyEval tvd_vertical_words's value
+    rfc822_date_fast(date)         # Util::parse_rfc822_date of a date in the common shape
+    run_calls(calls, ctx, values)  # the engine's eval calls of one area (Run._evals)
+
+uppercase_counts(lines, jis) -> (length, lower, upper): over the lines that
+hold a white-space run between two non-space bytes (Perl /\\S\\s+\\S/) and
+do not start with two base64-looking words (/^(?:[A-Za-z0-9+\\/=]{60,76}
+){2}/), with the ISO-2022-JP spans (`jis`, a compiled bytes regex) removed
+from lines holding an ESC: the summed length, the count of [a-z0-9] and
+the count of [A-Z] bytes.
+
+vertical_words(lines) -> int: the highest percentage of spaces to other
+bytes (100 when spaces outnumber them) over lines longer than 5 bytes, -1
+when there is none.
+
+rfc822_date_fast(date) -> int | None | False: seconds since the epoch for
+a date of the shape "[Mon, ]5 Jan 2020 10:11:12 +0000 [(UTC)]" (white
+space runs anywhere between the fields), computed as
+Util::parse_rfc822_date does (fields clamped, the day past the month's end
+taken as the 1st of the next month, the year to 1970..2037, the zone
+offset applied, never below 0); None for day 0; False for any other shape
+(the caller takes the general way).
+
+The native module gives the same results for every input
+(tests/unit/content/test_spam_evals_native.py).  Reads no main.cf
+parameters.
+"""
+
+from __future__ import annotations
+
+import re
+
+_UC_WORDS = re.compile(rb"\S\s+\S")
+_UC_B64 = re.compile(rb"^(?:[A-Za-z0-9+/=]{60,76} ){2}")
+_LOWER_DIGITS = b"abcdefghijklmnopqrstuvwxyz0123456789"
+_UPPER = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def uppercase_counts(lines: list[bytes], jis: re.Pattern) -> tuple[int, int, int]:
+    kept = []
+    for line in lines:
+        if not _UC_WORDS.search(line):
+            continue
+        if _UC_B64.match(line):
+            continue
+        if b"\x1b" in line:
+            line = jis.sub(b"", line)
+        kept.append(line)
+    # the counts add up over lines: count once on the joined text
+    text = b"".join(kept)
+    n = len(text)
+    return (n, n - len(text.translate(None, _LOWER_DIGITS)),
+            n - len(text.translate(None, _UPPER)))
+
+
+def vertical_words(lines: list[bytes]) -> int:
+    v = -1
+    for line in lines:
+        ln = len(line)
+        if ln <= 5:
+            continue
+        spaces = line.count(b" ")
+        non = ln - spaces
+        pct = 100 if (spaces > non or non == 0) else int(100 * spaces / non)
+        if pct > v:
+            v = pct
+    return v
+
+
+_D_FAST = re.compile(r"\s*(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),?\s+)?(\d{1,2})\s+"
+                     r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\s+(\d{4})\s+"
+                     r"(\d\d):(\d\d):(\d\d)\s+([-+])(\d\d)(\d\d)(?:\s+\([A-Za-z]{1,5}\))?\s*", re.A)
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
+                                       "Sep", "Oct", "Nov", "Dec"), 1)}
+_CUM_DAYS = ((0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334),
+             (0, 31, 60, 91, 121, 152, 182, 213, 244, 274, 305, 335))
+_MAXD = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _leap(y: int) -> bool:
+    return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+
+
+_YEAR_DAYS = {1970: 0}
+for _y in range(1971, 2039):
+    _YEAR_DAYS[_y] = _YEAR_DAYS[_y - 1] + (366 if _leap(_y - 1) else 365)
+
+
+def rfc822_date_fast(date: str) -> int | None | bool:
+    m = _D_FAST.fullmatch(date)
+    if m is None:
+        return False
+    dd, mon, yyyy, hh, mi, ss, sign, tzh, tzm = m.groups()
+    y = int(yyyy)
+    month = _MONTHS[mon]
+    d = int(dd)
+    if d < 1:
+        return None
+    hh = min(int(hh), 23)
+    mi = min(int(mi), 59)
+    ss = min(int(ss), 59)
+    maxd = 29 if month == 2 and _leap(y) else _MAXD[month]
+    if d > maxd:
+        d = 1
+        month += 1
+        if month > 12:
+            month = 1
+            y += 1
+    y = min(max(y, 1970), 2037)
+    t = ((_YEAR_DAYS[y] + _CUM_DAYS[_leap(y)][month - 1] + d - 1) * 86400
+         + hh * 3600 + mi * 60 + ss)
+    off = (int(tzh) * 60 + int(tzm)) * 60
+    if sign == "-":
+        return t + off
+    return 0 if t < off else t - off
+
+
+def run_calls(calls: list, ctx, values: dict) -> None:
+    """Call each eval (name, rule, fn, args) of calls as fn(ctx, rule, *args),
+    in order; a true result is a hit: values[name] becomes the result when it
+    is a positive number (not a bool), else 1, unless name is in values
+    already.  An exception is "no hit" (SpamAssassin's way)."""
+    for name, r, fn, args in calls:
+        try:
+            res = fn(ctx, r, *args)
+        except Exception:  # noqa: BLE001 - SpamAssassin: a failing eval is "no hit"
+            continue
+        if res and name not in values:
+            if not isinstance(res, (int, float)) or isinstance(res, bool) or res <= 0:
+                res = 1
+            values[name] = res

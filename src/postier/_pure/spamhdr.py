@@ -1,0 +1,117 @@
+"""Pure-Python twin of postier._native.spamhdr: the spam engine's header-rule walk.
+
+    header_rules(run, plan, info, vals, pdbs, count, on_match, on_first, terminated)
+    exists_rules(headers, strings, checks)   # names of the exists: rules that hit
+
+header_rules is Run._headers' loop (postier.content.spam.engine): for each
+header group of CompiledRules.header_plan, its value (vals: one per group,
+None when the request is undefined), the group's Hyperscan databases
+(pdbs: hsdb.AreaDatabase.part_dbs, indexed by the group's partition)
+called directly with the match handlers on_match / on_first
+(postier._native.spameng; `terminated` is hyperscan.ScanTerminated), then
+the rules Hyperscan reported (plus the group's "always" rules) confirmed
+unless the report is final.  Groups sharing a partition scan it once per
+distinct value and each keeps the reports of its own rules; hits go
+into run.values as Run.hit puts them, captures through run._capture.
+count(rule, value) counts a `multiple` rule's matches.
+
+exists_rules answers `exists:NAME` rules for plain header names: checks is
+a tuple of (rule name, lower-cased header name); a name hits when the
+message has that header (headers: lower-cased name -> values) or, absent,
+a metadata string of that name (strings).
+
+Same API and results as the compiled module (tests run both).  Reads no
+main.cf parameters.
+"""
+
+from __future__ import annotations
+
+_SEP = b"\x00"
+_TAIL = b"\x00\x00"
+
+
+def header_rules(run, plan: list, info: list, vals: list, pdbs: list, count, on_match,
+                 on_first, terminated) -> None:
+    """Run._headers' walk (see the module docstring).  plan: per group
+    (if-unset, names hit when undefined, rules, "always" rules, negated
+    rules, direct, skip solo databases, partition, members); info: per rule
+    (name, final, negated, multiple, capture, RRule).  Groups sharing a
+    partition (members: their rules as a set, else None) scan it once per
+    distinct value."""
+    values = run.values
+    npd = len(pdbs)
+    scanned: dict = {}
+    for part, (unset, missing, idxs, always, negs, direct, skip, dbpart,
+               members) in enumerate(plan):
+        val = vals[part]
+        if val is None:
+            if unset is None:
+                for name in missing:
+                    if not values.get(name):
+                        values[name] = 1
+                continue
+            val = unset
+        if direct or _SEP in val:
+            hits = None                 # a NUL: no joined form; every rule is a candidate
+            cand = idxs
+        else:
+            got = scanned.get(dbpart) if members is not None else None
+            if got is not None and got[0] == val:
+                found = got[1]
+            else:
+                found = set()
+                if 0 <= dbpart < npd:
+                    pairs, solos = pdbs[dbpart]
+                    buf = _SEP + val + _TAIL
+                    # Database.scan(data, handler, flags, context, scratch), positional
+                    for d, sc in pairs:
+                        d.scan(buf, on_match, 0, found, sc)
+                    if not skip:
+                        for d, sc in solos:
+                            try:
+                                d.scan(buf, on_first, 0, found, sc)
+                            except terminated:
+                                pass
+                if members is not None:
+                    scanned[dbpart] = (val, found)
+            hits = found if members is None else found & members
+            cand = hits.union(always) if always else hits
+            if len(cand) > 1:
+                cand = sorted(cand)
+        matched = None
+        for i in cand:
+            name, final, negate, multiple, capture, rr = info[i]
+            if final and hits is not None and i in hits:
+                n = 1
+            elif multiple:
+                n = count(rr, val)
+            else:
+                n = 1 if rr.search(val) else 0
+            if not n:
+                continue
+            if negate:
+                if matched is None:
+                    matched = set()
+                matched.add(i)
+            else:
+                if multiple:
+                    values[name] = values.get(name, 0) + n
+                elif not values.get(name):
+                    values[name] = 1
+                if capture:
+                    run._capture(rr, val)
+        for i in negs:
+            if matched is None or i not in matched:
+                name = info[i][0]
+                if not values.get(name):
+                    values[name] = 1
+
+
+def exists_rules(headers: dict, strings: dict, checks: tuple) -> list:
+    """The rule names of checks whose header the message has (or whose
+    name has a metadata string)."""
+    out = []
+    for name, lc in checks:
+        if headers.get(lc) or strings.get(lc) is not None:
+            out.append(name)
+    return out
