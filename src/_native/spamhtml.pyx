@@ -12,14 +12,20 @@ CSS backgrounds, relative URIs, the entity table) are the twin's.  What a
 style="..." attribute assigns and where a relative URI leads are remembered
 (bounded memos: functions of the attribute value and of base and URI), the
 one-character "punctuation class" tests of the obfuscation and backhair
-counts are C tests, and only the tags _tests looks at go through it.
+counts are C tests, and only the tags _tests looks at go through it.  So
+are font faces, font sizes and img dimensions (bounded memos of the regex
+answers); white space of one-byte text is collapsed in one C pass, and the
+local-scheme regex of a pushed URI runs only when its first character may
+start one of the scheme names.
 
 Reads no main.cf parameters.
 """
 
 cimport cython
 from libc.math cimport pow
-from cpython.unicode cimport Py_UNICODE_ISSPACE, PyUnicode_DecodeLatin1, PyUnicode_DecodeUTF8
+from cpython.unicode cimport (Py_UNICODE_ISSPACE, PyUnicode_1BYTE_DATA, PyUnicode_DecodeLatin1,
+                              PyUnicode_DecodeUTF8, PyUnicode_GET_LENGTH, PyUnicode_KIND)
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 
 import re
 
@@ -148,9 +154,66 @@ cdef inline bint _punct_class(Py_UCS4 c, bint u) noexcept:
     return not (u and Py_UNICODE_ISSPACE(c))
 
 
+cdef inline bint _ws1(unsigned char c) noexcept nogil:
+    return c == 0x20 or 9 <= c <= 13
+
+
+cdef str _collapse_ws1(str text):
+    """_collapse_ws of a one-byte-kind string: one pass, one new string."""
+    cdef const unsigned char *p = <const unsigned char *>PyUnicode_1BYTE_DATA(text)
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0, o, j
+    cdef unsigned char c
+    cdef unsigned char small[512]
+    cdef unsigned char *out
+    # the first place something changes: a white-space run other than a
+    # single " ", or "\xc2\xa0"
+    while i < n:
+        c = p[i]
+        if _ws1(c):
+            if c == 0x20 and (i + 1 == n or not _ws1(p[i + 1])):
+                i += 1
+                continue
+            break
+        if c == 0xC2 and i + 1 < n and p[i + 1] == 0xA0:
+            break
+        i += 1
+    if i == n:
+        return text
+    if n <= 512:
+        out = &small[0]
+    else:
+        out = <unsigned char *>PyMem_Malloc(n)
+    if out == NULL:
+        raise MemoryError()
+    try:
+        for j in range(i):
+            out[j] = p[j]
+        o = i
+        while i < n:
+            c = p[i]
+            if _ws1(c):
+                i += 1
+                while i < n and _ws1(p[i]):
+                    i += 1
+                out[o] = 0x20
+            elif c == 0xC2 and i + 1 < n and p[i + 1] == 0xA0:
+                i += 2
+                out[o] = 0x20
+            else:
+                out[o] = c
+                i += 1
+            o += 1
+        return PyUnicode_DecodeLatin1(<const char *>out, o, NULL)
+    finally:
+        if out != &small[0]:
+            PyMem_Free(out)
+
+
 cdef str _collapse_ws(str text):
     """_DISPLAY_WS.sub(" ", text): each run of [ \\t\\n\\r\\f\\v] and each
     "\\xc2\\xa0" becomes one space (text itself when nothing changes)."""
+    if PyUnicode_KIND(text) == 1:
+        return _collapse_ws1(text)
     cdef Py_ssize_t i = 0, n = len(text), start = 0, j
     cdef list parts = None
     cdef Py_UCS4 c
@@ -244,6 +307,58 @@ cdef bint _in_style_stack(list ts, str tag) except -1:
             return True
         i -= 1
     return False
+
+
+cdef dict _FACE_MEMO = {}
+
+
+cdef bint _font_face_ok(str face) except -1:
+    """_FONT_FACE_OK matches face (remembered: a pure function; bounded)."""
+    cdef object got = _FACE_MEMO.get(face)
+    if got is None:
+        got = _FONT_FACE_OK.match(face) is not None
+        if len(_FACE_MEMO) >= 4096:
+            _FACE_MEMO.clear()
+        _FACE_MEMO[face] = got
+    return got
+
+
+cdef dict _SIZE_MEMO = {}
+
+
+cdef object _font_size(str v):
+    """(relative, number) of a font size attribute: (True, n) where
+    _RE_LEAD_SIGNED matches (n is added to the base font size), else
+    (False, n) where _RE_LEAD_NUM matches, else None (remembered: a pure
+    function; bounded)."""
+    cdef object got = _SIZE_MEMO.get(v, False)
+    if got is False:
+        m = _RE_LEAD_SIGNED.match(v)
+        if m:
+            got = (True, int(m.group(1)))
+        else:
+            m = _RE_LEAD_NUM.match(v)
+            got = (False, int(m.group(1))) if m else None
+        if len(_SIZE_MEMO) >= 4096:
+            _SIZE_MEMO.clear()
+        _SIZE_MEMO[v] = got
+    return got
+
+
+cdef dict _DIM_MEMO = {}
+
+
+cdef object _dim(str v):
+    """(number, is a percentage) of an img width/height matching _RE_DIM,
+    else None (remembered: a pure function; bounded)."""
+    cdef object got = _DIM_MEMO.get(v, False)
+    if got is False:
+        m = _RE_DIM.match(v)
+        got = (int(m.group(1)), bool(m.group(2))) if m else None
+        if len(_DIM_MEMO) >= 4096:
+            _DIM_MEMO.clear()
+        _DIM_MEMO[v] = got
+    return got
 
 
 cdef dict _RGB = {}
@@ -1420,12 +1535,20 @@ cdef class HtmlRenderer:
         uri = self.canon_uri(uri)
         if uri == "":
             return
-        if _RE_SCHEME_LOCAL.match(uri):
-            self.uri.setdefault(uri, {}).setdefault("types", {})[typ] = 1
+        cdef Py_UCS4 c0 = uri[0]
+        cdef dict ent
+        # (the regex only where the first character may start one of its
+        # words: any non-ASCII one too, for re.I's Unicode case folding)
+        if (c0 >= 0x80 or c0 in "dDmMfFcCtT") and _RE_SCHEME_LOCAL.match(uri):
+            target = uri
         else:
             target = _target_uri(self.base_href or "", uri)
-            if target != "":
-                self.uri.setdefault(target, {}).setdefault("types", {})[typ] = 1
+            if target == "":
+                return
+        ent = self.uri.get(target)
+        if ent is None:
+            ent = self.uri[target] = {}
+        ent.setdefault("types", {})[typ] = 1
 
     cdef void _html_uri(self, str tag, dict attr) except *:
         if tag in ("body", "table", "tr", "td"):
@@ -1535,13 +1658,9 @@ cdef class HtmlRenderer:
             if name in ("text", "color"):
                 new["fgcolor"] = _rgb(val)
             elif name == "size":
-                m = _RE_LEAD_SIGNED.match(val)
-                if m:
-                    new["size"] = self.basefont + int(m.group(1))
-                else:
-                    m = _RE_LEAD_NUM.match(val)
-                    if m:
-                        new["size"] = int(m.group(1))
+                m = _font_size(val)
+                if m is not None:
+                    new["size"] = self.basefont + m[1] if m[0] else m[1]
             elif name == "style":
                 new["style"] = val
                 for k, v in _css_ops(val):
@@ -1592,7 +1711,7 @@ cdef class HtmlRenderer:
 
     cdef void _tests(self, str tag, dict attr) except *:
         if tag == "font" and "face" in attr:
-            if not _FONT_FACE_OK.match(attr["face"] or ""):
+            if not _font_face_ok(attr["face"] or ""):
                 self.results["font_face_bad"] = 1
         if tag == "img":
             if self.inside.get("a", 0) > 0:
@@ -1608,12 +1727,12 @@ cdef class HtmlRenderer:
                     self.anchor.append("<img>\n")
             if "width" in attr and "height" in attr:
                 width = height = 0
-                m = _RE_DIM.match(attr["width"] or "")
-                if m:
-                    width = int(m.group(1)) * (8 if m.group(2) else 1)
-                m = _RE_DIM.match(attr["height"] or "")
-                if m:
-                    height = int(m.group(1)) * (6 if m.group(2) else 1)
+                m = _dim(attr["width"] or "")
+                if m is not None:
+                    width = m[0] * (8 if m[1] else 1)
+                m = _dim(attr["height"] or "")
+                if m is not None:
+                    height = m[0] * (6 if m[1] else 1)
                 if width <= 0:
                     width = 200
                 if height <= 0:

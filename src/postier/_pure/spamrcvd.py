@@ -5,6 +5,8 @@ Received-line formats behind postier.content.spam.received.
     L = Line(s, cache, compile_fn)          # cache: {pattern or (pattern, flags): entry}
     if L.m(r"^(\\S+) \\(\\[(${IP})\\]\\) by (\\S+) "): ip = L[2]
     L.sub(r"^from ", "")                    # first match replaced; True when replaced
+    L.cut_prefix("from ")                   # the same without a regex (a literal prefix)
+    L.replace_first(")by ", ") by ")        # sub() of a literal, without a regex
     p = Parser(cache, compile_fn)           # compile_fn(pattern, flags) -> entry
     p.parse_line(value)     # the relay's fields (dict), 0 (skip: no handover), None (unparseable)
     parser_patterns()       # every (pattern, flags) the table uses, to compile up front
@@ -16,8 +18,12 @@ patterns anchored at the start, a program over the first tokens of the line
 space, "[" right after the next).  When the line lacks them the search is
 skipped, so most of the ~40 formats tried on a line cost a substring test
 instead of a regex search.  Results are exactly those of `re.search` on the
-line.  Parser is SpamAssassin's Metadata::Received parse_received_line, the
-same text as the Cython module's (which types L as Line).
+line.  A format that matched ends the table with `return S(v, ...)` (no
+exception); an edit that keeps a prefix or suffix of the line (cut_prefix,
+the date cut off its end) keeps what is known about the old line that still
+holds (native: its pair mask, a superset of the new line's).  Parser is
+SpamAssassin's Metadata::Received parse_received_line, the same text as the
+Cython module's (which types L as Line).
 
 Parameters read: none.
 """
@@ -334,13 +340,33 @@ class Line:
         self._g = e[0].search(self.s)
         return self._g is not None
 
-    def _set_s(self, s: str) -> None:
+    def _set_s(self, s: str, part: bool = False) -> None:
+        """s becomes the line; part: it is a prefix or suffix of the old one
+        (then "no whitespace but spaces" still holds if it held)."""
         if self._pend is not None:  # g belongs to the line before the change
             self._g = self._pend.search(self.s)
             self._pend = None
         self.s = s
         self._lower = None
-        self._plain = None
+        if not part or not self._plain:
+            self._plain = None
+
+    def cut_prefix(self, p: str) -> bool:
+        """sub(re.escape(p) anchored at the start, ""): drop p from the start
+        of the line if it is there (True when it was)."""
+        if not self.s.startswith(p):
+            return False
+        self._set_s(self.s[len(p):], True)
+        return True
+
+    def replace_first(self, old: str, new: str) -> bool:
+        """sub(re.escape(old), new) without a regex: the first occurrence of
+        old replaced (True when there was one)."""
+        i = self.s.find(old)
+        if i < 0:
+            return False
+        self._set_s(self.s[:i] + new + self.s[i + len(old):])
+        return True
 
     def sub(self, pat: str, repl: str, flags: int = 0) -> bool:
         e = self._entry(pat, flags)
@@ -362,6 +388,9 @@ class Line:
         if m is None:
             return False
         # (a replacement without a backslash is itself: no template to parse)
+        if not repl and m.end() == len(s):          # a tail cut off
+            self._set_s(s[:m.start()], True)
+            return True
         self._set_s(s[:m.start()] + (m.expand(repl) if "\\" in repl else repl) + s[m.end():])
         return True
 
@@ -409,9 +438,6 @@ _HELO_PAT = r"\bhelo=([" + _HC + r"]+)(?:[^" + _HC + r"]|$)"
 _HELO_CMD_PAT = r"\b(?:HELO|EHLO) ([" + _HC + r"]+)(?:[^" + _HC + r"]|$)"
 
 
-class _Enough(Exception):
-    pass
-
 
 class Parser:
     """Metadata::Received's parse_received_line over SpamAssassin's table of
@@ -448,7 +474,7 @@ class Parser:
         # the date: searched from _date_floor on, where the first match must start
         L.sub_from(r"[\s;]+(?:(?:Mon|T(?:ue|hu)|Wed|Fri|S(?:at|un)), )?\d+ (?:J(?:an|u[nl])|Feb|Ma[ry]|"
                    r"A(?:pr|ug)|Sep|Oct|Nov|Dec) \d+ \d+:\d+(?::\d+)? \S+$", "", _date_floor(L.s))
-        L.sub(r"\)by ", ") by ")
+        L.replace_first(")by ", ") by ")
         if L.m(r" id <?([^\s<>;]{3,})"):
             v["id"] = L[1]
         if L.m(_HELO_PAT):
@@ -458,13 +484,7 @@ class Parser:
         if L.m(r" by (\S+)(?:[^-A-Za-z0-9\;\.]|$)"):
             v["by"] = L[1]
         self._auth(L, v)
-        try:
-            res = self._body(L, v)
-            if res is not True:
-                return res
-        except _Enough:
-            pass
-        return v
+        return self._body(L, v)
 
     def _auth(self, L, v: dict) -> None:
         if L.m(r" by ") and L.m(r" with ((?:ES|L|UTF8S|UTF8L)MTPS?A|ASMTP|HTTP[SU]?)(?: |;|$)", _I):
@@ -489,31 +509,31 @@ class Parser:
         elif L.m(r" by ") and L.m(r" \(via (HTTP.?)\)(?: |;|$)", _I):
             v["auth"] = L[1]
 
-    def _set(self, v: dict, **kw) -> None:
+    def _set(self, v: dict, **kw) -> dict:
         v.update(kw)
-        raise _Enough
+        return v
 
     def _body(self, L, v: dict):
-        """The format table; raises _Enough when a format matched, returns 0
-        to skip the line, None when it cannot be parsed, True to go on."""
+        """The format table: v (its fields filled in) when a format matched,
+        0 to skip the line, None when it cannot be parsed."""
         S = self._set
-        if L.sub(r"^from ", ""):
+        if L.cut_prefix("from "):
             if L.m(r"(?:return-path:? |envelope-(?:sender|from)[ =])(\S+)\b", _I):
                 v["envfrom"] = L[1]
             if L.m(r" \((?:SquirrelMail|NaSMail) authenticated user "):
                 if L.m(r"(${IP})\b(?![.-]).{10,80}by (\S+) with HTTP"):
-                    S(v, ip=L[1], by=L[2])
+                    return S(v, ip=L[1], by=L[2])
             if L.m(r"aol\.com") and L.m(r"with HTTP \(WebMailUI\)"):
                 if L.m(r"(${IP}) by (\S+) \(${IP}\) with HTTP \(WebMailUI\)"):
-                    S(v, ip=L[1], by=L[2])
+                    return S(v, ip=L[1], by=L[2])
             if L.m(r" SMTPSVC"):
                 if L.m(r"^(\S*) \(\[(${IP})\][^\)]{0,40}\) by (\S+) with Microsoft SMTPSVC"):
-                    S(v, helo=L[1], ip=L[2], by=L[3])
+                    return S(v, helo=L[1], ip=L[2], by=L[3])
                 if L.m(r"^mail pickup service by (\S+) with Microsoft SMTPSVC$"):
                     return 0
             elif L.m(r" with (?:Microsoft SMTP Server|mapi id) (?:\([^\)]+\) )?\d+\.\d+\.\d+\.\d+(?:$| )"):
                 if L.m(r"^(\S+) \(\[?(${IP})(?:%[A-Z0-9._~-]*)?\]?\) by (\S+) "):
-                    S(v, helo=L[1], ip=L[2], by=L[3], id="")
+                    return S(v, helo=L[1], ip=L[2], by=L[3], id="")
             elif L.m(r"\[XMail "):
                 if L.m(r"^(\S+) \((\[?${IP}\]?)(?::\d+)\) by (\S+)(?: \(\S+\))? with \[XMail"):
                     helo, ip, by = L[1], L[2], L[3]
@@ -521,12 +541,12 @@ class Parser:
                         v["id"] = L[1]
                     if L.m(r" from <(\S+)>"):
                         v["envfrom"] = L[1]
-                    S(v, helo=helo, ip=ip, by=by)
+                    return S(v, helo=helo, ip=ip, by=by)
             elif L.m(r"\(ecelerity\b"):
                 if L.m(r"^\(\[(${IP}):\d+\] helo=(\S+)\) by (\S+) "):
-                    S(v, ip=L[1], helo=L[2], by=L[3])
+                    return S(v, ip=L[1], helo=L[2], by=L[3])
                 if L.m(r"^\S+ \(\[(${IP}):\d+\]\) by (\S+) "):
-                    S(v, ip=L[1], by=L[2])
+                    return S(v, ip=L[1], by=L[2])
             elif L.m(r"Exim"):
                 if L.m(r"\bwith local(?:-\S+)? "):
                     return 0
@@ -539,7 +559,7 @@ class Parser:
                     m = _IDENT_EQ(sub)
                     if m:
                         v["ident"] = m.group(1)
-                    S(v, ip=ip, by=by)
+                    return S(v, ip=ip, by=by)
                 if L.m(r"^(\S+) \(\[(${IP})\](.*?)\) by (\S+) "):
                     rdns, ip, sub, by = L[1], L[2], L[3], L[4]
                     v["helo"] = rdns
@@ -550,9 +570,9 @@ class Parser:
                     m = _IDENT_EQ(sub)
                     if m:
                         v["ident"] = m.group(1)
-                    S(v, rdns=rdns, ip=ip, by=by)
+                    return S(v, rdns=rdns, ip=ip, by=by)
                 if L.m(r"^(\S+) \[(${IP})\](:\d+)? by (\S+) "):
-                    S(v, rdns=L[1], ip=L[2], helo=L[1], by=L[4])
+                    return S(v, rdns=L[1], ip=L[2], helo=L[1], by=L[4])
                 if L.m(r"^(\S+) "):
                     v["rdns"] = L[1]
                 if L.m(r" \((\S+)\) "):
@@ -562,20 +582,20 @@ class Parser:
                 if L.m(r"by (\S+) "):
                     v["by"] = L[1]
                     if v["ip"]:
-                        raise _Enough
+                        return v
             elif L.m(r" \(Postfix\) with"):
                 if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) by (\S+) "):
-                    S(v, dns=True, helo=L[1], rdns="" if L[2] == "unknown" else L[2], ip=L[3], by=L[4])
+                    return S(v, dns=True, helo=L[1], rdns="" if L[2] == "unknown" else L[2], ip=L[3], by=L[4])
                 if L.m(r"^(\S+) \((\S+)\[(${IP})\]\) by (\S+) "):
-                    S(v, dns=True, helo=L[1], rdns="" if L[2] == "unknown" else L[2], ip=L[3], by=L[4])
+                    return S(v, dns=True, helo=L[1], rdns="" if L[2] == "unknown" else L[2], ip=L[3], by=L[4])
             elif L.m(r"\(Scalix SMTP Relay"):
                 if L.m(r"^(\S+) \( ?(${IP})\) by (\S+)"):
-                    S(v, helo=L[1], ip=L[2], by=L[3])
+                    return S(v, helo=L[1], ip=L[2], by=L[3])
             elif L.m(r" \(Lotus Domino "):
                 if L.m(r"^(\S+) \(\[(${IP})\]\) by (\S+) \(Lotus"):
-                    S(v, dns=False, helo=L[1], ip=L[2], by=L[3])
+                    return S(v, dns=False, helo=L[1], ip=L[2], by=L[3])
             if L.m(r"\bwith HTTP\b") and L.m(r"^(${IP}) \(\[${IP}\]\) by (\S+)"):
-                S(v, ip=L[1], by=L[2])
+                return S(v, ip=L[1], by=L[2])
             if not L.m(r" by \S+ \(qmail-\S+\) with "):
                 if L.m(r"^(\S+) \((\S+) \[(${IP})\].*\) by (\S+) \("):
                     helo, rdns, ip, by = L[1], L[2], L[3], L[4]
@@ -587,30 +607,30 @@ class Parser:
                     if m:
                         v["ident"] = m.group(1)
                         rdns = rdns[m.end():]
-                    S(v, dns=True, helo=helo, rdns=rdns, ip=ip, by=by)
+                    return S(v, dns=True, helo=helo, rdns=rdns, ip=ip, by=by)
             if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) by (\S+) with \S+ \("):
-                S(v, dns=True, rdns=L[2], ip=L[3], helo=L[1], by=L[4])
+                return S(v, dns=True, rdns=L[2], ip=L[3], helo=L[1], by=L[4])
             if L.m(r"^(\S+) \(\[(${IP})\] helo=(\S+)\) by (\S+) with "):
-                S(v, rdns=L[1], ip=L[2], helo=L[3], by=L[4])
+                return S(v, rdns=L[1], ip=L[2], helo=L[3], by=L[4])
             if L.m(r"^(\S+) \(<unknown\S*>\[(${IP})\]\) by (\S+) "):
-                S(v, helo=L[1], ip=L[2], by=L[3])
+                return S(v, helo=L[1], ip=L[2], by=L[3])
             if L.m(r"^(\S+) \((\S+\.\S+)\[(${IP})\]\) by (\S+) "):
-                S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
+                return S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
             if L.m(r"^(\S+) \((\S*)\@\[(${IP})\].*\) by (\S+) \("):
-                S(v, dns=True, helo=L[1], ip=L[3], by=L[4], ident=L[2])
+                return S(v, dns=True, helo=L[1], ip=L[3], by=L[4], ident=L[2])
             if L.m(r"by (\S+\.hotmail\.msn\.com) "):
                 v["by"] = L[1]
                 if L.m(r"^(${IP}) "):
                     v["ip"] = L[1]
-                raise _Enough
+                return v
             if L.m(r"^(\S+) \((?:HELO|EHLO) (\S*)\) \((${IP})\) by (\S+) \(qpsmtpd/\S+\) with (?:ESMTP|SMTP)"):
-                S(v, rdns=L[1], helo=L[2], ip=L[3], by=L[4])
+                return S(v, rdns=L[1], helo=L[2], ip=L[3], by=L[4])
             if L.m(r"^(\S+) \(LHLO (\S*)\) \((${IP})\) by (\S+) with LMTP"):
-                S(v, rdns=L[1], helo=L[2], ip=L[3], by=L[4])
+                return S(v, rdns=L[1], helo=L[2], ip=L[3], by=L[4])
             if L.m(r"^(\S+) \((?:HELO|EHLO) (\S*)\) \[(${IP})\] by (\S+) \([^\)]+\) with (?:ESMTP|SMTP)"):
-                S(v, rdns=L[1], helo=L[2], ip=L[3], by=L[4])
+                return S(v, rdns=L[1], helo=L[2], ip=L[3], by=L[4])
             if L.m(r"^(\S+) \(\[(${IP})\]\) by (\S+) via smtpd \(for \S+\) with SMTP\("):
-                S(v, helo=L[1], ip=L[2], by=L[3])
+                return S(v, helo=L[1], ip=L[2], by=L[3])
             # SpamAssassin's `by \S+( \(.+\))* with` written `by \S+(?: \(.+\))? with`: the
             # same strings (one " (.+)" takes in any more), without the exponential
             # backtracking, and with a look-ahead that fails fast on most lines (the
@@ -628,95 +648,95 @@ class Parser:
                     v["dns"] = True
                 else:
                     v["rdns"] = ""
-                raise _Enough
+                return v
             if L.m(r" via HTTP$") and L.m(r"^\[(${IP})\] by (\S+) via HTTP$"):
-                S(v, ip=L[1], by=L[2])
+                return S(v, ip=L[1], by=L[2])
             if L.m(r"^(\S+) \( \[(${IP})\]\).*? by (\S+) "):
-                S(v, ip=L[2], by=L[3])
+                return S(v, ip=L[2], by=L[3])
             if L.m(r"^\((\S+) \[(${IP})\]\) by (\S+) "):
-                S(v, helo=L[1], ip=L[2], by=L[3])
+                return S(v, helo=L[1], ip=L[2], by=L[3])
             if L.m(r"^\[(${IP})\] by (\S+) "):
-                S(v, ip=L[1], by=L[2])
+                return S(v, ip=L[1], by=L[2])
             if L.m(r"^\(\[?(${IP})\]?\) by (\S+) "):
-                S(v, ip=L[1], by=L[2])
+                return S(v, ip=L[1], by=L[2])
             if L.m(r"^(\S+) \[(${IP})\] by (\S+) \[${IP}\] with "):
-                S(v, dns=True, helo=L[1], ip=L[2], by=L[3])
+                return S(v, dns=True, helo=L[1], ip=L[2], by=L[3])
             if L.m(r"^(\S+) \[\((${IP})\)\] by (\S+) \(${IP}\) "):
-                S(v, helo=L[1], ip=L[2], by=L[3])
+                return S(v, helo=L[1], ip=L[2], by=L[3])
             if L.m(r"^(\S+) \(\[(${IP})\]\) by (\S+) \("):
-                S(v, dns=True, helo=L[1], ip=L[2], by=L[3])
+                return S(v, dns=True, helo=L[1], ip=L[2], by=L[3])
             if L.m(r"^(\S+) \((\S+) \[(${IP})\]\).*? by (\S+)\b"):
                 if L[2] == "softdnserr":
                     v["dns"] = False
                 else:
                     v["dns"] = True
                     v["rdns"] = L[2]
-                S(v, helo=L[1], ip=L[3], by=L[4])
+                return S(v, helo=L[1], ip=L[3], by=L[4])
             if L.m(r"^(\S+) \(\[(${IP})(?:[.:]\d+)?\]\).*? by (\S+) "):
-                S(v, dns=True, helo=L[1], ip=L[2], by=L[3])
+                return S(v, dns=True, helo=L[1], ip=L[2], by=L[3])
             if L.m(r"^(\S+) \((\S+) \[(${IP})\]\)(?: \(authenticated bits=\d+\))? by (\S+) \("):
-                S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
+                return S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
             if L.m(r"with (?:POP3|IMAP)"):
                 self.pop_fetcher = True
                 return 0
             if L.m(r"^(\S+) \((?:HELO|EHLO) ([^\)]*)\) \((\S*@)?\[?(${IP})\]?\).* by (\S+) "):
                 ident = L[3] if L[3] is not None else ""
-                S(v, dns=True, rdns=L[1], helo=L[2], ident=ident[:-1] if ident.endswith("@") else ident,
+                return S(v, dns=True, rdns=L[1], helo=L[2], ident=ident[:-1] if ident.endswith("@") else ident,
                   ip=L[4], by=L[5])
             if L.m(r"^(\S+) \((\S*@)?\[?(${IP})\]?\).* by (\S+) "):
                 ident = L[2] if L[2] is not None else ""
-                S(v, dns=True, rdns=L[1], helo=L[1], ident=ident[:-1] if ident.endswith("@") else ident,
+                return S(v, dns=True, rdns=L[1], helo=L[1], ident=ident[:-1] if ident.endswith("@") else ident,
                   ip=L[3], by=L[4])
             if L.m(r" with http for ") and L.m(r"^\[(${IP})\] by (\S+) with http for "):
-                S(v, ip=L[1], by=L[2])
+                return S(v, ip=L[1], by=L[2])
             if L.m(r" via smap ") and L.m(r"^(\S+)\((${IP})\) by (\S+) via smap "):
-                S(v, dns=True, rdns=L[1], ip=L[2], by=L[3])
+                return S(v, dns=True, rdns=L[1], ip=L[2], by=L[3])
             if L.m(r"^(\S+)\((${IP}), (?:HELO|EHLO) (\S*)\) by (\S+) via smap "):
-                S(v, dns=True, rdns=L[1], ip=L[2], helo=L[3], by=L[4])
+                return S(v, dns=True, rdns=L[1], ip=L[2], helo=L[3], by=L[4])
             if L.m(r" \(Post") and L.m(r"^\[(${IP})\] by (\S+) \(Post"):
-                S(v, ip=L[1], by=L[2])
+                return S(v, ip=L[1], by=L[2])
             if L.m(r" \(ArGoSoft") and L.m(r"^\[(${IP})\] by (\S+) \(ArGoSoft"):
-                S(v, ip=L[1], by=L[2])
+                return S(v, ip=L[1], by=L[2])
             if L.m(r"^(${IP}) by (\S+) \((?:SMTPL|InterScan)\b"):
-                S(v, ip=L[1], by=L[2])
+                return S(v, ip=L[1], by=L[2])
             if L.m(r" with BSMTP") and L.m(r"^\S+ by \S+ with BSMTP"):
                 return 0
             if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) by (\S+) with "):
-                S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
+                return S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
             if L.m(r"^(\S+) \((?:HELO|EHLO) (\S*)\) \((?:(\S+)\@)?(${IP}).*?\) by (\S+) with "):
                 if L[3] is not None:
                     v["ident"] = L[3]
-                S(v, dns=True, rdns=L[1], helo=L[2], ip=L[4], by=L[5])
+                return S(v, dns=True, rdns=L[1], helo=L[2], ip=L[4], by=L[5])
             if L.m(r"^\[(${IP})\] \((?:account \S+ )?(?:HELO|EHLO) (\S*)\) by (\S+) \("):
-                S(v, ip=L[1], helo=L[2], by=L[3])
+                return S(v, ip=L[1], helo=L[2], by=L[3])
             if L.m(r" \(CommuniGate Pro") and L.m(r"^(\S+) \(\[(${IP})\] verified\) by (\S+) \("):
-                S(v, dns=True, rdns=L[1], helo=L[1], ip=L[2], by=L[3])
+                return S(v, dns=True, rdns=L[1], helo=L[1], ip=L[2], by=L[3])
             if L.m(r"^\(\[(${IP})\]\) by (\S+) with "):
-                S(v, ip=L[1], by=L[2])
+                return S(v, ip=L[1], by=L[2])
             if L.m(r"^([^\d]\S+) \((${IP})\) by (\S+) "):
-                S(v, helo=L[1], ip=L[2], by=L[3])
+                return S(v, helo=L[1], ip=L[2], by=L[3])
             if L.m(r"^\S+ \(\S+\) by \S+ \(Content Technologies "):
                 return 0
             if L.m(r"^(\S+) \(\[(${IP})\] \[(\S+)\]\) by (\S+) with "):
-                S(v, helo=L[1], ip=L[2], by=L[4])
+                return S(v, helo=L[1], ip=L[2], by=L[4])
             if L.m(r"^(${IP}) by (\S+) with "):
-                S(v, ip=L[1], by=L[2])
+                return S(v, ip=L[1], by=L[2])
             if L.m(r"^(\S+) \((\S+)\[(${IP})\]\) by (\S+) "):
-                S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
+                return S(v, dns=True, helo=L[1], rdns=L[2], ip=L[3], by=L[4])
             if L.m(r"^\[(${IP})\]\S+ \((?:HELO|EHLO) (\S*)\) by (\S+) "):
-                S(v, ip=L[1], helo=L[2], by=L[3])
+                return S(v, ip=L[1], helo=L[2], by=L[3])
             if L.m(r"^(${IP}) \((?:HELO|EHLO) (\S*)\) by (\S+) "):
-                S(v, ip=L[1], helo=L[2], by=L[3])
+                return S(v, ip=L[1], helo=L[2], by=L[3])
             if L.m(r"^(\S+) \[(${IP})\] by (\S+) "):
-                S(v, helo=L[1], ip=L[2], by=L[3])
+                return S(v, helo=L[1], ip=L[2], by=L[3])
             if L.m(r"^(\S+)\((${IP})\) by (\S+) "):
-                S(v, rdns=L[1], ip=L[2], by=L[3])
+                return S(v, rdns=L[1], ip=L[2], by=L[3])
             if L.m(r"^\[(${IP})\] by (\S+) \(MailGate "):
-                S(v, ip=L[1], by=L[2])
+                return S(v, ip=L[1], by=L[2])
             if L.m(r"^(\S+) \(unverified \[(${IP})\]\) by (\S+) "):
-                S(v, helo=L[1], ip=L[2], by=L[3])
+                return S(v, helo=L[1], ip=L[2], by=L[3])
             if L.m(r"^(${IP}) \([A-Za-z][^\)]+\) by (\S+) with "):
-                S(v, ip=L[1], by=L[2])
+                return S(v, ip=L[1], by=L[2])
             if L.m(r"^\[(${IP})\] \(([^\)]+)\) by (\S+) "):
                 ip, sub, by = L[1], L[2], L[3]
                 m = _HELO_EQ(sub)
@@ -726,18 +746,18 @@ class Parser:
                 m = _IDENT_EQ(sub)
                 if m:
                     v["ident"] = m.group(1)
-                S(v, ip=ip, by=by)
+                return S(v, ip=ip, by=by)
             if L.m(r"^(\S+) \((?:\S+\@)?(${IP})\) by (\S+) with "):
-                S(v, rdns=L[1], ip=L[2], by=L[3])
+                return S(v, rdns=L[1], ip=L[2], by=L[3])
             if L.m(r"^(\S+)\((${IP})\)(?:, claiming to be \"(\S+)\")? via \S+ by (\S+),"):
                 v.update(rdns=L[1], ip=L[2], helo=L[3] if L[3] is not None else "", by=L[4])
                 if L[1] != "UNKNOWN":
                     v["dns"] = True
-                raise _Enough
+                return v
             if L.m(r"^(\S+) \((\S+)@(${IP}) with login\) by (\S+\.yahoo\.com) with SMTP"):
-                S(v, helo=L[1], ip=L[3], by=L[4])
+                return S(v, helo=L[1], ip=L[3], by=L[4])
             if L.m(r"^X-Originating-IP: (${IP})$"):
-                S(v, ip=L[1], by="")
+                return S(v, ip=L[1], by="")
             # stuff to ignore
             for pat in (r"^\S+ \([^\s\@]+\@${LOCALHOST}\) by \S+ \(",
                         r"^\S+ \S+ by \S+ with local-e?smtp ",
@@ -779,12 +799,12 @@ class Parser:
                     return 0
             if not v["helo"] and L.m(r"^(\S+)[^-A-Za-z0-9\.]"):
                 v["helo"] = L[1]
-        elif L.sub(r"^FROM ", ""):
+        elif L.cut_prefix("FROM "):
             if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) BY (\S+) (?:\([^\)]+\) WITH SMTP )?ID <?(\S+?)>?(?: FOR <[^>]+>)?$"):
-                S(v, dns=True, helo=L[1], rdns="" if L[2] == "unverified" else L[2], ip=L[3], by=L[4], id=L[5])
-        elif L.sub(r"^\(from ", ""):
+                return S(v, dns=True, helo=L[1], rdns="" if L[2] == "unverified" else L[2], ip=L[3], by=L[4], id=L[5])
+        elif L.cut_prefix("(from "):
             if L.m(r"^(\S*) \[(${IP})\]\) by (\S+) \(NAVGW .*?\) with "):
-                S(v, helo=L[1], ip=L[2], by=L[3])
+                return S(v, helo=L[1], ip=L[2], by=L[3])
             if L.m(r"^\S+\@localhost\) by \S+ "):
                 return 0
             if L.m(r"^[^\s\@]+\@[^)]+\) by \S+\(jqueuemail\) id [^\s;]+"):
@@ -792,6 +812,6 @@ class Parser:
         if not v["ip"] and L.m(r"\[(${IP})\]"):
             v["ip"] = L[1]
         if v["ip"] and v["by"]:
-            raise _Enough
+            return v
         return None
     # --- end parser ---

@@ -95,6 +95,26 @@ def _undef(v: str) -> bool:
     return v == "undef"
 
 
+# regexes of the eval functions below, compiled once (the same patterns and
+# flags as the inline calls they replace)
+_MAILTO_I = re.compile(r"^mailto:", re.I).match
+_HTTP_HOST_I = re.compile(r"^https?://([^/:?#]+)", re.I).match
+_HTTPS_HOST_I = re.compile(r"https://([^\s/:?#]+)", re.I).search
+_LOCALHOST_RE = re.compile(r"^localhost(?:\.localdomain)?$").match
+_DOTTED4_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$").match
+_DOTTED4_Z_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+\Z").match
+_BRACKETED_RE = re.compile(r"^\[(.*)\]\Z").match
+_ALPHA_RE = re.compile(r"[a-zA-Z]").search
+_TLD_SHAPE_RE = re.compile(r"(?:\S{3,}|ie|fr|de)").search
+_DOTCOM_HELO_I = re.compile(r"(?:\.|^)(lycos\.com|lycos\.co\.uk|hotmail\.com|localhost\.com|excite\.com|"
+                            r"caramail\.com|cs\.com|aol\.com|msn\.com|yahoo\.com|drizzle\.com)$", re.I).search
+_DOTS_SUB = re.compile(r"\.+").sub
+_AT_REST_S = re.compile(r"@(.*)", re.S).search
+_ISO_CHARSET_I = re.compile(r"iso-\S+-\S+\b", re.I).search
+_LETTER_I = re.compile(r"[a-z]", re.I).search
+_RATIO_SHAPE = re.compile(r"\d{0,3}\.\d{1,3}").fullmatch
+_BASE64_CTE = re.compile(r"base64\n?").fullmatch
+
 _NUMS: dict[str, float] = {}
 
 
@@ -350,7 +370,7 @@ class EvalContext:
             addrs = []
             for h in ("From:addr", "Envelope-Sender:addr", "Resent-Sender:addr",
                       "X-Envelope-From:addr", "EnvelopeFrom:addr"):
-                addrs += [re.sub(r"\.+", ".", a) for a in self.get_list(h) if a != ""]
+                addrs += [_DOTS_SUB(".", a) for a in self.get_list(h) if a != ""]
         out = list(dict.fromkeys(addrs))
         self.cache["all_from"] = out
         return out
@@ -686,7 +706,7 @@ def _recipients(ctx):
     similar = 0.0
     if len(address) >= 5:
         user = [a[:2] for a in address]
-        fqhn = [(re.search(r"@(.*)", a, re.S).group(1) if "@" in a else None) for a in address]
+        fqhn = [(_AT_REST_S(a).group(1) if "@" in a else None) for a in address]
         host = [f[:2] if f is not None else None for f in fqhn]
         hits = comb = 0
         for i in range(len(address)):
@@ -1264,10 +1284,10 @@ def _mime_header(ctx, st, ctype, cte, cd, charset):
                                       r"ascii|iso646-us|us|ibm367|cp367|csascii)", charset)) and \
             not (cd and re.match(r"^(?:attachment|inline)", cd)):
         st["mime_base64_encoded_text"] = 1
-    if re.search(r"iso-\S+-\S+\b", charset, re.I) and \
+    if _ISO_CHARSET_I(charset) and \
             not re.search(r"iso-(?:8859-\d{1,2}|2022-(?:jp|kr))\b", charset):
         st["mime_bad_iso_charset"] = 1
-    if re.search(r"[a-z]", charset, re.I):
+    if _LETTER_I(charset):
         st["mime_html_charsets"] = charset if "mime_html_charsets" not in st else \
             st["mime_html_charsets"] + " " + charset
 
@@ -1316,7 +1336,7 @@ def check_for_ascii_text_illegal(ctx, rule):
 
 @ev()
 def check_abundant_unicode_ratio(ctx, rule, ratio):
-    if not re.fullmatch(r"\d{0,3}\.\d{1,3}", ratio):
+    if not _RATIO_SHAPE(ratio):
         return 0
     return 1 if _attachments(ctx)["mime_text_unicode_ratio"] >= _num(ratio) else 0
 
@@ -1392,7 +1412,7 @@ def check_base64_length(ctx, rule, mn, mx=None):
             if ct == "application/ics":
                 continue
             cte = _s(p.get_header("content-transfer-encoding") or b"").lower()
-            if not re.fullmatch(r"base64\n?", cte):
+            if not _BASE64_CTE(cte):
                 continue
             raw = p.raw
             if raw:
@@ -1479,8 +1499,7 @@ def check_for_no_rdns_dotcom_helo(ctx, rule):
         if r.ip_private:
             continue
         hit = 0        # each relay resets it: only the last public one counts
-        if re.search(r"(?:\.|^)(lycos\.com|lycos\.co\.uk|hotmail\.com|localhost\.com|excite\.com|"
-                     r"caramail\.com|cs\.com|aol\.com|msn\.com|yahoo\.com|drizzle\.com)$", r.helo, re.I):
+        if _DOTCOM_HELO_I(r.helo):
             if r.no_reverse_dns:
                 hit = 1
     return hit
@@ -1499,12 +1518,12 @@ def _hostname_to_domain(h: str) -> str:
 
 
 def _hostname_to_domain1(h: str) -> str:
-    if not re.search(r"[a-zA-Z]", h):
+    if not _ALPHA_RE(h):
         return h
     parts = h.split(".")
     while parts and parts[-1] == "":
         parts.pop()
-    if len(parts) > 1 and re.search(r"(?:\S{3,}|ie|fr|de)", parts[-1]):
+    if len(parts) > 1 and _TLD_SHAPE_RE(parts[-1]):
         return ".".join(parts[-2:])
     if len(parts) > 2:
         return ".".join(parts[-3:])
@@ -1525,10 +1544,10 @@ def _forged_received(ctx):
     for i in range(len(u)):
         if not dom.match(by[i]):
             continue
-        if frm[i] is not None and re.match(r"^localhost(?:\.localdomain)?$", frm[i]) and fromip[i] == "127.0.0.1":
+        if frm[i] is not None and _LOCALHOST_RE(frm[i]) and fromip[i] == "127.0.0.1":
             frm[i] = None
         hlo, fip = helo[i], fromip[i]
-        if re.match(r"^\d+\.\d+\.\d+\.\d+$", hlo) and re.match(r"^\d+\.\d+\.\d+\.\d+$", fip) and fip != hlo:
+        if _DOTTED4_RE(hlo) and _DOTTED4_RE(fip) and fip != hlo:
             hc = re.match(r"^(\d+\.\d+)\.\d+\.\d+$", hlo).group(1)
             fc = re.match(r"^(\d+\.\d+)\.\d+\.\d+$", fip).group(1)
             if hc and fc and hc != fc and not IS_IP_PRIVATE.match(hlo):
@@ -2110,10 +2129,10 @@ def check_mailfrom_matches_rcvd(ctx, rule):
 def _uri_host_lists(lists: dict, host: str) -> tuple[str, ...]:
     """The names of the enlist_uri_host lists that list the host (the most
     specific of its domains a list names decides, "!" excludes)."""
-    m = re.match(r"^\[(.*)\]\Z", host)
+    m = _BRACKETED_RE(host)
     if m:
         keys = [m.group(1)]
-    elif re.match(r"^\d+\.\d+\.\d+\.\d+\Z", host):
+    elif _DOTTED4_Z_RE(host):
         keys = [host]
     elif host:
         keys = []
@@ -2157,7 +2176,7 @@ def check_uri_host_listed(ctx, rule, subname):
         # the lists a host is in, by host, for the rule set's lifetime
         known = ctx.run.cr.__dict__.setdefault("_urihostknown", {})
         for uri, info in ctx.run.uri_detail().items():
-            if re.match(r"^mailto:", uri, re.I):
+            if _MAILTO_I(uri):
                 continue
             for host in (info.get("hosts") or {}):
                 if host in seen:
@@ -2187,7 +2206,7 @@ def _images(ctx) -> dict:
         info["dems_" + t] = set()
     for p in ctx.msg.find_parts(re.compile(r"^image/(?:gif|png|jpe?g)$"), True):
         cte = _s(p.get_header("content-transfer-encoding") or b"").lower()
-        if not re.fullmatch(r"base64\n?", cte):
+        if not _BASE64_CTE(cte):
             continue
         m = re.search(r"/(\w+)$", p.type, re.A)
         typ = m.group(1) if m else None
@@ -2350,7 +2369,7 @@ def check_https_http_mismatch(ctx, rule, minanchors=None, maxanchors=None):
             if not at:
                 continue
             uri = None
-            m = re.match(r"^https?://([^/:?#]+)", k, re.I)
+            m = _HTTP_HOST_I(k)
             if m:
                 uri = m.group(1)
                 if _IS_IP.match(uri):
@@ -2363,7 +2382,7 @@ def check_https_http_mismatch(ctx, rule, minanchors=None, maxanchors=None):
                 continue
             anchors += 1
             for a in at:
-                m = re.search(r"https://([^\s/:?#]+)", a, re.I)
+                m = _HTTPS_HOST_I(a)
                 if m:
                     https = m.group(1)
                     if not _IS_IP.match(https):

@@ -16,7 +16,8 @@ bisecting a failing compile; on SpamAssassin's rule set that costs minutes
 hundreds of others), and compiling long expressions together is much
 slower than compiling them apart.  So here the short expressions go into
 one database compiled optimistically, the long ones are spread over a few
-databases, compiled in parallel worker processes after trying each one
+databases (or as many as `long_groups` asks: the body area's long ones
+scan faster in one), compiled in parallel worker processes after trying each one
 alone: exactly, else with HS_FLAG_PREFILTER (a report is then confirmed by
 RE2/re/libpcre2), else the rule becomes an "always candidate" confirmed on
 every subject.  The per-expression classes and the finished databases are
@@ -155,7 +156,8 @@ class AreaDatabase:
     """The Hyperscan side of one rule area (see the module docstring)."""
 
     def __init__(self, entries: list[Entry], cache_dir: str | None = None, workers: int = 0,
-                 label: str = "area", probe: bytes | None = None, chatty: int = CHATTY_REPORTS):
+                 label: str = "area", probe: bytes | None = None, chatty: int = CHATTY_REPORTS,
+                 long_groups: int = 0):
         self.label = label
         self.exact: frozenset[int] = frozenset()
         self.prefilter: frozenset[int] = frozenset()
@@ -166,6 +168,7 @@ class AreaDatabase:
         self.db_solo: list[bool] = []   # is the database one entry's own (see Entry.solo)
         self.probe = probe
         self.chatty = chatty
+        self.long_groups = long_groups
         self.from_cache = False
         self.compile_seconds = 0.0
         self._local = threading.local()
@@ -173,6 +176,8 @@ class AreaDatabase:
         h = hashlib.sha256(_FORMAT + b"\0" + str(hs.__version__).encode())
         if probe is not None:
             h.update(b"probe\0%d\0" % chatty + probe)
+        if long_groups:
+            h.update(b"long_groups\0%d\0" % long_groups)
         for i, en in enumerate(entries):
             h.update(b"%d\0%d\0%d\0%d\0%d\0%d\0" % (i, en.flags, int(en.exact), len(en.exprs),
                                                       en.part, int(en.solo)))
@@ -211,7 +216,7 @@ class AreaDatabase:
             else:
                 by_part.setdefault(self.entries[it[1]].part, []).append(it)
         for part in sorted(by_part):
-            for g in _groups(by_part[part], n):
+            for g in _groups(by_part[part], n, self.long_groups):
                 groups.append(g)
                 group_part.append(part)
         for i in sorted(pre_solo):          # entries the caller wants alone
@@ -416,14 +421,17 @@ def _run_groups(args: list, n: int) -> list:
     return [_build_group(a) for a in args]
 
 
-def _groups(parts: list, n: int) -> list[tuple[list, bool]]:
+def _groups(parts: list, n: int, long_groups: int = 0) -> list[tuple[list, bool]]:
     """Short expressions in one group; long ones (slow to compile, and
-    slower still together) spread over n groups compiled in parallel."""
+    slower still together) spread over n groups compiled in parallel, or
+    over long_groups groups when that is set (the body area's long
+    expressions scan faster as one database than as two: fewer passes
+    over the text, for a slower first compile)."""
     short = [it for it in parts if len(it[2]) < LONG_EXPR]
     long_ = sorted((it for it in parts if len(it[2]) >= LONG_EXPR), key=lambda it: -len(it[2]))
     out = [(short, False)] if short else []
     if long_:
-        k = max(1, min(n, len(long_) // 8 or 1))
+        k = long_groups or max(1, min(n, len(long_) // 8 or 1))
         buckets: list[list] = [[] for _ in range(k)]
         sizes = [0] * k
         for it in long_:

@@ -22,6 +22,9 @@ The format table runs in postier._native.spamrcvd (twin: postier._pure.
 spamrcvd): each of its ~160 patterns is compiled once (the first parse)
 together with the literal text and line prefix any match needs, so most
 formats are ruled out by a substring test instead of a regex search.
+trusted/internal/msa networks are parsed once per distinct setting
+(_netset); a relay string is patched for intl/msa only when the patch
+changes it.
 
 Parameters read: none (the engine passes SpamAssassin's trusted_networks,
 internal_networks, msa_networks and originating_ip_headers settings).
@@ -522,19 +525,35 @@ _INTL = {False: " intl=0 ", True: " intl=1 "}
 _MSA = {False: " msa=0 ", True: " msa=1 "}
 
 
+_NETSETS: dict[tuple, NetSet] = {}     # NetSet by its specs, across messages
+
+
+def _netset(specs: list[str] | None) -> NetSet:
+    """NetSet(specs), parsed once per distinct list (the rule set's settings)."""
+    key = tuple(specs or ())
+    got = _NETSETS.get(key)
+    if got is None:
+        if len(_NETSETS) > 64:
+            _NETSETS.clear()
+        got = _NETSETS[key] = NetSet(list(key))
+    return got
+
+
 def parse_relays(received: list[str], originating: list[str] | None = None,
                  trusted_networks: list[str] | None = None,
                  internal_networks: list[str] | None = None,
                  msa_networks: list[str] | None = None) -> Relays:
     """Metadata::parse_received_headers.  `received`: the Received values
-    (decoded, unfolded, top first); `originating`: the values of the
-    originating-IP headers, in originating_ip_headers order."""
+    (decoded, unfolded, top first; a trailing newline or not, the same
+    relays: a line's whitespace is collapsed and stripped, and a line
+    without tabs, newlines or double spaces skips that pass); `originating`:
+    the values of the originating-IP headers, in originating_ip_headers order."""
     if not _warm:
         _compile_all()
     out = Relays()
-    trusted = NetSet(trusted_networks or [])
-    internal = NetSet(internal_networks or [])
-    msa = NetSet(msa_networks or [])
+    trusted = _netset(trusted_networks)
+    internal = _netset(internal_networks)
+    msa = _netset(msa_networks)
     user_trust = bool(trusted_networks)
     user_internal = bool(internal_networks)
     if user_trust != user_internal:
@@ -549,7 +568,7 @@ def parse_relays(received: list[str], originating: list[str] | None = None,
     for val in originating or []:
         m = _IP_SEARCH(val)
         if val and m:
-            lines.append(f"from X-Originating-IP: {m.group(1)}\n")
+            lines.append(f"from X-Originating-IP: {m.group(1)}")
     p = _Parser()
     native = p._p           # its state read and set directly (no properties on the way)
     for line in lines:
@@ -588,8 +607,14 @@ def parse_relays(received: list[str], originating: list[str] | None = None,
                         found_msa = True
                         relay.msa = True
         relay.internal = in_internal
-        relay.as_string = _INTL_SUB(_INTL[relay.internal], relay.as_string, 1)
-        relay.as_string = _MSA_SUB(_MSA[relay.msa], relay.as_string, 1)
+        # SpamAssassin's s/ intl=\d / intl=N / and s/ msa=\d / msa=N / on the
+        # string made with intl=0 msa=0: only a 1 changes it (the first
+        # " intl=" is the field itself: no field before it holds a space) or
+        # an auth text holding " msa=" (auth comes before msa and may hold spaces)
+        if in_internal:
+            relay.as_string = _INTL_SUB(_INTL[True], relay.as_string, 1)
+        if relay.msa or "msa=" in relay.auth:
+            relay.as_string = _MSA_SUB(_MSA[relay.msa], relay.as_string, 1)
         if in_trusted:
             out.trusted.append(relay)
             allow_fetch = True

@@ -23,7 +23,12 @@ patterns that cannot match, the canonical forms of a URI and the domain of
 a host are remembered (bounded memos: a function of the URI, as the
 registry and redirectors are fixed), so is what a linkified match of the
 text gives (a function of its groups), and the regexes are compiled once,
-with cheap string tests in front of those that rarely apply.
+with cheap string tests in front of those that rarely apply.  The common
+shapes are recognised in C (postier._native.spamuri, twin
+postier._pure.spamuri): a plain http(s) URL goes straight to the redirector
+and bare-name steps, uri_to_domain cuts the host of a plain URI out in one
+pass, and the text search starts after the last character no URI can hold
+before its prefilter hit.
 
 Parameters read: none (the rule set supplies the TLD lists and redirector
 patterns).
@@ -31,8 +36,14 @@ patterns).
 
 from __future__ import annotations
 
+from postier import native
 from postier.content.spam import bre as re
 from postier.content.spam.received import IP
+
+_su = native.load("spamuri")
+_simple_http = _su.simple_http
+_uri_host = _su.uri_host
+_match_start = _su.match_start
 
 MAX_URI_LENGTH = 8192
 
@@ -189,6 +200,17 @@ class Registry:
         return self.split_domain(domain, is_ascii)[1]
 
     def uri_to_domain(self, uri: str) -> tuple[str, str] | None:
+        host = _uri_host(uri)             # the common shapes, cut out in C
+        if host is not None:
+            memo = self._host_memo
+            try:
+                return memo[host]
+            except KeyError:
+                pass
+            if len(memo) >= _HOST_MEMO_MAX:
+                memo.clear()
+            res = memo[host] = self._host_to_domain(host)
+            return res
         uri = uri.lower()
         if uri[:1] in ("j", "c", "f") and _NOT_WEB(uri) is not None:
             return None
@@ -336,6 +358,22 @@ def uri_list_canonicalize(redirectors: list, uris: list[str], rb: Registry | Non
     i = 0
     while i < len(uris):
         uri = uris[i]
+        simple = _simple_http(uri)
+        if simple is not None:
+            # nothing before the redirector step changes such a URI (see
+            # postier._pure.spamuri): the same steps as below, on it as it is
+            i += 1
+            proto, host, rest = simple
+            if not (redirectors and _redirect(redirectors, redirector_set, uri, uris)) \
+                    and ":" in rest:
+                _embedded(rest, uris)
+            nhost = host.lower()              # idn_to_ascii(host)
+            if proto == "http://" and nhost != "localhost" and \
+                    ("." not in nhost or nhost.startswith("www.")):
+                mm = _BARE_NAME(nhost)
+                if mm and not (rb is not None and rb.is_domain_valid(nhost)):
+                    nuris.append(proto + "www." + mm.group(1) + ".com" + rest)
+            continue
         if "\n" in uri:
             uri = uri.replace("\n", "")
         uri = uri.strip(_WS)
@@ -411,27 +449,10 @@ def uri_list_canonicalize(redirectors: list, uris: list[str], rb: Registry | Non
         if stripped != host:
             host = stripped
             nuris.append(proto + host + rest)
-        found = False
-        target = proto + host + rest
-        if redirectors:
-            tb = target.encode("latin-1", "replace")
-            cands = redirectors if redirector_set is None else _candidates(redirector_set, tb)
-            for rx in cands:
-                sp = rx.spans(tb, 2)
-                if sp is not None:
-                    s, e = sp[1]
-                    if s < 0:
-                        continue
-                    cap = target[s:e]
-                    if "." not in cap:
-                        continue
-                    uris.append(cap)
-                    found = True
-                    break
+        found = bool(redirectors) and _redirect(redirectors, redirector_set,
+                                                proto + host + rest, uris)
         if not found and ":" in rest:
-            m2 = _EMBEDDED(rest)
-            if m2 and "." in m2.group(1):
-                uris.append(m2.group(1))
+            _embedded(rest, uris)
         if "@" in host:
             h2 = _HOST_USER("", host, 1)
             if h2 != host:
@@ -466,6 +487,34 @@ def uri_list_canonicalize(redirectors: list, uris: list[str], rb: Registry | Non
     seen: dict[str, None] = dict.fromkeys(uris)
     seen.update(dict.fromkeys(nuris))
     return list(seen)
+
+
+def _redirect(redirectors: list, redirector_set, target: str, uris: list[str]) -> bool:
+    """The first redirector's capture (holding a dot) in target appended to
+    uris: whether there was one."""
+    tb = target.encode("latin-1", "replace")
+    cands = redirectors if redirector_set is None else _candidates(redirector_set, tb)
+    for rx in cands:
+        sp = rx.spans(tb, 2)
+        if sp is not None:
+            s, e = sp[1]
+            if s < 0:
+                continue
+            cap = target[s:e]
+            if "." not in cap:
+                continue
+            uris.append(cap)
+            return True
+    return False
+
+
+def _embedded(rest: str, uris: list[str]) -> bool:
+    """An http(s) URL embedded in rest (holding a dot) appended to uris."""
+    m2 = _EMBEDDED(rest)
+    if m2 and "." in m2.group(1):
+        uris.append(m2.group(1))
+        return True
+    return False
 
 
 def _int16(m: re.Match) -> str:
@@ -535,7 +584,9 @@ class UriExtractor:
         after the match start and with no space in between (the mail and
         bare-host forms take no spaces).  So the search for the next match
         starts at the first hit at or after the end of the previous one, less
-        that distance, and after the last space before it: no match can
+        that distance, and after the last character before it that no
+        match holds between its start and its first hit (white space, one
+        of ><"`}]{[|,('@, ESC, 0x80-0xff: spamuri.match_start): no match can
         start earlier, and the search sees the whole line for \\b and the
         look-behinds, as finditer does."""
         maybe = self.maybe
@@ -556,9 +607,7 @@ class UriExtractor:
                 pos = hit - _BEFORE_HIT
                 if pos < end:
                     pos = end
-                sp = s.rfind(" ", pos, hit)
-                if sp >= 0:
-                    pos = sp + 1
+                pos = _match_start(s, pos, hit)
                 m = search(s, pos)
                 if m is None:
                     break

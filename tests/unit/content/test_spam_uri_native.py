@@ -1,0 +1,116 @@
+"""postier._native.spamuri and its pure twin: the shortcuts of URI
+canonicalisation (simple_http, uri_host) and of the text URI search
+(match_start) give what the general code gives, on hand-picked and
+generated URIs and lines."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from postier.content.spam import perlre
+from postier.content.spam import uri as U
+
+TLDS = ("com", "org", "net", "uk", "jp", "us", "info", "de")
+REDIRECTOR = r"m'^https?:/*(?:\w+\.)?google\.com/url\?.*?(?<=[?&])q=(.*?)(?:$|[&\#])'i"
+
+
+def _extractor() -> U.UriExtractor:
+    rb = U.Registry(set(TLDS), {"co.uk"}, set())
+    return U.UriExtractor(rb, [perlre.compile_rule(REDIRECTOR)])
+
+
+@pytest.fixture
+def fast(impl, monkeypatch):
+    """uri.py using impl's spamuri; returns a function that switches the
+    shortcuts off (the general code only)."""
+    su = impl("spamuri")
+    monkeypatch.setattr(U, "_simple_http", su.simple_http)
+    monkeypatch.setattr(U, "_uri_host", su.uri_host)
+    monkeypatch.setattr(U, "_match_start", su.match_start)
+
+    def general():
+        monkeypatch.setattr(U, "_simple_http", lambda uri: None)
+        monkeypatch.setattr(U, "_uri_host", lambda uri: None)
+        monkeypatch.setattr(U, "_match_start", lambda s, pos, hit: pos)
+    return su, general
+
+
+def test_simple_http_shapes(fast):
+    su, _ = fast
+    assert su.simple_http("http://www.example.com/a?b=1#c") == ("http://", "www.example.com", "/a?b=1#c")
+    assert su.simple_http("https://Example.COM") == ("https://", "Example.COM", "")
+    assert su.simple_http("http://a_b-c.d/") == ("http://", "a_b-c.d", "/")
+    for uri in ("HTTP://example.com/", "http://example.com:80/", "http://example.com?x", "http://example.com#x",
+                "http://1.2.3.4/", "http://example.com./", "http://user@example.com/", "http://ex%41.com/",
+                "http://example.com/a b", "http://example.com/\\x", "http://example.com/&#46;", "http:///x",
+                "http://", "ftp://example.com/", "http://ex\xe9.com/", "http://example.com/\xe9",
+                "http://exa(mple.com/", " http://example.com/", "http://-x.com-/"):
+        assert su.simple_http(uri) is None, uri
+
+
+def test_uri_host_shapes(fast):
+    su, _ = fast
+    assert su.uri_host("http://User:pw@WWW.Example.com:8080/x@y") == "www.example.com"
+    assert su.uri_host("HTTPS://a.b.c/") == "a.b.c"
+    assert su.uri_host("foo.com:80") == "foo.com"
+    assert su.uri_host("x:y:12") == "y"
+    assert su.uri_host("http://[::1]:25/") == "[::1]"
+    assert su.uri_host("http://a.com:8a/") == "a.com:8a"
+    assert su.uri_host("ftp:///a") == ""
+    for uri in ("mailto:a@b.com", "JavaScript:alert(1)", "cid:x@y", "file:/etc", "http://ex\xe9.com/",
+                "http://a.com/ b", "http://a\nb.com/"):
+        assert su.uri_host(uri) is None, uri
+
+
+def test_match_start(fast):
+    su, _ = fast
+    s = "see <a>foo@bar.com, x y\xe9z(q'r@s"
+    assert su.match_start(s, 0, s.index("@bar")) == s.index("foo")
+    assert su.match_start(s, 0, s.index("@s")) == s.index("r@s")
+    assert su.match_start(s, 9, s.index("@bar")) == 9
+    assert su.match_start(s, 0, 0) == 0
+    assert su.match_start("abc", 0, 10) == 0
+    assert su.match_start("a\u0100b", 0, 3) == 0           # beyond 0xff: not a delimiter
+    delims = " \t\n\r\f\v><\"`}]{[|\x1b,('@\x80\xa0\xe9\xff"
+    for c in map(chr, range(0x200)):
+        want = 3 if c in delims or 0x80 <= ord(c) <= 0xff else 0
+        assert su.match_start("ab" + c + "cd", 0, 4) == want, repr(c)
+
+
+def _random_uri(rng: random.Random) -> str:
+    toks = ["http://", "https://", "HTTP://", "www.", "example", ".com", ".co.uk", ".", "-", "_", "/",
+            "?", "#", ":", ":80", ":443", "@", "%41", "%2f", "&#46;", "&#x41;", "\\", " ", "\n", "\r",
+            "\xe9", "\u3002", "0x7f", "127", "1", "google.com/url?q=http://evil.com/x&", "localhost",
+            "mailto:", "a", "B", "ftp.", "javascript:", "&", "=", "http://foo"]
+    return "".join(rng.choice(toks) for _ in range(rng.randrange(1, 9)))
+
+
+def test_canonical_forms_as_the_general_code(fast):
+    _, general = fast
+    rng = random.Random(11)
+    uris = [_random_uri(rng) for _ in range(3000)]
+    uris += ["http://www.example.com/x", "http://foo/", "http://www.foo/bar", "http://Example.COM/a",
+             "http://localhost/", "https://www.google.com/url?q=http://evil.com/x&y", "http://a.com/b:c",
+             "http://a.com/r?u=https://b.org/"]
+    ux = _extractor()
+    got = [ux._canonicalize(u) for u in uris]
+    doms = [ux.rb.uri_to_domain(c) for g in got for c in g[0]]
+    assert any(U._simple_http(u) is not None for u in uris)
+    general()
+    ref = _extractor()
+    assert got == [ref._canonicalize(u) for u in uris]
+    assert doms == [ref.rb.uri_to_domain(c) for g in got for c in g[0]]
+
+
+def test_text_matches_as_finditer(fast):
+    rng = random.Random(5)
+    toks = ["http://", "www.", "mailto:", "@", ".com", ".co.uk", "example", " ", "(", ")", ",", "'",
+            "<", ">", "|", "\x1b", "\xa0", "\xe9", ".", "a" * 40, "x", "/", "\t", "foo.org", "b@c.de"]
+    ux = _extractor()
+    for _ in range(400):
+        line = "".join(rng.choice(toks) for _ in range(rng.randrange(1, 30)))
+        want = [(m.span(), m.groups()) for m in ux.re.finditer(line)]
+        got = [(m.span(), m.groups()) for m in ux._matches([line.encode("latin-1")])]
+        assert got == want, line
