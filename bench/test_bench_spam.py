@@ -174,10 +174,11 @@ class MemorySampler:
 
 # -- postier: measured in a fresh process ------------------------------------------------
 
-# argv: mode ("start" | "scan") cache_dir json_args; prints one JSON line.
+# argv: mode ("start" | "scan") cache_dir; JSON arguments on stdin (the whole
+# corpus's paths do not fit in an argument list); prints one JSON line.
 CHILD = r'''
 import json, os, resource, sys, threading, time
-mode, cache, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+mode, cache, args = sys.argv[1], sys.argv[2], json.load(sys.stdin)
 sys.path.insert(0, args["bench"])
 from test_bench_spam import MemorySampler, cpu_ticks, hwm_kb
 
@@ -238,7 +239,7 @@ def run_child(mode: str, cache: str, **args) -> dict:
     args.setdefault("rules", RULE_DIRS)
     args.setdefault("warmup", warmup_paths())
     args["bench"] = HERE
-    p = subprocess.run([sys.executable, "-c", CHILD, mode, cache, json.dumps(args)],
+    p = subprocess.run([sys.executable, "-c", CHILD, mode, cache], input=json.dumps(args),
                        capture_output=True, text=True, env=env, timeout=1800)
     if p.returncode:
         raise RuntimeError(f"postier {mode}: {p.stderr[-3000:]}")
