@@ -3,7 +3,7 @@
 
 Same API and results as the pure module (see its docstring): Hyperscan match
 handlers (on_match, on_first_match), count_literals, LiteralCounter (one
-pass over the data, stopping at the limit), count_iter, first_hit;
+pass over the data, stopping at the limit), count_iter, long_line, first_hit;
 literal_set (run when rules are built) is the pure module's; header_values
 (the joined values of the plain header names a header rule group reads).  Reads no
 main.cf parameters.
@@ -101,6 +101,26 @@ def count_iter(rx, data, Py_ssize_t limit=0):
         if limit and n >= limit:
             break
     return n
+
+
+def long_line(bytes data, Py_ssize_t n):
+    """Does a line of data (from its start or a newline) begin with n
+    bytes none of which is CR or LF (Perl's /^[^\\r\\n]{n}/m)?"""
+    cdef const unsigned char *p = data
+    cdef Py_ssize_t size = len(data), i = 0, j, end
+    if n <= 0:
+        return True
+    while i + n <= size:
+        end = i + n
+        j = i
+        while j < end and p[j] != 10 and p[j] != 13:
+            j += 1
+        if j == end:
+            return True
+        while j < size and p[j] != 10:     # on to the next line
+            j += 1
+        i = j + 1
+    return False
 
 
 def first_hit(search, list lines):

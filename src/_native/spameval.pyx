@@ -1,13 +1,14 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Per-message loops of the spam engine's eval rules, compiled (twin:
 postier._pure.spameval, where the API is documented): uppercase_counts,
-vertical_words, rfc822_date_fast, run_calls.  The same results as the twin for every
+vertical_words, rfc822_date_fast, run_calls, ma_words, rcvd_date.  The same results as the twin for every
 input (tests/unit/content/test_spam_evals_native.py).
 
 Reads no main.cf parameters.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.unicode cimport Py_UNICODE_ISALNUM, Py_UNICODE_ISSPACE
 
 
 cdef inline bint _ws(unsigned char c) noexcept nogil:
@@ -288,3 +289,87 @@ def run_calls(list calls, ctx, dict values):
             if not isinstance(res, (int, float)) or isinstance(res, bool) or res <= 0:
                 res = 1
             values[name] = res
+
+
+# ---------------------------------------------------------------- words and Received dates
+
+cdef inline bint _word_a(Py_UCS4 c) noexcept:
+    return (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c == 95
+
+
+def ma_words(str text, bint uni):
+    """See the twin: the white-space separated runs of text that hold a word
+    character (Unicode or ASCII classes)."""
+    cdef list out = []
+    cdef Py_ssize_t n = len(text), i = 0, start
+    cdef Py_UCS4 c
+    cdef bint word
+    while i < n:
+        c = text[i]
+        if (Py_UNICODE_ISSPACE(c) if uni else _uws(c)):
+            i += 1
+            continue
+        start = i
+        word = False
+        while i < n:
+            c = text[i]
+            if (Py_UNICODE_ISSPACE(c) if uni else _uws(c)):
+                break
+            if not word:
+                word = (Py_UNICODE_ISALNUM(c) or c == 95) if uni else _word_a(c)
+            i += 1
+        if word:
+            out.append(text[start:i])
+    return out
+
+
+cdef Py_ssize_t _digits(str s, Py_ssize_t i, Py_ssize_t n):
+    """The index after the run of ASCII digits at i (i itself when none)."""
+    while i < n and _dig(s[i]):
+        i += 1
+    return i
+
+
+cdef Py_ssize_t _rcvd_rest(str s, Py_ssize_t j, Py_ssize_t n):
+    """\\d+ \\S\\S\\S \\d+ \\d+:\\d+:\\d+ \\S+ at j: the end of the match, or -1."""
+    cdef Py_ssize_t k, m, t
+    cdef Py_UCS4 sep
+    k = _digits(s, j, n)
+    if k == j or k >= n or s[k] != 32:
+        return -1
+    k += 1
+    if k + 4 > n:
+        return -1
+    for m in range(k, k + 3):
+        if _uws(s[m]):
+            return -1
+    k += 3
+    if s[k] != 32:
+        return -1
+    k += 1
+    for t in range(4):
+        sep = 32 if (t == 0 or t == 3) else 58
+        m = _digits(s, k, n)
+        if m == k or m >= n or s[m] != sep:
+            return -1
+        k = m + 1
+    m = k
+    while m < n and not _uws(s[m]):
+        m += 1
+    return m if m > k else -1
+
+
+def rcvd_date(str line):
+    """See the twin: the first (\\s.?\\d+ \\S\\S\\S \\d+ \\d+:\\d+:\\d+ \\S+) of line (ASCII classes), or None."""
+    cdef Py_ssize_t n = len(line), i, e
+    for i in range(n - 1):
+        if not _uws(line[i]):
+            continue
+        e = -1
+        if line[i + 1] != 10:
+            e = _rcvd_rest(line, i + 2, n)
+        if e < 0:
+            e = _rcvd_rest(line, i + 1, n)
+        if e >= 0:
+            return line[i:e]
+    return None

@@ -6,11 +6,39 @@ Same API and results as the pure module (see its docstring): header_rules
 called directly, a partition shared by several groups scanned once per
 distinct value, reported rules confirmed, hits into run.values) and
 exists_rules (the `exists:NAME` rules of plain header names).  Reads no
-main.cf parameters.
+main.cf parameters.  A rule whose answer is libpcre2's (info's 7th item:
+pcre2_match_8's address, the pattern's code and match data addresses,
+the Pcre2Regex, newline-only) is confirmed by calling pcre2_match_8
+directly while the rule has no RE2 superset (rule.pre) and, newline-only,
+on a value ending in a newline; an item (0, 0, 0, pattern, False) asks
+the pattern's RE2 regex directly (pattern._re2.contains) under the same
+condition.  The twin calls the rule's search(): the same answer.
 """
+
+from libc.stdint cimport uint32_t
+
+ctypedef int (*_pcre2_match_fn)(const void *code, const char *subject, size_t length,
+                                size_t start, uint32_t options, void *match_data,
+                                void *context) noexcept nogil
 
 cdef bytes _SEP = b"\x00"
 cdef bytes _TAIL = b"\x00\x00"
+
+
+cdef int _ref_match(tuple fast, bytes val):
+    """pcre2_match_8 through the addresses of fast (function, code, match
+    data, Pcre2Regex): 1 match, 0 no match, -1 an error (the caller asks
+    the rule itself, which handles it)."""
+    cdef size_t fn = fast[0]
+    cdef size_t code = fast[1]
+    cdef size_t md = fast[2]
+    cdef int rc = (<_pcre2_match_fn>fn)(<const void *>code, <const char *>val, len(val), 0, 0,
+                                        <void *>md, NULL)
+    if rc >= 0:
+        return 1
+    if rc == -1:                        # PCRE2_ERROR_NOMATCH
+        return 0
+    return -1
 
 
 def header_rules(run, list plan, list info, list vals, list pdbs, count, on_match,
@@ -19,8 +47,9 @@ def header_rules(run, list plan, list info, list vals, list pdbs, count, on_matc
     cdef dict values = run.values
     cdef Py_ssize_t npd = len(pdbs)
     cdef Py_ssize_t part, k, dbpart
-    cdef tuple g, rinfo, pd, got
-    cdef object val, unset, name, rr, n, cand, d, sc, members
+    cdef tuple g, rinfo, pd, got, ft
+    cdef object val, unset, name, rr, n, cand, d, sc, members, fast
+    cdef int rc
     cdef bytes buf
     cdef set found, hits, matched
     cdef dict scanned = {}
@@ -87,10 +116,23 @@ def header_rules(run, list plan, list info, list vals, list pdbs, count, on_matc
             multiple = rinfo[3]
             capture = rinfo[4]
             rr = rinfo[5]
+            fast = rinfo[6] if len(rinfo) > 6 else None
             if final and checked and i in hits:
                 n = 1
             elif multiple:
                 n = count(rr, val)
+            elif fast is not None and rr.pre is None:
+                ft = <tuple>fast
+                if not ft[0]:                   # RE2's answer (the pattern's own)
+                    n = 1 if ft[3]._re2.contains(val) else 0
+                elif ft[4] and not (<bytes>val).endswith(b"\n"):
+                    n = 1 if rr.search(val) else 0
+                else:
+                    rc = _ref_match(ft, <bytes>val)
+                    if rc < 0:
+                        n = 1 if rr.search(val) else 0
+                    else:
+                        n = rc
             else:
                 n = 1 if rr.search(val) else 0
             if not n:

@@ -6,6 +6,7 @@
     LiteralCounter(lits).count(buf, 230)                    # the same, for a set used often
     count_iter(rx, data, limit)          # matches of rx.finditer(data), capped at limit
     first_hit(search, lines)             # index of the first line search() accepts, or -1
+    long_line(data, 998)                 # a line starting with 998 bytes but CR/LF? (__LONGLINE)
     header_values(headers, names)        # joined header values by lower-cased name
     literal_set(re2_pattern)             # the literals an RE2 pattern stands for, or None
 
@@ -67,6 +68,14 @@ def count_iter(rx, data: bytes, limit: int = 0) -> int:
         if limit and n >= limit:
             break
     return n
+
+
+def long_line(data: bytes, n: int) -> bool:
+    """Does a line of data (from its start or a newline) begin with n
+    bytes none of which is CR or LF (Perl's /^[^\\r\\n]{n}/m)?"""
+    if n <= 0:
+        return True
+    return any(len(line.split(b"\r", 1)[0]) >= n for line in data.split(b"\n"))
 
 
 def first_hit(search, lines: list) -> int:

@@ -5,6 +5,8 @@ spam engine's eval rules (postier.content.spam.evals).
     vertical_words(lines)          # BodyEval tvd_vertical_words's value
     rfc822_date_fast(date)         # Util::parse_rfc822_date of a date in the common shape
     run_calls(calls, ctx, values)  # the engine's eval calls of one area (Run._evals)
+    ma_words(text, uni)            # BodyEval multipart_alternative_difference's words
+    rcvd_date(line)                # the date of a Received line (check_for_shifted_date)
 
 uppercase_counts(lines, jis) -> (length, lower, upper): over the lines that
 hold a white-space run between two non-space bytes (Perl /\\S\\s+\\S/) and
@@ -24,6 +26,15 @@ Util::parse_rfc822_date does (fields clamped, the day past the month's end
 taken as the 1st of the next month, the year to 1970..2037, the zone
 offset applied, never below 0); None for day 0; False for any other shape
 (the caller takes the general way).
+
+ma_words(text, uni) -> list[str]: the maximal runs of non-space
+characters of text that hold a word character (what Perl's
+grep { /\\w/ } split /\\s+/ keeps), with Python's Unicode classes of \\s
+and \\w when uni, else the ASCII ones.
+
+rcvd_date(line) -> str | None: the first match of
+(\\s.?\\d+ \\S\\S\\S \\d+ \\d+:\\d+:\\d+ \\S+) in line (ASCII classes), the
+date SpamAssassin takes from a Received header line; None when none.
 
 The native module gives the same results for every input
 (tests/unit/content/test_spam_evals_native.py).  Reads no main.cf
@@ -133,3 +144,19 @@ def run_calls(calls: list, ctx, values: dict) -> None:
             if not isinstance(res, (int, float)) or isinstance(res, bool) or res <= 0:
                 res = 1
             values[name] = res
+
+
+_MA_WORDS_A = re.compile(r"(?<!\S)\S*\w\S*", re.A)
+_MA_WORDS_U = re.compile(r"(?<!\S)\S*\w\S*")
+
+
+def ma_words(text: str, uni: bool) -> list[str]:
+    return (_MA_WORDS_U if uni else _MA_WORDS_A).findall(text)
+
+
+_RT_DATE = re.compile(r"(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)", re.A)
+
+
+def rcvd_date(line: str) -> str | None:
+    m = _RT_DATE.search(line)
+    return m.group(1) if m else None

@@ -35,7 +35,9 @@ def header_rules(run, plan: list, info: list, vals: list, pdbs: list, count, on_
     """Run._headers' walk (see the module docstring).  plan: per group
     (if-unset, names hit when undefined, rules, "always" rules, negated
     rules, direct, skip solo databases, partition, members); info: per rule
-    (name, final, negated, multiple, capture, RRule).  Groups sharing a
+    (name, final, negated, multiple, capture, RRule[, fast]; fast: what
+    the compiled module asks libpcre2 or RE2 with (engine._pcre2_fast), or
+    None; unused here: RRule.search makes the same call).  Groups sharing a
     partition (members: their rules as a set, else None) scan it once per
     distinct value."""
     values = run.values
@@ -80,7 +82,7 @@ def header_rules(run, plan: list, info: list, vals: list, pdbs: list, count, on_
                 cand = sorted(cand)
         matched = None
         for i in cand:
-            name, final, negate, multiple, capture, rr = info[i]
+            name, final, negate, multiple, capture, rr = info[i][:6]
             if final and hits is not None and i in hits:
                 n = 1
             elif multiple:

@@ -210,10 +210,21 @@ def _pcre2_message(code: int) -> str:
     return f"unexpected pcre2 error code {code}"
 
 
+def pcre2_match_address() -> int:
+    """The address of libpcre2-8's pcre2_match_8() for compiled callers
+    (with Pcre2Regex.addresses), or 0 when the library is not available."""
+    if not pcre2_available():
+        return 0
+    return ctypes.cast(_pcre2.pcre2_match_8, ctypes.c_void_p).value or 0
+
+
+_UNSET = ctypes.c_size_t(-1).value      # PCRE2_UNSET: an ovector slot of an unset group
+
+
 class Pcre2Regex:
     """One pcre2_compile()'d pattern (no UTF, default tables: what Postfix does)."""
 
-    __slots__ = ("_code", "_md", "capture_count")
+    __slots__ = ("_code", "_md", "_ov", "capture_count")
 
     def __init__(self, pattern: bytes, options: int):
         if not pcre2_available():
@@ -233,6 +244,23 @@ class Pcre2Regex:
         self._md = _pcre2.pcre2_match_data_create_from_pattern_8(code, None)
         if not self._md:
             raise MemoryError("pcre2_match_data_create_from_pattern")
+        # the ovector lives in the match data block: one pointer for its life
+        self._ov = _pcre2.pcre2_get_ovector_pointer_8(self._md)
+
+    @property
+    def addresses(self) -> tuple[int, int]:
+        """(compiled code, match data) addresses, for a compiled caller of
+        pcre2_match_8 (pcre2_match_address()); valid while this object lives."""
+        return self._code, self._md
+
+    def matches(self, data: bytes) -> bool:
+        """search(data) is not None, without building the offsets."""
+        rc = _pcre2.pcre2_match_8(self._code, data, len(data), 0, 0, self._md, None)
+        if rc == _PCRE2_ERROR_NOMATCH:
+            return False
+        if rc < 0:
+            raise RegexExecError(_pcre2_message(rc))
+        return True
 
     def search(self, data: bytes) -> list[tuple[int, int]] | None:
         """pcre2_match(): None on no match, else (start, end) for group 0 and
@@ -242,12 +270,11 @@ class Pcre2Regex:
             return None
         if rc < 0:
             raise RegexExecError(_pcre2_message(rc))
-        ov = _pcre2.pcre2_get_ovector_pointer_8(self._md)
-        unset = ctypes.c_size_t(-1).value
+        ov = self._ov
         out = []
         for i in range(self.capture_count + 1):
             s, e = ov[2 * i], ov[2 * i + 1]
-            out.append((-1, -1) if s == unset else (s, e))
+            out.append((-1, -1) if s == _UNSET else (s, e))
         return out
 
     def __del__(self) -> None:

@@ -22,7 +22,9 @@ rarely rules anything out is dropped after PRE_TRIAL subjects.  Rules whose
 regex uses a capture template (%{TAG}) run once the tag is known, with the
 regex built from each message's values (SpamAssassin's /o keeps the first
 message's: see Run._templates).  Meta
-rules are compiled into one Python function evaluated in dependency order.
+rules are compiled into one postfix program, evaluated in dependency order
+by postier._native.spammeta (its pure twin writes the same program out as
+one Python function).
 
 The translation of each regex rule (_translate: Hyperscan expressions,
 flags, exactness, RE2/`re` sources, the joined-buffer form of every line
@@ -87,7 +89,7 @@ from postier.content.spam.hsdb import AreaDatabase, Entry
 from postier.content.spam.message import Message
 from postier.content.spam.received import parse_relays
 from postier.content.spam.uri import Registry, UriExtractor, uri_list
-from postier.maps.reflib import RegexExecError
+from postier.maps.reflib import Pcre2Regex, RegexExecError, pcre2_match_address
 from postier.native import load as _load_native
 
 _eng = _load_native("spameng")
@@ -114,6 +116,8 @@ SMALL_GROUP = 3             # header groups this small are searched with RE2, no
 _TEMPLATE = re.compile(r"(?<!\\)%\{([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*(?:\([^\)\}]*\))?)\}")
 _CAPTURE = re.compile(r"\(\?P?[<'][A-Z]")
 _BOL_HEAD = rb"(?:\A|[\x00\x0a])"     # how perlre.re2_loose starts for a leading multi-line ^
+# /^[^\r\n]{N}/m (__LONGLINE): a line of N bytes or more, checked directly
+_LONG_LINE = re.compile(r"\^\[\^(?:\\r\\n|\\n\\r)\]\{([1-9][0-9]{0,5})\}")
 
 
 @dataclass
@@ -141,6 +145,7 @@ class RRule:
     _lits: object = False           # literals of a countable joined form (False: not looked at)
     _bol: object = False            # bol_loose() (False: not looked at)
 
+    linelen: int = 0                # /^[^\r\n]{linelen}/m: spameng.long_line answers
     _pre_pass: int = 0
     _pre_fail: int = 0
 
@@ -349,7 +354,8 @@ class CompiledRules:
         # partition is shared, else None)
         hexact = hdb.exact - hdb.always if hdb is not None else frozenset()
         self.header_info = [(rr.name, i in hexact and not rr.multiple, rr.negate, rr.multiple,
-                             rr.capture is not None, rr) for i, rr in enumerate(hrules)]
+                             rr.capture is not None, rr, _pcre2_fast(rr))
+                            for i, rr in enumerate(hrules)]
         # A group whose solo databases (hsdb.Entry.solo) all hold inexact
         # entries or plain RE2 ones does not scan them: such an entry (one
         # Hyperscan reports on nearly every value: why it is solo) is
@@ -480,6 +486,9 @@ class CompiledRules:
                    maxhits=rs.maxhits(r.name), nosubject=rs.has_flag(r.name, "nosubject"),
                    negate=r.negate, header=r.header, capture=capture, source=(pat, mods),
                    direct=rec["dir"])
+        m = _LONG_LINE.fullmatch(pat)
+        if m is not None and mods == "m" and not rr.multiple and r.kind != C.HEADER:
+            rr.linelen = int(m.group(1))
         pre = rec["pre"]
         if pre is not None:
             rr.pre = rulecache.compile_re2(*pre)
@@ -1046,6 +1055,36 @@ def _family_gates(rules: list[RRule], db: AreaDatabase) -> list[tuple[object, fr
     return out
 
 
+def _pcre2_fast(rr: RRule) -> tuple | None:
+    """(pcre2_match_8's address, code and match data addresses, Pcre2Regex,
+    newline-only) of a rule whose search() answers with libpcre2 alone once
+    its RE2 superset (rr.pre) is gone or absent: a pattern libpcre2 confirms,
+    or a rule-cache pattern without RE2 (newline-only False) or whose RE2
+    form is unsafe on a subject ending in a newline (newline-only True:
+    libpcre2 answers those subjects only).  spamhdr.header_rules then calls
+    pcre2_match_8 itself, with the options search() uses, when rr.pre is
+    None.  (0, 0, 0, pattern, False) for a rule-cache pattern whose RE2
+    form answers every subject (header_rules asks pattern._re2 itself);
+    else (not `multiple` rules only) None."""
+    p = rr.pattern
+    if rr.multiple:
+        return None
+    if getattr(p, "_ref_confirms", False):
+        nl_only = False
+    elif isinstance(p, rulecache.LazyPattern):     # the rule cache's: libpcre2 before `re`
+        nl_only = p.__dict__["_spec"][0] is not None   # an RE2 form (not built here)
+        if nl_only and not p._nl_unsafe:
+            return (0, 0, 0, p, False)              # RE2 answers every subject
+    else:
+        return None
+    fn = pcre2_match_address()
+    ref = p._ref if fn else None                # a LazyPattern compiles it here
+    if not isinstance(ref, Pcre2Regex):
+        return None
+    code, md = ref.addresses
+    return (fn, code, md, ref, nl_only)
+
+
 def _header_count(rr: RRule, data: bytes) -> int:
     """Run._confirm_count of a `multiple` header rule, searching first
     where the count would run Python `re` (a pattern RE2 cannot answer on
@@ -1231,6 +1270,8 @@ class Run:
         self.score = sum(s for _, s in hits)
 
     def _confirm_count(self, rr: RRule, data: bytes, limit: int) -> int:
+        if rr.linelen:
+            return 1 if _eng.long_line(data, rr.linelen) else 0
         if rr.multiple:
             if rr.pre is not None and not rr.pre.contains(data):
                 return 0
@@ -1313,9 +1354,13 @@ class Run:
         g = gates.get(area)
         if g is None:
             g = gates[area] = _line_gates(rules, db)
+        gated: frozenset = frozenset()  # members of the gates that passed
         for urx, members in g:
-            if not members.isdisjoint(found) and not urx.contains(buf):
-                found -= members        # none of their first RE2 checks can pass
+            if not members.isdisjoint(found):
+                if not urx.contains(buf):
+                    found -= members    # none of their first RE2 checks can pass
+                else:
+                    gated = gated | members
         exact = db.exact
         rest = None
         for i in found:
@@ -1358,7 +1403,11 @@ class Run:
                     continue
             else:
                 lo = rr.loose()
-                if lo is not None and not lo.contains(b):
+                # past a gate, a loose form that is also the per-line pre-check
+                # (__FILL_THIS_FORM_LONG2) would scan the text twice: its first
+                # pass over the lines answers alone (and builds fewer DFA states)
+                if (lo is not None and not (lo is rr.pre and i in gated)
+                        and not lo.contains(b)):
                     continue
             self._line_rule(rr, ls)
 

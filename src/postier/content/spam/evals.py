@@ -784,18 +784,19 @@ def _received_times(ctx):
         import time as _time
         now = _time.time()
         ft = []
+        # (_ev.rcvd_date: the first _RT_DATE match of a line, compiled)
         for r in local:
-            m = _RT_DATE.search(r)
-            if m:
-                t = parse_rfc822_date(m.group(1))
+            m = _ev.rcvd_date(r)
+            if m is not None:
+                t = parse_rfc822_date(m)
                 if t is not None and now >= t:
                     ft.append(t)
         if ft:
             fetch = max(ft)
         for r in received:
-            m = _RT_DATE.search(r)
-            if m:
-                t = parse_rfc822_date(m.group(1))
+            m = _ev.rcvd_date(r)
+            if m is not None:
+                t = parse_rfc822_date(m)
                 if t is not None:
                     times.append(t)
     ctx.cache["rcvd_times"] = (times, fetch)
@@ -849,17 +850,27 @@ def received_within_months(ctx, rule, mn=None, mx=None):
 _CLTFAC = r"[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|georgianps|pt154|tis)[-_a-z0-9]*"
 
 
+# subject_is_all_caps's and check_equal_from_domains's patterns (compiled once)
+_SAC_LEAD = re.compile(r"^\s+", re.A).sub
+_SAC_TRAIL = re.compile(r"\s+$", re.A).sub
+_SAC_PREFIX = re.compile(r"^(?:(?:Re|Fwd|Fw|Aw|Antwort|WG|SV|VB|VS|VL):\s*)+", _IA).sub
+_SAC_SPACE = re.compile(r"\s", re.A).search
+_SAC_NONLETTER = re.compile(r"[^a-zA-Z]").sub
+_EFD_AT = re.compile(r"@([^@]*)\Z").search
+_EFD_TAIL = re.compile(r"^.+\.([^\.]+\.[^\.]+)$").sub
+
+
 @ev()
 def subject_is_all_caps(ctx, rule):
     subj = ctx.get("Subject")
-    subj = re.sub(r"^\s+", "", subj, flags=re.A)
-    subj = re.sub(r"\s+$", "", subj, flags=re.A)
-    subj = re.sub(r"^(?:(?:Re|Fwd|Fw|Aw|Antwort|WG|SV|VB|VS|VL):\s*)+", "", subj, flags=_IA)
-    if not re.search(r"\s", subj, re.A):
+    subj = _SAC_LEAD("", subj)
+    subj = _SAC_TRAIL("", subj)
+    subj = _SAC_PREFIX("", subj)
+    if not _SAC_SPACE(subj):
         return 0
     if len(subj) < 10:
         return 0
-    letters = re.sub(r"[^a-zA-Z]", "", subj)
+    letters = _SAC_NONLETTER("", subj)
     if re.search(r"=\?" + _CLTFAC + r"\?", ctx.get("Subject:raw"), re.I):
         return 0
     return 1 if letters and letters == letters.upper() else 0
@@ -895,6 +906,7 @@ _TO_ADDRESS = re.compile(r"\A(?P<t>[^\0]*)\0(?s:.*?)\b(?P=t)\b", _IA)
 _TO_USER = re.compile(r"\A(?P<t>[^\0]*)\0(?:(?:re|fw):\s*(?:\w+\s+)?(?P=t)$|"
                       r"(?-i:(?P=t))\s*[,:;!?-](?:$|\s)|(?P=t)$|,\s*(?P=t)[,:;!?-]$)", _IA)
 _RATWARE = re.compile(r"\A(?P<d>[^\0]*)\0(?P<u>[^\0]*)\0(?s:.*?)\b(?P=d).(?P=u)@", _IA)
+_RATWARE_NAME = re.compile(r"\A(?P<t>[^\0]*)\0(?s:.*?)\"[^\"]+\"\s*<(?P=t)>")
 
 
 @ev()
@@ -951,7 +963,13 @@ def check_unresolved_template(ctx, rule):
 @ev()
 def check_ratware_name_id(ctx, rule):
     m = re.search(r"<[A-Z]{28}\.([^>]+?)>", ctx.get("MESSAGEID"))
-    if m and re.search(r"\"[^\"]+\"\s*<" + re.escape(m.group(1)) + ">", ctx.get("From"), re.A):
+    if not m:
+        return 0
+    frm = ctx.get("From")
+    if "\0" not in m.group(1) and "\0" not in frm:
+        # the value as a back-reference (_RATWARE_NAME): no per-message compile
+        return 1 if _RATWARE_NAME.search(m.group(1) + "\0" + frm) else 0
+    if re.search(r"\"[^\"]+\"\s*<" + re.escape(m.group(1)) + ">", frm, re.A):
         return 1
     return 0
 
@@ -982,14 +1000,14 @@ def check_ratware_envelope_from(ctx, rule):
 def check_equal_from_domains(ctx, rule):
     frm = ctx.get("From:addr")
     env = ctx.get("EnvelopeFrom:addr")
-    m = re.search(r"@([^@]*)\Z", frm)
+    m = _EFD_AT(frm)
     fd = m.group(1) if m else ""
-    fd = re.sub(r"^.+\.([^\.]+\.[^\.]+)$", r"\1", fd)
+    fd = _EFD_TAIL(r"\1", fd)
     if fd == "":
         return 0
-    m = re.search(r"@([^@]*)\Z", env)
+    m = _EFD_AT(env)
     ed = m.group(1) if m else ""
-    ed = re.sub(r"^.+\.([^\.]+\.[^\.]+)$", r"\1", ed)
+    ed = _EFD_TAIL(r"\1", ed)
     if ed == "":
         return 0
     return 1 if fd.lower() != ed.lower() else 0
@@ -1026,8 +1044,9 @@ def _madiff(ctx):
             if typ is None:
                 continue
             # the \s+-separated tokens that hold a word character (Perl:
-            # Unicode rules for character strings)
-            words = (_MA_WORDS_U if chars else _MA_WORDS_A).findall(rnd)
+            # Unicode rules for character strings): _MA_WORDS_U/_A's
+            # findall, compiled
+            words = _ev.ma_words(rnd, chars)
             if typ == "text/html":
                 html.update(words)
                 if not html and "img" in ((t.html_results or {}).get("inside") or {}):
@@ -1174,6 +1193,7 @@ def plaintext_body_sig_ratio(ctx, rule, mn, mx=None):
 
 _QP_CHAR = re.compile(rb"=(?:09|3[0-9ABCEF]|[2456][0-9A-F]|7[0-9A-E])")
 _QP_TRAIL = re.compile(rb"((?:=09|=20)+)\s*$")
+_QP_TRAIL_M = re.compile(rb"=(?:09|20)[ \t\r\x0b\x0c]*$", re.M).search
 _ILLEGAL_ASCII = re.compile(rb"[\x00\x0d\x80-\xff]")
 _UNICODE_ENT = re.compile(rb"&#x[0-9A-F]{4};")     # 8 bytes, never across a \n
 
@@ -1216,12 +1236,20 @@ def _attachments(ctx) -> dict:
             part_bytes[part] = part_bytes.get(part, 0) + sum(map(len, raw))
         if cte == "quoted-printable":
             lines = raw
-            if b"SPAM: " in b"\n".join(raw):        # then some line may start with it
+            qp_text = b"\n".join(raw)
+            if b"SPAM: " in qp_text:        # then some line may start with it
                 lines = [line for line in raw if not line.startswith(b"SPAM: ")]
+                qp_text = b"\n".join(lines)
             if lines:
                 if max(map(len, lines)) > 79:
                     st["mime_qp_long_line"] = 1
                 qp_bytes += sum(map(len, lines))
+            # while qp_count is an int and no line ends in =09 or =20 before
+            # trailing white space (_QP_TRAIL_M finds every such line), the
+            # count is the matches of the joined lines (no match spans a \n)
+            if isinstance(qp_count, int) and not _QP_TRAIL_M(qp_text):
+                qp_count += len(_QP_CHAR.findall(qp_text))
+                lines = ()
             # the lines without "=" add nothing to qp_count: the others in
             # order (the same float operations)
             # (_QP_TRAIL matches exactly when the line ends in =09 or =20
@@ -1237,12 +1265,14 @@ def _attachments(ctx) -> dict:
         joined = None
         if ctype == "text/plain" and (charset is None or charset == "us-ascii"):
             joined = b"\n".join(raw)
-            if _ILLEGAL_ASCII.search(joined):
+            # (isascii and memchr first: the same answer as the search, faster)
+            if not (joined.isascii() and b"\0" not in joined and b"\r" not in joined) and \
+                    _ILLEGAL_ASCII.search(joined):
                 st["mime_ascii_text_illegal"] += sum(1 for line in raw if _ILLEGAL_ASCII.search(line))
         if ctype == "text/plain" and cte in ("", "7bit", "8bit"):
             if joined is None:
                 joined = b"\n".join(raw)
-            subs = len(_UNICODE_ENT.findall(joined))
+            subs = len(_UNICODE_ENT.findall(joined)) if b"&#x" in joined else 0
             normal += sum(map(len, raw)) - 8 * subs
             unicode_ += subs
     if qp_bytes:
@@ -2362,9 +2392,14 @@ def check_https_http_mismatch(ctx, rule, minanchors=None, maxanchors=None):
     mina = _num(minanchors) if minanchors else 1
     rb = ctx.rb
     for h in ctx.html_all():
+        detail = h.get("uri_detail") or {}
+        # a hit needs an anchor text holding an https:// host: without one
+        # the part cannot answer 1 (its domain work is skipped)
+        if not any(_HTTPS_HOST_I(a) for v in detail.values() for a in (v.get("anchor_text") or ())):
+            continue
         hit = False
         anchors = 0
-        for k, v in (h.get("uri_detail") or {}).items():
+        for k, v in detail.items():
             at = v.get("anchor_text")
             if not at:
                 continue
@@ -2469,7 +2504,9 @@ def _b_shifted_date(mn, mx):
     hi = None if _undef(mx) else 3600 * _num(mx)
 
     def f(ctx, rule):
-        d = _date_diff(ctx)
+        d = ctx.cache.get("date_diff")      # (an int once _date_diff has run)
+        if d is None:
+            d = _date_diff(ctx)
         return 1 if ((lo is None or d >= lo) and (hi is None or d < hi)) else 0
     return f
 
@@ -2618,6 +2655,44 @@ def _b_html_test(test):
     def f(ctx, rule):
         for h in ctx.html_all():
             if h.get(test):
+                return 1
+        return 0
+    return f
+
+
+@_binds(check_for_uppercase)
+def _b_for_uppercase(mn, mx):
+    nmn, nmx = _num(mn), _num(mx)
+
+    def f(ctx, rule):
+        v = ctx.cache.get("uppercase")
+        if v is None:                       # the first call works the value out
+            return check_for_uppercase(ctx, rule, mn, mx)
+        return 1 if nmn < v <= nmx else 0
+    return f
+
+
+@_binds(check_freemail_header)
+def _b_freemail_header(header=None, regex=None):
+    if header is None:
+        return lambda ctx, rule: 0
+    try:
+        rx = _maybe_re(regex)
+    except Exception:   # noqa: BLE001 - then the plain call (which fails alike: no hit)
+        raise TypeError(regex) from None
+    if regex is not None and rx is None:
+        return lambda ctx, rule: 0
+    key = header + ":addr"
+
+    def f(ctx, rule):
+        fm = _fm(ctx)
+        if not fm.available:
+            return 0
+        for a in ctx.get_list(key):
+            e = a.lower()
+            if fm.is_freemail(e):
+                if rx is not None and not rx.search(e.encode("latin-1")):
+                    continue
                 return 1
         return 0
     return f
