@@ -242,7 +242,8 @@ def run_child(mode: str, cache: str, **args) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
     args.setdefault("rules", RULE_DIRS)
-    args.setdefault("warmup", warmup_paths())
+    if "warmup" not in args:           # (reads the corpus: only when needed)
+        args["warmup"] = warmup_paths()
     args["bench"] = HERE
     p = subprocess.run([sys.executable, "-c", CHILD, mode, cache], input=json.dumps(args),
                        capture_output=True, text=True, env=env, timeout=1800)
