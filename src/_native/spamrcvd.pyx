@@ -107,11 +107,12 @@ cdef void _pair_mask(str h, unsigned long long *mask) noexcept:
 
 
 cdef inline bint _pairs_in(str x, const unsigned long long *mask) noexcept:
-    """Are all of x's adjacent pairs in the mask (else x is not in the line)?"""
+    """Are all of x's adjacent pairs in the mask (else x is not in the line)?
+    No mask (NULL): nothing is ruled out."""
     cdef Py_ssize_t i, n = len(x)
     cdef unsigned int k
     cdef Py_UCS4 a, b
-    if n < 2:
+    if n < 2 or mask == NULL:
         return True
     a = x[0]
     for i in range(1, n):
@@ -149,24 +150,7 @@ cdef bint _literals_masked(str h, const unsigned long long *mask, tuple ordered,
 
 cpdef bint literals_present(str h, tuple ordered, tuple anyof):
     """Could a match exist in h, as far as its required literals tell?"""
-    cdef tuple alts
-    cdef str x
-    cdef Py_ssize_t pos = 0, i, n = len(h)
-    cdef bint ok
-    for alts in anyof:
-        ok = False
-        for x in alts:
-            if x in h:
-                ok = True
-                break
-        if not ok:
-            return False
-    for x in ordered:
-        i = PyUnicode_Find(h, x, pos, n, 1)
-        if i < 0:
-            return False
-        pos = i + len(x)
-    return True
+    return _literals_masked(h, NULL, ordered, anyof)
 
 
 cpdef bint prefix_ok(str s, tuple prog):
