@@ -202,15 +202,7 @@ class Registry:
     def uri_to_domain(self, uri: str) -> tuple[str, str] | None:
         host = _uri_host(uri)             # the common shapes, cut out in C
         if host is not None:
-            memo = self._host_memo
-            try:
-                return memo[host]
-            except KeyError:
-                pass
-            if len(memo) >= _HOST_MEMO_MAX:
-                memo.clear()
-            res = memo[host] = self._host_to_domain(host)
-            return res
+            return self._host_domain(host)
         uri = uri.lower()
         if uri[:1] in ("j", "c", "f") and _NOT_WEB(uri) is not None:
             return None
@@ -235,14 +227,18 @@ class Registry:
                 uri = uri[i + 1:]
             if ":" in uri:
                 uri = _PORT_SUB("", uri, 1)
+        return self._host_domain(uri)
+
+    def _host_domain(self, host: str) -> tuple[str, str] | None:
+        """_host_to_domain(host), remembered (up to _HOST_MEMO_MAX hosts)."""
         memo = self._host_memo
         try:
-            return memo[uri]
+            return memo[host]
         except KeyError:
             pass
         if len(memo) >= _HOST_MEMO_MAX:
             memo.clear()
-        res = memo[uri] = self._host_to_domain(uri)
+        res = memo[host] = self._host_to_domain(host)
         return res
 
     def _host_to_domain(self, uri: str) -> tuple[str, str] | None:
