@@ -1,7 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Per-message loops of the spam engine's eval rules, compiled (twin:
 postier._pure.spameval, where the API is documented): uppercase_counts,
-vertical_words, rfc822_date_fast, run_calls, ma_words, rcvd_date.  The same results as the twin for every
+vertical_words, rfc822_date_fast, run_calls, ma_words, rcvd_date, qp_lines,
+rcvd_times, text_part_stats.  The same results as the twin for every
 input (tests/unit/content/test_spam_evals_native.py).
 
 Reads no main.cf parameters.
@@ -120,8 +121,9 @@ _CUM1[:] = [0, 31, 60, 91, 121, 152, 182, 213, 244, 274, 305, 335]
 cdef int _MAXD[13]
 _MAXD[:] = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_DAYS = frozenset(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+cdef dict _MONTH_NO = {m: k + 1 for k, m in enumerate(_MONTHS)}
 
 
 cdef inline bint _leap(long y) noexcept nogil:
@@ -177,11 +179,7 @@ def rfc822_date_fast(str date):
     # month
     if i + 3 > n:
         return False
-    month = 0
-    for k in range(12):
-        if date[i:i + 3] == _MONTHS[k]:
-            month = k + 1
-            break
+    month = _MONTH_NO.get(date[i:i + 3], 0)
     if month == 0:
         return False
     i += 3
@@ -323,38 +321,52 @@ def ma_words(str text, bint uni):
     return out
 
 
-cdef Py_ssize_t _digits(str s, Py_ssize_t i, Py_ssize_t n):
+cdef extern from "Python.h":
+    int PyUnicode_KIND(object o)
+    void *PyUnicode_DATA(object o)
+    Py_UCS4 PyUnicode_READ(int kind, void *data, Py_ssize_t i) nogil
+
+
+cdef inline bint _uws_n(Py_UCS4 c) noexcept nogil:
+    return c == 32 or (9 <= c <= 13)
+
+
+cdef inline Py_ssize_t _digits(int kind, void *d, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
     """The index after the run of ASCII digits at i (i itself when none)."""
-    while i < n and _dig(s[i]):
+    cdef Py_UCS4 c
+    while i < n:
+        c = PyUnicode_READ(kind, d, i)
+        if not (48 <= c <= 57):
+            break
         i += 1
     return i
 
 
-cdef Py_ssize_t _rcvd_rest(str s, Py_ssize_t j, Py_ssize_t n):
+cdef Py_ssize_t _rcvd_rest(int kind, void *d, Py_ssize_t j, Py_ssize_t n) noexcept nogil:
     """\\d+ \\S\\S\\S \\d+ \\d+:\\d+:\\d+ \\S+ at j: the end of the match, or -1."""
     cdef Py_ssize_t k, m, t
     cdef Py_UCS4 sep
-    k = _digits(s, j, n)
-    if k == j or k >= n or s[k] != 32:
+    k = _digits(kind, d, j, n)
+    if k == j or k >= n or PyUnicode_READ(kind, d, k) != 32:
         return -1
     k += 1
     if k + 4 > n:
         return -1
     for m in range(k, k + 3):
-        if _uws(s[m]):
+        if _uws_n(PyUnicode_READ(kind, d, m)):
             return -1
     k += 3
-    if s[k] != 32:
+    if PyUnicode_READ(kind, d, k) != 32:
         return -1
     k += 1
     for t in range(4):
         sep = 32 if (t == 0 or t == 3) else 58
-        m = _digits(s, k, n)
-        if m == k or m >= n or s[m] != sep:
+        m = _digits(kind, d, k, n)
+        if m == k or m >= n or PyUnicode_READ(kind, d, m) != sep:
             return -1
         k = m + 1
     m = k
-    while m < n and not _uws(s[m]):
+    while m < n and not _uws_n(PyUnicode_READ(kind, d, m)):
         m += 1
     return m if m > k else -1
 
@@ -362,14 +374,143 @@ cdef Py_ssize_t _rcvd_rest(str s, Py_ssize_t j, Py_ssize_t n):
 def rcvd_date(str line):
     """See the twin: the first (\\s.?\\d+ \\S\\S\\S \\d+ \\d+:\\d+:\\d+ \\S+) of line (ASCII classes), or None."""
     cdef Py_ssize_t n = len(line), i, e
+    cdef int kind = PyUnicode_KIND(line)
+    cdef void *d = PyUnicode_DATA(line)
     for i in range(n - 1):
-        if not _uws(line[i]):
+        if not _uws_n(PyUnicode_READ(kind, d, i)):
             continue
         e = -1
-        if line[i + 1] != 10:
-            e = _rcvd_rest(line, i + 2, n)
+        if PyUnicode_READ(kind, d, i + 1) != 10:
+            e = _rcvd_rest(kind, d, i + 2, n)
         if e < 0:
-            e = _rcvd_rest(line, i + 1, n)
+            e = _rcvd_rest(kind, d, i + 1, n)
         if e >= 0:
             return line[i:e]
     return None
+
+
+# ---------------------------------------------------------------- quoted-printable counts
+
+cdef inline bint _qp_char(const unsigned char *p) noexcept nogil:
+    # =(?:09|3[0-9ABCEF]|[2456][0-9A-F]|7[0-9A-E]) at p (3 bytes available)
+    cdef unsigned char a = p[1], b = p[2]
+    if a == 48:                                   # 0
+        return b == 57
+    if a == 51:                                   # 3
+        return (48 <= b <= 57) or (65 <= b <= 70 and b != 68)
+    if a == 50 or a == 52 or a == 53 or a == 54:  # 2 4 5 6
+        return (48 <= b <= 57) or (65 <= b <= 70)
+    if a == 55:                                   # 7
+        return (48 <= b <= 57) or (65 <= b <= 69)
+    return False
+
+
+def qp_lines(list lines, qp_count):
+    """See the twin: the quoted-printable counts of a part's lines."""
+    cdef Py_ssize_t kept = 0, longest = 0, size = 0, n, i, e, k
+    cdef long long ic = 0, qp
+    cdef double fc = 0.0
+    cdef bint isf
+    cdef const unsigned char *p
+    cdef bytes line
+    if type(qp_count) is float:
+        isf = True
+        fc = qp_count
+    elif type(qp_count) is int and -9007199254740992 <= qp_count <= 9007199254740992:
+        isf = False
+        ic = qp_count
+    else:
+        from postier._pure import spameval as _pure
+        return _pure.qp_lines(lines, qp_count)
+    for line in lines:
+        p = <const unsigned char *>PyBytes_AS_STRING(line)
+        n = PyBytes_GET_SIZE(line)
+        if n >= 6 and p[0] == 83 and p[1] == 80 and p[2] == 65 and p[3] == 77 and p[4] == 58 \
+                and p[5] == 32:           # "SPAM: "
+            continue
+        kept += 1
+        size += n
+        if n > longest:
+            longest = n
+        qp = 0
+        i = 0
+        while i + 2 < n:
+            if p[i] == 61 and _qp_char(p + i):
+                qp += 1
+                i += 3
+            else:
+                i += 1
+        if not qp:
+            continue
+        if isf:
+            fc += <double>qp
+        else:
+            ic += qp
+        # the =09/=20 run before trailing white space
+        e = n
+        while e > 0 and _ws(p[e - 1]):
+            e -= 1
+        k = 0
+        while e >= 3 and p[e - 3] == 61 and ((p[e - 2] == 48 and p[e - 1] == 57) or
+                                             (p[e - 2] == 50 and p[e - 1] == 48)):
+            k += 1
+            e -= 3
+        if k:
+            if not isf:
+                isf = True
+                fc = <double>ic
+            fc -= <double>k
+    return (fc if isf else ic), kept, longest, size
+
+
+def rcvd_times(list lines):
+    """See the twin: the dates of Received lines (strings where
+    rfc822_date_fast gives False), and whether there is such a string."""
+    cdef list out = []
+    cdef bint slow = False
+    for line in lines:
+        d = rcvd_date(line)
+        if d is None:
+            continue
+        t = rfc822_date_fast(d)
+        if t is False:
+            out.append(d)
+            slow = True
+        elif t is not None:
+            out.append(t)
+    return out, slow
+
+
+cdef inline bint _hex_uc(unsigned char c) noexcept nogil:
+    return (48 <= c <= 57) or (65 <= c <= 70)
+
+
+def text_part_stats(list lines):
+    """See the twin: (size, lines with NUL/CR/8-bit bytes, &#xNNNN; entities)."""
+    cdef Py_ssize_t size = 0, illegal = 0, ents = 0, n, i
+    cdef const unsigned char *p
+    cdef unsigned char c
+    cdef bint bad
+    cdef bytes line
+    for obj in lines:
+        line = <bytes?>obj
+        p = <const unsigned char *>PyBytes_AS_STRING(line)
+        n = PyBytes_GET_SIZE(line)
+        size += n
+        bad = False
+        for i in range(n):
+            c = p[i]
+            if c == 0 or c == 13 or c >= 128:
+                bad = True
+                break
+        if bad:
+            illegal += 1
+        i = 0
+        while i + 8 <= n:
+            if p[i] == 38 and p[i + 1] == 35 and p[i + 2] == 120 and _hex_uc(p[i + 3]) and \
+                    _hex_uc(p[i + 4]) and _hex_uc(p[i + 5]) and _hex_uc(p[i + 6]) and p[i + 7] == 59:
+                ents += 1
+                i += 8
+            else:
+                i += 1
+    return size, illegal, ents

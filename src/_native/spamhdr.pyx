@@ -13,6 +13,9 @@ directly while the rule has no RE2 superset (rule.pre) and, newline-only,
 on a value ending in a newline; an item (0, 0, 0, pattern, False) asks
 the pattern's RE2 regex directly (pattern._re2.contains) under the same
 condition.  The twin calls the rule's search(): the same answer.
+fast_addresses (the common address-header shapes of headers.
+parse_header_addresses) scans the value character by character where the
+twin uses its anchored regexes: the same dicts, or None.
 """
 
 from libc.stdint cimport uint32_t
@@ -163,4 +166,128 @@ def exists_rules(dict headers, strings, tuple checks):
     for c in checks:
         if headers.get(c[1]) or strings.get(c[1]) is not None:
             out.append(c[0])
+    return out
+
+
+
+# ---------------------------------------------------------------- addresses
+# the twin's regexes, character by character (re.ASCII: \s is [ \t\n\r\f\v])
+
+cdef inline bint _ws(Py_UCS4 c) noexcept:
+    return c == 32 or 9 <= c <= 13
+
+
+cdef inline bint _user_ch(Py_UCS4 c) noexcept:
+    """[^\\s"<>()\\[\\],:;@\\\\]"""
+    if _ws(c):
+        return False
+    return not (c == 34 or c == 60 or c == 62 or c == 40 or c == 41 or c == 91 or c == 93
+                or c == 44 or c == 58 or c == 59 or c == 64 or c == 92)
+
+
+cdef inline bint _host_ch(Py_UCS4 c) noexcept:
+    """[A-Za-z0-9._-]"""
+    return (65 <= c <= 90) or (97 <= c <= 122) or (48 <= c <= 57) or c == 46 or c == 95 or c == 45
+
+
+cdef inline bint _phrase_ch(Py_UCS4 c) noexcept:
+    """[^"<>()\\[\\],:;@\\\\\\r\\n] (the rest of a plain name)"""
+    return not (c == 34 or c == 60 or c == 62 or c == 40 or c == 41 or c == 91 or c == 93
+                or c == 44 or c == 58 or c == 59 or c == 64 or c == 92 or c == 13 or c == 10)
+
+
+cdef Py_ssize_t _user_host(str s, Py_ssize_t i, Py_ssize_t n, bint angle, Py_ssize_t *at):
+    """USER@HOST from i to the end (angle: USER@HOST> to the end): the
+    index of the '@' in at[0] and 1, or 0 when the text is not of that shape."""
+    cdef Py_ssize_t j = i
+    while j < n and _user_ch(s[j]):
+        j += 1
+    if j == i or j >= n or s[j] != "@":
+        return 0
+    at[0] = j
+    j += 1
+    cdef Py_ssize_t h = j
+    while j < n and _host_ch(s[j]):
+        j += 1
+    if j == h:
+        return 0
+    if angle:
+        if j != n - 1 or s[j] != ">":
+            return 0
+    elif j != n:
+        return 0
+    return 1
+
+
+cdef object _fast_one(str s, object host_invalid):
+    cdef Py_ssize_t n = len(s)
+    cdef Py_ssize_t i = 0, j, k, at = 0
+    cdef Py_UCS4 c
+    cdef object phrase = None
+    while i < n and _ws(s[i]):
+        i += 1
+    c = s[i] if i < n else 0
+    if c == "<" or s.find("<") < 0:
+        if c == "<":
+            if not _user_host(s, i + 1, n, True, &at):
+                return None
+            user = s[i + 1:at]
+            host = s[at + 1:n - 1]
+        else:
+            if not _user_host(s, i, n, False, &at):
+                return None
+            user = s[i:at]
+            host = s[at + 1:n]
+    elif c == '"':
+        j = i + 1
+        while j < n and s[j] != '"' and s[j] != "\\" and s[j] != ":" and s[j] != "\r" and s[j] != "\n":
+            j += 1
+        if j >= n or s[j] != '"':
+            return None
+        k = j + 1
+        while k < n and (s[k] == " " or s[k] == "\t"):
+            k += 1
+        if k >= n or s[k] != "<" or not _user_host(s, k + 1, n, True, &at):
+            return None
+        phrase = s[i + 1:j] + s[j + 1:k]
+        user = s[k + 1:at]
+        host = s[at + 1:n - 1]
+    else:
+        if i >= n or not _user_ch(c):     # the name's first character: [^\\s"<>()\\[\\],:;@\\\\]
+            return None
+        j = i + 1
+        while j < n and _phrase_ch(s[j]):
+            j += 1
+        if j >= n or s[j] != "<" or not _user_host(s, j + 1, n, True, &at):
+            return None
+        phrase = s[i:j]
+        user = s[j + 1:at]
+        host = s[at + 1:n - 1]
+    address = user + "@" + host
+    if phrase == "" or phrase == address:
+        phrase = None
+    return {"phrase": phrase, "user": user, "host": host, "address": address, "comment": None,
+            "invalid": host_invalid(host)}
+
+
+def fast_addresses(str s, host_invalid):
+    """See postier._pure.spamhdr.fast_addresses."""
+    cdef Py_ssize_t n, k
+    cdef list out
+    s = s.rstrip(" \t\n\r\f\v")
+    if s.find(",") < 0:
+        one = _fast_one(s, host_invalid)
+        return None if one is None else [one]
+    if s.find('"') >= 0:
+        return None
+    n = len(s)
+    for k in range(n - 1):
+        if s[k] == "," and not _ws(s[k + 1]):
+            return None
+    out = []
+    for item in s.split(","):
+        one = _fast_one(item.rstrip(" \t\n\r\f\v"), host_invalid)
+        if one is None:
+            return None
+        out.append(one)
     return out

@@ -16,16 +16,25 @@ counts are C tests, and only the tags _tests looks at go through it.  So
 are font faces, font sizes and img dimensions (bounded memos of the regex
 answers); white space of one-byte text is collapsed in one C pass, and the
 local-scheme regex of a pushed URI runs only when its first character may
-start one of the scheme names.
+start one of the scheme names.  Known tag names are looked up in a C table
+straight from the bytes (the interned name and its bits, no new string per
+tag); a start tag's attributes are gathered only for the tags whose
+handlers read them, and only the attributes those read (plus namespaced
+".../href" ones); the text style stack holds small C objects with just the
+fields something reads; the script/style/a/title counts on_text needs are
+C integers next to the `inside` dict; `<tag/>` is rewritten by a C scan;
+and an absolute "scheme://" URI without a base and without dot segments is
+its own target.
 
 Reads no main.cf parameters.
 """
 
 cimport cython
 from libc.math cimport pow
-from cpython.unicode cimport (Py_UNICODE_ISSPACE, PyUnicode_1BYTE_DATA, PyUnicode_DecodeLatin1,
+from cpython.unicode cimport (Py_UNICODE_ISALNUM, Py_UNICODE_ISSPACE, PyUnicode_1BYTE_DATA, PyUnicode_DecodeLatin1,
                               PyUnicode_DecodeUTF8, PyUnicode_GET_LENGTH, PyUnicode_KIND)
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport PyObject
 
 import re
 
@@ -73,6 +82,7 @@ cdef enum:
     T_WS_SP = 32
     T_WS_PARA = 64
     T_TESTS = 128        # a tag _tests looks at
+    T_COUNTED = 256      # script, style, a, title: inside counts on_text reads
 
 
 cdef dict _tag_table():
@@ -83,7 +93,8 @@ cdef dict _tag_table():
                T_WS_SP),
               (("p", "hr", "blockquote", "pre", "listing", "plaintext", "xmp", "title"),
                T_WS_PARA),
-              (("font", "img", "form", "object", "embed", "a", "title", "meta"), T_TESTS))
+              (("font", "img", "form", "object", "embed", "a", "title", "meta"), T_TESTS),
+              (("script", "style", "a", "title"), T_COUNTED))
     for names, bit in groups:
         for name in names:
             t[name] = t.get(name, 0) | bit
@@ -91,14 +102,125 @@ cdef dict _tag_table():
 
 
 cdef dict _TAGINFO = _tag_table()
+
+
+# the known tag names (_TAGINFO's keys) looked up straight from the bytes of
+# a tag, ASCII letters folded: the key object itself (so the `inside` and
+# table look-ups that follow find it by identity) and its bits, without
+# decoding, lower-casing and hashing a new string per tag
+cdef enum:
+    _TT_SIZE = 512
+    _TT_NAME = 24
+
+cdef struct _TagEnt:
+    Py_ssize_t n                 # 0: empty slot
+    unsigned char name[_TT_NAME]
+    PyObject *s
+    int info
+    PyObject *need               # _ATTR_NEED[name]
+
+
+def _attr_need() -> dict:
+    """The attributes of a start tag that something reads, by tag: what
+    _text_style/_style_attrs (_OK_ATTR, basefont's size), _html_uri and
+    _tests look at.  Besides these, an attribute whose name holds a "/"
+    (namespaced href/src) is kept."""
+    need = {name: set(_OK_ATTR.get(name, ())) for name in _TAGINFO}
+    need["basefont"].add("size")
+    for t in ("body", "table", "tr", "td"):
+        need[t].add("background")
+    for t in ("a", "area", "link"):
+        need[t].update(("href", "data-saferedirecturl"))
+    for t in ("img", "frame", "iframe", "embed", "script", "bgsound"):
+        need[t].add("src")
+    need["form"].add("action")
+    need["base"].add("href")
+    need["meta"].update(("http-equiv", "content"))
+    need["font"].add("face")
+    need["img"].update(("width", "height"))
+    return {k: frozenset(v) for k, v in need.items()}
+
+
+cdef dict _ATTR_NEED = _attr_need()
+cdef dict _OK_ATTR_T = {k: tuple(sorted(v)) for k, v in _OK_ATTR.items()}
+
+cdef _TagEnt _TAGTAB[_TT_SIZE]
+cdef _TagEnt _ATTRTAB[_TT_SIZE]      # the attribute names some _ATTR_NEED set holds
+
+
+cdef inline unsigned int _tt_hash(const unsigned char *p, Py_ssize_t n) noexcept nogil:
+    cdef unsigned int h = 2166136261u
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    for i in range(n):
+        c = p[i]
+        if 0x41 <= c <= 0x5A:
+            c |= 0x20
+        h = (h ^ c) * 16777619u
+    return h
+
+
+cdef void _tt_insert(_TagEnt *tab, str name, int info, object need):
+    """tab[name] (name: lower-case ASCII, kept alive by the caller)."""
+    cdef bytes nb = name.encode("ascii")
+    cdef Py_ssize_t i, n = len(nb)
+    cdef unsigned int h
+    if n >= _TT_NAME:
+        raise ValueError(name)
+    h = _tt_hash(nb, n) & (_TT_SIZE - 1)
+    while tab[h].n:
+        h = (h + 1) & (_TT_SIZE - 1)
+    tab[h].n = n
+    for i in range(n):
+        tab[h].name[i] = nb[i]
+    tab[h].s = <PyObject *>name
+    tab[h].info = info
+    tab[h].need = <PyObject *>need
+
+
+cdef tuple _ATTR_NAMES = tuple(sorted(set().union(*_ATTR_NEED.values())))
+
+
+cdef void _tt_init():
+    for name, info in _TAGINFO.items():
+        _tt_insert(_TAGTAB, name, info, _ATTR_NEED[name])
+    for name in _ATTR_NAMES:
+        _tt_insert(_ATTRTAB, name, 0, None)
+
+
+_tt_init()
+
+
+cdef inline _TagEnt *_tt_find(const unsigned char *p, Py_ssize_t n,
+                              _TagEnt *tab=_TAGTAB) noexcept nogil:
+    """The entry of tab (the known tags) for the name p[:n] (ASCII letters
+    folded), else NULL."""
+    cdef unsigned int h
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    if n <= 0 or n >= _TT_NAME:
+        return NULL
+    h = _tt_hash(p, n) & (_TT_SIZE - 1)
+    while tab[h].n:
+        if tab[h].n == n:
+            i = 0
+            while i < n:
+                c = p[i]
+                if 0x41 <= c <= 0x5A:
+                    c |= 0x20
+                if c != tab[h].name[i]:
+                    break
+                i += 1
+            if i == n:
+                return &tab[h]
+        h = (h + 1) & (_TT_SIZE - 1)
+    return NULL
 _DOCTYPE = re.compile(r"^<!doctype", re.I)
 _HEX6 = re.compile(r"^#?([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$")
 _URI_LEAD_U = re.compile(r"^[\s\xa0]+")
 _URI_TRAIL_U = re.compile(r"[\s\xa0]+$")
 _URI_LEAD_A = re.compile(r"^[\s\xa0]+", re.A)
 _URI_TRAIL_A = re.compile(r"[\s\xa0]+$", re.A)
-_SELF_CLOSE_U = re.compile(r"<(\w+)\s*/>", re.I)
-_SELF_CLOSE_A = re.compile(r"<(\w+)\s*/>", re.I | re.A)
 _RE_SCHEME_LOCAL = re.compile(r"^(?:data|mailto|file|cid|tel):", re.I)
 _RE_NS_HREF = re.compile(r"\w{1,8}/href")
 _RE_NS_SRC = re.compile(r"\w{1,8}/src")
@@ -209,6 +331,46 @@ cdef str _collapse_ws1(str text):
             PyMem_Free(out)
 
 
+cdef inline bint _re_w(Py_UCS4 c, bint u) noexcept:
+    """c matches \\w (Unicode's when u, else re.A's)."""
+    if c < 128:
+        return (0x61 <= (<unsigned int>c | 0x20) <= 0x7A) or 0x30 <= c <= 0x39 or c == 0x5F
+    return u and Py_UNICODE_ISALNUM(c)
+
+
+cdef inline bint _re_s(Py_UCS4 c, bint u) noexcept:
+    """c matches \\s (Unicode's when u, else re.A's)."""
+    if c < 128:
+        return c == 0x20 or 9 <= c <= 13 or (u and 0x1C <= c <= 0x1F)
+    return u and Py_UNICODE_ISSPACE(c)
+
+
+cdef str _self_close(str text, bint u):
+    """re.sub(r"<(\\w+)\\s*/>", r"<\\1>", text) (flags re.I, and re.A unless
+    u): from each "/>" back over \\s* and \\w+ to a "<".  (\\w and \\s are
+    disjoint, so a "/>" ends at most one match, and matches cannot overlap.)"""
+    cdef Py_ssize_t j = text.find("/>"), k, w, start = 0
+    cdef list parts = None
+    while j >= 0:
+        k = j
+        while k > start and _re_s(text[k - 1], u):
+            k -= 1
+        w = k
+        while w > start and _re_w(text[w - 1], u):
+            w -= 1
+        if w < k and w > start and text[w - 1] == 0x3C:
+            if parts is None:
+                parts = []
+            parts.append(text[start:k])
+            parts.append(">")
+            start = j + 2
+        j = text.find("/>", j + 2)
+    if parts is None:
+        return text
+    parts.append(text[start:])
+    return "".join(parts)
+
+
 cdef str _collapse_ws(str text):
     """_DISPLAY_WS.sub(" ", text): each run of [ \\t\\n\\r\\f\\v] and each
     "\\xc2\\xa0" becomes one space (text itself when nothing changes)."""
@@ -298,12 +460,49 @@ cdef list _css_ops(str val):
     return ops
 
 
+@cython.final
+cdef class _Style:
+    """One entry of the text style stack: of the keys HTML.pm's style hashes
+    hold, the ones something reads (the tag, the colors, the size, CSS
+    display and visibility); the rest are written and never read."""
+    cdef str tag
+    cdef str fgcolor
+    cdef str bgcolor
+    cdef object size
+    cdef object display          # style_display, None when not set
+    cdef object visibility       # style_visibility, None when not set
+
+
+cdef _Style _new_style(str tag, object size):
+    """{"tag": tag, "fgcolor": "#000000", "bgcolor": "#ffffff", "size": size}"""
+    cdef _Style n = _Style.__new__(_Style)
+    n.tag = tag
+    n.fgcolor = "#000000"
+    n.bgcolor = "#ffffff"
+    n.size = size
+    n.display = None
+    n.visibility = None
+    return n
+
+
+cdef inline _Style _copy_style(_Style st, str tag):
+    """dict(st) with "tag" set to tag."""
+    cdef _Style n = _Style.__new__(_Style)
+    n.tag = tag
+    n.fgcolor = st.fgcolor
+    n.bgcolor = st.bgcolor
+    n.size = st.size
+    n.display = st.display
+    n.visibility = st.visibility
+    return n
+
+
 cdef bint _in_style_stack(list ts, str tag) except -1:
     """Some style on the stack has that tag (looked for from the top, where
     the one an end tag closes usually is)."""
     cdef Py_ssize_t i = len(ts) - 1
     while i >= 0:
-        if (<dict>ts[i])["tag"] == tag:
+        if (<_Style>ts[i]).tag == tag:
             return True
         i -= 1
     return False
@@ -582,8 +781,29 @@ cdef str _merge_uri(base_auth, base_path, str r_path):
 cdef dict _TARGET_MEMO = {}
 
 
+cdef bint _plain_absolute(str r) except -1:
+    """_target_uri_parts("", r) is r itself: r is "scheme://...", without
+    dot segments (no "/.") and without a newline (the fragment's "." stops
+    at one)."""
+    cdef Py_ssize_t i, n = len(r)
+    cdef Py_UCS4 c
+    for i in range(n):
+        c = r[i]
+        if c == 0x3A:          # ":" ending a non-empty scheme, then "//"
+            if i == 0 or i + 2 >= n or r[i + 1] != 0x2F or r[i + 2] != 0x2F:
+                return False
+            break
+        if c == 0x2F or c == 0x3F or c == 0x23 or c == 0x0A:
+            return False
+    else:
+        return False
+    return "/." not in r and "\n" not in r
+
+
 cdef str _target_uri(str base, str r):
     """_target_uri_parts(base, r), remembered (a function of the two)."""
+    if not base and _plain_absolute(r):
+        return r
     cdef tuple key = (base, r)
     cdef object got = _TARGET_MEMO.get(key)
     if got is not None:
@@ -690,7 +910,7 @@ cdef class Tokenizer:
 
     cdef void _call_end(self, str tag) except *:
         if self.r is not None:
-            self.r._tag(tag, None, -1)
+            self.r._tag(tag, None, -1, -1)
         else:
             self.h.on_end(tag)
 
@@ -732,6 +952,12 @@ cdef class Tokenizer:
         self._flush()
         if self.ms == 4:
             return
+        cdef _TagEnt *te
+        if self.r is not None:
+            te = _tt_find(p + s, e - s)
+            if te != NULL:
+                self.r._tag(<str>te.s, None, -1, te.info)
+                return
         cdef str tag = self._dec(p, s, e)
         if not tag.isascii() or not tag.islower():
             tag = tag.translate(_LOWER)
@@ -934,7 +1160,7 @@ cdef class Tokenizer:
         return beg
 
     cdef Py_ssize_t _scan_start(self, const unsigned char* b, Py_ssize_t beg, Py_ssize_t end,
-                                dict d) except -2:
+                                dict d, frozenset need=None) except -2:
         """Scan a start tag from `beg` ("<" + name); with d, fill it with the
         attributes (the tag is known to be complete then).  Returns the
         position of the closing ">", beg when more data is needed, -1 when
@@ -967,7 +1193,7 @@ cdef class Tokenizer:
                     return beg
                 if b[s] == 0x3E:
                     if d is not None:
-                        self._attr(d, b, an, ae, s, s)
+                        self._attr(d, b, an, ae, s, s, need)
                     break
                 if b[s] == 0x22 or b[s] == 0x27:
                     q = b[s]
@@ -980,7 +1206,7 @@ cdef class Tokenizer:
                     ve = s
                     s += 1
                     if d is not None:
-                        self._attr(d, b, an, ae, vs, ve)
+                        self._attr(d, b, an, ae, vs, ve, need)
                 else:
                     vs = s
                     while s < end and not _space(b[s]) and b[s] != 0x3E:
@@ -988,27 +1214,55 @@ cdef class Tokenizer:
                     if s >= end:
                         return beg
                     if d is not None:
-                        self._attr(d, b, an, ae, vs, s)
+                        self._attr(d, b, an, ae, vs, s, need)
                 while s < end and _space(b[s]):
                     s += 1
                 if s >= end:
                     return beg
             elif d is not None:
-                self._attr(d, b, an, ae, -1, -1)
+                self._attr(d, b, an, ae, -1, -1, need)
         if s < end and b[s] == 0x3E:
             return s
         return -1
 
     cdef void _attr(self, dict d, const unsigned char* b, Py_ssize_t an, Py_ssize_t ae,
-                    Py_ssize_t vs, Py_ssize_t ve) except *:
-        cdef str key, val
-        cdef str name = self._dec(b, an, ae)
+                    Py_ssize_t vs, Py_ssize_t ve, frozenset need) except *:
+        """d[name] = value unless d has name (or need is given and neither
+        holds name nor does name hold a "/")."""
+        cdef str key = None, val
+        cdef str name = None
         cdef bint f
-        if self.utf8:
-            key = name if name.isascii() and name.islower() else name.translate(_LOWER)
-        else:
-            key = name.lower()
+        cdef _TagEnt *ae_ent
+        cdef Py_ssize_t i
+        if need is not None:
+            # (only ASCII letters fold to the ASCII names of the sets: in
+            # either mode the lower-cased name is one of them exactly when
+            # its bytes, ASCII letters folded, are; it is then that name)
+            ae_ent = _tt_find(b + an, ae - an, _ATTRTAB)
+            if ae_ent != NULL:
+                key = <str>ae_ent.s
+                if key not in need:
+                    return
+            else:
+                for i in range(an, ae):
+                    if b[i] == 0x2F:
+                        break
+                else:
+                    return
+        if key is None:
+            name = self._dec(b, an, ae)
+            if self.utf8:
+                key = name if name.isascii() and name.islower() else name.translate(_LOWER)
+            else:
+                key = name.lower()
+            if need is not None and key not in need and "/" not in key:
+                return
+        if key in d:
+            if need is not None:
+                return              # (the first one wins; _aflag is not ours)
         if vs < 0:
+            if name is None:
+                name = self._dec(b, an, ae)
             val = name
         else:
             val, f = decode_entities(self._dec(b, vs, ve), self.utf8, False)
@@ -1019,28 +1273,47 @@ cdef class Tokenizer:
 
     cdef Py_ssize_t _parse_start(self, const unsigned char* b, Py_ssize_t beg,
                                  Py_ssize_t end) except -2:
-        cdef Py_ssize_t gt = self._scan_start(b, beg, end, None), ne
-        cdef dict d
+        cdef Py_ssize_t gt, ne
+        cdef dict d = None
         cdef str tag
         cdef bytes lit
         cdef object islit
-        if gt <= beg:
-            return gt
+        cdef _TagEnt *te = NULL
+        cdef int info = 0
         ne = beg + 2
         while ne < end and not _space(b[ne]) and b[ne] != 0x3E:
             ne += 1
+        if self.ms != 4 and self.r is not None:
+            # our renderer: the attributes only for the tags whose handlers
+            # read them, gathered by the scan that finds the tag's end (and
+            # dropped when the tag is incomplete)
+            te = _tt_find(b + beg + 1, ne - beg - 1)
+            if te != NULL:
+                info = te.info
+                if info & (T_ELEM | T_TRICK) and info & (T_STYLE | T_URI | T_TESTS):
+                    d = {}
+            gt = self._scan_start(b, beg, end, d, <frozenset>te.need if d is not None else None)
+        else:
+            gt = self._scan_start(b, beg, end, None)
+        if gt <= beg:
+            return gt
         self._flush()
-        if self.ms != 4:
+        if self.ms != 4 and self.r is not None:
+            if te != NULL:
+                self.r._tag(<str>te.s, d, 1, info)
+            else:
+                tag = self._dec(b, beg + 1, ne)
+                if not tag.isascii() or not tag.islower():
+                    tag = tag.translate(_LOWER)
+                self.r._tag(tag, None, 1, -1)
+        elif self.ms != 4:
             d = {}
             self._aflag = self.utf8
             self._scan_start(b, beg, end, d)
             tag = self._dec(b, beg + 1, ne)
             if not tag.isascii() or not tag.islower():
                 tag = tag.translate(_LOWER)
-            if self.r is not None:
-                self.r._tag(tag, d, 1)
-            else:
-                self.h.on_start(tag, d, self._aflag)
+            self.h.on_start(tag, d, self._aflag)
         if ne - beg - 1 in (3, 5, 6, 8, 9):      # the lengths of the _LITERAL names
             lit = (<const char*>b)[beg + 1:ne].lower()
             islit = _LITERAL.get(lit)
@@ -1273,6 +1546,7 @@ cdef class HtmlRenderer:
     cdef public list text_style
     cdef object _inv_style            # _font_invisible: the style _inv_value is for
     cdef bint _inv_value
+    cdef Py_ssize_t n_script, n_style, n_a, n_title     # inside["script"], ... (0: none)
 
     def __init__(self):
         self.results = {}
@@ -1315,12 +1589,10 @@ cdef class HtmlRenderer:
         cdef object before
         self.results["html"] = 1
         self.basefont = 3
-        self.text_style = [{"tag": "default", "fgcolor": "#000000", "bgcolor": "#ffffff",
-                            "size": self.basefont}]
+        self.text_style = [_new_style("default", self.basefont)]
         self.length += len(text)
         text = text.replace("&nbsp;", " ")
-        if "/>" in text:
-            text = (_SELF_CLOSE_U if flagged else _SELF_CLOSE_A).sub(r"<\1>", text)
+        text = _self_close(text, flagged)
         if flagged:
             text = text.replace("\u201c", '"').replace("\u201d", '"')
         else:
@@ -1397,10 +1669,10 @@ cdef class HtmlRenderer:
 
     # -- tokenizer callbacks
     def on_start(self, str tag, dict attrs, bint flagged) -> None:
-        self._tag(tag, attrs, 1)
+        self._tag(tag, attrs, 1, -1)
 
     def on_end(self, str tag) -> None:
-        self._tag(tag, None, -1)
+        self._tag(tag, None, -1, -1)
 
     cpdef on_text(self, str text, bint is_cdata, bint flagged):
         cdef dict ins = self.inside
@@ -1408,12 +1680,13 @@ cdef class HtmlRenderer:
         cdef list at
         cdef str last, k
         if ins:
-            if ins.get("script", 0) > 0:
+            # (inside's script, style, a and title counts, kept in C by _tag)
+            if self.n_script > 0:
                 self.script.append(text)
                 return
-            if ins.get("style", 0) > 0:
+            if self.n_style > 0:
                 return
-            if ins.get("a", 0) > 0:
+            if self.n_a > 0:
                 ent = self.uri.setdefault(self.anchor_last, {})
                 at = ent.setdefault("anchor_text", [])
                 if at:
@@ -1424,7 +1697,7 @@ cdef class HtmlRenderer:
                     self.anchor[-1] += text
                 else:
                     self.anchor.append(text)
-            if ins.get("title", 0) > 0:
+            if self.n_title > 0:
                 while len(self.title) <= self.title_index:
                     self.title.append("")
                 self.title[self.title_index] += text
@@ -1445,7 +1718,7 @@ cdef class HtmlRenderer:
                 e_ok = _punct_class(last[len(last) - 1], u)
                 if s_ok and e_ok:
                     self.obfuscation += 1
-                m = (_HAIR_END_U if u else _HAIR_END_A).search(last[-8:]) if e_ok else None
+                m = (_HAIR_END_U if u else _HAIR_END_A).search(last[-8:]) if e_ok and s_ok else None
             else:
                 m = None
                 s_ok = False
@@ -1466,14 +1739,21 @@ cdef class HtmlRenderer:
             self.inside["!doctype"] = 0
 
     # -- HTML.pm html_tag and friends
-    cdef void _tag(self, str tag, dict attr, int num) except *:
-        cdef bint maybe_ns = ":" in tag and _NAMESPACE.match(tag) is not None
+    cdef void _tag(self, str tag, dict attr, int num, int info) except *:
+        """html_tag; info: tag's _TAGINFO bits, -1 when not looked up yet.
+        attr may be None where none of the handlers reads it."""
         cdef dict ins = self.inside
         cdef object cur = ins.get(tag)
-        cdef object infoo = _TAGINFO.get(tag)
-        cdef int info = 0 if infoo is None else infoo
-        cdef bint is_elem = info & T_ELEM
+        cdef object infoo
+        cdef bint maybe_ns = False
+        cdef bint is_elem
         cdef Py_ssize_t v
+        if info < 0:
+            infoo = _TAGINFO.get(tag)
+            info = 0 if infoo is None else infoo
+        if info == 0:           # (no known tag holds a ":")
+            maybe_ns = ":" in tag and _NAMESPACE.match(tag) is not None
+        is_elem = info & T_ELEM
         if is_elem or maybe_ns:
             self.n_elements += 1
             if cur is None:
@@ -1487,8 +1767,18 @@ cdef class HtmlRenderer:
         if v < 0:
             ins[tag] = 0
             self.n_closed_extra += 1
+            v = 0
         else:
             ins[tag] = v
+        if info & T_COUNTED:
+            if tag == "a":
+                self.n_a = v
+            elif tag == "script":
+                self.n_script = v
+            elif tag == "style":
+                self.n_style = v
+            else:
+                self.n_title = v
         if maybe_ns:
             return
         if info & (T_ELEM | T_TRICK):
@@ -1600,7 +1890,7 @@ cdef class HtmlRenderer:
         if not _in_style_stack(ts, tag):
             return
         while ts:
-            top = ts[-1]["tag"]
+            top = (<_Style>ts[-1]).tag
             if not top:
                 break
             if (tag == "td" and (top == "font" or top == "td")) or \
@@ -1610,17 +1900,17 @@ cdef class HtmlRenderer:
                 break
 
     cdef void _close_tag(self, str tag) except *:
-        cdef dict st
+        cdef _Style st
         cdef list ts = self.text_style
         if not _in_style_stack(ts, tag):
             return
         while ts:
             st = ts.pop()
-            if st["tag"] == tag:
+            if st.tag == tag:
                 break
 
     cdef void _text_style(self, str tag, dict attr, int num) except *:
-        cdef dict new
+        cdef _Style new
         if tag == "th":
             tag = "td"
         if num == 1:
@@ -1631,15 +1921,14 @@ cdef class HtmlRenderer:
                     return
             if tag == "td" or tag == "tr":
                 self._close_table_tag(tag)
-            new = dict(self.text_style[-1]) if self.text_style else \
-                {"tag": "default", "fgcolor": "#000000", "bgcolor": "#ffffff", "size": 3}
-            new["tag"] = tag
+            new = _copy_style(self.text_style[-1], tag) if self.text_style else \
+                _new_style(tag, 3)
             if tag == "big":
-                new["size"] += 1
+                new.size += 1
                 self.text_style.append(new)
                 return
             if tag == "small":
-                new["size"] -= 1
+                new.size -= 1
                 self.text_style.append(new)
                 return
             if attr:
@@ -1649,52 +1938,62 @@ cdef class HtmlRenderer:
             if tag != "body":
                 self._close_tag(tag)
 
-    cdef void _style_attrs(self, str tag, dict attr, dict new) except *:
-        ok = _OK_ATTR.get(tag, ())
-        for name in list(attr):
-            if name not in ok:
+    cdef void _style_attrs(self, str tag, dict attr, _Style new) except *:
+        # (the keys HTML.pm also sets that nothing reads: "style", the other
+        # CSS properties, and the other attributes _OK_ATTR allows)
+        # (by the allowed names, not the attributes' order: no tag allows
+        # both a color attribute and style, the other assignments do not
+        # interact, and the size bounds are checked after each one)
+        ok = _OK_ATTR_T.get(tag)
+        if ok is None:
+            return
+        for name in <tuple>ok:
+            val = attr.get(name)
+            if val is None:
                 continue
-            val = attr[name] if attr[name] is not None else ""
-            if name in ("text", "color"):
-                new["fgcolor"] = _rgb(val)
+            if name == "text" or name == "color":
+                new.fgcolor = _rgb(val)
             elif name == "size":
                 m = _font_size(val)
                 if m is not None:
-                    new["size"] = self.basefont + m[1] if m[0] else m[1]
+                    new.size = self.basefont + m[1] if m[0] else m[1]
             elif name == "style":
-                new["style"] = val
                 for k, v in _css_ops(val):
-                    new[k] = v
-                if new["bgcolor"] == "transparent":
-                    new["bgcolor"] = self.text_style[-1]["bgcolor"] if self.text_style else "#ffffff"
-                if new["fgcolor"] == "transparent":
-                    new["fgcolor"] = new["bgcolor"]
+                    if k == "fgcolor":
+                        new.fgcolor = v
+                    elif k == "bgcolor":
+                        new.bgcolor = v
+                    elif k == "style_display":
+                        new.display = v
+                    elif k == "style_visibility":
+                        new.visibility = v
+                if new.bgcolor == "transparent":
+                    new.bgcolor = (<_Style>self.text_style[-1]).bgcolor if self.text_style else "#ffffff"
+                if new.fgcolor == "transparent":
+                    new.fgcolor = new.bgcolor
             elif name == "bgcolor":
                 attr["bgcolor"] = _rgb(val)
-            else:
-                new[name] = val
-            if new["size"] > self.max_size:
-                self.max_size = new["size"]
-            elif new["size"] < self.min_size:
-                self.min_size = new["size"]
+            if new.size > self.max_size:
+                self.max_size = new.size
+            elif new.size < self.min_size:
+                self.min_size = new.size
 
     cdef bint _font_invisible(self) except -1:
         """_font_invisible_of the style on top (remembered for that style
         object: the styles on the stack do not change once pushed, and the
         results it sets stay set)."""
-        cdef dict st = self.text_style[-1] if self.text_style else \
-            {"fgcolor": "#000000", "bgcolor": "#ffffff", "size": 3}
+        cdef _Style st = self.text_style[-1] if self.text_style else _new_style("", 3)
         if st is self._inv_style:
             return self._inv_value
         self._inv_value = self._font_invisible_of(st)
         self._inv_style = st
         return self._inv_value
 
-    cdef bint _font_invisible_of(self, dict st) except -1:
-        cdef int code = _contrast(st["fgcolor"], st["bgcolor"])
-        size = st["size"]
-        display = st.get("style_display")
-        visibility = st.get("style_visibility")
+    cdef bint _font_invisible_of(self, _Style st) except -1:
+        cdef int code = _contrast(st.fgcolor, st.bgcolor)
+        size = st.size
+        display = st.display
+        visibility = st.visibility
         if code == 1:
             self.results["font_low_contrast"] = 1
             return True
@@ -1714,7 +2013,7 @@ cdef class HtmlRenderer:
             if not _font_face_ok(attr["face"] or ""):
                 self.results["font_face_bad"] = 1
         if tag == "img":
-            if self.inside.get("a", 0) > 0:
+            if self.n_a > 0:
                 ent = self.uri.setdefault(self.anchor_last, {})
                 at = ent.setdefault("anchor_text", [])
                 if at:

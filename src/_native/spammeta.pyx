@@ -12,10 +12,16 @@ float, as the twin's would.  A value that is not an int or float (never
 seen: rule values are hit counts and eval results) makes run() use the
 twin's function for that message, and so does an int beyond 2**53; the
 arithmetic of int values is exact while they stay below 2**53 (rule
-values are counts: far below).  Reads no main.cf parameters.
+values are counts: far below).  Only the metas that read a value set on
+the message (a rule in the dict, or a meta whose value differs from the
+one it has on a message without values) are interpreted; the others take
+that value, worked out once when the program is built (most of the ~900
+metas of the stock rules read nothing a given message sets).  Reads no
+main.cf parameters.
 """
 
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
 
 from cpython.dict cimport PyDict_Next
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_FromDouble
@@ -63,6 +69,26 @@ cdef class MetaProgram:
     cdef dict slot_of
     cdef list names
     cdef object fallback
+    # the metas (segments of code): where each starts, its slot; the metas
+    # that read a slot (rlist[rstart[s]:rstart[s + 1]]), the meta of a slot
+    # (mof, -1 for a rule); the values when no rule has a value (zsv/zsk,
+    # which sval/skval hold between runs; zobj: what END writes then, or
+    # None); per run: the slots that differ from zsv/zsk (dirty, listed in
+    # touched) and the metas to interpret (need)
+    cdef Py_ssize_t nmeta
+    cdef Py_ssize_t *mpos
+    cdef Py_ssize_t *mslot
+    cdef Py_ssize_t *rstart
+    cdef Py_ssize_t *rlist
+    cdef Py_ssize_t *mof
+    cdef Py_ssize_t *touched
+    cdef char *need
+    cdef char *zhas
+    cdef double *zsv
+    cdef char *zsk
+    cdef char *dirty
+    cdef list zobj
+    cdef Py_ssize_t ntouched
 
     def __cinit__(self):
         self.code = NULL
@@ -72,6 +98,17 @@ cdef class MetaProgram:
         self.skind = NULL
         self.stv = NULL
         self.stk = NULL
+        self.mpos = NULL
+        self.mslot = NULL
+        self.rstart = NULL
+        self.rlist = NULL
+        self.mof = NULL
+        self.touched = NULL
+        self.need = NULL
+        self.zhas = NULL
+        self.zsv = NULL
+        self.zsk = NULL
+        self.dirty = NULL
 
     def __init__(self, list names, list code, list consts):
         cdef Py_ssize_t i, d = 0, mx = 1, n = len(code)
@@ -134,54 +171,89 @@ cdef class MetaProgram:
         if not (self.stv and self.stk):
             raise MemoryError()
         self.fallback = _pure.MetaProgram(names, code, consts).run
+        self._segments()
 
-    def __dealloc__(self):
-        free(self.code)
-        free(self.cval)
-        free(self.ckind)
-        free(self.sval)
-        free(self.skind)
-        free(self.stv)
-        free(self.stk)
+    cdef _segments(self):
+        """The metas' segments and their values when nothing they read is set."""
+        cdef Py_ssize_t i = 0, m = 0, k = 0, n = self.ncode, ns = 0, j
+        cdef int op
+        cdef list starts = [], slots = [], ins = [], cur = []
+        cdef dict scratch = {}
+        while i < n:
+            op = self.code[i]
+            if op == SLOT:
+                if self.code[i + 1] not in cur:
+                    cur.append(self.code[i + 1])
+                i += 2
+            elif op == CONST:
+                i += 2
+            elif op == END:
+                slots.append(self.code[i + 1])
+                ins.append(cur)
+                cur = []
+                i += 2
+                starts.append(i)        # where the next meta starts
+            else:
+                i += 1
+        self.nmeta = len(slots)
+        readers = [[] for _ in range(self.nslots)]
+        for m, cur in enumerate(ins):
+            ns += len(cur)
+            for j in cur:
+                readers[j].append(m)
+        self.mpos = <Py_ssize_t *>malloc((self.nmeta + 1) * sizeof(Py_ssize_t))
+        self.mslot = <Py_ssize_t *>malloc((self.nmeta + 1) * sizeof(Py_ssize_t))
+        self.rstart = <Py_ssize_t *>malloc((self.nslots + 1) * sizeof(Py_ssize_t))
+        self.rlist = <Py_ssize_t *>malloc((ns + 1) * sizeof(Py_ssize_t))
+        self.mof = <Py_ssize_t *>malloc((self.nslots + 1) * sizeof(Py_ssize_t))
+        self.touched = <Py_ssize_t *>malloc((self.nslots + 1) * sizeof(Py_ssize_t))
+        self.need = <char *>malloc(self.nmeta + 1)
+        self.zsv = <double *>malloc((self.nslots + 1) * sizeof(double))
+        self.zsk = <char *>malloc(self.nslots + 1)
+        self.dirty = <char *>malloc(self.nslots + 1)
+        if not (self.mpos and self.mslot and self.rstart and self.rlist and self.mof and
+                self.touched and self.need and self.zsv and self.zsk and self.dirty):
+            raise MemoryError()
+        for j in range(self.nslots):
+            self.mof[j] = -1
+            self.dirty[j] = 0
+            self.rstart[j] = k
+            for m in readers[j]:
+                self.rlist[k] = m
+                k += 1
+        self.rstart[self.nslots] = k
+        for m in range(self.nmeta):
+            self.mpos[m] = 0 if m == 0 else starts[m - 1]
+            self.mslot[m] = slots[m]
+            self.mof[slots[m]] = m
+        # the state after every meta ran on a message without values
+        for j in range(self.nslots):
+            self.sval[j] = 0.0
+            self.skind[j] = K_INT
+        for m in range(self.nmeta):
+            self._exec(self.mpos[m], scratch)
+        self.zobj = [scratch.get(self.names[self.mslot[m]]) for m in range(self.nmeta)]
+        self.zhas = <char *>malloc(self.nmeta + 1)
+        if not self.zhas:
+            raise MemoryError()
+        for m in range(self.nmeta):
+            self.zhas[m] = self.zobj[m] is not None
+        for j in range(self.nslots):
+            self.zsv[j] = self.sval[j]
+            self.zsk[j] = self.skind[j]
 
-    def run(self, dict v):
-        cdef Py_ssize_t pos = 0, i, s
-        cdef PyObject *key
-        cdef PyObject *val
+    cdef int _exec(self, Py_ssize_t i, dict v) except -1:
+        """Run the meta whose code starts at i, up to its END included."""
         cdef double *sv = self.sval
         cdef char *sk = self.skind
         cdef double *tv = self.stv
         cdef char *tk = self.stk
         cdef int *code = self.code
-        cdef Py_ssize_t n = self.ncode, sp = 0
+        cdef Py_ssize_t sp = 0, s
         cdef int op
         cdef double a, b, x
         cdef char ka, kb, kc, kx
-        cdef object o, idx
-        cdef dict slot_of = self.slot_of
-        for i in range(self.nslots):
-            sv[i] = 0.0
-            sk[i] = K_INT
-        while PyDict_Next(v, &pos, &key, &val):
-            idx = slot_of.get(<object>key)
-            if idx is None:
-                continue
-            s = <Py_ssize_t>idx
-            o = <object>val
-            if type(o) is int:
-                if not -9007199254740992 <= o <= 9007199254740992:
-                    self.fallback(v)        # not exact as a double
-                    return
-                sv[s] = <double>(<long long>o)
-                sk[s] = K_INT
-            elif type(o) is float:
-                sv[s] = PyFloat_AS_DOUBLE(o)
-                sk[s] = K_FLOAT
-            else:
-                self.fallback(v)
-                return
-        i = 0
-        while i < n:
+        while True:
             op = code[i]
             if op == SLOT:
                 s = code[i + 1]
@@ -212,8 +284,7 @@ cdef class MetaProgram:
                         sv[s] = 1.0
                         sk[s] = K_INT
                         v[self.names[s]] = 1
-                i += 2
-                continue
+                return 0
             i += 1
             if op == NOT:
                 if tk[sp - 1] != K_ERR:
@@ -287,3 +358,99 @@ cdef class MetaProgram:
                     x = 1.0 if a != b else 0.0
                 tv[sp - 1] = x
                 tk[sp - 1] = K_INT
+
+    def __dealloc__(self):
+        free(self.code)
+        free(self.cval)
+        free(self.ckind)
+        free(self.sval)
+        free(self.skind)
+        free(self.stv)
+        free(self.stk)
+        free(self.mpos)
+        free(self.mslot)
+        free(self.rstart)
+        free(self.rlist)
+        free(self.mof)
+        free(self.touched)
+        free(self.need)
+        free(self.zhas)
+        free(self.zsv)
+        free(self.zsk)
+        free(self.dirty)
+
+    cdef inline void _mark(self, Py_ssize_t s) noexcept:
+        """Slot s differs from its value without values: the metas that
+        read it (and the meta it is, when its name is in v) get run."""
+        cdef Py_ssize_t k
+        if not self.dirty[s]:
+            self.dirty[s] = 1
+            self.touched[self.ntouched] = s
+            self.ntouched += 1
+        for k in range(self.rstart[s], self.rstart[s + 1]):
+            self.need[self.rlist[k]] = 1
+
+    cdef void _restore(self) noexcept:
+        """Back to the values without values (for the next run)."""
+        cdef Py_ssize_t i, s
+        for i in range(self.ntouched):
+            s = self.touched[i]
+            self.sval[s] = self.zsv[s]
+            self.skind[s] = self.zsk[s]
+            self.dirty[s] = 0
+        self.ntouched = 0
+
+    def run(self, dict v):
+        """Set v[META] for every meta that hits.  Only the metas that read
+        a slot differing from its value on a message without values (a
+        rule in v, or a meta whose value differs), or whose own name is in
+        v, are interpreted; the others have the value worked out once
+        (zobj, written to v in its turn: the same order)."""
+        cdef Py_ssize_t pos = 0, s, m
+        cdef PyObject *key
+        cdef PyObject *val
+        cdef double *sv = self.sval
+        cdef char *sk = self.skind
+        cdef char *dirty = self.dirty
+        cdef char *need = self.need
+        cdef char *zhas = self.zhas
+        cdef object o, idx
+        cdef dict slot_of = self.slot_of
+        memset(need, 0, self.nmeta)
+        try:
+            while PyDict_Next(v, &pos, &key, &val):
+                idx = slot_of.get(<object>key)
+                if idx is None:
+                    continue
+                s = <Py_ssize_t>idx
+                o = <object>val
+                if type(o) is int:
+                    if not -9007199254740992 <= o <= 9007199254740992:
+                        self._restore()
+                        self.fallback(v)        # not exact as a double
+                        return
+                    sv[s] = <double>(<long long>o)
+                    sk[s] = K_INT
+                elif type(o) is float:
+                    sv[s] = PyFloat_AS_DOUBLE(o)
+                    sk[s] = K_FLOAT
+                else:
+                    self._restore()
+                    self.fallback(v)
+                    return
+                self._mark(s)
+                if self.mof[s] >= 0:
+                    need[self.mof[s]] = 1
+            for m in range(self.nmeta):
+                s = self.mslot[m]
+                if need[m]:
+                    if not dirty[s]:            # (its value in v: the value it keeps on no hit)
+                        sv[s] = 0.0
+                        sk[s] = K_INT
+                    self._exec(self.mpos[m], v)
+                    if sv[s] != self.zsv[s] or sk[s] != self.zsk[s]:
+                        self._mark(s)
+                elif zhas[m]:
+                    v[self.names[s]] = self.zobj[m]
+        finally:
+            self._restore()

@@ -7,6 +7,9 @@ spam engine's eval rules (postier.content.spam.evals).
     run_calls(calls, ctx, values)  # the engine's eval calls of one area (Run._evals)
     ma_words(text, uni)            # BodyEval multipart_alternative_difference's words
     rcvd_date(line)                # the date of a Received line (check_for_shifted_date)
+    qp_lines(lines, qp_count)      # MIMEEval's quoted-printable counts over a part's lines
+    rcvd_times(lines)              # the dates of Received lines, as rfc822_date_fast gives them
+    text_part_stats(lines)         # MIMEEval's size, illegal-line and &#xNNNN; counts of a part
 
 uppercase_counts(lines, jis) -> (length, lower, upper): over the lines that
 hold a white-space run between two non-space bytes (Perl /\\S\\s+\\S/) and
@@ -35,6 +38,26 @@ and \\w when uni, else the ASCII ones.
 rcvd_date(line) -> str | None: the first match of
 (\\s.?\\d+ \\S\\S\\S \\d+ \\d+:\\d+:\\d+ \\S+) in line (ASCII classes), the
 date SpamAssassin takes from a Received header line; None when none.
+
+qp_lines(lines, qp_count) -> (qp_count, kept, longest, size): MIMEEval's
+per-line loop over the raw lines of a quoted-printable part, the lines
+starting with "SPAM: " left out: qp_count (an int, or a float once a line
+ended in =09/=20 before trailing white space) plus each line's count of
+=XX escapes of printable characters, minus a third of the length of the
+=09/=20 run a line ends in, in the order Perl adds them (the same float
+operations); kept: how many lines were looked at, longest: the longest of
+them, size: their summed length.
+
+rcvd_times(lines) -> (times, slow): for each line whose rcvd_date is not
+None, in order, rfc822_date_fast of that date when it is an int, or the
+date string itself when rfc822_date_fast is False (the caller parses those
+the general way; slow tells whether there is one); lines without a date or
+with a None date left out.
+
+text_part_stats(lines) -> (size, illegal, entities): over a text part's
+raw lines, their summed length, how many hold a NUL, CR or a byte above
+0x7f (MIMEEval's mime_ascii_text_illegal count), and how many
+&#x[0-9A-F]{4}; entities they hold (mime_text_unicode_ratio's count).
 
 The native module gives the same results for every input
 (tests/unit/content/test_spam_evals_native.py).  Reads no main.cf
@@ -160,3 +183,60 @@ _RT_DATE = re.compile(r"(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)", re.A)
 def rcvd_date(line: str) -> str | None:
     m = _RT_DATE.search(line)
     return m.group(1) if m else None
+
+
+_QP_CHAR = re.compile(rb"=(?:09|3[0-9ABCEF]|[2456][0-9A-F]|7[0-9A-E])")
+_QP_TRAIL = re.compile(rb"((?:=09|=20)+)\s*$")
+
+
+def qp_lines(lines: list[bytes], qp_count: int | float) -> tuple[int | float, int, int, int]:
+    kept = longest = size = 0
+    for line in lines:
+        if line.startswith(b"SPAM: "):
+            continue
+        kept += 1
+        n = len(line)
+        size += n
+        if n > longest:
+            longest = n
+        if b"=" not in line:
+            continue
+        qp = len(_QP_CHAR.findall(line))
+        if qp:
+            qp_count += qp
+            if line.rstrip().endswith((b"=09", b"=20")):
+                m = _QP_TRAIL.search(line)
+                if m:
+                    qp_count -= len(m.group(1)) / 3
+    return qp_count, kept, longest, size
+
+
+def rcvd_times(lines: list[str]) -> tuple[list, bool]:
+    out: list = []
+    slow = False
+    for line in lines:
+        d = rcvd_date(line)
+        if d is None:
+            continue
+        t = rfc822_date_fast(d)
+        if t is False:
+            out.append(d)
+            slow = True
+        elif t is not None:
+            out.append(t)
+    return out, slow
+
+
+_ILLEGAL_ASCII = re.compile(rb"[\x00\x0d\x80-\xff]")
+_UNICODE_ENT = re.compile(rb"&#x[0-9A-F]{4};")
+
+
+def text_part_stats(lines: list[bytes]) -> tuple[int, int, int]:
+    size = illegal = ents = 0
+    for line in lines:
+        size += len(line)
+        if _ILLEGAL_ASCII.search(line):
+            illegal += 1
+        if b"&#x" in line:
+            ents += len(_UNICODE_ENT.findall(line))
+    return size, illegal, ents

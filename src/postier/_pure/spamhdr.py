@@ -2,6 +2,7 @@
 
     header_rules(run, plan, info, vals, pdbs, count, on_match, on_first, terminated)
     exists_rules(headers, strings, checks)   # names of the exists: rules that hit
+    fast_addresses(s, host_invalid)          # the common address-header shapes, or None
 
 header_rules is Run._headers' loop (postier.content.spam.engine): for each
 header group of CompiledRules.header_plan, its value (vals: one per group,
@@ -20,11 +21,21 @@ a tuple of (rule name, lower-cased header name); a name hits when the
 message has that header (headers: lower-cased name -> values) or, absent,
 a metadata string of that name (strings).
 
+fast_addresses is the shortcut of postier.content.spam.headers.
+parse_header_addresses for the shapes most address headers take: a bare
+address, <address>, "quoted name" <address>, plain name <address> (no
+backslash, colon, semicolon, comment or nested angle brackets anywhere; in
+a list no quote, and a space after every comma), one dict per comma-
+separated item as that parser gives it (phrase, user, host, address,
+comment, invalid: host_invalid(host)); None for any other value.
+
 Same API and results as the compiled module (tests run both).  Reads no
 main.cf parameters.
 """
 
 from __future__ import annotations
+
+import re
 
 _SEP = b"\x00"
 _TAIL = b"\x00\x00"
@@ -116,4 +127,60 @@ def exists_rules(headers: dict, strings: dict, checks: tuple) -> list:
     for name, lc in checks:
         if headers.get(lc) or strings.get(lc) is not None:
             out.append(name)
+    return out
+
+
+# Perl's \s (ASCII: re.ASCII's \s), and the address shapes fast_addresses takes
+_WS = " \t\n\r\f\v"
+_USER = r"""([^\s"<>()\[\],:;@\\]+)@([A-Za-z0-9._-]+)"""
+_FAST_BARE = re.compile(r"\s*" + _USER, re.A)
+_FAST_ANGLE = re.compile(r"\s*<" + _USER + r">", re.A)
+_FAST_QUOTED = re.compile(r"""\s*"([^"\\:\r\n]*)"([ \t]*)<""" + _USER + r">", re.A)
+_FAST_NAMED = re.compile(r"""\s*([^\s"<>()\[\],:;@\\][^"<>()\[\],:;@\\\r\n]*)<""" + _USER + r">",
+                         re.A)
+_COMMA_TIGHT = re.compile(r",\S", re.A)
+
+
+def _fast_one(s: str, host_invalid) -> dict | None:
+    phrase = None
+    c = s.lstrip(_WS)[:1]           # the one shape that can match, by its first character
+    if c == "<" or "<" not in s:
+        m = (_FAST_ANGLE if c == "<" else _FAST_BARE).fullmatch(s)
+        if m is None:
+            return None
+        user, host = m.group(1), m.group(2)
+    elif c == '"':
+        m = _FAST_QUOTED.fullmatch(s)
+        if m is None:
+            return None
+        phrase = m.group(1) + m.group(2)
+        user, host = m.group(3), m.group(4)
+    else:
+        m = _FAST_NAMED.fullmatch(s)
+        if m is None:
+            return None
+        phrase = m.group(1)
+        user, host = m.group(2), m.group(3)
+    address = user + "@" + host
+    if phrase == "" or phrase == address:
+        phrase = None
+    return {"phrase": phrase, "user": user, "host": host, "address": address, "comment": None,
+            "invalid": host_invalid(host)}
+
+
+def fast_addresses(s: str, host_invalid) -> list | None:
+    """parse_header_addresses' answer for the common shapes (see the
+    module docstring), or None for anything else."""
+    s = s.rstrip(_WS)
+    if "," not in s:
+        one = _fast_one(s, host_invalid)
+        return None if one is None else [one]
+    if '"' in s or _COMMA_TIGHT.search(s):
+        return None     # a comma inside quotes; "<a>,<b>": the general parser's \S+ spans both
+    out = []
+    for item in s.split(","):
+        one = _fast_one(item.rstrip(_WS), host_invalid)
+        if one is None:
+            return None
+        out.append(one)
     return out

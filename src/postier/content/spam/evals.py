@@ -48,8 +48,13 @@ several rules of a message share is computed once per message (ctx.cache:
 the Received dates, the MIME summary, the Received text on one line, ...),
 what depends only on a string is remembered across messages (freemail
 tests, the domain functions of the URI registry, the enlist_uri_host lists
-of a host), and the per-line loops of check_for_uppercase and
-tvd_vertical_words and the common shape of a date run in
+of a host, a MIME part's header summary, check_equal_from_domains's
+domains), the address lists of the stock rules (*@domain) are matched as
+string suffixes (_AddrMatcher), a few groups of rules run as one call
+(bind_calls: the check_for_shifted_date rules, and the HTML evals, nothing
+to do without HTML), and the per-line loops of check_for_uppercase,
+tvd_vertical_words and MIMEEval's quoted-printable and text-part counts,
+the Received dates and the common shape of a date run in
 postier._native.spameval (twin: postier._pure.spameval).
 
 Parameters read: none.
@@ -60,6 +65,7 @@ from __future__ import annotations
 import calendar
 import re as ure
 import struct
+import time as _time
 from collections import Counter
 
 from postier.content.spam import bre as re
@@ -299,6 +305,8 @@ def _memo_registry(cr) -> _MemoRegistry:
 class EvalContext:
     """What eval functions see of a scan (the PerMsgStatus fields they use)."""
 
+    run_calls = staticmethod(_ev.run_calls)     # (Run._evals's loop)
+
     def __init__(self, run):
         self.run = run
         self.msg = run.msg
@@ -370,7 +378,9 @@ class EvalContext:
             addrs = []
             for h in ("From:addr", "Envelope-Sender:addr", "Resent-Sender:addr",
                       "X-Envelope-From:addr", "EnvelopeFrom:addr"):
-                addrs += [_DOTS_SUB(".", a) for a in self.get_list(h) if a != ""]
+                # (s/\.+/./g changes only runs of two or more dots)
+                addrs += [a if ".." not in a else _DOTS_SUB(".", a)
+                          for a in self.get_list(h) if a != ""]
         out = list(dict.fromkeys(addrs))
         self.cache["all_from"] = out
         return out
@@ -420,6 +430,10 @@ def _rcvd_oneline(ctx) -> str:
 
 @ev()
 def check_for_fake_aol_relay_in_rcvd(ctx, rule):
+    # (the match holds "rly-" in any case, as the Received text does when
+    # the one-line text does: collapsing white space keeps it)
+    if b"rly-" not in ctx.hv.get_str("Received").lower():
+        return 0
     s = _rcvd_oneline(ctx)
     if re.search(r" rly-[a-z][a-z]\d\d\.", s, _IA):
         if re.search(r"/AOL-\d+\.\d+\.\d+\)", s, re.A):
@@ -508,11 +522,13 @@ def _forged_hotmail(ctx) -> tuple[int, int]:
         return c
     res = (0, 0)
     ctx.cache["hotmail"] = res
-    rcvd = _rcvd_oneline(ctx)
     # every way to a hit below needs "hotmail.com" in the Received text or
     # (in any case) in the From address: without it the answer is no hit
-    if "hotmail.com" not in rcvd and "hotmail.com" not in ctx.get("From:addr").lower():
+    # (the raw Received text holds it when the one-line text does)
+    if b"hotmail.com" not in ctx.hv.get_str("Received") and \
+            "hotmail.com" not in ctx.get("From:addr").lower():
         return res
+    rcvd = _rcvd_oneline(ctx)
     if re.search(r"from mail pickup service by hotmail\.com with Microsoft SMTPSVC;", rcvd):
         return res
     if check_for_msn_groups_headers(ctx, None):
@@ -763,6 +779,15 @@ _RT_FETCHMAIL = re.compile(r"\bby localhost with \w+ \(fetchmail-[\d.]+", re.A)
 _RT_DATE = re.compile(r"(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)", re.A)
 
 
+def _rcvd_times(lines: list[str]) -> list[int]:
+    """parse_rfc822_date of each line's Received date, None left out."""
+    out, slow = _ev.rcvd_times(lines)
+    if slow:
+        out = [t for t in (x if type(x) is int else _parse_date_slow(x) for x in out)
+               if t is not None]
+    return out
+
+
 def _received_times(ctx):
     if "rcvd_times" in ctx.cache:
         return ctx.cache["rcvd_times"]
@@ -781,24 +806,14 @@ def _received_times(ctx):
             local.append(received.pop(0))
         elif local:
             received.insert(0, local.pop(0))
-        import time as _time
-        now = _time.time()
-        ft = []
-        # (_ev.rcvd_date: the first _RT_DATE match of a line, compiled)
-        for r in local:
-            m = _ev.rcvd_date(r)
-            if m is not None:
-                t = parse_rfc822_date(m)
-                if t is not None and now >= t:
-                    ft.append(t)
-        if ft:
-            fetch = max(ft)
-        for r in received:
-            m = _ev.rcvd_date(r)
-            if m is not None:
-                t = parse_rfc822_date(m)
-                if t is not None:
-                    times.append(t)
+        # (_ev.rcvd_times: parse_rfc822_date of each line's first _RT_DATE
+        # match, compiled; the dates of another shape parsed here)
+        if local:
+            now = _time.time()
+            ft = [t for t in _rcvd_times(local) if now >= t]
+            if ft:
+                fetch = max(ft)
+        times = _rcvd_times(received)
     ctx.cache["rcvd_times"] = (times, fetch)
     return times, fetch
 
@@ -856,6 +871,7 @@ _SAC_TRAIL = re.compile(r"\s+$", re.A).sub
 _SAC_PREFIX = re.compile(r"^(?:(?:Re|Fwd|Fw|Aw|Antwort|WG|SV|VB|VS|VL):\s*)+", _IA).sub
 _SAC_SPACE = re.compile(r"\s", re.A).search
 _SAC_NONLETTER = re.compile(r"[^a-zA-Z]").sub
+_SAC_CHARSET = re.compile(r"=\?" + _CLTFAC + r"\?", re.I).search
 _EFD_AT = re.compile(r"@([^@]*)\Z").search
 _EFD_TAIL = re.compile(r"^.+\.([^\.]+\.[^\.]+)$").sub
 
@@ -871,7 +887,7 @@ def subject_is_all_caps(ctx, rule):
     if len(subj) < 10:
         return 0
     letters = _SAC_NONLETTER("", subj)
-    if re.search(r"=\?" + _CLTFAC + r"\?", ctx.get("Subject:raw"), re.I):
+    if _SAC_CHARSET(ctx.get("Subject:raw")):
         return 0
     return 1 if letters and letters == letters.upper() else 0
 
@@ -998,19 +1014,29 @@ def check_ratware_envelope_from(ctx, rule):
 
 @ev()
 def check_equal_from_domains(ctx, rule):
-    frm = ctx.get("From:addr")
-    env = ctx.get("EnvelopeFrom:addr")
-    m = _EFD_AT(frm)
-    fd = m.group(1) if m else ""
-    fd = _EFD_TAIL(r"\1", fd)
+    fd = _efd_domain(ctx.get("From:addr"))
     if fd == "":
         return 0
-    m = _EFD_AT(env)
-    ed = m.group(1) if m else ""
-    ed = _EFD_TAIL(r"\1", ed)
+    ed = _efd_domain(ctx.get("EnvelopeFrom:addr"))
     if ed == "":
         return 0
     return 1 if fd.lower() != ed.lower() else 0
+
+
+_EFD_MEMO: dict[str, str] = {}
+
+
+def _efd_domain(addr: str) -> str:
+    """check_equal_from_domains's domain of an address (remembered by
+    address: the same senders come back)."""
+    got = _EFD_MEMO.get(addr)
+    if got is None:
+        m = _EFD_AT(addr)
+        got = _EFD_TAIL(r"\1", m.group(1) if m else "")
+        if len(_EFD_MEMO) >= 20000:
+            _EFD_MEMO.clear()
+        _EFD_MEMO[addr] = got
+    return got
 
 
 # ================================================================ BodyEval
@@ -1191,13 +1217,6 @@ def plaintext_body_sig_ratio(ctx, rule, mn, mx=None):
 
 # ================================================================ MIMEEval
 
-_QP_CHAR = re.compile(rb"=(?:09|3[0-9ABCEF]|[2456][0-9A-F]|7[0-9A-E])")
-_QP_TRAIL = re.compile(rb"((?:=09|=20)+)\s*$")
-_QP_TRAIL_M = re.compile(rb"=(?:09|20)[ \t\r\x0b\x0c]*$", re.M).search
-_ILLEGAL_ASCII = re.compile(rb"[\x00\x0d\x80-\xff]")
-_UNICODE_ENT = re.compile(rb"&#x[0-9A-F]{4};")     # 8 bytes, never across a \n
-
-
 def _attachments(ctx) -> dict:
     c = ctx.cache.get("mime")
     if c is not None:
@@ -1213,13 +1232,14 @@ def _attachments(ctx) -> dict:
     part_type: dict[int, str] = {}
     part = -1
     for p in ctx.msg.find_parts(None, False):
-        ctype, _b, charset, name, _m = parse_content_type(p.get_headers("content-type"))
+        ctype, cte, cd, charset, incs, html_cs = _part_header(p.headers)
         if ctype == "multipart/alternative":
             st["mime_multipart_alternative"] = 1
-        cte = _s(p.get_header("Content-Transfer-Encoding") or b"").lower().rstrip("\n")
-        cd = _s(p.get_header("Content-Disposition") or b"").lower().rstrip("\n")
-        charset = charset.lower() if charset else charset
-        _mime_header(ctx, st, ctype, cte, cd, charset or "")
+        for k in incs:                      # _mime_header's counts and flags
+            st[k] = st.get(k, 0) + 1 if k in _MIME_COUNTS else 1
+        if html_cs is not None:
+            st["mime_html_charsets"] = html_cs if "mime_html_charsets" not in st else \
+                st["mime_html_charsets"] + " " + html_cs
         if not p.is_leaf():
             continue
         part += 1
@@ -1235,46 +1255,25 @@ def _attachments(ctx) -> dict:
                 ctype in ("text/plain", "text/html"):
             part_bytes[part] = part_bytes.get(part, 0) + sum(map(len, raw))
         if cte == "quoted-printable":
-            lines = raw
-            qp_text = b"\n".join(raw)
-            if b"SPAM: " in qp_text:        # then some line may start with it
-                lines = [line for line in raw if not line.startswith(b"SPAM: ")]
-                qp_text = b"\n".join(lines)
-            if lines:
-                if max(map(len, lines)) > 79:
+            # the per-line loop (lines starting with "SPAM: " left out) in
+            # postier._native.spameval: the same int/float operations in order
+            qp_count, kept, longest, size = _ev.qp_lines(raw, qp_count)
+            if kept:
+                if longest > 79:
                     st["mime_qp_long_line"] = 1
-                qp_bytes += sum(map(len, lines))
-            # while qp_count is an int and no line ends in =09 or =20 before
-            # trailing white space (_QP_TRAIL_M finds every such line), the
-            # count is the matches of the joined lines (no match spans a \n)
-            if isinstance(qp_count, int) and not _QP_TRAIL_M(qp_text):
-                qp_count += len(_QP_CHAR.findall(qp_text))
-                lines = ()
-            # the lines without "=" add nothing to qp_count: the others in
-            # order (the same float operations)
-            # (_QP_TRAIL matches exactly when the line ends in =09 or =20
-            # before trailing white space: searched only then)
-            for line in [x for x in lines if b"=" in x]:
-                qp = len(_QP_CHAR.findall(line))
-                if qp:
-                    qp_count += qp
-                    if line.rstrip().endswith((b"=09", b"=20")):
-                        m = _QP_TRAIL.search(line)
-                        if m:
-                            qp_count -= len(m.group(1)) / 3
-        joined = None
-        if ctype == "text/plain" and (charset is None or charset == "us-ascii"):
-            joined = b"\n".join(raw)
-            # (isascii and memchr first: the same answer as the search, faster)
-            if not (joined.isascii() and b"\0" not in joined and b"\r" not in joined) and \
-                    _ILLEGAL_ASCII.search(joined):
-                st["mime_ascii_text_illegal"] += sum(1 for line in raw if _ILLEGAL_ASCII.search(line))
-        if ctype == "text/plain" and cte in ("", "7bit", "8bit"):
-            if joined is None:
-                joined = b"\n".join(raw)
-            subs = len(_UNICODE_ENT.findall(joined)) if b"&#x" in joined else 0
-            normal += sum(map(len, raw)) - 8 * subs
-            unicode_ += subs
+                qp_bytes += size
+        if ctype == "text/plain":
+            # the lines holding [\x00\x0d\x80-\xff] and the &#xNNNN;
+            # entities (neither spans a line) counted in one compiled pass
+            asc = charset is None or charset == "us-ascii"
+            uni = cte in ("", "7bit", "8bit")
+            if asc or uni:
+                size, illegal, subs = _ev.text_part_stats(raw)
+                if asc:
+                    st["mime_ascii_text_illegal"] += illegal
+                if uni:
+                    normal += size - 8 * subs
+                    unicode_ += subs
     if qp_bytes:
         st["mime_qp_ratio"] = qp_count / qp_bytes
         st["mime_qp_count"] = qp_count
@@ -1296,6 +1295,42 @@ def _attachments(ctx) -> dict:
     if any(v != 0 for v in ctx.msg.mime_boundary_state.values()):
         st["mime_missing_boundary"] = 1
     return st
+
+
+_PART_MEMO: dict = {}
+_MIME_COUNTS = frozenset(("mime_body_html_count", "mime_body_text_count", "mime_base64_count",
+                          "mime_qp_count", "mime_attachment"))
+
+
+def _part_header(h: dict) -> tuple:
+    """What _attachments takes from a part's headers (h: its decoded values
+    by lowercased name): (type, Content-Transfer-Encoding and
+    Content-Disposition lowercased, charset lowercased or None, the keys
+    _mime_header adds 1 to or sets to 1, the charset it appends to
+    mime_html_charsets or None).  A function of the three last values:
+    remembered across messages (most parts share a few shapes)."""
+    ct = h.get("content-type")
+    te = h.get("content-transfer-encoding")
+    cd = h.get("content-disposition")
+    key = (ct[-1] if ct else None, te[-1] if te else None, cd[-1] if cd else None)
+    got = _PART_MEMO.get(key)
+    if got is not None:
+        return got
+    ctype, _b, charset, _n, _m = parse_content_type([ct[-1] + b"\n"] if ct else [])
+    # (get_header's value ends in "\n": rstrip("\n") takes it and any before it)
+    cte = te[-1].decode("latin-1").lower().rstrip("\n") if te else ""
+    cds = cd[-1].decode("latin-1").lower().rstrip("\n") if cd else ""
+    charset = charset.lower() if charset else charset
+    st = dict.fromkeys(("mime_body_html_count", "mime_body_text_count", "mime_base64_count",
+                        "mime_qp_count"), 0)
+    _mime_header(None, st, ctype, cte, cds, charset or "")
+    html_cs = st.pop("mime_html_charsets", None)
+    got = (ctype, cte, cds, charset, tuple(k for k, v in st.items() if v), html_cs)
+    if sum(len(x) for x in key if x is not None) <= 512:
+        if len(_PART_MEMO) >= 4096:
+            _PART_MEMO.clear()
+        _PART_MEMO[key] = got
+    return got
 
 
 def _mime_header(ctx, st, ctype, cte, cd, charset):
@@ -1328,16 +1363,19 @@ def check_for_mime(ctx, rule, test):
     return 1 if st.get(test) else 0
 
 
+_TEXT_HTML_I = re.compile(r"^text/html", re.I).match
+
+
 @ev()
 def check_for_mime_html(ctx, rule):
-    if re.match(r"^text/html", ctx.get("Content-Type"), re.I):
+    if _TEXT_HTML_I(ctx.get("Content-Type")):
         return 1
     return 1 if _attachments(ctx)["mime_body_html_count"] > 0 else 0
 
 
 @ev()
 def check_for_mime_html_only(ctx, rule):
-    if re.match(r"^text/html", ctx.get("Content-Type"), re.I):
+    if _TEXT_HTML_I(ctx.get("Content-Type")):
         return 1
     st = _attachments(ctx)
     return 1 if st["mime_body_html_count"] > 0 and st["mime_body_text_count"] == 0 else 0
@@ -1432,17 +1470,21 @@ def check_ma_non_text(ctx, rule):
     return 0
 
 
+_ANY_TYPE = re.compile(".")
+
+
 @ev()
 def check_base64_length(ctx, rule, mn, mx=None):
     v = ctx.cache.get("b64len")
     if v is None:
         v = 0
-        for p in ctx.msg.find_parts(re.compile("."), True):
-            ct = parse_content_type(p.get_headers("content-type"))[0]
-            if ct == "application/ics":
+        for p in ctx.msg.find_parts(_ANY_TYPE, True):
+            # (the transfer encoding + "\n", lowercased, fullmatches
+            # base64\n? exactly when the value lowercased is "base64")
+            te = p.headers.get("content-transfer-encoding")
+            if not te or te[-1].lower() != b"base64":
                 continue
-            cte = _s(p.get_header("content-transfer-encoding") or b"").lower()
-            if not _BASE64_CTE(cte):
+            if _part_header(p.headers)[0] == "application/ics":
                 continue
             raw = p.raw
             if raw:
@@ -1553,11 +1595,15 @@ def _hostname_to_domain1(h: str) -> str:
     parts = h.split(".")
     while parts and parts[-1] == "":
         parts.pop()
-    if len(parts) > 1 and _TLD_SHAPE_RE(parts[-1]):
+    # (_TLD_SHAPE_RE finds \S{3,} in three or more letters and digits)
+    if len(parts) > 1 and ((len(parts[-1]) >= 3 and parts[-1].isalnum()) or _TLD_SHAPE_RE(parts[-1])):
         return ".".join(parts[-2:])
     if len(parts) > 2:
         return ".".join(parts[-3:])
     return h
+
+
+_FR_DOM = re.compile(r"^\w+(?:[\w.-]+\.)+\w+$", re.A)
 
 
 def _forged_received(ctx):
@@ -1570,7 +1616,7 @@ def _forged_received(ctx):
     by = [_hostname_to_domain(r.lc_by) for r in u]
     frm: list[str | None] = [_hostname_to_domain(r.lc_rdns) for r in u]
     helo = [_hostname_to_domain(r.lc_helo) for r in u]
-    dom = re.compile(r"^\w+(?:[\w.-]+\.)+\w+$", re.A)
+    dom = _FR_DOM
     for i in range(len(u)):
         if not dom.match(by[i]):
             continue
@@ -1819,6 +1865,8 @@ class _FreeMail:
                     if re.search(r"\w[.@]\w", v):
                         wl.add(v)
         self.domains = doms
+        # (check_freemail_replyto's setting, read once per rule set)
+        self.skip_bulk = _num((ctx.settings("freemail_skip_bulk_envfrom") or ["1"])[-1])
         self.wc = re.compile(r"@(?:" + "|".join(wc) + r")$") if wc else None
         self.wl = wl
         self.available = bool(doms or wc)
@@ -1850,9 +1898,10 @@ class _FreeMail:
         domain = email[email.rfind("@") + 1:]      # s/.*@//s
         if domain in self.wl:
             return False
-        if _EMAIL_WL.search(email):
+        # (_EMAIL_WL only turns a freemail address down: searched only then)
+        if not (domain in self.domains or (self.wc is not None and self.wc.search(email) is not None)):
             return False
-        return domain in self.domains or (self.wc is not None and self.wc.search(email) is not None)
+        return not _EMAIL_WL.search(email)
 
 
 def _fm(ctx) -> _FreeMail:
@@ -1980,6 +2029,24 @@ def check_freemail_from(ctx, rule, regex=None):
     return 0
 
 
+def _fm_replyto(ctx, fm: _FreeMail):
+    """check_freemail_replyto's addresses and counts (False: a bulk
+    envelope sender, no hit)."""
+    if fm.skip_bulk:
+        env = ctx.first("EnvelopeFrom")
+        if env is not None and _SKIP_ENVFROM.search(env):
+            return False
+    frm = [a.lower() for a in ctx.get_list("From:addr")]
+    rep = [a.lower() for a in ctx.get_list("Reply-To:addr")]
+    from_fm = sum(1 for a in frm if fm.is_freemail(a))
+    rep_fm = sum(1 for a in rep if fm.is_freemail(a))
+    not_in = True
+    for f in frm:
+        if f in rep:
+            not_in = False
+    return frm, rep, from_fm, rep_fm, not_in
+
+
 @ev()
 def check_freemail_replyto(ctx, rule, what=None):
     fm = _fm(ctx)
@@ -1989,18 +2056,13 @@ def check_freemail_replyto(ctx, rule, what=None):
         what = "replyto"
     elif what not in ("replyto", "reply"):
         return 0
-    if _num((ctx.settings("freemail_skip_bulk_envfrom") or ["1"])[-1]):
-        env = ctx.first("EnvelopeFrom")
-        if env is not None and _SKIP_ENVFROM.search(env):
-            return 0
-    frm = [a.lower() for a in ctx.get_list("From:addr")]
-    rep = [a.lower() for a in ctx.get_list("Reply-To:addr")]
-    from_fm = sum(1 for a in frm if fm.is_freemail(a))
-    rep_fm = sum(1 for a in rep if fm.is_freemail(a))
-    not_in = True
-    for f in frm:
-        if f in rep:
-            not_in = False
+    # (what does not depend on `what`: once per message)
+    got = ctx.cache.get("fm_replyto")
+    if got is None:
+        got = ctx.cache["fm_replyto"] = _fm_replyto(ctx, fm)
+    if got is False:
+        return 0
+    frm, rep, from_fm, rep_fm, not_in = got
     if from_fm and rep_fm and not_in:
         return 1
     if what == "replyto":
@@ -2086,10 +2148,80 @@ def _in_list(lst: dict, addr: str) -> bool:
     return rx.search(addr) is not None
 
 
+class _AddrMatcher:
+    """_in_list for one list, as string tests when every entry of the list
+    is a literal address or `*` then a literal (the stock enlist_addrlist
+    lists: *@domain): `^.*LIT$` (re.S) matches exactly the strings that end
+    in LIT, or in LIT and a newline; `^LIT$` the string LIT with or without
+    a final newline.  Any other list takes _in_list's way."""
+
+    def __init__(self, lst: dict):
+        self.lst = lst
+        exact: set[str] = set()
+        suffixes: list[str] = []
+        fast = True
+        for key in lst:
+            lit = key.lstrip("*")
+            if "*" in lit or "?" in lit:
+                fast = False
+                break
+            if lit != key:
+                suffixes.append(_addr_lit(lit))
+            else:
+                exact.add(_addr_lit(lit))
+        self.fast = fast
+        self.exact = exact
+        self.suffixes = tuple(suffixes)
+
+    def match(self, addr: str) -> bool:
+        """_in_list(lst, addr) for an address already lowercased."""
+        lst = self.lst
+        if addr in lst:
+            return True
+        if not lst:
+            return False
+        if not self.fast:
+            return _in_list(lst, addr)
+        if addr in self.exact or addr.endswith(self.suffixes):
+            return True
+        if addr.endswith("\n"):
+            a = addr[:-1]
+            return a in self.exact or a.endswith(self.suffixes)
+        return False
+
+
+def _addr_lit(lit: str) -> str:
+    # _add_addr's first substitution: NUL, backslash and "(" match "_"
+    if "\0" in lit or "\\" in lit or "(" in lit:
+        return lit.replace("\0", "_").replace("\\", "_").replace("(", "_")
+    return lit
+
+
+def _matcher(cr_dict: dict, ctx, name: str) -> _AddrMatcher:
+    ms = cr_dict.get("_addrmatchers")
+    if ms is None:
+        ms = cr_dict["_addrmatchers"] = {}
+    m = ms.get(name)
+    if m is None:
+        m = ms[name] = _AddrMatcher(_addrlist(ctx, name))
+    return m
+
+
+def _from_lc(ctx) -> list[str]:
+    """all_from_addrs lowercased (once per message)."""
+    c = ctx.cache.get("all_from_lc")
+    if c is None:
+        c = ctx.cache["all_from_lc"] = [a.lower() for a in ctx.all_from_addrs()]
+    return c
+
+
 @ev()
 def check_from_in_list(ctx, rule, name):
-    lst = _addrlist(ctx, name)
-    return 1 if any(_in_list(lst, a) for a in ctx.all_from_addrs()) else 0
+    match = _matcher(ctx.run.cr.__dict__, ctx, name).match
+    for a in _from_lc(ctx):
+        if match(a):
+            return 1
+    return 0
 
 
 @ev()
@@ -2097,15 +2229,15 @@ def check_replyto_in_list(ctx, rule, name):
     rt = ctx.get("Reply-To:addr")
     if rt == "":
         return 0
-    return 1 if _in_list(_addrlist(ctx, name), rt) else 0
+    return 1 if _matcher(ctx.run.cr.__dict__, ctx, name).match(rt.lower()) else 0
 
 
 @ev()
 def check_to_in_list(ctx, rule, name):
-    lst = _addrlist(ctx, name)
-    if not lst:
+    m = _matcher(ctx.run.cr.__dict__, ctx, name)
+    if not m.lst:
         return 0
-    return 1 if any(_in_list(lst, a) for a in ctx.all_to_addrs()) else 0
+    return 1 if any(m.match(a.lower()) for a in ctx.all_to_addrs()) else 0
 
 
 @ev("check_from_in_blocklist", "check_from_in_blacklist")
@@ -2225,16 +2357,29 @@ def check_uri_host_listed(ctx, rule, subname):
 
 # ================================================================ ImageInfo
 
+_IMAGE_TYPES = re.compile(r"^image/(?:gif|png|jpe?g)$")
+_IMAGES_NONE: dict = {"names_all": frozenset()}
+for _t in ("all", "gif", "png", "jpeg"):
+    _IMAGES_NONE["pc_" + _t] = 0
+    _IMAGES_NONE["count_" + _t] = 0
+    _IMAGES_NONE["dems_" + _t] = frozenset()
+
+
 def _images(ctx) -> dict:
     c = ctx.cache.get("images")
     if c is not None:
         return c
-    info: dict = {"names_all": set()}
+    parts = ctx.msg.find_parts(_IMAGE_TYPES, True)
+    if not parts:
+        # (the same values; the sets are only read)
+        info = ctx.cache["images"] = dict(_IMAGES_NONE)
+        return info
+    info = {"names_all": set()}
     for t in ("all", "gif", "png", "jpeg"):
         info["pc_" + t] = 0
         info["count_" + t] = 0
         info["dems_" + t] = set()
-    for p in ctx.msg.find_parts(re.compile(r"^image/(?:gif|png|jpe?g)$"), True):
+    for p in parts:
         cte = _s(p.get_header("content-transfer-encoding") or b"").lower()
         if not _BASE64_CTE(cte):
             continue
@@ -2496,6 +2641,119 @@ def bind(fn, rule) -> tuple:
         except TypeError:           # wrong argument count: the plain call fails alike
             pass
     return fn, tuple(rule.args)
+
+
+# ---------------------------------------------------------------- groups
+#
+# Some evals of an area run as one call (bind_calls): the rules of a group
+# are worked out where the first of them stands, which gives the same hits
+# because what they read does not change while the evals of an area run
+# (the only edit, FreeMail's of the rendered body, is not read by them).
+
+# 0 on a message without HTML whatever the arguments: each loops over
+# ctx.html_all() (and fails only where the loop would)
+_HTML_LOOPS = {html_range, html_image_only, html_image_ratio, html_tag_exists, html_test,
+               html_tag_balance, html_eval, html_text_match, html_text_not_match,
+               html_title_subject_ratio, html_charset_faraway}
+
+
+def _html_group(calls: list):
+    def g(ctx, rule):
+        if ctx.html_all():
+            _ev.run_calls(calls, ctx, ctx.run.values)
+        return 0
+    return g
+
+
+def _shifted_group(members: list):
+    # (name, lo, hi) of each rule: _b_shifted_date's test, one date difference
+    def g(ctx, rule):
+        d = ctx.cache.get("date_diff")
+        if d is None:
+            d = _date_diff(ctx)
+        values = ctx.run.values
+        for name, lo, hi in members:
+            if (lo is None or d >= lo) and (hi is None or d < hi) and name not in values:
+                values[name] = 1
+        return 0
+    return g
+
+
+def _shifted_bounds(args: list) -> tuple | None:
+    if len(args) != 2:
+        return None
+    mn, mx = args
+    return (None if _undef(mn) else 3600 * _num(mn), None if _undef(mx) else 3600 * _num(mx))
+
+
+def bind_calls(todo: list) -> list:
+    """The (name, rule, function, args) calls run_calls makes for the
+    (kind, rule, function) entries of an area, in order: each rule as bind()
+    makes it, except that the check_for_shifted_date rules are one call
+    (one date difference, compared with each rule's bounds) and so are the
+    HTML evals of _HTML_LOOPS (nothing to do without HTML), each group where
+    its first rule stands."""
+    shifted = []
+    html = []
+    for _k, r, fn in todo:
+        if fn is check_for_shifted_date and _shifted_bounds(r.args) is not None:
+            shifted.append(r)
+        elif fn in _HTML_LOOPS:
+            html.append(r)
+    in_shifted = {id(x) for x in shifted}
+    calls: list = []
+    placed: set = set()
+    for _k, r, fn in todo:
+        if len(shifted) > 1 and id(r) in in_shifted:
+            if "shifted" not in placed:
+                placed.add("shifted")
+                calls.append((r.name, r, _shifted_group(
+                    [(x.name, *_shifted_bounds(x.args)) for x in shifted]), ()))
+            continue
+        if len(html) > 1 and fn in _HTML_LOOPS:
+            if "html" not in placed:
+                placed.add("html")
+                fns = {id(x): f for _k2, x, f in todo}
+                calls.append((r.name, r, _html_group(
+                    [(x.name, x, *bind(fns[id(x)], x)) for x in html]), ()))
+            continue
+        calls.append((r.name, r, *bind(fn, r)))
+    return calls
+
+
+@_binds(check_illegal_chars)
+def _b_illegal_chars(header, ratio, count):
+    # check_illegal_chars with the header name and numbers worked out once
+    if not header.endswith(":raw"):
+        header += ":raw"
+    nratio, ncount = _num(ratio), _num(count)
+    subject = header.lower() == "subject:raw"
+    whole = header == "ALL:raw"
+
+    def f(ctx, rule):
+        hv = ctx.hv
+        if whole:
+            raw = hv.value(header)
+            if not raw or raw.isspace():        # (not raw.strip())
+                return 0
+        else:
+            raw = hv.get_str(header)
+            if not hv.get(header) or not raw or raw.isspace():
+                return 0
+        if not raw.isascii():
+            try:
+                raw.decode("utf-8")
+                valid = True
+            except UnicodeDecodeError:
+                valid = False
+            if valid and len(raw.translate(None, _CTRL_BYTES)) == len(raw):
+                return 0
+        illegal = len(raw) - len(raw.translate(None, _ILLEGAL_BYTES))
+        if illegal > 0 and subject:
+            if raw.count(b"\xa2") + raw.count(b"\xa3") + raw.count(b"\xae") == 1:
+                illegal -= 1
+        return 1 if (illegal / len(raw)) >= nratio and illegal >= ncount else 0
+    return f
 
 
 @_binds(check_for_shifted_date)

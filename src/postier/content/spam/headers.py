@@ -21,7 +21,8 @@ Shortcuts with the general code's answers: get() answers the relay
 strings and a plain header name with only `:raw`, `:addr`, `:name`,
 `:first`, `:last` without _get's dispatch (_fast_get); the address parser takes the
 common shapes (bare, <addr>, "name" <addr>, name <addr>, comma lists of
-them) with a few anchored regexes (_fast_addresses); ALL:raw is the header
+them) in compiled code (_fast_addresses: postier._native.spamhdr.
+fast_addresses, twin postier._pure.spamhdr); ALL:raw is the header
 block itself when its lines tile it; EnvelopeFrom's "a NAME line after the
 first Received line" is two substring searches (_line_after_received).
 
@@ -37,6 +38,7 @@ from postier.content.spam.uri import Registry, idn_to_ascii, is_fqdn_valid
 from postier.native import load as _load_native
 
 _eng = _load_native("spameng")
+_fast = _load_native("spamhdr").fast_addresses
 
 _MAILRE = (r"""(?:"(?:|(?:[^"\\]++|\\.)*+)"|[^\@\s\<\>\(\)\[\]\,\:\;]+)"""
            r"""\@(?:[^\"\s\<\>\(\)\[\]\,\:\;]+|\[[\d:.]+\])""")
@@ -54,18 +56,6 @@ def _valid_address(a: str | None) -> bool:
     return a is not None and not a.startswith('""@') and a.count('"') != 1
 
 
-# the shapes most address headers take, for which parse_header_addresses'
-# general loop is known to give one address per comma-separated item, with
-# this phrase: a bare address, <address>, "quoted name" <address>, plain
-# name <address> (no backslash, colon, semicolon, comment or nested angle
-# brackets anywhere; in a list no quote, and a space after every comma)
-_USER = r"""([^\s"<>()\[\],:;@\\]+)@([A-Za-z0-9._-]+)"""
-_FAST_BARE = re.compile(r"\s*" + _USER)
-_FAST_ANGLE = re.compile(r"\s*<" + _USER + r">")
-_FAST_QUOTED = re.compile(r"""\s*"([^"\\:\r\n]*)"([ \t]*)<""" + _USER + r">")
-_FAST_NAMED = re.compile(r"""\s*([^\s"<>()\[\],:;@\\][^"<>()\[\],:;@\\\r\n]*)<""" + _USER + r">")
-_WS = " \t\n\r\f\v"     # Perl's \s (ASCII)
-_COMMA_TIGHT = re.compile(r",\S")
 _FQDN_OK: dict[str, bool] = {}
 
 
@@ -78,55 +68,18 @@ def _host_invalid(host: str) -> bool:
     return not ok
 
 
-def _fast_one(s: str) -> dict | None:
-    phrase = None
-    c = s.lstrip(_WS)[:1]           # the one shape that can match, by its first byte
-    if c == "<" or "<" not in s:
-        m = (_FAST_ANGLE if c == "<" else _FAST_BARE).fullmatch(s)
-        if m is None:
-            return None
-        user, host = m.group(1), m.group(2)
-    elif c == '"':
-        m = _FAST_QUOTED.fullmatch(s)
-        if m is None:
-            return None
-        phrase = m.group(1) + m.group(2)
-        user, host = m.group(3), m.group(4)
-    else:
-        m = _FAST_NAMED.fullmatch(s)
-        if m is None:
-            return None
-        phrase = m.group(1)
-        user, host = m.group(2), m.group(3)
-    address = user + "@" + host
-    if phrase == "" or phrase == address:
-        phrase = None
-    return {"phrase": phrase, "user": user, "host": host, "address": address, "comment": None,
-            "invalid": _host_invalid(host)}
-
-
 def _fast_addresses(s: str) -> list[dict] | None:
-    """parse_header_addresses' answer for the common shapes (see above), or
-    None for anything else."""
-    s = s.rstrip(_WS)
-    if "," not in s:
-        one = _fast_one(s)
-        return None if one is None else [one]
-    if '"' in s or _COMMA_TIGHT.search(s):
-        return None     # a comma inside quotes; "<a>,<b>": the general parser's \S+ spans both
-    out = []
-    for item in s.split(","):
-        one = _fast_one(item.rstrip(_WS))
-        if one is None:
-            return None
-        out.append(one)
-    return out
+    """parse_header_addresses' answer for the common shapes (a bare
+    address, <address>, "quoted name" <address>, plain name <address>,
+    comma lists of them: postier._native.spamhdr.fast_addresses, twin
+    postier._pure.spamhdr), or None for anything else."""
+    return _fast(s, _host_invalid)
 
 
 def parse_header_addresses(s: str) -> list[dict]:
     """Util::_parse_header_addresses (the internal parser; no Email::Address::XS).
     The common shapes take a shortcut (_fast_addresses) with the same answer."""
-    fast = _fast_addresses(s)
+    fast = _fast(s, _host_invalid)
     if fast is not None:
         return fast
     return _parse_header_addresses(s)
@@ -273,7 +226,7 @@ def _parse_request(request: str) -> tuple:
     return got
 
 
-_SPLITS: dict[int, tuple] = {}     # values(): names -> (names, other, plain)
+_SPLITS: dict[int, tuple] = {}     # values(): names -> (names, other, plain, requests)
 _FAST_MODS = frozenset({"raw", "addr", "name", "first", "last"})
 _FAST_KINDS: dict[str, object] = {}
 
@@ -378,16 +331,30 @@ class HeaderView:
     def values(self, requests: tuple, names: tuple) -> list:
         """[value(r) for r in requests], names being [plain_name(r) for r in
         requests]: the plain header names are joined in one native call
-        (spameng.header_values), the rest through value()."""
+        (spameng.header_values), a plain name with _fast_kind's modifiers
+        straight from _fast_answer (value()'s and get()'s answer, cached
+        as they cache it), the rest through value()."""
         out = _eng.header_values(self.msg.headers, names)
         split = _SPLITS.get(id(names))
-        if split is None or split[0] is not names:
+        if split is None or split[0] is not names or split[3] is not requests:
             split = _SPLITS[id(names)] = (
-                names, tuple(i for i, n in enumerate(names) if n is None),
-                tuple(i for i, n in enumerate(names) if n is not None))
+                names, tuple((i, requests[i], _fast_kind(requests[i]))
+                             for i, n in enumerate(names) if n is None),
+                tuple(i for i, n in enumerate(names) if n is not None), requests)
         value = self.value
-        for i in split[1]:
-            out[i] = value(requests[i])
+        cache = self._cache
+        values = self._values
+        for i, request, kind in split[1]:
+            if kind.__class__ is tuple and request not in values:
+                # value() of a plain name with :raw/:addr/:name/:first/:last
+                # (_fast_get's answer), without value()'s and get()'s dispatch
+                r = cache.get(request)
+                if r is None:
+                    r = cache[request] = self._fast_answer(kind, request)
+                out[i] = values[request] = \
+                    (b"" if r[0].endswith(b"\n") else b"\n").join(r) if r else None
+            else:
+                out[i] = value(request)
         strings = self.msg.metadata.get("strings")
         if strings:
             # an absent header: the metadata string of that name, if any
@@ -407,6 +374,11 @@ class HeaderView:
             return None
         if kind is True:
             return [self.metadata[request.lower()]]
+        return self._fast_answer(kind, request)
+
+    def _fast_answer(self, kind: tuple, request: str) -> list[bytes]:
+        """_fast_get's answer for a plain header name with modifiers
+        (kind: _fast_kind's tuple of the request)."""
         name, lc, lcs, raw, getaddr, getname, first, last = kind
         msg = self.msg
         res = msg.raw_headers.get(lcs) if raw or getaddr or getname else msg.headers.get(lc)

@@ -33,6 +33,15 @@ to AreaDatabase, is compiled into a database of its own, and the scan of
 that database stops at its first report.  (`chatty` sets another
 threshold for another kind of probe: the header area's is a header block.)
 
+With `ascii_long`, each database of the "long" groups (not solo) gets an
+ASCII twin (postier.content.spam.asciire: the same expressions restricted
+to ASCII subjects, exact there), which the scanners use when the data is
+all ASCII: the body area's fuzzy-word rules are alternatives of UTF-8
+look-alikes, several times faster to scan without them.  On a joined
+buffer (perlre.joined_buffer) with 8-bit bytes, its ASCII subjects are
+joined apart and scanned with the twins, the others with the databases
+themselves (_scan_split): a joined form's match stays within its subject.
+
 Parameters read: none (the cache directory comes from
 spam_rules_cache_directory through postier.content.spam.scanner).
 """
@@ -51,12 +60,14 @@ from multiprocessing import get_context
 
 import hyperscan as hs
 
+from postier.content.spam.asciire import VERSION as _ASCII_VERSION
+from postier.content.spam.asciire import ascii_only
 from postier.native import load as _load_native
 
 _eng = _load_native("spameng")
 
 BASE_FLAGS = hs.HS_FLAG_ALLOWEMPTY   # no SINGLEMATCH: Vectorscan 5.4 misses matches with it
-_FORMAT = b"postier-spam-hs-7"
+_FORMAT = b"postier-spam-hs-8"
 PREFILTER_ONLY = 8500   # expressions this long are never tried exactly (slow, and they fail)
 LONG_EXPR = 1000        # expressions at least this long go to the "long" groups
 CHATTY_REPORTS = 64     # probe reports from which an entry gets a database of its own
@@ -93,6 +104,23 @@ def _compile(items: list[tuple[int, bytes, int]]):
     db.compile(expressions=[e for _, e, _ in items], ids=[i for i, _, _ in items],
                elements=len(items), flags=[f for _, _, f in items])
     return db
+
+
+def _build_twin(args) -> bytes | None:
+    """The ASCII twin (module docstring) of one database's (id, expr,
+    flags): serialized; b"" when no expression can match ASCII data; None
+    when it does not compile (the database itself is used then)."""
+    out = []
+    for i, e, f in args:
+        a = ascii_only(e)
+        if a is not None:
+            out.append((i, a, f))
+    if not out:
+        return b""
+    try:
+        return hs.dumpb(_compile(out))
+    except hs.error:
+        return None
 
 
 def _first_bad(good) -> int:
@@ -157,7 +185,7 @@ class AreaDatabase:
 
     def __init__(self, entries: list[Entry], cache_dir: str | None = None, workers: int = 0,
                  label: str = "area", probe: bytes | None = None, chatty: int = CHATTY_REPORTS,
-                 long_groups: int = 0):
+                 long_groups: int = 0, ascii_long: bool = False):
         self.label = label
         self.exact: frozenset[int] = frozenset()
         self.prefilter: frozenset[int] = frozenset()
@@ -166,6 +194,8 @@ class AreaDatabase:
         self.dbs: list = []
         self.db_parts: list[int] = []   # the partition of each database
         self.db_solo: list[bool] = []   # is the database one entry's own (see Entry.solo)
+        self.db_ascii: list = []        # each database's ASCII twin, b"" (none needed) or None
+        self.ascii_long = ascii_long
         self.probe = probe
         self.chatty = chatty
         self.long_groups = long_groups
@@ -178,6 +208,8 @@ class AreaDatabase:
             h.update(b"probe\0%d\0" % chatty + probe)
         if long_groups:
             h.update(b"long_groups\0%d\0" % long_groups)
+        if ascii_long:
+            h.update(b"ascii_long\0%d\0" % _ASCII_VERSION)
         for i, en in enumerate(entries):
             h.update(b"%d\0%d\0%d\0%d\0%d\0%d\0" % (i, en.flags, int(en.exact), len(en.exprs),
                                                       en.part, int(en.solo)))
@@ -252,13 +284,28 @@ class AreaDatabase:
             for gi, res in zip(redo, redone[:len(redo)], strict=True):
                 results[gi] = res
             results += redone[len(redo):]
+        twin_of: dict[int, int] = {}
+        twin_args = []
         for gi, (part, (blob, k)) in enumerate(zip(group_part, results, strict=True)):
             kinds.update(k)
             if blob:
                 self.dbs.append(hs.loadb(blob, hs.HS_MODE_BLOCK))
                 self.db_parts.append(part)
-                self.db_solo.append(bool(groups[gi][0]) and all(
-                    self.entries[it[1]].solo for it in groups[gi][0]))
+                solo_db = bool(groups[gi][0]) and all(
+                    self.entries[it[1]].solo for it in groups[gi][0])
+                self.db_solo.append(solo_db)
+                self.db_ascii.append(None)
+                g = groups[gi][0]
+                if self.ascii_long and not solo_db and all(len(it[2]) >= LONG_EXPR for it in g):
+                    twin_of[len(twin_args)] = len(self.dbs) - 1
+                    twin_args.append([(i, e, f | (hs.HS_FLAG_PREFILTER if k[kk] == "prefilter"
+                                                  else 0))
+                                      for kk, i, e, f in g if k[kk] in ("exact", "prefilter")])
+        for ti, tblob in enumerate(_run_groups(twin_args, n, _build_twin)):
+            if tblob:
+                self.db_ascii[twin_of[ti]] = hs.loadb(tblob, hs.HS_MODE_BLOCK)
+            elif tblob is not None:
+                self.db_ascii[twin_of[ti]] = b""
         self._save_classes(cache_dir, {self._pkey(e, f): kinds[k] for k, _i, e, f in parts
                                        if kinds[k] != "exact" or k in known})
         per_entry: dict[int, set[str]] = {i: set() for i in range(len(self.entries))}
@@ -306,12 +353,19 @@ class AreaDatabase:
             n = int.from_bytes(blob[:4], "big")
             meta = json.loads(blob[4:4 + n])
             pos = 4 + n
-            dbs, db_parts, db_solo = [], [], []
-            for part, size, solo in meta["dbs"]:
+            dbs, db_parts, db_solo, db_ascii = [], [], [], []
+            for part, size, solo, asize in meta["dbs"]:
                 dbs.append(hs.loadb(blob[pos:pos + size], hs.HS_MODE_BLOCK))
                 db_parts.append(part)
                 db_solo.append(bool(solo))
                 pos += size
+                if asize < 0:
+                    db_ascii.append(None)
+                else:
+                    db_ascii.append(hs.loadb(blob[pos:pos + asize], hs.HS_MODE_BLOCK)
+                                    if asize else b"")
+                    pos += asize
+            self.db_ascii = db_ascii
             for i in meta.get("solo", []):
                 self.entries[i].solo = True
             self.dbs, self.db_parts, self.db_solo = dbs, db_parts, db_solo
@@ -325,14 +379,18 @@ class AreaDatabase:
 
     def _save(self, cache_dir: str) -> None:
         blobs = [hs.dumpb(db) for db in self.dbs]
-        meta = json.dumps({"dbs": [[p, len(b), int(so)] for p, b, so
-                                   in zip(self.db_parts, blobs, self.db_solo, strict=True)],
+        twins = [None if t is None else b"" if isinstance(t, bytes) else hs.dumpb(t)
+                 for t in self.db_ascii]
+        meta = json.dumps({"dbs": [[p, len(b), int(so), -1 if t is None else len(t)]
+                                   for p, b, so, t in zip(self.db_parts, blobs, self.db_solo,
+                                                          twins, strict=True)],
                            "solo": [i for i, en in enumerate(self.entries) if en.solo],
                            "exact": sorted(self.exact),
                            "prefilter": sorted(self.prefilter), "always": sorted(self.always),
                            "never": sorted(self.never)}).encode()
         _atomic_write(cache_dir, self._path(cache_dir),
-                      len(meta).to_bytes(4, "big") + meta + b"".join(blobs))
+                      len(meta).to_bytes(4, "big") + meta
+                      + b"".join(b + (t or b"") for b, t in zip(blobs, twins, strict=True)))
 
     def _load_classes(self, cache_dir: str | None) -> dict[str, str]:
         if not cache_dir:
@@ -358,20 +416,40 @@ class AreaDatabase:
         scratches = getattr(self._local, "scratch", None)
         if scratches is None:
             scratches = self._local.scratch = [hs.Scratch(db) for db in self.dbs]
-        pairs = [(db, sc) for db, sc, p, so in zip(self.dbs, scratches, self.db_parts,
-                                                   self.db_solo, strict=True)
-                 if p == part and not so]
         solos = [(db, sc) for db, sc, p, so in zip(self.dbs, scratches, self.db_parts,
                                                    self.db_solo, strict=True)
                  if p == part and so]
         terminated = hs.ScanTerminated
+        # on ASCII data, the ASCII twins instead (module docstring)
+        tscratches = getattr(self._local, "tscratch", None)
+        if tscratches is None:
+            tscratches = self._local.tscratch = [
+                None if tw is None or isinstance(tw, bytes) else hs.Scratch(tw)
+                for tw in self.db_ascii]
+        plain = []      # (database, scratch) without a twin
+        twins = []      # (database, scratch, twin or None (none needed), its scratch)
+        for db, sc, p, so, tw, tsc in zip(self.dbs, scratches, self.db_parts, self.db_solo,
+                                          self.db_ascii, tscratches, strict=True):
+            if p != part or so:
+                continue
+            if tw is None:
+                plain.append((db, sc))
+            else:
+                twins.append((db, sc, tw if tsc is not None else None, tsc))
 
         # Database.scan(data, match_event_handler, flags, context, scratch):
         # positional, since python-hyperscan parses keywords slowly
         def scan(data: bytes) -> set[int]:
             hits: set[int] = set()
-            for db, scratch in pairs:
+            for db, scratch in plain:
                 db.scan(data, _on_match, 0, hits, scratch)
+            if twins:
+                if data.isascii():
+                    for _db, _sc, tw, tsc in twins:
+                        if tw is not None:
+                            tw.scan(data, _on_match, 0, hits, tsc)
+                else:
+                    _scan_split(twins, data, hits)
             for db, scratch in solos:
                 try:
                     db.scan(data, _on_first_match, 0, hits, scratch)
@@ -410,15 +488,44 @@ class AreaDatabase:
 
     def scan(self, data: bytes, part: int = 0) -> set[int]:
         """Indexes of the entries Hyperscan reported for data."""
-        return self.scanner(part)(data)
+        sc = self.scanners().get(part)
+        return sc(data) if sc is not None else set()
 
 
-def _run_groups(args: list, n: int) -> list:
-    """_build_group on each argument tuple, in n worker processes when it pays."""
+def _scan_split(twins: list, data: bytes, hits: set[int]) -> None:
+    """The twinned databases on a joined buffer (SEP s1 SEP s2 ... SEP SEP,
+    SEP a NUL: perlre.joined_buffer) holding some 8-bit bytes: its ASCII
+    subjects joined apart and scanned with the twins, the others with the
+    databases themselves (a match of a joined form takes one subject and
+    the separators around it: each subject keeps its own).  Data not
+    shaped so is scanned whole."""
+    parts = data.split(b"\0")
+    if len(parts) < 3 or parts[0] or parts[-1] or parts[-2]:
+        for db, sc, _tw, _tsc in twins:
+            db.scan(data, _on_match, 0, hits, sc)
+        return
+    subjects = parts[1:-2]
+    asc = [x for x in subjects if x.isascii()]
+    if sum(map(len, asc)) * 2 <= len(data):
+        other = data            # mostly 8-bit text: one scan of the whole
+        asc = []
+    else:
+        other = b"\0" + b"\0".join([x for x in subjects if not x.isascii()]) + b"\0\0"
+    if asc:
+        abuf = b"\0" + b"\0".join(asc) + b"\0\0"
+        for _db, _sc, tw, tsc in twins:
+            if tw is not None:
+                tw.scan(abuf, _on_match, 0, hits, tsc)
+    for db, sc, _tw, _tsc in twins:
+        db.scan(other, _on_match, 0, hits, sc)
+
+
+def _run_groups(args: list, n: int, fn=_build_group) -> list:
+    """fn (_build_group) on each argument tuple, in n worker processes when it pays."""
     if n > 1 and len(args) > 1:
         with ProcessPoolExecutor(min(n, len(args)), mp_context=get_context("fork")) as ex:
-            return list(ex.map(_build_group, args))
-    return [_build_group(a) for a in args]
+            return list(ex.map(fn, args))
+    return [fn(a) for a in args]
 
 
 def _groups(parts: list, n: int, long_groups: int = 0) -> list[tuple[list, bool]]:
