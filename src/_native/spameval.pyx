@@ -321,6 +321,32 @@ def ma_words(str text, bint uni):
     return out
 
 
+def ma_counts(str text, bint uni, dict counts):
+    """See the twin: ma_words' words of text counted into counts."""
+    cdef Py_ssize_t n = len(text), i = 0, start
+    cdef Py_UCS4 c
+    cdef bint word
+    cdef object w, got
+    while i < n:
+        c = text[i]
+        if (Py_UNICODE_ISSPACE(c) if uni else _uws(c)):
+            i += 1
+            continue
+        start = i
+        word = False
+        while i < n:
+            c = text[i]
+            if (Py_UNICODE_ISSPACE(c) if uni else _uws(c)):
+                break
+            if not word:
+                word = (Py_UNICODE_ISALNUM(c) or c == 95) if uni else _word_a(c)
+            i += 1
+        if word:
+            w = text[start:i]
+            got = counts.get(w)
+            counts[w] = 1 if got is None else got + 1
+
+
 cdef extern from "Python.h":
     int PyUnicode_KIND(object o)
     void *PyUnicode_DATA(object o)

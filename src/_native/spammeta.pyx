@@ -3,10 +3,13 @@
 postier._pure.spammeta, where the API and semantics are documented).
 
 Every value is a double with a kind (int, float, or "error": a division by
-zero on the way).  All operands are evaluated; `&&`, `||` and `?:` then
-pick the operand Perl (and the twin's Python) would return, and an error
-counts only where Python would have evaluated it: in the condition or the
-left operand of `&&`/`||`, or in the operand picked.  A meta whose value is
+zero on the way).  `&&`, `||` and `?:` short-circuit as Perl (and the
+twin's Python) do: the postfix code is rewritten once into code with jumps
+(JAND/JOR: keep the left operand and jump past the right one when it
+decides; JCOND/JMP: run one branch), so an operand that is not picked is
+not evaluated and its error does not count.  (A meta too deeply nested for
+the rewrite keeps its postfix code, where AND/OR/COND evaluate every
+operand and pick the same one.)  A meta whose value is
 an error is 0, as in the twin.  Results go back into the dict as int or
 float, as the twin's would.  A value that is not an int or float (never
 seen: rule values are hit counts and eval results) makes run() use the
@@ -53,6 +56,93 @@ cdef enum:
     EQ = 16
     NE = 17
     END = 18
+    JAND = 19
+    JOR = 20
+    JCOND = 21
+    JMP = 22
+
+
+def _jump_code(list code):
+    """The postfix code rewritten with jumps (JAND t / JOR t: the left
+    operand decides, jump to t keeping it, else pop it; JCOND e t: an error
+    condition jumps to t as the result, else pop it and run on, or jump to
+    e when false; JMP t), and where each meta starts in it.  A meta nested
+    too deeply to rewrite keeps its postfix code."""
+    cdef list out = [], starts = [], stack
+    cdef Py_ssize_t i = 0, n = len(code), begin = 0, mark
+    cdef int op
+    while i < n:
+        stack = []
+        begin = i
+        while True:
+            op = code[i]
+            if op == SLOT or op == CONST:
+                stack.append((op, code[i + 1]))
+                i += 2
+            elif op == END:
+                break
+            elif op == NOT or op == NEG:
+                stack.append((op, stack.pop()))
+                i += 1
+            elif op == COND:
+                c = stack.pop()
+                b = stack.pop()
+                stack.append((op, stack.pop(), b, c))
+                i += 1
+            else:
+                b = stack.pop()
+                stack.append((op, stack.pop(), b))
+                i += 1
+        starts.append(len(out))
+        mark = len(out)
+        try:
+            _emit(stack[0], out, 0)
+        except RecursionError:
+            del out[mark:]
+            out.extend(code[begin:i])
+        out.append(END)
+        out.append(code[i + 1])
+        i += 2
+    return out, starts
+
+
+def _emit(node, list out, int depth):
+    cdef int op = node[0]
+    cdef Py_ssize_t j, k
+    if depth > 400:
+        raise RecursionError("meta nested too deeply")
+    depth += 1
+    if op == SLOT or op == CONST:
+        out.append(op)
+        out.append(node[1])
+    elif op == NOT or op == NEG:
+        _emit(node[1], out, depth)
+        out.append(op)
+    elif op == AND or op == OR:
+        _emit(node[1], out, depth)
+        out.append(JAND if op == AND else JOR)
+        j = len(out)
+        out.append(-1)
+        _emit(node[2], out, depth)
+        out[j] = len(out)
+    elif op == COND:
+        _emit(node[1], out, depth)
+        out.append(JCOND)
+        j = len(out)
+        out.append(-1)
+        out.append(-1)
+        _emit(node[2], out, depth)
+        out.append(JMP)
+        k = len(out)
+        out.append(-1)
+        out[j] = len(out)           # the false branch
+        _emit(node[3], out, depth)
+        out[j + 1] = len(out)       # an error condition: the end
+        out[k] = len(out)
+    else:
+        _emit(node[1], out, depth)
+        _emit(node[2], out, depth)
+        out.append(op)
 
 
 cdef class MetaProgram:
@@ -171,28 +261,38 @@ cdef class MetaProgram:
         if not (self.stv and self.stk):
             raise MemoryError()
         self.fallback = _pure.MetaProgram(names, code, consts).run
-        self._segments()
+        # the code run: with jumps (the operands `&&`, `||`, `?:` do not pick are skipped)
+        jcode, jstarts = _jump_code(code)
+        free(self.code)
+        self.ncode = len(jcode)
+        self.code = <int *>malloc((self.ncode + 1) * sizeof(int))
+        if not self.code:
+            raise MemoryError()
+        for i in range(self.ncode):
+            self.code[i] = jcode[i]
+        self._segments(code, jstarts)
 
-    cdef _segments(self):
-        """The metas' segments and their values when nothing they read is set."""
-        cdef Py_ssize_t i = 0, m = 0, k = 0, n = self.ncode, ns = 0, j
+    cdef _segments(self, list code, list starts):
+        """The metas' segments and their values when nothing they read is
+        set (code: the postfix code, read for the slots each meta reads;
+        starts: where each meta starts in the code run)."""
+        cdef Py_ssize_t i = 0, m = 0, k = 0, n = len(code), ns = 0, j
         cdef int op
-        cdef list starts = [], slots = [], ins = [], cur = []
+        cdef list slots = [], ins = [], cur = []
         cdef dict scratch = {}
         while i < n:
-            op = self.code[i]
+            op = code[i]
             if op == SLOT:
-                if self.code[i + 1] not in cur:
-                    cur.append(self.code[i + 1])
+                if code[i + 1] not in cur:
+                    cur.append(code[i + 1])
                 i += 2
             elif op == CONST:
                 i += 2
             elif op == END:
-                slots.append(self.code[i + 1])
+                slots.append(code[i + 1])
                 ins.append(cur)
                 cur = []
                 i += 2
-                starts.append(i)        # where the next meta starts
             else:
                 i += 1
         self.nmeta = len(slots)
@@ -223,7 +323,7 @@ cdef class MetaProgram:
                 k += 1
         self.rstart[self.nslots] = k
         for m in range(self.nmeta):
-            self.mpos[m] = 0 if m == 0 else starts[m - 1]
+            self.mpos[m] = starts[m]
             self.mslot[m] = slots[m]
             self.mof[slots[m]] = m
         # the state after every meta ran on a message without values
@@ -285,6 +385,34 @@ cdef class MetaProgram:
                         sk[s] = K_INT
                         v[self.names[s]] = 1
                 return 0
+            if op == JAND:
+                # the left operand decides when false (or an error): it is the value
+                if tk[sp - 1] == K_ERR or tv[sp - 1] == 0.0:
+                    i = code[i + 1]
+                else:
+                    sp -= 1
+                    i += 2
+                continue
+            if op == JOR:
+                if tk[sp - 1] == K_ERR or tv[sp - 1] != 0.0:
+                    i = code[i + 1]
+                else:
+                    sp -= 1
+                    i += 2
+                continue
+            if op == JCOND:
+                if tk[sp - 1] == K_ERR:
+                    i = code[i + 2]         # the error is the value
+                elif tv[sp - 1] != 0.0:
+                    sp -= 1
+                    i += 3
+                else:
+                    sp -= 1
+                    i = code[i + 1]
+                continue
+            if op == JMP:
+                i = code[i + 1]
+                continue
             i += 1
             if op == NOT:
                 if tk[sp - 1] != K_ERR:

@@ -393,6 +393,28 @@ cpdef list prepare_fields(list fields):
     return out
 
 
+cpdef int add_fields(list fields, list order, dict headers, dict raw_headers,
+                     object decode) except -1:
+    """prepare_fields' fields stored as Node::header does (see the twin)."""
+    cdef bytes rawkey, raw, dec
+    cdef str key
+    cdef object v
+    for rawkey, raw in fields:
+        dec = _unfold_strip(raw)
+        key = rawkey.decode("latin-1").lower()
+        order.append(rawkey)
+        if not _final(dec):
+            dec = decode(dec, key)
+        v = headers.get(key)
+        if v is None:
+            headers[key] = [dec]
+            raw_headers[key] = [raw]
+        else:
+            (<list>v).append(dec)
+            (<list>raw_headers[key]).append(raw)
+    return 0
+
+
 cpdef tuple part_lines(list body, Py_ssize_t idx, bytes delim, Py_ssize_t stop):
     """(j, lines): body[idx:j] up to the first line starting with delim or
     stop, long lines cut (postier._pure.spammime.part_lines)."""

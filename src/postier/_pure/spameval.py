@@ -6,6 +6,7 @@ spam engine's eval rules (postier.content.spam.evals).
     rfc822_date_fast(date)         # Util::parse_rfc822_date of a date in the common shape
     run_calls(calls, ctx, values)  # the engine's eval calls of one area (Run._evals)
     ma_words(text, uni)            # BodyEval multipart_alternative_difference's words
+    ma_counts(text, uni, counts)   # the same words counted into a dict (word -> count)
     rcvd_date(line)                # the date of a Received line (check_for_shifted_date)
     qp_lines(lines, qp_count)      # MIMEEval's quoted-printable counts over a part's lines
     rcvd_times(lines)              # the dates of Received lines, as rfc822_date_fast gives them
@@ -175,6 +176,12 @@ _MA_WORDS_U = re.compile(r"(?<!\S)\S*\w\S*")
 
 def ma_words(text: str, uni: bool) -> list[str]:
     return (_MA_WORDS_U if uni else _MA_WORDS_A).findall(text)
+
+
+def ma_counts(text: str, uni: bool, counts: dict) -> None:
+    """ma_words' words of text counted into counts (word -> count)."""
+    for w in (_MA_WORDS_U if uni else _MA_WORDS_A).findall(text):
+        counts[w] = counts.get(w, 0) + 1
 
 
 _RT_DATE = re.compile(r"(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)", re.A)

@@ -5,6 +5,7 @@ postier.content.spam.message (SpamAssassin's Message / Message::Node).
     text_lines(prefix, text, flagged)     # the `body` rule lines of a rendered text
     parse_header_lines(lines, crlf)       # the header block of a message
     prepare_fields(fields)                # the header fields as Node::header stores them
+    add_fields(fields, order, headers, raw_headers, decode)   # ... stored into a node's dicts
     body_lines(lines, start, crlf)        # the body lines as Message.pm keeps them
     part_lines(body, idx, delim, stop)    # a MIME part's body lines up to a boundary
     all_headers(order, values, raw)       # Node::get_all_headers (None: too big)
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import binascii
 import re
+from collections.abc import Callable
 
 MAX_BODY_LINE_LENGTH = 2048
 MAX_HEADER_KEY_LENGTH = 256
@@ -170,6 +172,27 @@ def prepare_fields(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, str, 
         final = not dec or (b"\n" not in dec and dec.isascii() and b"=?" not in dec)
         out.append((rawkey, key, dec, raw, final))
     return out
+
+
+def add_fields(fields: list[tuple[bytes, bytes]], order: list[bytes],
+               headers: dict[str, list[bytes]], raw_headers: dict[str, list[bytes]],
+               decode: Callable[[bytes, str], bytes]) -> int:
+    """Each field of prepare_fields stored as Node::header does: its key
+    appended to order, its value (decode(value, lower-cased key) unless
+    final) to headers[lower-cased key] and its raw value to
+    raw_headers[lower-cased key] (lists made for a new key).  Returns 0."""
+    for rawkey, key, dec, raw, final in prepare_fields(fields):
+        order.append(rawkey)
+        if not final:
+            dec = decode(dec, key)
+        v = headers.get(key)
+        if v is None:
+            headers[key] = [dec]
+            raw_headers[key] = [raw]
+        else:
+            v.append(dec)
+            raw_headers[key].append(raw)
+    return 0
 
 
 def squeeze_blank_lines(body: list[bytes]) -> list[bytes]:

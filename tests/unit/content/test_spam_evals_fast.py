@@ -182,3 +182,69 @@ def test_address_list_alternation_is_any_of_its_patterns():
         assert E._in_list(lst, addr) == any(rx.search(addr.lower()) for rx in lst.values()) \
             or addr.lower() in lst, addr
     assert not E._in_list({}, "x@example.com")
+
+
+class _HtmlCtx:
+    def __init__(self, html: list[dict]):
+        self.html = html
+
+    def html_all(self) -> list[dict]:
+        return self.html
+
+
+def test_html_text_match_skips_text_too_short_for_a_counted_dot_run():
+    """html_text_match does not search text shorter than the N of a '.{N}'
+    pattern: the answers stay the engine's (bytes counted, \\n not matched
+    by '.', characters beyond Latin-1 as UTF-8)."""
+    rnd = random.Random(9)
+    pieces = ["a", "\xe9", "\u20ac", "\n", " ", "x" * 30]
+    texts = ["".join(rnd.choice(pieces) for _ in range(rnd.randrange(12))) for _ in range(400)]
+    texts += ["y" * 119, "y" * 120, "\u20ac" * 40, "\u20ac" * 39 + "ab", "z" * 60 + "\n" + "z" * 60]
+    for regexp in (".{120}", ".{5,}", ".{3,9}", "x.{2}", "<img>"):
+        rec = E._compile_plain(regexp)
+        for t in texts:
+            want = 1 if rec.search(E._text_bytes(t)) else 0
+            assert E.html_text_match(_HtmlCtx([{"title": [t]}]), None, "title", regexp) == want, \
+                (regexp, t)
+    assert E._min_len(".{120}") == 120 and E._min_len(".{5,}") == 5 and E._min_len("x.{2}") == 0
+    assert E.html_text_match(_HtmlCtx([{"title": ["short"]}, {"title": ["q" * 130]}]), None,
+                             "title", ".{120}") == 1
+
+
+def test_part_header_answers_as_parsing_the_value_with_its_newline():
+    """evals._part_header looks a non-empty Content-Type up without
+    get_header's trailing \\n (the message parser's memo) and remembers its
+    answer by (type, charset, encoding, disposition): the answers of
+    parse_content_type on the value with the \\n and _mime_header."""
+    from postier.content.spam.message import _parse_content_type
+
+    def ref(h: dict) -> tuple:
+        ct, te, cd = (h.get(k) for k in ("content-type", "content-transfer-encoding",
+                                          "content-disposition"))
+        ctype, _b, charset, _n, _m = _parse_content_type([ct[-1] + b"\n"] if ct else [])
+        cte = te[-1].decode("latin-1").lower().rstrip("\n") if te else ""
+        cds = cd[-1].decode("latin-1").lower().rstrip("\n") if cd else ""
+        charset = charset.lower() if charset else charset
+        st = dict.fromkeys(("mime_body_html_count", "mime_body_text_count", "mime_base64_count",
+                            "mime_qp_count"), 0)
+        E._mime_header(None, st, ctype, cte, cds, charset or "")
+        html_cs = st.pop("mime_html_charsets", None)
+        return (ctype, cte, cds, charset, tuple(k for k, v in st.items() if v), html_cs)
+
+    rnd = random.Random(21)
+    pieces = [b"text/plain", b"TEXT/html", b"multipart/alternative", b"image/gif", b";", b" ",
+              b"charset=", b"\"", b"'", b"utf-8", b"ISO-8859-1", b"koi8-r", b"boundary=", b"b1",
+              b"name=x", b"\n", b"\r", b"\xe9", b""]
+    cts = [b"", b"\n", b"text/plain; charset=\"us-ascii", b"multipart/mixed; boundary=\"q",
+           b"text/plain; charset=", b"  ", b"text"]
+    cts += [b"".join(rnd.choice(pieces) for _ in range(rnd.randrange(1, 7))) for _ in range(1500)]
+    for i, ct in enumerate(cts):
+        h: dict = {}
+        if i % 7:
+            h["content-type"] = [b"text/plain", ct] if i % 5 == 0 else [ct]
+        if i % 3 == 0:
+            h["content-transfer-encoding"] = [rnd.choice([b"base64", b"Quoted-Printable", b"7bit", b""])]
+        if i % 4 == 0:
+            h["content-disposition"] = [rnd.choice([b"attachment; filename=a", b"inline", b""])]
+        assert E._part_header(h) == ref(h), h
+        assert E._part_header(dict(h)) == ref(h), h        # remembered

@@ -1,4 +1,4 @@
-"""postier._native.spameval's ma_words and rcvd_date and their pure twin:
+"""postier._native.spameval's ma_words, ma_counts and rcvd_date and their pure twin:
 the same results as the regexes they replace (multipart_alternative_difference's
 word split, the Received date search of check_for_shifted_date), on
 hand-picked and generated inputs."""
@@ -37,6 +37,22 @@ def test_ma_words(impl):
     for t in cases:
         assert m.ma_words(t, False) == _WORDS_A.findall(t), t
         assert m.ma_words(t, True) == _WORDS_U.findall(t), t
+
+
+def test_ma_counts_adds_the_words_counts(impl):
+    m = impl("spameval")
+    rnd = random.Random(12)
+    cases = list(WORDS)
+    for _ in range(400):
+        cases.append(_rand_text(rnd, " \t\n\x0b\x1c\x85\xa0\u3000a_Z9.,-\xe9\xb2\u0660\u65e5", rnd.randrange(0, 40)))
+    for t in cases:
+        for uni, rx in ((False, _WORDS_A), (True, _WORDS_U)):
+            want = {"a": 3, "q": 1}
+            for w in rx.findall(t):
+                want[w] = want.get(w, 0) + 1
+            got = {"a": 3, "q": 1}
+            m.ma_counts(t, uni, got)
+            assert got == want, (t, uni)
 
 
 def _ref_date(line: str):

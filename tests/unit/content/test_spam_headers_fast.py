@@ -543,3 +543,28 @@ score  H_PLAIN    1
     assert {"H_BACKREF", "H_PLAIN"} <= set(yes.values)
     no = sc.run(b"From: John <j@example.com>\nTo: m@example.org\nSubject: for Mary\n\nx\n")
     assert "H_BACKREF" not in no.values and "H_PLAIN" not in no.values
+
+
+def test_ascii_display_names_skip_decoding_with_the_same_answer(monkeypatch):
+    """HeaderView._addr_out's shortcut for a plain ASCII phrase (no
+    encoded word, no newline): the \\s runs made one space, stripped,
+    '...' unquoted -- what decode_header and the three substitutions give."""
+    from postier.content.spam import bre
+    from postier.content.spam.message import decode_header
+
+    def ref(ph: str) -> bytes:
+        dec = decode_header(ph.encode("latin-1"), "PMS:get:From:name")
+        if bre.search(rb"\S", dec):
+            dec = bre.sub(rb"\s+", b" ", dec).strip(b" ")
+            dec = bre.sub(rb"^'(.*?)'$", rb"\1", dec, flags=bre.S)
+        return dec
+
+    rnd = random.Random(3)
+    alphabet = [" ", "\t", "\r", "\x0b", "\x0c", "\x1c", "'", "a", "B", "=", "?", ",", "\x00"]
+    phrases = ["'x'", "'", "''", " ' a ' ", "\t", "", "a  b", "'a' 'b'", "x=?y"]
+    phrases += ["".join(rnd.choice(alphabet) for _ in range(rnd.randrange(8))) for _ in range(3000)]
+    view = _view(b"From: x@y.z\n\nbody\n")
+    for ph in phrases:
+        view._addrs.clear()
+        monkeypatch.setattr(H, "parse_header_addresses", lambda s, ph=ph: [{"phrase": ph, "address": None}])
+        assert view._addr_out([b"line\n"], False, False, "From:name") == [ref(ph)], repr(ph)

@@ -132,3 +132,15 @@ def test_huge_and_odd_values_take_the_twins_way(impl):
     for values in ({"A": 2 ** 60 + 1}, {"A": 10 ** 30, "B": 1}, {"A": True, "B": 1}):
         got = _run(impl, metas, values)
         assert _typed(got) == _typed(_reference(metas, values))
+
+
+def test_deep_metas_in_jump_code(impl):
+    # the native module rewrites `&&`/`||`/`?:` into jumps (the operands
+    # not picked are skipped); deep nesting and long chains give the
+    # reference's values (the twin's generated source allows ~200 levels)
+    deep = "(" * 150 + "A" + " && B)" * 150
+    chain = " || ".join(["B / C"] + [f"R{i}" for i in range(150)] + ["A"])
+    metas = [("DEEP", deep), ("CHAIN", chain), ("AFTER", "DEEP ? CHAIN / 2 : (B / C || 3)")]
+    for values in ({"A": 1, "B": 2}, {"A": 1}, {"B": 1}, {"A": 2, "B": 1, "C": 4, "R7": 1}, {}):
+        got = _run(impl, metas, values)
+        assert _typed(got) == _typed(_reference(metas, values)), values

@@ -55,12 +55,16 @@ multiple` counts matches (capped by maxhits; a rule whose joined form is a
 set of literals that cannot overlap is counted with bytes.count, one whose
 joined form starts at a line start with one finditer over the joined
 buffer, one only Python `re` runs and whose matches start at a multi-line
-^ with `re` tried only at the line starts its loose form passes:
-count_line_starts).  The line-area rules a scan always has to confirm with
-a long RE2 regex share union gates (_line_gates): one failing search of
-the union rules them all out (on ASCII text, the union restricted to
-ASCII: _ascii_gate).  The body area's databases of long and 8-bit
-expressions have ASCII twins (hsdb: ascii_long), the rawbody and uri
+^ with libpcre2 (rulecache.LazyPattern.ref_count), else with `re` tried
+only at the line starts its loose form passes: count_line_starts).  The
+line-area rules a scan always has to confirm with a long RE2 regex share
+union gates (_line_gates): one failing search of the union rules them all
+out (on ASCII text, the union restricted to ASCII: _ascii_gate); past a
+gate (or a family gate: _family_gates) its rules are confirmed only on
+the subjects the gate matches.  A rule whose Hyperscan entry is inexact only
+by one negative look-ahead of plain text takes the report as final where
+the buffer lacks that text (_lookahead_gap).  The body area's databases
+of long and 8-bit expressions have ASCII twins (hsdb: ascii_long), the rawbody and uri
 areas' chatty probes are HTML source and a URI list (_PROBES).  The
 per-message loops that stay hot (Hyperscan match handlers, match counts,
 first matching line) are postier._native.spameng (pure twin:
@@ -153,6 +157,9 @@ class RRule:
     _bol: object = False            # bol_loose() (False: not looked at)
 
     linelen: int = 0                # /^[^\r\n]{linelen}/m: spameng.long_line answers
+    needle: bytes | None = None     # _lookahead_gap: no such text, the report is final
+    _needle_try: int = 0
+    _needle_ok: int = 0
     _pre_pass: int = 0
     _pre_fail: int = 0
 
@@ -520,6 +527,8 @@ class CompiledRules:
                               jexact, countable)
             else:
                 rr._joined_src = tuple(j)   # compiled on first use
+        if rr.capture is None and not rr.multiple:
+            rr.needle = rec.get("nla")
         if r.kind == C.HEADER:
             rr.if_unset = r.if_unset.encode("latin-1") if r.if_unset is not None else None
             rr.empty_hit = rec["eh"]
@@ -644,7 +653,9 @@ def _translate(kind: str, regex: str, multiple: bool) -> dict:
             "e": [list(en.exprs), en.flags, bool(en.exact), bool(en.solo)],
             "pre": pre, "lo": 0 if rr._loose is False else (1 if rr._loose is None else 2),
             "dir": rr.direct, "j": j,
-            "eh": bool(p.search(b"")) if kind == C.HEADER else False}
+            "eh": bool(p.search(b"")) if kind == C.HEADER else False,
+            "nla": _lookahead_gap(pat, mods, en)
+            if rr.area in LINE_AREAS and not multiple and not _CAPTURE.search(pat) else None}
 
 
 def _choose_engine(rr: RRule) -> int:
@@ -984,7 +995,10 @@ def _line_gates(rules: list[RRule], db: AreaDatabase) -> list[tuple[object, froz
     per rule; on a first pass the union also builds fewer DFA states than
     its parts).  The shorter ones (__FILL_THIS_FORM_*) stay apart: in a
     union they cost more on a first pass than they save; but pairs of them
-    share a family gate (_family_gates), appended to the list."""
+    share a family gate (_family_gates), appended to the list.  Each gate
+    is (RE2 regex, member rule indexes); past a gate, Run._lines confirms
+    its members only on the subjects it matches alone (a member's match
+    in a subject is one of the gate's there)."""
     groups: dict[bool, list[tuple[int, object]]] = {}
     for i, rr in enumerate(rules):
         if i not in db.always and not (rr.entry is not None and rr.entry.solo):
@@ -1123,7 +1137,10 @@ def _family_gates(rules: list[RRule], db: AreaDatabase) -> list[tuple[object, fr
     optional group left out (__FILL_THIS_FORM_SHORT2 / _LONG2, _SHORT1 /
     _LONG1), both need min(n, m) consecutive X: one RE2 search of
     (?:X){min(n, m)} rules the pair out on nearly every message (a first
-    pass builds the DFA states of one regex instead of two)."""
+    pass builds the DFA states of one regex instead of two).  A match of
+    either needs one of the gate in the same subject: Run._lines confirms
+    them on the subjects the gate matches (a few lines, where their own
+    RE2 / Python `re` forms build few DFA states or backtrack little)."""
     cands = []
     for i, rr in enumerate(rules):
         if i not in db.always and not (rr.entry is not None and rr.entry.solo):
@@ -1149,6 +1166,97 @@ def _family_gates(rules: list[RRule], db: AreaDatabase) -> list[tuple[object, fr
                 out.append((rx, frozenset((i, j))))
                 used |= {i, j}
     return out
+
+
+def _looks(node, out: list) -> list:
+    """The look-around nodes of a perlre tree."""
+    kind = node[0]
+    if kind == "look":
+        out.append(node)
+    if kind in ("seq", "alt"):
+        for c in node[1]:
+            _looks(c, out)
+    elif kind in ("group", "atomic", "rep", "look"):
+        _looks(node[1], out)
+    return out
+
+
+def _drop_node(node, target):
+    """node with target (a sub-tree, by identity) left out of the sequence
+    that holds it, or None when it is not in a sequence of node."""
+    kind = node[0]
+    if kind in ("seq", "alt"):
+        kids = list(node[1])
+        for k, c in enumerate(kids):
+            if kind == "seq" and c is target:
+                return ("seq", kids[:k] + kids[k + 1:])
+            d = _drop_node(c, target)
+            if d is not None:
+                return (kind, kids[:k] + [d] + kids[k + 1:])
+        return None
+    if kind in ("group", "atomic", "rep", "look"):
+        d = _drop_node(node[1], target)
+        if d is not None:
+            return (kind, d) + tuple(node[2:])
+    return None
+
+
+NEEDLE_MIN = 3              # shorter look-ahead texts are nearly always there
+
+
+def _needle(node) -> bytes | None:
+    """The text every match of a look-around's sub-tree starts with,
+    lower-cased: its leading single bytes or ASCII letter case pairs (at
+    least NEEDLE_MIN of them), else None."""
+    items = node[1] if node[0] == "seq" else [node]
+    out = bytearray()
+    for it in items:
+        if it[0] != "set" or not 1 <= len(it[1]) <= 2:
+            break
+        b = min(it[1])
+        if len(it[1]) == 2 and not (65 <= b <= 90 and set(it[1]) == {b, b + 32}):
+            break
+        out.append(b + 32 if 65 <= b <= 90 else b)
+    return bytes(out) if len(out) >= NEEDLE_MIN else None
+
+
+def _lookahead_gap(pat: str, mods: str, entry: Entry) -> bytes | None:
+    """For a line-area rule whose Hyperscan entry is inexact only because
+    of one negative look-ahead whose matches start with plain text
+    (__LOCAL_PP_NONPPURL's (?!paypal\\.com), FUZZY_MILLION's
+    (?!milli?[o\\xf3\\xd3]n)): that text, lower-cased, else None.  Where the
+    lower-cased joined buffer does not hold it, the look-ahead holds
+    everywhere and the report is final (Run._lines).  Proved here: the
+    pattern without the look-ahead parses to the tree without it and has
+    an exact Hyperscan entry with the same expressions and flags."""
+    if entry.exact or not entry.exprs:
+        return None
+    tree = perlre._parse(pat, mods)
+    if tree is None:
+        return None
+    looks = _looks(tree, [])
+    if len(looks) != 1 or looks[0][2] or not looks[0][3]:     # one (?!...)
+        return None
+    needle = _needle(looks[0][1])
+    want = _drop_node(tree, looks[0])
+    spans = _group_spans(pat)
+    if needle is None or want is None or spans is None:
+        return None
+    for o, c in spans.items():
+        if not pat.startswith("(?!", o):
+            continue
+        bare = pat[:o] + pat[c + 1:]
+        if perlre._parse(bare, mods) != want:
+            return None
+        try:
+            e2 = perlre.hyperscan_entry(perlre.compile_pattern(bare, mods), bare, mods,
+                                        joined=True)
+        except perlre.PerlRegexError:
+            return None
+        if e2.exact and list(e2.exprs) == list(entry.exprs) and e2.flags == entry.flags:
+            return needle
+        return None
+    return None
 
 
 def _pcre2_fast(rr: RRule) -> tuple | None:
@@ -1185,10 +1293,18 @@ def _header_count(rr: RRule, data: bytes) -> int:
     """Run._confirm_count of a `multiple` header rule, searching first
     where the count would run Python `re` (a pattern RE2 cannot answer on
     this value): most values Hyperscan reports hold no match at all, and
-    libpcre2's search says so much faster than `re`'s finditer."""
+    libpcre2's search says so much faster than `re`'s finditer.  A
+    superset (rr.pre) that hardly ever rules a value out is dropped after
+    PRE_TRIAL values, as RRule.search does (__RAND_HEADER's passes on most
+    header blocks: a second pass over each)."""
     pre = rr.pre
-    if pre is not None and not pre.contains(data):
-        return 0
+    if pre is not None:
+        if not pre.contains(data):
+            rr._pre_fail += 1
+            return 0
+        rr._pre_pass += 1
+        if rr._pre_pass == PRE_TRIAL and rr._pre_fail * 4 < PRE_TRIAL:
+            rr.pre = None
     p = rr.pattern
     if not p._ref_confirms and (p._re2 is None or (p._nl_unsafe and data.endswith(b"\n"))):
         try:
@@ -1457,6 +1573,7 @@ class Run:
             a = ag[area] = (g, [_ascii_gate(urx, cr.cache_dir) for urx, _m in g])
         agates = a[1] if buf.isascii() else None
         gated: frozenset = frozenset()  # members of the gates that passed
+        per_line: dict[int, object] = {}    # member of a gate that passed -> that gate
         for k, (urx, members) in enumerate(g):
             if not members.isdisjoint(found):
                 if agates is not None and agates[k] is not None:
@@ -1465,7 +1582,11 @@ class Run:
                     found -= members    # none of their first RE2 checks can pass
                 else:
                     gated = gated | members
+                    per_line.update(dict.fromkeys(members, urx))
+        narrowed: dict = {}     # (gate, nosubject) -> (joined buffer, subjects the gate matches)
         exact = db.exact
+        always = db.always
+        low = None          # buf.lower(), for the rules with a look-ahead gap
         rest = None
         for i in found:
             rr = rules[i]
@@ -1477,6 +1598,17 @@ class Run:
                     continue
             else:
                 b, ls = buf, lines
+            gate = per_line.get(i)
+            if gate is not None and rr.capture is None and not (i in exact and b is buf):
+                # only the subjects the gate matches can hold a match
+                key = (gate, b is not buf)
+                nb = narrowed.get(key)
+                if nb is None:
+                    sub = [s for s in ls if gate.contains(perlre.joined_buffer([s]))]
+                    nb = narrowed[key] = (perlre.joined_buffer(sub), sub)
+                b, ls = nb
+                if not ls:
+                    continue
             if rr.capture is not None:
                 self._line_rule(rr, ls)
                 continue
@@ -1498,6 +1630,17 @@ class Run:
             if i in exact and b is buf:
                 self.hit(rr.name)
                 continue
+            if rr.needle is not None and b is buf and i not in always:
+                # Hyperscan's report is final where the look-ahead's text is absent
+                if low is None:
+                    low = buf.lower()
+                rr._needle_try += 1
+                if rr.needle not in low:
+                    rr._needle_ok += 1
+                    self.hit(rr.name)
+                    continue
+                if rr._needle_try == PRE_TRIAL and rr._needle_ok * 4 < PRE_TRIAL:
+                    rr.needle = None    # its reports come from that very text: only a cost
             rx, jexact, _c = rr.joined()
             if rx is not None:
                 if not rx.contains(b):
@@ -1543,11 +1686,15 @@ class Run:
         total = 0
         limit = rr.maxhits
         bol = rr.bol_loose()
+        pcre2_count = bol is not None and isinstance(rr.pattern, rulecache.LazyPattern)
         for line in lines:
             if rr.pre is not None and not rr.pre.contains(line):
                 continue
             if bol is not None:
-                total += count_line_starts(rr.pattern._py, bol, line, limit - total if limit else 0)
+                # libpcre2 (JIT: it tries the line starts alone), else `re`
+                left = limit - total if limit else 0
+                c = rr.pattern.ref_count(line, left) if pcre2_count else None
+                total += c if c is not None else count_line_starts(rr.pattern._py, bol, line, left)
             else:
                 total += count_matches(rr.pattern, line, limit - total if limit else 0)
             if limit and total >= limit:
@@ -1724,57 +1871,78 @@ class Run:
         info = cr.__dict__.get("_template_info")
         if info is None:
             info = cr.__dict__["_template_info"] = [
-                (r, pat, mods, tuple(sorted({m.group(1) for m in _TEMPLATE.finditer(pat)})),
-                 _required_templates(pat), cr.rs.has_flag(r.name, "multiple"))
-                for r, pat, mods in cr.templates]
+                (r, pat, mods, tags, required, cr.rs.has_flag(r.name, "multiple"),
+                 (tags, required, "i" in mods, r.kind,
+                  (r.header, r.if_unset) if r.kind == C.HEADER else None))
+                for r, pat, mods in cr.templates
+                for tags, required in [(tuple(sorted({m.group(1)
+                                                     for m in _TEMPLATE.finditer(pat)})),
+                                        _required_templates(pat))]]
         captures = self.captures
         texts: dict = {}        # id(subjects) -> (subjects, {fold: decoded texts})
-        for r, pat, mods, tags, required, multiple in info:
-            vals: dict[str, list[str]] = {}
-            for t in tags:
-                vs = [v for v in captures.get(t, ()) if v != ""]
-                if not vs:
-                    break
-                vals[t] = vs
+        # rules of the same tags, required tags, case folding and subjects
+        # (SpamAssassin's are six uri rules of %{GB_TO_ADDR}) share one
+        # test of their tag values and subjects per message: (vals, the
+        # subjects that may match), or None (none of them runs)
+        prep: dict = {}
+        for r, pat, mods, tags, required, multiple, gk in info:
+            if gk in prep:
+                got = prep[gk]
+                if got is None:
+                    continue
+                vals, possible = got
             else:
-                if r.kind == C.HEADER:
-                    v = self.hv.value(r.header)
-                    subjects = [v if v is not None else (r.if_unset or "").encode("latin-1")]
+                prep[gk] = None
+                vals = {}
+                for t in tags:
+                    vs = [v for v in captures.get(t, ()) if v != ""]
+                    if not vs:
+                        break
+                    vals[t] = vs
                 else:
-                    subjects = self._subjects(r.kind)
-                if not subjects:
-                    continue            # the match never runs (nor compiles)
-                key = (pat, mods, *(tuple(vals[t]) for t in tags))
-                p = cache.get(key)
+                    if r.kind == C.HEADER:
+                        v = self.hv.value(r.header)
+                        subjects = [v if v is not None
+                                    else (r.if_unset or "").encode("latin-1")]
+                    else:
+                        subjects = self._subjects(r.kind)
+                    if not subjects:
+                        continue        # the match never runs (nor compiles)
+                    possible = subjects
+                    if required:
+                        got = texts.get(id(subjects))
+                        if got is None or got[0] is not subjects:
+                            got = texts[id(subjects)] = (subjects, {})
+                        possible = self._template_possible(required, "i" in mods, subjects,
+                                                           vals, got[1])
+                        if not possible:
+                            continue    # a value the pattern requires appears in no subject
+                    prep[gk] = (vals, possible)
+                if prep[gk] is None:
+                    continue
+            key = (pat, mods, *(tuple(vals[t]) for t in tags))
+            p = cache.get(key)
+            if p is False:
+                continue
+            if p is None:
+                p = self._template_pattern(cache, key, pat, mods, vals)
                 if p is False:
                     continue
-                if required:
-                    got = texts.get(id(subjects))
-                    if got is None or got[0] is not subjects:
-                        got = texts[id(subjects)] = (subjects, {})
-                    subjects = self._template_possible(required, "i" in mods, subjects, vals,
-                                                       got[1])
-                    if not subjects:
-                        continue    # a value the pattern requires appears in no subject
-                if p is None:
-                    p = self._template_pattern(cache, key, pat, mods, vals)
-                    if p is False:
-                        continue
-                n = 0
-                try:
-                    for s in subjects:
-                        if multiple:
-                            n += count_matches(p, s)
-                        elif p.search(s):
-                            n = 1
-                            break
-                except RegexExecError:
-                    pass            # libpcre2 gave up (its match limit): no match
-                if r.kind == C.HEADER and r.negate:
-                    if not n:
-                        self.hit(r.name)
-                elif n:
-                    self.hit(r.name, n if multiple else 1, multiple)
+            n = 0
+            try:
+                for s in possible:
+                    if multiple:
+                        n += count_matches(p, s)
+                    elif p.search(s):
+                        n = 1
+                        break
+            except RegexExecError:
+                pass            # libpcre2 gave up (its match limit): no match
+            if r.kind == C.HEADER and r.negate:
+                if not n:
+                    self.hit(r.name)
+            elif n:
+                self.hit(r.name, n if multiple else 1, multiple)
 
     @staticmethod
     def _template_pattern(cache: dict, key: tuple, pat: str, mods: str,
@@ -1821,14 +1989,15 @@ class Run:
             return out
         if all(v.isascii() for vals in need for v in vals):
             bneed = tuple(tuple(v.encode("ascii") for v in vals) for vals in need)
-            got = texts.get((fold, b""))
-            if got is None:
-                low = [s.lower() for s in subjects] if fold else subjects
-                got = texts[fold, b""] = (low, b"\n".join(low))
-            low, joined = got
+            joined = texts.get((fold, b""))
+            if joined is None:
+                # (bytes.lower of the join is the join of each lowered)
+                joined = b"\n".join(subjects)
+                joined = texts[fold, b""] = joined.lower() if fold else joined
             if all(any(v in joined for v in vals) for vals in bneed):
-                out = [s for s, t in zip(subjects, low, strict=True)
-                       if all(any(v in t for v in vals) for vals in bneed)]
+                out = [s for s in subjects
+                       if all(any(v in (s.lower() if fold else s) for v in vals)
+                              for vals in bneed)]
             else:
                 out = []
             texts[fold, need] = out

@@ -66,7 +66,6 @@ import calendar
 import re as ure
 import struct
 import time as _time
-from collections import Counter
 
 from postier.content.spam import bre as re
 from postier.content.spam import perlre
@@ -462,34 +461,8 @@ _ILLEGAL_BYTES = _CTRL_BYTES + bytes(range(0x7f, 0x100))
 
 @ev()
 def check_illegal_chars(ctx, rule, header, ratio, count):
-    if not header.endswith(":raw"):
-        header += ":raw"
-    if header == "ALL:raw":
-        # get_str's join of the lines: HeaderView.value's (the header block
-        # itself when its lines tile it), None when there are none
-        raw = ctx.hv.value(header)
-        if not raw or not raw.strip():
-            return 0
-    else:
-        raw = ctx.hv.get_str(header)
-        if not ctx.hv.get(header) or not raw.strip():   # strip(): Perl's \s
-            return 0
-    if not raw.isascii():
-        try:
-            raw.decode("utf-8")
-            valid = True
-        except UnicodeDecodeError:
-            valid = False
-        if valid and len(raw.translate(None, _CTRL_BYTES)) == len(raw):
-            return 0
-    # counts of byte classes by deleting them (bytes.translate)
-    illegal = len(raw) - len(raw.translate(None, _ILLEGAL_BYTES))
-    if illegal > 0 and header.lower() == "subject:raw":
-        if raw.count(b"\xa2") + raw.count(b"\xa3") + raw.count(b"\xae") == 1:
-            illegal -= 1
-    if raw == b"":
-        return 0
-    return 1 if (illegal / len(raw)) >= _num(ratio) and illegal >= _num(count) else 0
+    # the rule set binds its arguments once (_b_illegal_chars)
+    return _b_illegal_chars(header, ratio, count)(ctx, rule)
 
 
 @ev()
@@ -1063,22 +1036,21 @@ def _madiff(ctx):
             summary[0] == "multipart/alternative":
         return res
     for part in ma:
-        html: Counter[str] = Counter()
-        text: Counter[str] = Counter()
+        html: dict[str, int] = {}
+        text: dict[str, int] = {}
         for t in part.find_parts(re.compile(r"^text\b")):
             typ, rnd, chars = t.rendered()
             if typ is None:
                 continue
             # the \s+-separated tokens that hold a word character (Perl:
             # Unicode rules for character strings): _MA_WORDS_U/_A's
-            # findall, compiled
-            words = _ev.ma_words(rnd, chars)
+            # findall, compiled, counted straight into the dict
             if typ == "text/html":
-                html.update(words)
+                _ev.ma_counts(rnd, chars, html)
                 if not html and "img" in ((t.html_results or {}).get("inside") or {}):
                     html["\n"] = 1
             else:
-                text.update(words)
+                _ev.ma_counts(rnd, chars, text)
         orig = len(html)
         if orig == 0:
             continue
@@ -1298,6 +1270,7 @@ def _attachments(ctx) -> dict:
 
 
 _PART_MEMO: dict = {}
+_PART_MEMO2: dict = {}
 _MIME_COUNTS = frozenset(("mime_body_html_count", "mime_body_text_count", "mime_base64_count",
                           "mime_qp_count", "mime_attachment"))
 
@@ -1316,7 +1289,34 @@ def _part_header(h: dict) -> tuple:
     got = _PART_MEMO.get(key)
     if got is not None:
         return got
-    ctype, _b, charset, _n, _m = parse_content_type([ct[-1] + b"\n"] if ct else [])
+    # parse_content_type of the value with get_header's "\n": the same type
+    # and charset as without it (every $ of its patterns matches before a
+    # final \n) unless the value is empty, so a non-empty value is looked up
+    # as the message parser looked it up (its memo: a new multipart
+    # boundary is parsed once, not twice)
+    last = ct[-1] if ct else None
+    if last and b"\n" not in last:
+        ctype, _b, charset, _n, _m = parse_content_type([last])
+    else:
+        ctype, _b, charset, _n, _m = parse_content_type([last + b"\n"] if ct else [])
+    # the answer is a function of (type, charset, the two other values):
+    # remembered by those too (a boundary makes the first key new)
+    key2 = (ctype, charset, key[1], key[2])
+    got = _PART_MEMO2.get(key2)
+    if got is None:
+        got = _part_header1(ctype, charset, te, cd)
+        if sum(len(x) for x in key2 if x is not None) <= 512:
+            if len(_PART_MEMO2) >= 4096:
+                _PART_MEMO2.clear()
+            _PART_MEMO2[key2] = got
+    if sum(len(x) for x in key if x is not None) <= 512:
+        if len(_PART_MEMO) >= 4096:
+            _PART_MEMO.clear()
+        _PART_MEMO[key] = got
+    return got
+
+
+def _part_header1(ctype: str, charset: str | None, te: list | None, cd: list | None) -> tuple:
     # (get_header's value ends in "\n": rstrip("\n") takes it and any before it)
     cte = te[-1].decode("latin-1").lower().rstrip("\n") if te else ""
     cds = cd[-1].decode("latin-1").lower().rstrip("\n") if cd else ""
@@ -1325,12 +1325,7 @@ def _part_header(h: dict) -> tuple:
                         "mime_qp_count"), 0)
     _mime_header(None, st, ctype, cte, cds, charset or "")
     html_cs = st.pop("mime_html_charsets", None)
-    got = (ctype, cte, cds, charset, tuple(k for k, v in st.items() if v), html_cs)
-    if sum(len(x) for x in key if x is not None) <= 512:
-        if len(_PART_MEMO) >= 4096:
-            _PART_MEMO.clear()
-        _PART_MEMO[key] = got
-    return got
+    return (ctype, cte, cds, charset, tuple(k for k, v in st.items() if v), html_cs)
 
 
 def _mime_header(ctx, st, ctype, cte, cd, charset):
@@ -1763,18 +1758,39 @@ def _text_bytes(s: str) -> bytes:
         return s.encode("utf-8", "surrogatepass")
 
 
+# a pattern that is only .{N} or .{N,M} (__HTML_TITLE_120: '.{120}') cannot
+# match fewer than N bytes: such text is not searched (the engine's first
+# searches of a counted repetition cost tens of microseconds)
+_DOT_RUN = re.compile(r"\.\{(\d{1,6})(?:,\d*)?\}").fullmatch
+_MIN_LEN: dict[str, int] = {}
+
+
+def _min_len(regexp: str) -> int:
+    n = _MIN_LEN.get(regexp)
+    if n is None:
+        m = _DOT_RUN(regexp)
+        n = int(m.group(1)) if m else 0
+        if len(_MIN_LEN) > 4096:
+            _MIN_LEN.clear()
+        _MIN_LEN[regexp] = n
+    return n
+
+
 @ev()
 def html_text_match(ctx, rule, text, regexp):
     rec = _compile_plain(regexp)
     if rec is None:
         return 0
+    minlen = _min_len(regexp)
     for h in ctx.html_all():
         v = h.get(text)
         if not isinstance(v, list):
             continue
         for s in v:
-            if s is not None and rec.search(_text_bytes(s)):
-                return 1
+            if s is not None:
+                b = _text_bytes(s)
+                if len(b) >= minlen and rec.search(b):
+                    return 1
     return 0
 
 

@@ -24,7 +24,11 @@ common shapes (bare, <addr>, "name" <addr>, name <addr>, comma lists of
 them) in compiled code (_fast_addresses: postier._native.spamhdr.
 fast_addresses, twin postier._pure.spamhdr); ALL:raw is the header
 block itself when its lines tile it; EnvelopeFrom's "a NAME line after the
-first Received line" is two substring searches (_line_after_received).
+first Received line" is two substring searches (_line_after_received);
+a plain ASCII display name (`:name`, no encoded word) skips decode_header
+and its substitutions (the same bytes); the X-Spam-Relays-* strings are
+built when first asked for (relay_str); MESSAGEID asks get_header only
+for the fields the message has.
 
 Parameters read: none (envelope_sender_header comes from the rule set).
 """
@@ -189,6 +193,8 @@ def _host_res(rb: Registry) -> tuple:
 
 _METADATA = ("x-spam-relays-trusted", "x-spam-relays-untrusted", "x-spam-relays-internal",
              "x-spam-relays-external")
+_METADATA_SET = frozenset(_METADATA)
+_RELAY_ATTR = {"x-spam-relays-" + k: k + "_str" for k in ("trusted", "untrusted", "internal", "external")}
 
 
 def plain_name(request: str) -> str | None:
@@ -267,17 +273,27 @@ class HeaderView:
         self._addrs: dict[bytes, list[dict]] = {}      # parse_header_addresses by header line
         self._values: dict[str, bytes | None] = {}     # value() by request
         self._envfrom: list[bytes] | None = None
-        self.metadata: dict[str, bytes] = dict(zip(_METADATA, (
-            relays.trusted_str.encode("latin-1", "replace"),
-            relays.untrusted_str.encode("latin-1", "replace"),
-            relays.internal_str.encode("latin-1", "replace"),
-            relays.external_str.encode("latin-1", "replace")), strict=True))
+        self._relay_strs: dict[str, bytes] = {}
+
+    def relay_str(self, lc: str) -> bytes:
+        """The relay string of a lower-cased X-Spam-Relays-* name (each
+        built on first use: most messages ask for two of the four)."""
+        v = self._relay_strs.get(lc)
+        if v is None:
+            relays = self.relays
+            v = self._relay_strs[lc] = getattr(relays, _RELAY_ATTR[lc]).encode("latin-1", "replace")
+        return v
+
+    @property
+    def metadata(self) -> dict[str, bytes]:
+        """The relay strings by lower-cased X-Spam-Relays-* name."""
+        return {lc: self.relay_str(lc) for lc in _METADATA}
 
     def get(self, request: str) -> list[bytes]:
         r = self._cache.get(request)
         if r is None:
             lc = request.lower()
-            if ":" not in request and lc not in _SPECIAL and lc not in self.metadata:
+            if ":" not in request and lc not in _SPECIAL and lc not in _METADATA_SET:
                 # a plain header name (most requests): _get's last branch
                 r = self.msg.get_headers(request)
                 if not r:
@@ -289,7 +305,7 @@ class HeaderView:
                 name = _parse_request(request)[0]
                 nl = name.lower()
                 msg = self.msg
-                if name not in _NAMED_SPECIAL and nl not in _SPECIAL and nl not in self.metadata \
+                if name not in _NAMED_SPECIAL and nl not in _SPECIAL and nl not in _METADATA_SET \
                         and not msg.raw_headers.get(nl.strip()) and not msg.headers.get(nl) \
                         and msg.metadata.get("strings", {}).get(nl) is None:
                     r = []          # a header the message lacks, with modifiers: _get's []
@@ -373,7 +389,7 @@ class HeaderView:
         if kind is None:
             return None
         if kind is True:
-            return [self.metadata[request.lower()]]
+            return [self.relay_str(request.lower())]
         return self._fast_answer(kind, request)
 
     def _fast_answer(self, kind: tuple, request: str) -> list[bytes]:
@@ -417,6 +433,17 @@ class HeaderView:
                         continue
                     if getraw:
                         out.append(ph.encode("latin-1"))
+                    elif ph.isascii() and "\n" not in ph and "=?" not in ph:
+                        # decode_header leaves such a phrase as it is; the
+                        # \s runs made one space and stripped (bytes.split:
+                        # Perl's ASCII \s set), then ^'(.*?)'$ unquoted
+                        dec = ph.encode("ascii")
+                        words = dec.split()
+                        if words:
+                            dec = b" ".join(words)
+                            if len(dec) > 1 and dec[0] == 39 and dec[-1] == 39:
+                                dec = dec[1:-1]
+                        out.append(dec)
                     else:
                         dec = decode_header(ph.encode("latin-1"), "PMS:get:" + request)
                         if re.search(rb"\S", dec):
@@ -444,12 +471,15 @@ class HeaderView:
             return self._rcvd_range(start, end, getraw)
         if lc == "envelopefrom":
             results = self._envelope_from()
-        elif lc in self.metadata:
-            results = [self.metadata[lc]]
+        elif lc in _METADATA_SET:
+            results = [self.relay_str(lc)]
         elif lc == "tocc":
             results = self._header("To", getraw) + self._header("Cc", getraw)
         elif request == "MESSAGEID":
-            for h in ("X-Message-Id", "Resent-Message-Id", "X-Original-Message-ID", "Message-Id"):
+            present = msg.raw_headers if getraw else msg.headers
+            for h in ("x-message-id", "resent-message-id", "x-original-message-id", "message-id"):
+                if not present.get(h):
+                    continue            # (get_header's None)
                 v = msg.get_header(h, getraw)
                 if v is not None and v != b"":
                     results.append(v)
@@ -563,7 +593,8 @@ class HeaderView:
             v = self.get(name + ":first:addr")
             if v:
                 if low is None:
-                    low = b"".join(self.get("ALL")).lower()
+                    # (value(): the joined lines, remembered; None for none)
+                    low = (self.value("ALL") or b"").lower()
                 if _line_after_received(low, name.lower().encode()):
                     if stop:
                         return None

@@ -368,21 +368,9 @@ class Node:
         self._add_fields([(rawkey, raw_value)])
 
     def _add_fields(self, fields: list[tuple[bytes, bytes]]) -> None:
-        """add_header of each (key, value)."""
-        order = self.header_order
-        headers = self.headers
-        raw_headers = self.raw_headers
-        for rawkey, key, dec, raw, final in _mime.prepare_fields(fields):
-            order.append(rawkey)
-            if not final:
-                dec = decode_header(dec, key)
-            v = headers.get(key)
-            if v is None:
-                headers[key] = [dec]
-                raw_headers[key] = [raw]
-            else:
-                v.append(dec)
-                raw_headers[key].append(raw)
+        """add_header of each (key, value) (the loop in spammime.add_fields)."""
+        _mime.add_fields(fields, self.header_order, self.headers, self.raw_headers,
+                         decode_header)
 
     def header(self, name: str) -> bytes:
         """Scalar-context header(): the last decoded value, or b""."""
@@ -456,15 +444,25 @@ class Node:
 
     def find_parts(self, rx=None, only_leaves: bool = False, recursive: bool = True) -> list[Node]:
         """The parts (this one and those below it, depth first) whose type
-        rx finds (remembered: the tree does not change once parsed)."""
+        rx finds (remembered: the tree does not change once parsed; as
+        (this one is first, the others), so that the cache holds no
+        reference to its own node: a node with a cache is freed at once,
+        not left to the cyclic GC)."""
         key = (rx, only_leaves, recursive)
         cache = self._parts_cache
         if cache is None:
             cache = self._parts_cache = {}
         got = cache.get(key)
         if got is None:
-            got = cache[key] = self._find_parts(rx, only_leaves, recursive)
-        return list(got)
+            found = self._find_parts(rx, only_leaves, recursive)
+            if found and found[0] is self:
+                got = cache[key] = (True, tuple(found[1:]))
+            else:
+                got = cache[key] = (False, tuple(found))
+            return found
+        if got[0]:
+            return [self, *got[1]]
+        return list(got[1])
 
     def _find_parts(self, rx, only_leaves: bool, recursive: bool) -> list[Node]:
         out = []
