@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Per-message loops of the spam engine's eval rules, compiled (twin:
 postier._pure.spameval, where the API is documented): uppercase_counts,
-vertical_words, rfc822_date_fast, run_calls, ma_words, rcvd_date, qp_lines,
+vertical_words, rfc822_date_fast, run_calls, ma_counts, rcvd_date, qp_lines,
 rcvd_times, text_part_stats.  The same results as the twin for every
 input (tests/unit/content/test_spam_evals_native.py).
 
@@ -295,34 +295,8 @@ cdef inline bint _word_a(Py_UCS4 c) noexcept:
     return (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c == 95
 
 
-def ma_words(str text, bint uni):
-    """See the twin: the white-space separated runs of text that hold a word
-    character (Unicode or ASCII classes)."""
-    cdef list out = []
-    cdef Py_ssize_t n = len(text), i = 0, start
-    cdef Py_UCS4 c
-    cdef bint word
-    while i < n:
-        c = text[i]
-        if (Py_UNICODE_ISSPACE(c) if uni else _uws(c)):
-            i += 1
-            continue
-        start = i
-        word = False
-        while i < n:
-            c = text[i]
-            if (Py_UNICODE_ISSPACE(c) if uni else _uws(c)):
-                break
-            if not word:
-                word = (Py_UNICODE_ISALNUM(c) or c == 95) if uni else _word_a(c)
-            i += 1
-        if word:
-            out.append(text[start:i])
-    return out
-
-
 def ma_counts(str text, bint uni, dict counts):
-    """See the twin: ma_words' words of text counted into counts."""
+    """See the twin: the words of text counted into counts."""
     cdef Py_ssize_t n = len(text), i = 0, start
     cdef Py_UCS4 c
     cdef bint word

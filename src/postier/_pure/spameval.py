@@ -5,8 +5,7 @@ spam engine's eval rules (postier.content.spam.evals).
     vertical_words(lines)          # BodyEval tvd_vertical_words's value
     rfc822_date_fast(date)         # Util::parse_rfc822_date of a date in the common shape
     run_calls(calls, ctx, values)  # the engine's eval calls of one area (Run._evals)
-    ma_words(text, uni)            # BodyEval multipart_alternative_difference's words
-    ma_counts(text, uni, counts)   # the same words counted into a dict (word -> count)
+    ma_counts(text, uni, counts)   # multipart_alternative_difference's words, counted
     rcvd_date(line)                # the date of a Received line (check_for_shifted_date)
     qp_lines(lines, qp_count)      # MIMEEval's quoted-printable counts over a part's lines
     rcvd_times(lines)              # the dates of Received lines, as rfc822_date_fast gives them
@@ -31,10 +30,10 @@ taken as the 1st of the next month, the year to 1970..2037, the zone
 offset applied, never below 0); None for day 0; False for any other shape
 (the caller takes the general way).
 
-ma_words(text, uni) -> list[str]: the maximal runs of non-space
-characters of text that hold a word character (what Perl's
-grep { /\\w/ } split /\\s+/ keeps), with Python's Unicode classes of \\s
-and \\w when uni, else the ASCII ones.
+ma_counts(text, uni, counts) -> None: adds to counts (word -> count) the
+maximal runs of non-space characters of text that hold a word character
+(what Perl's grep { /\\w/ } split /\\s+/ keeps), with Python's Unicode
+classes of \\s and \\w when uni, else the ASCII ones.
 
 rcvd_date(line) -> str | None: the first match of
 (\\s.?\\d+ \\S\\S\\S \\d+ \\d+:\\d+:\\d+ \\S+) in line (ASCII classes), the
@@ -174,12 +173,7 @@ _MA_WORDS_A = re.compile(r"(?<!\S)\S*\w\S*", re.A)
 _MA_WORDS_U = re.compile(r"(?<!\S)\S*\w\S*")
 
 
-def ma_words(text: str, uni: bool) -> list[str]:
-    return (_MA_WORDS_U if uni else _MA_WORDS_A).findall(text)
-
-
 def ma_counts(text: str, uni: bool, counts: dict) -> None:
-    """ma_words' words of text counted into counts (word -> count)."""
     for w in (_MA_WORDS_U if uni else _MA_WORDS_A).findall(text):
         counts[w] = counts.get(w, 0) + 1
 
