@@ -164,15 +164,20 @@ class RRule:
     _pre_fail: int = 0
 
     def search(self, data: bytes) -> bool:
-        pre = self.pre
-        if pre is not None:
-            if not pre.contains(data):
-                self._pre_fail += 1
-                return False
-            self._pre_pass += 1
-            if self._pre_pass == PRE_TRIAL and self._pre_fail * 4 < PRE_TRIAL:
-                self.pre = None     # it hardly ever rules a subject out: only a cost
+        if self.pre is not None and self.pre_rules_out(data):
+            return False
         return self.pattern.search(data)
+
+    def pre_rules_out(self, data: bytes) -> bool:
+        """Does the superset (self.pre, not None) rule data out?  One that
+        hardly ever does is dropped after PRE_TRIAL subjects."""
+        if not self.pre.contains(data):
+            self._pre_fail += 1
+            return True
+        self._pre_pass += 1
+        if self._pre_pass == PRE_TRIAL and self._pre_fail * 4 < PRE_TRIAL:
+            self.pre = None     # it hardly ever rules a subject out: only a cost
+        return False
 
     def loose(self):
         """RE2 regex that must match a text for the rule to match some
@@ -1295,16 +1300,10 @@ def _header_count(rr: RRule, data: bytes) -> int:
     this value): most values Hyperscan reports hold no match at all, and
     libpcre2's search says so much faster than `re`'s finditer.  A
     superset (rr.pre) that hardly ever rules a value out is dropped after
-    PRE_TRIAL values, as RRule.search does (__RAND_HEADER's passes on most
-    header blocks: a second pass over each)."""
-    pre = rr.pre
-    if pre is not None:
-        if not pre.contains(data):
-            rr._pre_fail += 1
-            return 0
-        rr._pre_pass += 1
-        if rr._pre_pass == PRE_TRIAL and rr._pre_fail * 4 < PRE_TRIAL:
-            rr.pre = None
+    PRE_TRIAL values (RRule.pre_rules_out: __RAND_HEADER's passes on most
+    header blocks, a second pass over each)."""
+    if rr.pre is not None and rr.pre_rules_out(data):
+        return 0
     p = rr.pattern
     if not p._ref_confirms and (p._re2 is None or (p._nl_unsafe and data.endswith(b"\n"))):
         try:
