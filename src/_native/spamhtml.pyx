@@ -511,14 +511,20 @@ cdef bint _in_style_stack(list ts, str tag) except -1:
 cdef dict _FACE_MEMO = {}
 
 
+cdef inline void _remember(dict memo, object key, object value):
+    """memo[key] = value, the memo of a pure function bounded at 4096
+    entries (then forgotten all at once)."""
+    if len(memo) >= 4096:
+        memo.clear()
+    memo[key] = value
+
+
 cdef bint _font_face_ok(str face) except -1:
     """_FONT_FACE_OK matches face (remembered: a pure function; bounded)."""
     cdef object got = _FACE_MEMO.get(face)
     if got is None:
         got = _FONT_FACE_OK.match(face) is not None
-        if len(_FACE_MEMO) >= 4096:
-            _FACE_MEMO.clear()
-        _FACE_MEMO[face] = got
+        _remember(_FACE_MEMO, face, got)
     return got
 
 
@@ -538,9 +544,7 @@ cdef object _font_size(str v):
         else:
             m = _RE_LEAD_NUM.match(v)
             got = (False, int(m.group(1))) if m else None
-        if len(_SIZE_MEMO) >= 4096:
-            _SIZE_MEMO.clear()
-        _SIZE_MEMO[v] = got
+        _remember(_SIZE_MEMO, v, got)
     return got
 
 
@@ -554,9 +558,7 @@ cdef object _dim(str v):
     if got is False:
         m = _RE_DIM.match(v)
         got = (int(m.group(1)), bool(m.group(2))) if m else None
-        if len(_DIM_MEMO) >= 4096:
-            _DIM_MEMO.clear()
-        _DIM_MEMO[v] = got
+        _remember(_DIM_MEMO, v, got)
     return got
 
 
@@ -569,9 +571,7 @@ cdef str _rgb(str color):
     cdef object v = _RGB.get(color)
     if v is None:
         v = name_to_rgb(color)
-        if len(_RGB) >= 4096:
-            _RGB.clear()
-        _RGB[color] = v
+        _remember(_RGB, color, v)
     return v
 
 
@@ -599,9 +599,7 @@ cdef int _contrast(str fg, str bg) except -1:
                     code = 1
         if not code and (fg == "invalid" or bg == "invalid"):
             code = 2
-    if len(_CONTRAST) >= 4096:
-        _CONTRAST.clear()
-    _CONTRAST[key] = code
+    _remember(_CONTRAST, key, code)
     return code
 
 
