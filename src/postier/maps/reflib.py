@@ -262,6 +262,28 @@ class Pcre2Regex:
             raise RegexExecError(_pcre2_message(rc))
         return True
 
+    def count(self, data: bytes, limit: int = 0) -> int:
+        """The non-overlapping matches in data (Perl's while //g: each
+        search starts where the last match ended, one byte further after
+        an empty one, so a multi-line ^ sees the byte before it), at most
+        limit when it is not 0."""
+        match = _pcre2.pcre2_match_8
+        code, md, ov = self._code, self._md, self._ov
+        n = pos = 0
+        end = len(data)
+        while pos <= end:
+            rc = match(code, data, end, pos, 0, md, None)
+            if rc == _PCRE2_ERROR_NOMATCH:
+                break
+            if rc < 0:
+                raise RegexExecError(_pcre2_message(rc))
+            s, e = ov[0], ov[1]
+            n += 1
+            if limit and n >= limit:
+                break
+            pos = e if e > s else e + 1
+        return n
+
     def search(self, data: bytes) -> list[tuple[int, int]] | None:
         """pcre2_match(): None on no match, else (start, end) for group 0 and
         every capture group, (-1, -1) for an unset group."""

@@ -170,3 +170,29 @@ def test_database_cache_round_trip(tmp_path):
     assert len(list(tmp_path.iterdir())) == 1
     assert ps1.candidates(b"xk13") == ps2.candidates(b"xk13") == {13}
     assert ps2.exact == ps1.exact
+
+
+@needs_pcre2
+@pytest.mark.parametrize("limit", [0, 2])
+def test_pcre2_count_is_perl_while_g(limit):
+    """Pcre2Regex.count: non-overlapping matches as Perl's while //g counts
+    them (an empty match moves on one byte; a multi-line ^ sees the byte
+    before the search start), capped at limit."""
+    import re
+    cases = [(rb"a+", b"aa b aaa a", re.compile(rb"a+")),
+             (rb"x*", b"axxb", re.compile(rb"x*")),
+             (rb"^\w", b"ab\ncd\n\nef", re.compile(rb"^\w", re.M))]
+    for pat, data, py in cases:
+        opts = 0x400 if py.flags & re.M else 0      # PCRE2_MULTILINE
+        want = len(py.findall(data))
+        got = reflib.Pcre2Regex(pat, opts).count(data, limit)
+        assert got == (min(want, limit) if limit else want), (pat, data)
+
+
+@needs_pcre2
+def test_pcre2_count_reports_a_match_limit():
+    # catastrophic backtracking past libpcre2's default match limit: an
+    # error, not a made-up count
+    ref = reflib.Pcre2Regex(rb"(a+)+$", 0)
+    with pytest.raises(reflib.RegexExecError):
+        ref.count(b"a" * 40 + b"b")

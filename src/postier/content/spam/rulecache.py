@@ -176,31 +176,16 @@ class LazyPattern(patterns.Pattern):
 
     def ref_count(self, data: bytes, limit: int = 0) -> int | None:
         """The non-overlapping matches of the pattern in data (Perl's
-        while //g; at most limit when it is not 0) counted with libpcre2,
-        each search starting where the last match ended (a multi-line ^
-        sees the byte before it), or None when there is no libpcre2 form
+        while //g; at most limit when it is not 0) counted with libpcre2
+        (reflib.Pcre2Regex.count), or None when there is no libpcre2 form
         or it gives up (the caller counts another way)."""
         ref = self._ref
         if ref is None:
             return None
-        match = reflib._pcre2.pcre2_match_8
-        code, md = ref.addresses
-        ov = ref._ov
-        n = 0
-        pos = 0
-        end = len(data)
-        while pos <= end:
-            rc = match(code, data, end, pos, 0, md, None)
-            if rc == reflib._PCRE2_ERROR_NOMATCH:
-                break
-            if rc < 0:
-                return None         # a JIT stack or match limit: not an answer
-            s, e = ov[0], ov[1]
-            n += 1
-            if limit and n >= limit:
-                break
-            pos = e if e > s else e + 1
-        return n
+        try:
+            return ref.count(data, limit)
+        except reflib.RegexExecError:
+            return None         # a JIT stack or match limit: not an answer
 
 
 def pcre2_options(mods: str) -> int:
