@@ -547,7 +547,7 @@ class UriExtractor:
                 self.redirector_set = PatternSet(redirectors)
             except Exception:  # noqa: BLE001 - no shortcut then; every pattern is tried
                 self.redirector_set = None
-        start = "><\"'`,{[(|\\s\x1b\xa0"
+        start = _START_CHARS + "\\s"
         end = "><\"`}\\]{[|\\s\x1b\xa0"
         end_email = end + ",(\'\x80-\xff"
         end_at = end_email + "@"
@@ -831,7 +831,10 @@ _TEXT_MEMO_URI_MAX = 512       # longer ones are not remembered
 _BEFORE_HIT = 256        # >= the 252 characters a host or mailbox may have before its hit
 _LONG_REST = 128         # _matches: a longer rest of the line is searched window by window
 _WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")   # re.A's \w
-_START = frozenset("><\"'`,{[(|\x1b\xa0 \t\n\r\f\v")     # the pattern's (?<=[start]) class
+# what may stand before a URI (besides \b and ESC ( x): the pattern's
+# (?<=[start]) class, and as a set for _window_match (re.A's \s spelt out)
+_START_CHARS = "><\"'`,{[(|\x1b\xa0"
+_START = frozenset(_START_CHARS + " \t\n\r\f\v")
 _PAREN_TAIL = re.compile(r"(^[^(]*)\).*$", re.S).sub
 _PUNCT_TAIL = re.compile(r"[-~!@#^&*()_+=:;\'?,.]*$").sub
 _CID = re.compile(r"[cm]id:", re.I).match
