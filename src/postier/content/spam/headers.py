@@ -260,6 +260,12 @@ def _fast_kind(request: str):
     return got
 
 
+def _joined(arr: list[bytes] | None) -> bytes | None:
+    """The string a header rule matches from get()'s lines: joined, with a
+    newline between them unless they end in one; None when there are none."""
+    return (b"" if arr[0].endswith(b"\n") else b"\n").join(arr) if arr else None
+
+
 class HeaderView:
     """PerMsgStatus::get with its cache."""
 
@@ -339,9 +345,7 @@ class HeaderView:
                     # _all_raw's lines then tile the whole header block
                     v = self._values[request] = ph
                     return v
-            arr = self.get(request)
-            v = self._values[request] = \
-                (b"" if arr[0].endswith(b"\n") else b"\n").join(arr) if arr else None
+            v = self._values[request] = _joined(self.get(request))
         return v
 
     def values(self, requests: tuple, names: tuple) -> list:
@@ -367,8 +371,7 @@ class HeaderView:
                 r = cache.get(request)
                 if r is None:
                     r = cache[request] = self._fast_answer(kind, request)
-                out[i] = values[request] = \
-                    (b"" if r[0].endswith(b"\n") else b"\n").join(r) if r else None
+                out[i] = values[request] = _joined(r)
             else:
                 out[i] = value(request)
         strings = self.msg.metadata.get("strings")
