@@ -90,6 +90,9 @@ def test_4xx_is_retried_then_delivered(dirs):
             assert wait_for(lambda: sink.messages >= 1, 30)
             assert d.wait_log("dsn=2.0.0, status=sent", 10)
             assert wait_for(lambda: d.queued() == 0, 10)
+            # the qmgr logs "removed" after the unlink: the file can be gone
+            # before the line is written
+            assert d.wait_log(re.compile(r"[0-9A-F]{16}: removed"), 10)
             log = d.log()
     finally:
         sink.stop()
