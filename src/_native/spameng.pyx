@@ -2,12 +2,14 @@
 """The spam engine's per-message loops, compiled (twin: postier._pure.spameng).
 
 Same API and results as the pure module (see its docstring): Hyperscan match
-handlers (on_match, on_first_match), count_literals, LiteralCounter (one
+handlers (on_match, on_first_match, on_match_end), report_subjects, count_literals, LiteralCounter (one
 pass over the data, stopping at the limit), count_iter, long_line, first_hit;
 literal_set (run when rules are built) is the pure module's; header_values
 (the joined values of the plain header names a header rule group reads).  Reads no
 main.cf parameters.
 """
+
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 
 from postier._pure.spameng import MAX_LITERALS, literal_set  # noqa: F401 - re-exported
 
@@ -16,6 +18,66 @@ def on_match(unsigned int i, unsigned long long start, unsigned long long end,
              unsigned int flags, set hits):
     """Hyperscan match handler: collect the expression id."""
     hits.add(i)
+
+
+def on_match_end(unsigned int i, unsigned long long start, unsigned long long end,
+                 unsigned int flags, list ends):
+    """Hyperscan match handler: append the expression id and the match's
+    end offset (a flat list: id, end, id, end, ...)."""
+    ends.append(i)
+    ends.append(end)
+
+
+def report_subjects(list ends, long long i, list lens):
+    """The subjects (indexes into lens) holding a report end of entry i,
+    in order (see the pure module)."""
+    cdef set out = set()
+    cdef list flat
+    cdef object sub
+    cdef Py_ssize_t m, x, k, lo, hi, mid, nflat
+    cdef long long p, pos
+    cdef long long *seps = NULL
+    try:
+        for flat, sub in ends:
+            m = len(sub) if sub is not None else len(lens)
+            nflat = len(flat)
+            if seps != NULL:
+                PyMem_Free(seps)
+                seps = NULL
+            for x in range(0, nflat - 1, 2):
+                if <long long>flat[x] != i or m == 0:
+                    continue
+                if seps == NULL:    # seps[k]: offset of the separator before subject k
+                    seps = <long long *>PyMem_Malloc((m + 1) * sizeof(long long))
+                    if seps == NULL:
+                        raise MemoryError()
+                    seps[0] = 0
+                    pos = 0
+                    for k in range(m):
+                        pos += <long long>lens[sub[k] if sub is not None else k] + 1
+                        seps[k + 1] = pos
+                p = <long long>flat[x + 1] - 1
+                if p < 0:
+                    k = 0
+                else:               # the last k with seps[k] <= p
+                    lo = 0
+                    hi = m + 1
+                    while hi - lo > 1:
+                        mid = (lo + hi) >> 1
+                        if seps[mid] <= p:
+                            lo = mid
+                        else:
+                            hi = mid
+                    k = lo
+                if k >= m:
+                    k = m - 1
+                elif k and seps[k] == p:
+                    out.add(sub[k - 1] if sub is not None else k - 1)
+                out.add(sub[k] if sub is not None else k)
+    finally:
+        if seps != NULL:
+            PyMem_Free(seps)
+    return sorted(out)
 
 
 def on_first_match(unsigned int i, unsigned long long start, unsigned long long end,

@@ -2,6 +2,8 @@
 
     hits = set()
     db.scan(buf, match_event_handler=on_match, context=hits)   # Hyperscan callbacks
+    db.scan(buf, match_event_handler=on_match_end, context=ends)   # ids and match ends
+    report_subjects([(ends, None)], i, lens)    # the subjects holding entry i's report ends
     count_literals(buf, (b"e", b"\\xc3\\xa8"), 230)            # `tflags multiple` by counting
     LiteralCounter(lits).count(buf, 230)                    # the same, for a set used often
     count_iter(rx, data, limit)          # matches of rx.finditer(data), capped at limit
@@ -21,12 +23,53 @@ main.cf parameters.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 MAX_LITERALS = 256
 
 
 def on_match(i: int, start: int, end: int, flags: int, hits: set) -> None:
     """Hyperscan match handler: collect the expression id."""
     hits.add(i)
+
+
+def on_match_end(i: int, start: int, end: int, flags: int, ends: list) -> None:
+    """Hyperscan match handler: append the expression id and the match's
+    end offset (a flat list: id, end, id, end, ...)."""
+    ends.append(i)
+    ends.append(end)
+
+
+def report_subjects(ends: list, i: int, lens: list) -> list[int]:
+    """The subjects (indexes into lens, the lengths of the subjects of a
+    joined buffer SEP s1 SEP s2 ... SEP SEP) holding a report end of entry
+    i, in order.  ends is a list of (flat list id, end, id, end, ... of one
+    scanned buffer, None when that buffer is the joined buffer itself, else
+    the indexes of the subjects it joins).  Hyperscan reports every match
+    end (no SINGLEMATCH; a prefilter expression's matches include the exact
+    one's), and a joined form's match takes one subject and the separators
+    around it: a match of entry i lies in one of these subjects.  An end
+    just after a separator (or an empty match there) counts for the
+    subjects on both sides of it; one in the tail, for the last subject."""
+    out: set[int] = set()
+    for flat, sub in ends:
+        m = len(sub) if sub is not None else len(lens)
+        seps = None
+        for x in range(0, len(flat) - 1, 2):
+            if flat[x] != i or not m:
+                continue
+            if seps is None:        # seps[k]: offset of the separator before subject k
+                seps = [0]
+                pos = 0
+                for k in (sub if sub is not None else range(m)):
+                    pos += lens[k] + 1
+                    seps.append(pos)
+            p = flat[x + 1] - 1
+            k = bisect_right(seps, p) - 1 if p >= 0 else 0
+            ks = (m - 1,) if k >= m else (k - 1, k) if k and seps[k] == p else (k,)
+            for k in ks:
+                out.add(sub[k] if sub is not None else k)
+    return sorted(out)
 
 
 def on_first_match(i: int, start: int, end: int, flags: int, hits: set) -> bool:

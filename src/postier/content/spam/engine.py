@@ -96,7 +96,13 @@ from postier.content.spam import perlre, rulecache
 from postier.content.spam.asciire import VERSION as _ASCII_VERSION
 from postier.content.spam.asciire import ascii_only
 from postier.content.spam.headers import HeaderView, plain_name
-from postier.content.spam.hsdb import CHATTY_REPORTS, AreaDatabase, Entry, _atomic_write
+from postier.content.spam.hsdb import (
+    CHATTY_REPORTS,
+    AreaDatabase,
+    Entry,
+    _atomic_write,
+    report_subjects,
+)
 from postier.content.spam.message import Message
 from postier.content.spam.received import parse_relays
 from postier.content.spam.uri import Registry, UriExtractor, uri_list
@@ -1549,7 +1555,9 @@ class Run:
 
     def _lines(self, area: str, lines: list[bytes], subject_first: bool = False) -> None:
         """The rules of a line area on its subjects, scanned as one joined
-        buffer (perlre._joined): one Hyperscan call per area."""
+        buffer (perlre._joined): one Hyperscan call per area.  A report
+        that must be confirmed (a prefilter entry) is confirmed on the
+        subjects holding its reports only (_reported)."""
         cr = self.cr
         db = cr.dbs.get(area)
         if db is None or not lines:
@@ -1559,7 +1567,7 @@ class Run:
         if buf.count(_SEPB) != len(lines) + 2:
             self._lines_slow(area, lines, subject_first)     # a subject holds a NUL
             return
-        found = db.scan(buf)
+        found, ends = db.scan_ends(buf)
         found.update(db.always)
         gates = cr.__dict__.setdefault("_line_gates", {})
         g = gates.get(area)
@@ -1585,6 +1593,7 @@ class Run:
         narrowed: dict = {}     # (gate, nosubject) -> (joined buffer, subjects the gate matches)
         exact = db.exact
         always = db.always
+        prefilter = db.prefilter    # confirmed where Hyperscan reported (_reported)
         low = None          # buf.lower(), for the rules with a look-ahead gap
         rest = None
         for i in found:
@@ -1608,6 +1617,9 @@ class Run:
                 b, ls = nb
                 if not ls:
                     continue
+            elif rr.capture is None:
+                if rr.multiple and i in prefilter and not db.entries[i].solo:
+                    b, ls = self._reported(i, ends, lines, b, ls)
             if rr.capture is not None:
                 self._line_rule(rr, ls)
                 continue
@@ -1640,6 +1652,8 @@ class Run:
                     continue
                 if rr._needle_try == PRE_TRIAL and rr._needle_ok * 4 < PRE_TRIAL:
                     rr.needle = None    # its reports come from that very text: only a cost
+            if gate is None and i in prefilter and not db.entries[i].solo:
+                b, ls = self._reported(i, ends, lines, b, ls)
             rx, jexact, _c = rr.joined()
             if rx is not None:
                 if not rx.contains(b):
@@ -1656,6 +1670,21 @@ class Run:
                         and not lo.contains(b)):
                     continue
             self._line_rule(rr, ls)
+
+    @staticmethod
+    def _reported(i: int, ends: list, lines: list[bytes], b: bytes,
+                  ls: list[bytes]) -> tuple[bytes, list[bytes]]:
+        """(joined buffer, subjects) of the subjects of ls (lines, or
+        lines[1:] for a `nosubject` rule) holding a Hyperscan report of
+        entry i (not solo, not always: hsdb.report_subjects), the only ones
+        where the rule can match; (b, ls) when that is all of them."""
+        ks = report_subjects(ends, i, [len(x) for x in lines])
+        if len(ls) < len(lines):
+            ks = [k - 1 for k in ks if k]
+        if not ks or len(ks) >= len(ls):
+            return b, ls
+        sub = [ls[k] for k in ks]
+        return perlre.joined_buffer(sub), sub
 
     def _line_rule(self, rr: RRule, lines: list[bytes]) -> None:
         """One rule on each subject (SpamAssassin's own loop)."""

@@ -3,6 +3,8 @@
     db = AreaDatabase([Entry([expr], flags, exact=True), ...],
                       cache_dir="/var/lib/postier/spamrules", label="body")
     db.scan(b"subject text")    # set of entry indexes Hyperscan reported
+    hits, ends = db.scan_ends(buf)          # the same, and where it reported (not solo)
+    report_subjects(ends, i, lens)          # the subjects of a joined buffer holding i's reports
     db.exact / db.prefilter / db.always / db.never
     db.part_dbs()               # per partition: (databases, solo databases) with scratch
 
@@ -41,6 +43,12 @@ look-alikes, several times faster to scan without them.  On a joined
 buffer (perlre.joined_buffer) with 8-bit bytes, its ASCII subjects are
 joined apart and scanned with the twins, the others with the databases
 themselves (_scan_split): a joined form's match stays within its subject.
+
+scan_ends also records the end of every report of the databases that are
+not solo (the compiled handler spameng.on_match_end), and report_subjects
+(spameng) maps them to the subjects of a joined buffer: Hyperscan reports
+every match end, so a rule whose report must be confirmed can only match
+in those subjects (postier.content.spam.engine confirms it there alone).
 
 Parameters read: none (the cache directory comes from
 spam_rules_cache_directory through postier.content.spam.scanner).
@@ -178,6 +186,8 @@ def _build_group(args) -> tuple[bytes, dict[int, str]]:
 # database's first report is all we need), compiled in postier._native.spameng
 _on_match = _eng.on_match
 _on_first_match = _eng.on_first_match
+# the subjects of a joined buffer holding an entry's reports (scanner_ends)
+report_subjects = _eng.report_subjects
 
 
 class AreaDatabase:
@@ -458,6 +468,74 @@ class AreaDatabase:
             return hits
         return scan
 
+    def scanner_ends(self, part: int = 0):
+        """scanner(part) that also says where Hyperscan reported: a function
+        data -> (set of entry ids, ends), ends a list of (flat list id, end,
+        id, end, ... of one scanned buffer, None when that buffer is data
+        itself, else the indexes of data's subjects it joins): the reports
+        of every database but the solo ones (those stop at their first
+        report; report_subjects gives their entries None).  For a joined
+        buffer (perlre.joined_buffer), report_subjects turns them into the
+        subjects that can hold a match of an entry."""
+        scratches = getattr(self._local, "scratch", None)
+        if scratches is None:
+            scratches = self._local.scratch = [hs.Scratch(db) for db in self.dbs]
+        tscratches = getattr(self._local, "tscratch", None)
+        if tscratches is None:
+            tscratches = self._local.tscratch = [
+                None if tw is None or isinstance(tw, bytes) else hs.Scratch(tw)
+                for tw in self.db_ascii]
+        solos = []
+        plain = []
+        twins = []
+        for db, sc, p, so, tw, tsc in zip(self.dbs, scratches, self.db_parts, self.db_solo,
+                                          self.db_ascii, tscratches, strict=True):
+            if p != part:
+                continue
+            if so:
+                solos.append((db, sc))
+            elif tw is None:
+                plain.append((db, sc))
+            else:
+                twins.append((db, sc, tw if tsc is not None else None, tsc))
+        terminated = hs.ScanTerminated
+        on_end = _eng.on_match_end
+
+        def scan(data: bytes) -> tuple[set[int], list]:
+            flat: list = []
+            ends = [(flat, None)]
+            for db, scratch in plain:
+                db.scan(data, on_end, 0, flat, scratch)
+            if twins:
+                if data.isascii():
+                    for _db, _sc, tw, tsc in twins:
+                        if tw is not None:
+                            tw.scan(data, on_end, 0, flat, tsc)
+                else:
+                    _scan_split(twins, data, flat, ends)
+            hits: set[int] = set()
+            for f, _m in ends:
+                hits.update(f[::2])
+            for db, scratch in solos:
+                try:
+                    db.scan(data, _on_first_match, 0, hits, scratch)
+                except terminated:
+                    pass
+            return hits, ends
+        return scan
+
+    def ends_scanners(self) -> dict[int, object]:
+        """{partition: scanner_ends(partition)}, built once per thread."""
+        sc = getattr(self._local, "ends_scanners", None)
+        if sc is None:
+            sc = self._local.ends_scanners = {p: self.scanner_ends(p) for p in set(self.db_parts)}
+        return sc
+
+    def scan_ends(self, data: bytes, part: int = 0) -> tuple[set[int], list]:
+        """(scan(data, part), where: see scanner_ends)."""
+        sc = self.ends_scanners().get(part)
+        return sc(data) if sc is not None else (set(), [])
+
     def scanners(self) -> dict[int, object]:
         """{partition: scanner(partition)}, built once per thread."""
         sc = getattr(self._local, "scanners", None)
@@ -492,32 +570,46 @@ class AreaDatabase:
         return sc(data) if sc is not None else set()
 
 
-def _scan_split(twins: list, data: bytes, hits: set[int]) -> None:
+def _scan_split(twins: list, data: bytes, hits, ends: list | None = None) -> None:
     """The twinned databases on a joined buffer (SEP s1 SEP s2 ... SEP SEP,
     SEP a NUL: perlre.joined_buffer) holding some 8-bit bytes: its ASCII
     subjects joined apart and scanned with the twins, the others with the
     databases themselves (a match of a joined form takes one subject and
     the separators around it: each subject keeps its own).  Data not
-    shaped so is scanned whole."""
+    shaped so is scanned whole.  With ends (AreaDatabase.scanner_ends: hits
+    is then data's flat list of ids and ends), the reports of the buffers
+    joined apart go to lists of their own, appended to ends with the
+    indexes of the subjects they join."""
+    handler = _on_match if ends is None else _eng.on_match_end
     parts = data.split(b"\0")
     if len(parts) < 3 or parts[0] or parts[-1] or parts[-2]:
         for db, sc, _tw, _tsc in twins:
-            db.scan(data, _on_match, 0, hits, sc)
+            db.scan(data, handler, 0, hits, sc)
         return
     subjects = parts[1:-2]
-    asc = [x for x in subjects if x.isascii()]
+    flags = [x.isascii() for x in subjects]
+    asc = [x for x, a in zip(subjects, flags, strict=True) if a]
+    octx = hits
     if sum(map(len, asc)) * 2 <= len(data):
         other = data            # mostly 8-bit text: one scan of the whole
         asc = []
     else:
-        other = b"\0" + b"\0".join([x for x in subjects if not x.isascii()]) + b"\0\0"
+        other = b"\0" + b"\0".join([x for x, a in zip(subjects, flags, strict=True)
+                                     if not a]) + b"\0\0"
+        if ends is not None:
+            octx = []
+            ends.append((octx, [k for k, a in enumerate(flags) if not a]))
     if asc:
+        actx = hits
+        if ends is not None:
+            actx = []
+            ends.append((actx, [k for k, a in enumerate(flags) if a]))
         abuf = b"\0" + b"\0".join(asc) + b"\0\0"
         for _db, _sc, tw, tsc in twins:
             if tw is not None:
-                tw.scan(abuf, _on_match, 0, hits, tsc)
+                tw.scan(abuf, handler, 0, actx, tsc)
     for db, sc, _tw, _tsc in twins:
-        db.scan(other, _on_match, 0, hits, sc)
+        db.scan(other, handler, 0, octx, sc)
 
 
 def _run_groups(args: list, n: int, fn=_build_group) -> list:
