@@ -5,7 +5,9 @@ Same API and results as the pure module (see its docstring): header_rules
 (Run._headers' loop over CompiledRules.header_plan: Hyperscan databases
 called directly, a partition shared by several groups scanned once per
 distinct value, reported rules confirmed, hits into run.values) and
-exists_rules (the `exists:NAME` rules of plain header names).  Reads no
+exists_rules (the `exists:NAME` rules of plain header names); new_memo
+(header_rules' memo across messages: a group's results for a short value
+seen before, applied without scanning or confirming).  Reads no
 main.cf parameters.  A rule whose answer is libpcre2's (info's 7th item:
 pcre2_match_8's address, the pattern's code and match data addresses,
 the Pcre2Regex, newline-only) is confirmed by calling pcre2_match_8
@@ -44,20 +46,69 @@ cdef int _ref_match(tuple fast, bytes val):
     return -1
 
 
+# header_rules' memo (postier._pure.spamhdr: the same bounds)
+cdef enum:
+    _MEMO_LEN = 128
+    _MEMO_SIZE = 128
+    _MEMO_TRIAL = 512
+    _MEMO_RATIO = 8
+
+MEMO_LEN = _MEMO_LEN
+MEMO_SIZE = _MEMO_SIZE
+MEMO_TRIAL = _MEMO_TRIAL
+MEMO_RATIO = _MEMO_RATIO
+
+
+def new_memo(Py_ssize_t groups):
+    """See postier._pure.spamhdr.new_memo."""
+    return [[{}, 0, 0] for _ in range(groups)]
+
+
+cdef void _apply(run, dict values, list info, tuple negs, tuple res, object val) except *:
+    """A group's results into run.values (postier._pure.spamhdr._apply)."""
+    cdef set matched = None
+    cdef tuple rinfo, item
+    cdef object name, n
+    cdef Py_ssize_t i
+    for item in res:
+        i = item[0]
+        n = item[1]
+        rinfo = <tuple>info[i]
+        name = rinfo[0]
+        if rinfo[2]:
+            if matched is None:
+                matched = set()
+            matched.add(i)
+        else:
+            if rinfo[3]:
+                values[name] = values.get(name, 0) + n
+            elif not values.get(name):
+                values[name] = 1
+            if rinfo[4]:
+                run._capture(rinfo[5], val)
+    for i in negs:
+        if matched is None or i not in matched:
+            name = (<tuple>info[i])[0]
+            if not values.get(name):
+                values[name] = 1
+
+
 def header_rules(run, list plan, list info, list vals, list pdbs, count, on_match,
-                 on_first, terminated):
+                 on_first, terminated, list memo=None):
     """Run._headers' walk (see postier._pure.spamhdr.header_rules)."""
     cdef dict values = run.values
     cdef Py_ssize_t npd = len(pdbs)
     cdef Py_ssize_t part, k, dbpart
     cdef tuple g, rinfo, pd, got, ft
-    cdef object val, unset, name, rr, n, cand, d, sc, members, fast
+    cdef object val, unset, name, rr, n, cand, d, sc, members, fast, cached
     cdef int rc
     cdef bytes buf
-    cdef set found, hits, matched
+    cdef set found, hits
     cdef dict scanned = {}
-    cdef tuple idxs, always, negs, missing, pairs, solos
-    cdef bint direct, skip, final, negate, multiple, capture, checked
+    cdef dict mem
+    cdef list ment, res
+    cdef tuple idxs, always, negs, missing, pairs, solos, rtup
+    cdef bint direct, skip, final, multiple, checked
     cdef Py_ssize_t i
     for part in range(len(plan)):
         g = <tuple>plan[part]
@@ -70,6 +121,19 @@ def header_rules(run, list plan, list info, list vals, list pdbs, count, on_matc
                         values[name] = 1
                 continue
             val = unset
+        mem = None
+        ment = None
+        if memo is not None:
+            cached = memo[part]
+            if cached is not None and len(<bytes>val) <= _MEMO_LEN:
+                ment = <list>cached
+                mem = <dict>ment[0]
+                ment[1] += 1
+                cached = mem.get(val)
+                if cached is not None:
+                    ment[2] += 1
+                    _apply(run, values, info, negs, <tuple>cached, val)
+                    continue
         if direct or _SEP in <bytes>val:
             checked = False             # a NUL: no joined form; every rule is a candidate
             hits = None
@@ -110,14 +174,11 @@ def header_rules(run, list plan, list info, list vals, list pdbs, count, on_matc
                 cand = hits
             if len(cand) > 1:
                 cand = sorted(cand)
-        matched = None
+        res = []
         for i in cand:
             rinfo = <tuple>info[i]
-            name = rinfo[0]
             final = rinfo[1]
-            negate = rinfo[2]
             multiple = rinfo[3]
-            capture = rinfo[4]
             rr = rinfo[5]
             fast = rinfo[6] if len(rinfo) > 6 else None
             if final and checked and i in hits:
@@ -138,24 +199,16 @@ def header_rules(run, list plan, list info, list vals, list pdbs, count, on_matc
                         n = rc
             else:
                 n = 1 if rr.search(val) else 0
-            if not n:
-                continue
-            if negate:
-                if matched is None:
-                    matched = set()
-                matched.add(i)
-            else:
-                if multiple:
-                    values[name] = values.get(name, 0) + n
-                elif not values.get(name):
-                    values[name] = 1
-                if capture:
-                    run._capture(rr, val)
-        for i in negs:
-            if matched is None or i not in matched:
-                name = (<tuple>info[i])[0]
-                if not values.get(name):
-                    values[name] = 1
+            if n:
+                res.append((i, n))
+        rtup = tuple(res)
+        _apply(run, values, info, negs, rtup, val)
+        if mem is not None:
+            if len(mem) >= _MEMO_SIZE:
+                mem.clear()
+            mem[val] = rtup
+            if <Py_ssize_t>ment[1] >= _MEMO_TRIAL and <Py_ssize_t>ment[2] * _MEMO_RATIO < <Py_ssize_t>ment[1]:
+                memo[part] = None       # its values hardly repeat: no more look-ups
 
 
 def exists_rules(dict headers, strings, tuple checks):

@@ -1,6 +1,7 @@
 """Pure-Python twin of postier._native.spamhdr: the spam engine's header-rule walk.
 
-    header_rules(run, plan, info, vals, pdbs, count, on_match, on_first, terminated)
+    header_rules(run, plan, info, vals, pdbs, count, on_match, on_first, terminated[, memo])
+    new_memo(groups)                         # header_rules' memo across messages
     exists_rules(headers, strings, checks)   # names of the exists: rules that hit
     fast_addresses(s, host_invalid)          # the common address-header shapes, or None
 
@@ -14,7 +15,13 @@ the rules Hyperscan reported (plus the group's "always" rules) confirmed
 unless the report is final.  Groups sharing a partition scan it once per
 distinct value and each keeps the reports of its own rules; hits go
 into run.values as Run.hit puts them, captures through run._capture.
-count(rule, value) counts a `multiple` rule's matches.
+count(rule, value) counts a `multiple` rule's matches.  With a memo
+(new_memo, kept by the caller across messages), a group's results for a
+value of at most MEMO_LEN bytes it has seen before (which rules matched it,
+how often: a function of the value alone) are applied without scanning or
+confirming again; each group's memo is bounded (MEMO_SIZE values) and
+dropped for good when its values hardly repeat (fewer than one look-up in
+MEMO_RATIO answered after MEMO_TRIAL).
 
 exists_rules answers `exists:NAME` rules for plain header names: checks is
 a tuple of (rule name, lower-cased header name); a name hits when the
@@ -41,8 +48,25 @@ _SEP = b"\x00"
 _TAIL = b"\x00\x00"
 
 
+# the memo of header_rules (new_memo): values this long or shorter are
+# remembered; a group's memo is emptied when it holds MEMO_SIZE values; after
+# MEMO_TRIAL look-ups a group whose memo answered fewer than one in
+# MEMO_RATIO of them stops using it (a header whose values hardly repeat)
+MEMO_LEN = 128
+MEMO_SIZE = 128
+MEMO_TRIAL = 512
+MEMO_RATIO = 8
+
+
+def new_memo(groups: int) -> list:
+    """An empty memo for header_rules over a plan of `groups` groups: per
+    group [value -> its rules' results, look-ups, answers], or None once
+    the group stops using it."""
+    return [[{}, 0, 0] for _ in range(groups)]
+
+
 def header_rules(run, plan: list, info: list, vals: list, pdbs: list, count, on_match,
-                 on_first, terminated) -> None:
+                 on_first, terminated, memo: list | None = None) -> None:
     """Run._headers' walk (see the module docstring).  plan: per group
     (if-unset, names hit when undefined, rules, "always" rules, negated
     rules, direct, skip solo databases, partition, members); info: per rule
@@ -50,7 +74,10 @@ def header_rules(run, plan: list, info: list, vals: list, pdbs: list, count, on_
     the compiled module asks libpcre2 or RE2 with (engine._pcre2_fast), or
     None; unused here: RRule.search makes the same call).  Groups sharing a
     partition (members: their rules as a set, else None) scan it once per
-    distinct value."""
+    distinct value.  memo (new_memo, kept by the caller across messages):
+    a group's results for a value it has seen before (the rules that
+    matched it and their counts: a function of the value alone) are
+    applied without scanning or confirming again."""
     values = run.values
     npd = len(pdbs)
     scanned: dict = {}
@@ -64,6 +91,17 @@ def header_rules(run, plan: list, info: list, vals: list, pdbs: list, count, on_
                         values[name] = 1
                 continue
             val = unset
+        mem = None
+        if memo is not None:
+            ment = memo[part]
+            if ment is not None and len(val) <= MEMO_LEN:
+                mem = ment[0]
+                res = mem.get(val)
+                ment[1] += 1
+                if res is not None:
+                    ment[2] += 1
+                    _apply(run, values, info, negs, res, val)
+                    continue
         if direct or _SEP in val:
             hits = None                 # a NUL: no joined form; every rule is a candidate
             cand = idxs
@@ -91,33 +129,50 @@ def header_rules(run, plan: list, info: list, vals: list, pdbs: list, count, on_
             cand = hits.union(always) if always else hits
             if len(cand) > 1:
                 cand = sorted(cand)
-        matched = None
+        res = []
         for i in cand:
-            name, final, negate, multiple, capture, rr = info[i][:6]
+            final, multiple, rr = info[i][1], info[i][3], info[i][5]
             if final and hits is not None and i in hits:
                 n = 1
             elif multiple:
                 n = count(rr, val)
             else:
                 n = 1 if rr.search(val) else 0
-            if not n:
-                continue
-            if negate:
-                if matched is None:
-                    matched = set()
-                matched.add(i)
-            else:
-                if multiple:
-                    values[name] = values.get(name, 0) + n
-                elif not values.get(name):
-                    values[name] = 1
-                if capture:
-                    run._capture(rr, val)
-        for i in negs:
-            if matched is None or i not in matched:
-                name = info[i][0]
-                if not values.get(name):
-                    values[name] = 1
+            if n:
+                res.append((i, n))
+        res = tuple(res)
+        _apply(run, values, info, negs, res, val)
+        if mem is not None:
+            if len(mem) >= MEMO_SIZE:
+                mem.clear()
+            mem[val] = res
+            if ment[1] >= MEMO_TRIAL and ment[2] * MEMO_RATIO < ment[1]:
+                memo[part] = None       # its values hardly repeat: no more look-ups
+
+
+def _apply(run, values: dict, info: list, negs: tuple, res: tuple, val: bytes) -> None:
+    """A group's results res ((rule, count) of each rule that matched val,
+    in rule order) into run.values as Run.hit puts them (captures through
+    run._capture); the negated rules that did not match hit."""
+    matched = None
+    for i, n in res:
+        name, _final, negate, multiple, capture, rr = info[i][:6]
+        if negate:
+            if matched is None:
+                matched = set()
+            matched.add(i)
+        else:
+            if multiple:
+                values[name] = values.get(name, 0) + n
+            elif not values.get(name):
+                values[name] = 1
+            if capture:
+                run._capture(rr, val)
+    for i in negs:
+        if matched is None or i not in matched:
+            name = info[i][0]
+            if not values.get(name):
+                values[name] = 1
 
 
 def exists_rules(headers: dict, strings: dict, checks: tuple) -> list:

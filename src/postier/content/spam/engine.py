@@ -129,6 +129,8 @@ _SHARED_REQUESTS = {"MESSAGEID": "message-id", "tocc": "to", "tocc:addr": "to:ad
                     "envelopefrom": "return-path:addr"}
 _CASED_REQUESTS = frozenset({"ALL", "ALL-TRUSTED", "ALL-INTERNAL", "ALL-UNTRUSTED",
                              "ALL-EXTERNAL", "MESSAGEID"})
+_MIME_MEMO_LEN = 256        # mimeheader values this long or shorter are remembered (_mimeheaders)
+_MIME_MEMO_SIZE = 128       # per group, then its memo is emptied
 SMALL_GROUP = 3             # header groups this small are searched with RE2, not Hyperscan
 _TEMPLATE = re.compile(r"(?<!\\)%\{([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*(?:\([^\)\}]*\))?)\}")
 _CAPTURE = re.compile(r"\(\?P?[<'][A-Z]")
@@ -416,6 +418,9 @@ class CompiledRules:
             self.header_plan.append((unset, tuple(miss), tuple(idx), tuple(always), tuple(negs),
                                      direct, skip, part,
                                      frozenset(idx) if part in shared else None))
+        # each group's results by short value, across messages (spamhdr.new_memo:
+        # a value seen before is neither scanned nor confirmed again)
+        self.header_memo = _hdr.new_memo(len(self.header_plan))
         self._compile_metas()
         rb = Registry.from_settings(rs.settings)
         self.registry = rb
@@ -1511,14 +1516,18 @@ class Run:
         group's value (HeaderView.values: one call for all groups), its
         Hyperscan databases called directly (AreaDatabase.part_dbs), then
         the reported rules confirmed unless the report is final; the walk
-        is compiled (postier._native.spamhdr.header_rules)."""
+        is compiled (postier._native.spamhdr.header_rules).  A group's
+        results for a short value it has seen in an earlier message come
+        from CompiledRules.header_memo (MIME-Version, Content-Type, To,
+        X-Mailer, ... repeat across messages)."""
         cr = self.cr
         db = cr.dbs.get("header")
         if db is None:
             return
         _hdr.header_rules(self, cr.header_plan, cr.header_info,
                           self.hv.values(cr.header_requests, cr.header_names), db.part_dbs(),
-                          _header_count, _eng.on_match, _eng.on_first_match, _ScanTerminated)
+                          _header_count, _eng.on_match, _eng.on_first_match, _ScanTerminated,
+                          cr.header_memo)
 
     def _single(self, db: AreaDatabase, scan, rules: list[RRule], idxs, val: bytes, limit: int = 0):
         """(rule, match count) for the rules idxs of a one-subject area on val
@@ -1739,7 +1748,10 @@ class Run:
         part).  A rule with the default range, not concat nor negated (a
         "plain" one, nearly all) is checked only on the part values where
         Hyperscan reports it (or where it is an "always" rule); the others
-        take the general loop."""
+        take the general loop.  The plain rules' counts on a part value of
+        at most _MIME_MEMO_LEN bytes are remembered across messages (per
+        group, up to _MIME_MEMO_SIZE values): a value seen before is neither
+        scanned nor confirmed again."""
         cr = self.cr
         db = cr.dbs.get("mimeheader")
         if db is None:
@@ -1766,6 +1778,10 @@ class Run:
         check = self._mime_check
         scans = self._mime_scans
         absent = cr.__dict__.setdefault("_mime_absent", {})
+        memo = cr.__dict__.get("_mime_memo")
+        if memo is None:
+            # per group: its plain rules' counts by part value, across messages
+            memo = cr.__dict__["_mime_memo"] = [{} for _ in cr.mime_groups]
         for part, (hdr, raw) in enumerate(cr.mime_groups):
             scan = scanners.get(part, _no_hits)
             pvals: list = []            # the group's header value of each part, read once
@@ -1778,6 +1794,7 @@ class Run:
                 else:
                     pvals.append(p.get_header(hdr))
             plain, by_unset, others = plan[part]
+            gmemo = memo[part]
             counts: dict[int, int] = {}     # plain rule -> its count over the parts
             for idx, val in enumerate(pvals, 1):
                 if idx > 1000:
@@ -1792,20 +1809,33 @@ class Run:
                     for i, n in got:
                         counts[i] = counts.get(i, 0) + n
                     continue
-                if _SEPB in val:
-                    todo = plain            # no joined form: every rule is a candidate
-                else:
-                    found = scans.get((scan, val))
-                    if found is None:
-                        found = scans[scan, val] = scan(_SEPB + val + perlre.JOIN_TAIL)
-                    todo = plain & found
-                    if always:
-                        todo |= plain & always
-                for i in todo:
-                    rr = rules[i]
-                    n = check(db, scan, i, rr, val, rr.maxhits or (1000 if rr.multiple else 1))
-                    if n:
-                        counts[i] = counts.get(i, 0) + n
+                got = gmemo.get(val)
+                if got is None:
+                    # the plain rules' counts on this value (a function of
+                    # the value alone), remembered across messages for
+                    # short values (part headers repeat: Content-Type,
+                    # Content-Transfer-Encoding, ...)
+                    if _SEPB in val:
+                        todo = plain            # no joined form: every rule is a candidate
+                    else:
+                        found = scans.get((scan, val))
+                        if found is None:
+                            found = scans[scan, val] = scan(_SEPB + val + perlre.JOIN_TAIL)
+                        todo = plain & found
+                        if always:
+                            todo |= plain & always
+                    got = []
+                    for i in todo:
+                        rr = rules[i]
+                        n = check(db, scan, i, rr, val, rr.maxhits or (1000 if rr.multiple else 1))
+                        if n:
+                            got.append((i, n))
+                    if len(val) <= _MIME_MEMO_LEN:
+                        if len(gmemo) >= _MIME_MEMO_SIZE:
+                            gmemo.clear()
+                        gmemo[val] = got = tuple(got)
+                for i, n in got:
+                    counts[i] = counts.get(i, 0) + n
             # the rules that can hit, in the group's order (the others: plain, no count)
             for i in sorted(others.union(counts)) if others else sorted(counts):
                 rr = rules[i]

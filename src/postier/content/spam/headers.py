@@ -28,7 +28,8 @@ first Received line" is two substring searches (_line_after_received);
 a plain ASCII display name (`:name`, no encoded word) skips decode_header
 and its substitutions (the same bytes); the X-Spam-Relays-* strings are
 built when first asked for (relay_str); MESSAGEID asks get_header only
-for the fields the message has.
+for the fields the message has, EnvelopeFrom asks get() only for the
+headers (X-Sender, X-Envelope-From, Envelope-Sender, Return-Path) it has.
 
 Parameters read: none (envelope_sender_header comes from the rule set).
 """
@@ -585,25 +586,39 @@ class HeaderView:
             e = last.envfrom
             if e.find("@") > 0 or e == "":
                 return e.encode("latin-1", "replace")
-        xs = self.get("X-Sender:first:addr")
+        # (a header the message lacks, without a metadata string of its
+        # name, answers get()'s [] without asking get())
+        raw = self.msg.raw_headers
+        strings = self.msg.metadata.get("strings") or {}
+        xs = (self.get("X-Sender:first:addr")
+              if raw.get("x-sender") or strings.get("x-sender") is not None else None)
         if xs and b"@" in xs[0]:
             for r in self.get("Received"):
                 if b"(fetchmail" in r:
                     return None
         low = None
-        for name, stop in (("X-Envelope-From", True), ("Envelope-Sender", False),
-                           ("Return-Path", False)):
-            v = self.get(name + ":first:addr")
+        for lc, request, name, stop in _ENVFROM_HEADERS:
+            if not raw.get(lc) and strings.get(lc) is None:
+                continue
+            v = self.get(request)
             if v:
                 if low is None:
                     # (value(): the joined lines, remembered; None for none)
                     low = (self.value("ALL") or b"").lower()
-                if _line_after_received(low, name.lower().encode()):
+                if _line_after_received(low, name):
                     if stop:
                         return None
                     continue
                 return v[0]
         return None
+
+
+# _envelope_from_inner's headers after X-Sender: (lower-cased name, request,
+# the name as _line_after_received takes it, stop: a NAME line after the
+# first Received line means no envelope sender at all)
+_ENVFROM_HEADERS = tuple((n.lower(), n + ":first:addr", n.lower().encode(), stop)
+                         for n, stop in (("X-Envelope-From", True), ("Envelope-Sender", False),
+                                         ("Return-Path", False)))
 
 
 def _line_after_received(low: bytes, name: bytes) -> bool:
