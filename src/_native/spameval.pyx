@@ -2,7 +2,7 @@
 """Per-message loops of the spam engine's eval rules, compiled (twin:
 postier._pure.spameval, where the API is documented): uppercase_counts,
 vertical_words, rfc822_date_fast, run_calls, ma_counts, rcvd_date, qp_lines,
-rcvd_times, text_part_stats.  The same results as the twin for every
+rcvd_times, text_part_stats, forged_received.  The same results as the twin for every
 input (tests/unit/content/test_spam_evals_native.py).
 
 Reads no main.cf parameters.
@@ -514,3 +514,142 @@ def text_part_stats(list lines):
             else:
                 i += 1
     return size, illegal, ents
+
+
+# ---------------------------------------------------------------- forged Received trail
+
+cdef inline bint _wc(Py_UCS4 c) noexcept:
+    # re.A's \w
+    return (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c == 95
+
+
+cdef bint _tld_shape(str s):
+    # (?:\S{3,}|ie|fr|de) searched, ASCII \s
+    cdef Py_ssize_t run = 0, i, n = len(s)
+    cdef Py_UCS4 c, p = 0
+    for i in range(n):
+        c = s[i]
+        if c == 32 or 9 <= c <= 13:
+            run = 0
+        else:
+            run += 1
+            if run >= 3:
+                return True
+        if (p == 105 and c == 101) or (p == 102 and c == 114) or (p == 100 and c == 101):
+            return True
+        p = c
+    return False
+
+
+cdef str _h2d(str h):
+    """See the twin: RelayEval's _hostname_to_domain."""
+    cdef Py_UCS4 c
+    cdef bint alpha = False
+    cdef list parts
+    cdef str last
+    for c in h:
+        if (65 <= c <= 90) or (97 <= c <= 122):
+            alpha = True
+            break
+    if not alpha:
+        return h
+    parts = h.split(".")
+    while parts and not parts[len(parts) - 1]:
+        parts.pop()
+    if len(parts) > 1:
+        last = parts[len(parts) - 1]
+        if (len(last) >= 3 and last.isalnum()) or _tld_shape(last):
+            return ".".join(parts[len(parts) - 2:])
+    if len(parts) > 2:
+        return ".".join(parts[len(parts) - 3:])
+    return h
+
+
+cdef inline Py_ssize_t _end(str s):
+    # the length without one final "\n" ($ matches before it)
+    cdef Py_ssize_t n = len(s)
+    if n and s[n - 1] == "\n":
+        return n - 1
+    return n
+
+
+cdef bint _fr_dom(str s):
+    # ^\w+(?:[\w.-]+\.)+\w+$ (re.A) matched: [\w.-] only, a \w first, a
+    # "." at index 2 or later after which only \w (at least one) follows
+    cdef Py_ssize_t n = _end(s), i, dot = -1
+    cdef Py_UCS4 c
+    if n < 4 or not _wc(s[0]):
+        return False
+    for i in range(n):
+        c = s[i]
+        if c == 46:
+            dot = i
+        elif not (_wc(c) or c == 45):
+            return False
+    if dot < 2 or dot == n - 1:
+        return False
+    for i in range(dot + 1, n):
+        if not _wc(s[i]):
+            return False
+    return True
+
+
+cdef bint _dotted4(str s):
+    # ^\d+\.\d+\.\d+\.\d+$ (re.A) matched
+    cdef Py_ssize_t n = _end(s), i, dots = 0, run = 0
+    cdef Py_UCS4 c
+    for i in range(n):
+        c = s[i]
+        if 48 <= c <= 57:
+            run += 1
+        elif c == 46 and run:
+            dots += 1
+            run = 0
+        else:
+            return False
+    return dots == 3 and run > 0
+
+
+cdef str _class_b(str s):
+    # ^(\d+\.\d+)\.\d+\.\d+$'s group 1 of a dotted quad
+    cdef Py_ssize_t i = s.find("."), j
+    j = s.find(".", i + 1)
+    return s[:j]
+
+
+def forged_received(list untrusted, is_private):
+    """See the twin: (forged trail count, forged helo-ip count)."""
+    cdef Py_ssize_t n = len(untrusted), i
+    cdef int mf = 0, mih = 0
+    cdef list ips = [], by = [], frm = []
+    cdef list helo = []
+    cdef str b, f, prev, hlo, fip, hc, fc
+    for r in untrusted:
+        ips.append(r.ip)
+        by.append(_h2d(r.by.lower()))
+        frm.append(_h2d(r.rdns.lower()))
+        helo.append(r.helo)
+    for i in range(n):
+        b = <str>by[i]
+        if not _fr_dom(b):
+            continue
+        f = <str?>frm[i] if frm[i] is not None else None
+        if f is not None and ips[i] == "127.0.0.1" and (
+                f == "localhost" or f == "localhost.localdomain" or
+                f == "localhost\n" or f == "localhost.localdomain\n"):
+            frm[i] = None
+        fip = ips[i]
+        hlo = <str>helo[i]
+        if _dotted4(hlo) or not hlo.isascii():
+            hlo = _h2d(hlo.lower())
+            if _dotted4(hlo) and _dotted4(fip) and fip != hlo:
+                hc = _class_b(hlo)
+                fc = _class_b(fip)
+                if hc != fc and not is_private(hlo):
+                    mih += 1
+        if i > 0:
+            prev = frm[i - 1]
+            if prev is not None and _fr_dom(prev) and b != prev and \
+                    not (b == "msn.com" and prev == "hotmail.com"):
+                mf += 1
+    return mf, mih

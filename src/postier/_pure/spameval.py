@@ -10,6 +10,7 @@ spam engine's eval rules (postier.content.spam.evals).
     qp_lines(lines, qp_count)      # MIMEEval's quoted-printable counts over a part's lines
     rcvd_times(lines)              # the dates of Received lines, as rfc822_date_fast gives them
     text_part_stats(lines)         # MIMEEval's size, illegal-line and &#xNNNN; counts of a part
+    forged_received(untrusted, is_private)  # RelayEval's forged trail and helo-ip counts
 
 uppercase_counts(lines, jis) -> (length, lower, upper): over the lines that
 hold a white-space run between two non-space bytes (Perl /\\S\\s+\\S/) and
@@ -58,6 +59,16 @@ text_part_stats(lines) -> (size, illegal, entities): over a text part's
 raw lines, their summed length, how many hold a NUL, CR or a byte above
 0x7f (MIMEEval's mime_ascii_text_illegal count), and how many
 &#x[0-9A-F]{4}; entities they hold (mime_text_unicode_ratio's count).
+
+forged_received(untrusted, is_private) -> (mf, mih): RelayEval's
+_check_for_forged_received over the untrusted relays (objects with ip, by,
+rdns, helo strings), with each host name made a domain as
+_hostname_to_domain does (the last two labels when the last looks like a
+TLD, else the last three): mf counts the relays whose `by` domain has the
+shape of a domain and differs from the previous relay's rdns domain (msn.com
+after hotmail.com allowed; a localhost rdns of 127.0.0.1 does not count),
+mih the relays whose helo is a dotted quad of another /16 than their IP
+(is_private(helo) true: not counted).
 
 The native module gives the same results for every input
 (tests/unit/content/test_spam_evals_native.py).  Reads no main.cf
@@ -241,3 +252,49 @@ def text_part_stats(lines: list[bytes]) -> tuple[int, int, int]:
         if b"&#x" in line:
             ents += len(_UNICODE_ENT.findall(line))
     return size, illegal, ents
+
+
+_ALPHA = re.compile(r"[a-zA-Z]", re.A).search
+_TLD_SHAPE = re.compile(r"(?:\S{3,}|ie|fr|de)", re.A).search
+_FR_DOM = re.compile(r"^\w+(?:[\w.-]+\.)+\w+$", re.A).match
+_LOCALHOST = re.compile(r"^localhost(?:\.localdomain)?$", re.A).match
+_DOTTED4 = re.compile(r"^\d+\.\d+\.\d+\.\d+$", re.A).match
+_CLASS_B = re.compile(r"^(\d+\.\d+)\.\d+\.\d+$", re.A).match
+
+
+def _h2d(h: str) -> str:
+    if not _ALPHA(h):
+        return h
+    parts = h.split(".")
+    while parts and parts[-1] == "":
+        parts.pop()
+    if len(parts) > 1 and ((len(parts[-1]) >= 3 and parts[-1].isalnum()) or _TLD_SHAPE(parts[-1])):
+        return ".".join(parts[-2:])
+    if len(parts) > 2:
+        return ".".join(parts[-3:])
+    return h
+
+
+def forged_received(untrusted: list, is_private) -> tuple[int, int]:
+    mf = mih = 0
+    fromip = [r.ip for r in untrusted]
+    by = [_h2d(r.by.lower()) for r in untrusted]
+    frm: list[str | None] = [_h2d(r.rdns.lower()) for r in untrusted]
+    helo = [_h2d(r.helo.lower()) for r in untrusted]
+    for i in range(len(untrusted)):
+        if not _FR_DOM(by[i]):
+            continue
+        f = frm[i]
+        if f is not None and _LOCALHOST(f) and fromip[i] == "127.0.0.1":
+            frm[i] = None
+        hlo, fip = helo[i], fromip[i]
+        if _DOTTED4(hlo) and _DOTTED4(fip) and fip != hlo:
+            hc = _CLASS_B(hlo).group(1)
+            fc = _CLASS_B(fip).group(1)
+            if hc and fc and hc != fc and not is_private(hlo):
+                mih += 1
+        prev = frm[i - 1]
+        if prev is not None and i > 0 and _FR_DOM(prev) and by[i] != prev and \
+                not (by[i] == "msn.com" and prev == "hotmail.com"):
+            mf += 1
+    return mf, mih

@@ -51,10 +51,13 @@ tests, the domain functions of the URI registry, the enlist_uri_host lists
 of a host, a MIME part's header summary, check_equal_from_domains's
 domains), the address lists of the stock rules (*@domain) are matched as
 string suffixes (_AddrMatcher), a few groups of rules run as one call
-(bind_calls: the check_for_shifted_date rules, and the HTML evals, nothing
-to do without HTML), and the per-line loops of check_for_uppercase,
-tvd_vertical_words and MIMEEval's quoted-printable and text-part counts,
-the Received dates and the common shape of a date run in
+(bind_calls: the check_for_shifted_date rules, the HTML evals, nothing
+to do without HTML, and the forged Received checks of a From domain,
+nothing to do unless the From address holds it), EvalContext.get_list
+answers a header the message lacks without asking HeaderView, and the
+per-line loops of check_for_uppercase, tvd_vertical_words and MIMEEval's
+quoted-printable and text-part counts, the Received dates, the common
+shape of a date and the forged Received trail run in
 postier._native.spameval (twin: postier._pure.spameval).
 
 Parameters read: none.
@@ -69,6 +72,7 @@ import time as _time
 
 from postier.content.spam import bre as re
 from postier.content.spam import perlre
+from postier.content.spam.headers import _fast_kind
 from postier.content.spam.message import parse_content_type
 from postier.content.spam.received import IP, IP_PRIVATE, IPV4_ADDRESS
 from postier.content.spam.uri import idn_to_ascii, is_fqdn_valid
@@ -105,12 +109,8 @@ def _undef(v: str) -> bool:
 _MAILTO_I = re.compile(r"^mailto:", re.I).match
 _HTTP_HOST_I = re.compile(r"^https?://([^/:?#]+)", re.I).match
 _HTTPS_HOST_I = re.compile(r"https://([^\s/:?#]+)", re.I).search
-_LOCALHOST_RE = re.compile(r"^localhost(?:\.localdomain)?$").match
-_DOTTED4_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$").match
 _DOTTED4_Z_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+\Z").match
 _BRACKETED_RE = re.compile(r"^\[(.*)\]\Z").match
-_ALPHA_RE = re.compile(r"[a-zA-Z]").search
-_TLD_SHAPE_RE = re.compile(r"(?:\S{3,}|ie|fr|de)").search
 _DOTCOM_HELO_I = re.compile(r"(?:\.|^)(lycos\.com|lycos\.co\.uk|hotmail\.com|localhost\.com|excite\.com|"
                             r"caramail\.com|cs\.com|aol\.com|msn\.com|yahoo\.com|drizzle\.com)$", re.I).search
 _DOTS_SUB = re.compile(r"\.+").sub
@@ -301,6 +301,9 @@ def _memo_registry(cr) -> _MemoRegistry:
     return m
 
 
+_NO_STRINGS: dict = {}
+
+
 class EvalContext:
     """What eval functions see of a scan (the PerMsgStatus fields they use)."""
 
@@ -321,11 +324,9 @@ class EvalContext:
     # -- PerMsgStatus::get, in the contexts the plugins use
     def get(self, req: str) -> str:
         """Scalar get(): the joined value, "" when missing."""
-        try:
-            return self._str[req]
-        except KeyError:
-            pass
-        v = self._str[req] = _s(self.hv.get_str(req))
+        v = self._str.get(req)      # (most requests are new to a message: no KeyError)
+        if v is None:
+            v = self._str[req] = _s(self.hv.get_str(req))
         return v
 
     def get_or_none(self, req: str) -> str | None:
@@ -336,10 +337,18 @@ class EvalContext:
 
     def get_list(self, req: str) -> list[str]:
         """The values of a request (callers must not modify the list)."""
-        try:
-            return self._lists[req]
-        except KeyError:
-            pass
+        v = self._lists.get(req)
+        if v is not None:
+            return v
+        # an address or name request of a header the message lacks (most of
+        # the ones the evals make): HeaderView's answer, [], without asking it
+        kind = _fast_kind(req)
+        if kind.__class__ is tuple and (kind[3] or kind[4] or kind[5]):
+            msg = self.msg
+            if not msg.raw_headers.get(kind[2]) and \
+                    msg.metadata.get("strings", _NO_STRINGS).get(kind[1]) is None:
+                v = self._lists[req] = []
+                return v
         v = self._lists[req] = [_s(x) for x in self.hv.get(req)]
         return v
 
@@ -370,17 +379,16 @@ class EvalContext:
         c = self.cache.get("all_from")
         if c is not None:
             return c
-        resent = self.get_list("Resent-From:first:addr")
-        if resent:
-            addrs = resent
-        else:
+        addrs = self.get_list("Resent-From:first:addr")
+        if not addrs:
             addrs = []
             for h in ("From:addr", "Envelope-Sender:addr", "Resent-Sender:addr",
                       "X-Envelope-From:addr", "EnvelopeFrom:addr"):
-                # (s/\.+/./g changes only runs of two or more dots)
-                addrs += [a if ".." not in a else _DOTS_SUB(".", a)
-                          for a in self.get_list(h) if a != ""]
-        out = list(dict.fromkeys(addrs))
+                got = self.get_list(h)
+                if got:
+                    # (s/\.+/./g changes only runs of two or more dots)
+                    addrs += [a if ".." not in a else _DOTS_SUB(".", a) for a in got if a != ""]
+        out = list(dict.fromkeys(addrs)) if len(addrs) > 1 else list(addrs)
         self.cache["all_from"] = out
         return out
 
@@ -431,7 +439,7 @@ def _rcvd_oneline(ctx) -> str:
 def check_for_fake_aol_relay_in_rcvd(ctx, rule):
     # (the match holds "rly-" in any case, as the Received text does when
     # the one-line text does: collapsing white space keeps it)
-    if b"rly-" not in ctx.hv.get_str("Received").lower():
+    if "rly-" not in ctx.get("Received").lower():
         return 0
     s = _rcvd_oneline(ctx)
     if re.search(r" rly-[a-z][a-z]\d\d\.", s, _IA):
@@ -489,6 +497,20 @@ def _gated(ctx) -> int:
     return 0
 
 
+# the Received patterns that quote the IP address pattern (a kilobyte):
+# compiled once, not looked up by their text per call
+_HM_OUTLOOK_IP = re.compile(r"from \S*\.(?:eur|nam)prd\d+\.prod\.outlook\.com \(" + IP + r"\)", re.A).search
+_HM_HOTMAIL_IP = re.compile(r"from \S*\.hotmail.com \(\[" + IP + r"\][ \):]", re.A).search
+_YAHOO_OK = tuple(re.compile(p, re.A).search for p in (
+    r"by web\S+\.mail\S*\.yahoo\.com via HTTP",
+    r"by sonic\S+\.consmr\.mail\S*\.yahoo\.com with HTTP",
+    r"by smtp\S+\.yahoo\.com with SMTP",
+    r"from \[" + IP + r"\] by \S+\.(?:groups|scd|dcn)\.yahoo\.com with NNFMP"))
+_JUNO_IP = re.compile(r"from.*\b(?:juno|untd)\.com.*[\[\(]" + IP + r"[\]\)].*by", re.A).search
+_JUNO_MAIL_IP = re.compile(r"from.*\bmail\.com.*\[" + IP + r"\].*by", re.A).search
+_JUNO_WEBMAIL_IP = re.compile(r"from (webmail\S+\.untd\.com) \(\1 \[" + IP + r"\]\) by", re.A).search
+
+
 def _forged_hotmail(ctx) -> tuple[int, int]:
     c = ctx.cache.get("hotmail")
     if c is not None:
@@ -498,7 +520,7 @@ def _forged_hotmail(ctx) -> tuple[int, int]:
     # every way to a hit below needs "hotmail.com" in the Received text or
     # (in any case) in the From address: without it the answer is no hit
     # (the raw Received text holds it when the one-line text does)
-    if b"hotmail.com" not in ctx.hv.get_str("Received") and \
+    if "hotmail.com" not in ctx.get("Received") and \
             "hotmail.com" not in ctx.get("From:addr").lower():
         return res
     rcvd = _rcvd_oneline(ctx)
@@ -517,9 +539,9 @@ def _forged_hotmail(ctx) -> tuple[int, int]:
     if orig and re.search(r"from \S*\.outbound\.protection\.outlook\.com \(\S+\.outbound\.protection\.outlook\.com[ \)]",
                           rcvd, re.A):
         return res
-    if orig and re.search(r"from \S*\.(?:eur|nam)prd\d+\.prod\.outlook\.com \(" + IP + r"\)", rcvd, re.A):
+    if orig and _HM_OUTLOOK_IP(rcvd):
         return res
-    if ip and re.search(r"from \S*\.hotmail.com \(\[" + IP + r"\][ \):]", rcvd, re.A):
+    if ip and _HM_HOTMAIL_IP(rcvd):
         return res
     if ip and re.search(r"from \S+ by \S+\.hotmail(?:\.msn)?\.com with HTTP;", rcvd, re.A):
         return res
@@ -597,11 +619,8 @@ def check_for_forged_yahoo_received_headers(ctx, rule):
     if re.search(r" rdns=\S+\.yahoo\.com ", ctx.relays.trusted_str, re.A) or \
             re.search(r"^[^\]]+ rdns=\S+\.yahoo\.com ", ctx.relays.untrusted_str, re.A):
         return 0
-    for pat in (r"by web\S+\.mail\S*\.yahoo\.com via HTTP",
-                r"by sonic\S+\.consmr\.mail\S*\.yahoo\.com with HTTP",
-                r"by smtp\S+\.yahoo\.com with SMTP",
-                r"from \[" + IP + r"\] by \S+\.(?:groups|scd|dcn)\.yahoo\.com with NNFMP"):
-        if re.search(pat, rcvd, re.A):
+    for pat in _YAHOO_OK:
+        if pat(rcvd):
             return 0
     if re.search(r"\bmailer\d+\.bulk\.scd\.yahoo\.com\b", rcvd, re.A) and \
             re.search(r"@reply\.yahoo\.com$", frm, re.I):
@@ -621,16 +640,16 @@ def check_for_forged_juno_received_headers(ctx, rule):
     xmailer = ctx.get("X-Mailer")
     rcvd = ctx.get("Received")
     if xorig != "":
-        if not re.search(r"from.*\b(?:juno|untd)\.com.*[\[\(]" + IP + r"[\]\)].*by", rcvd, re.A) and \
+        if not _JUNO_IP(rcvd) and \
                 not re.search(r" cookie\.(?:juno|untd)\.com ", rcvd):
             return 1
         if "Juno " not in xmailer:
             return 1
     else:
-        if re.search(r"from.*\bmail\.com.*\[" + IP + r"\].*by", rcvd, re.A):
+        if _JUNO_MAIL_IP(rcvd):
             if not re.search(r"\bmail\.com", xmailer, re.A):
                 return 1
-        elif re.search(r"from (webmail\S+\.untd\.com) \(\1 \[" + IP + r"\]\) by", rcvd, re.A):
+        elif _JUNO_WEBMAIL_IP(rcvd):
             if not re.search(r"^Webmail Version \d", xmailer, re.A):
                 return 1
         else:
@@ -733,10 +752,11 @@ def _date_header_time(ctx):
     if "date_time" in ctx.cache:
         return ctx.cache["date_time"]
     t = None
+    # (get_headers' values are these with a "\n" added, which rstrip takes)
+    header_all = ctx.msg.header_all
     for h in ("Resent-Date", "Date"):
-        for d in ctx.msg.get_headers(h):
-            if d:
-                t = parse_rfc822_date(_s(d).rstrip("\n"))
+        for d in header_all(h):
+            t = parse_rfc822_date(d.decode("latin-1").rstrip("\n"))
             if t is not None:
                 break
         if t is not None:
@@ -761,15 +781,16 @@ def _rcvd_times(lines: list[str]) -> list[int]:
     return out
 
 
-def _received_times(ctx):
-    if "rcvd_times" in ctx.cache:
-        return ctx.cache["rcvd_times"]
-    times: list[int] = []
-    fetch = None
+def _received_split(ctx) -> tuple[list[str], list[str]]:
+    """(the Received lines the dates are taken from, the local delivery
+    lines left out: a localhost/qmail first line and a fetchmail one)."""
+    c = ctx.cache.get("rcvd_split")
+    if c is not None:
+        return c
     rcvd = ctx.get("Received")
     received = [x for x in rcvd.split("\n") if x.strip(_ASCII_WS)] if rcvd else []
+    local: list[str] = []
     if received:
-        local = []
         # (each pattern searched only when the line holds a string its matches need)
         r0 = received[0]
         if (("localhost" in r0 or "127.0.0.1" in r0) and _RT_LOCAL.search(r0)) or \
@@ -779,16 +800,31 @@ def _received_times(ctx):
             local.append(received.pop(0))
         elif local:
             received.insert(0, local.pop(0))
+    c = ctx.cache["rcvd_split"] = (received, local)
+    return c
+
+
+def _received_dates(ctx) -> list[int]:
+    """The dates of the Received lines (_received_split's first list)."""
+    c = ctx.cache.get("rcvd_dates")
+    if c is None:
         # (_ev.rcvd_times: parse_rfc822_date of each line's first _RT_DATE
         # match, compiled; the dates of another shape parsed here)
-        if local:
-            now = _time.time()
-            ft = [t for t in _rcvd_times(local) if now >= t]
-            if ft:
-                fetch = max(ft)
-        times = _rcvd_times(received)
-    ctx.cache["rcvd_times"] = (times, fetch)
-    return times, fetch
+        received = _received_split(ctx)[0]
+        c = ctx.cache["rcvd_dates"] = _rcvd_times(received) if received else []
+    return c
+
+
+def _received_times(ctx):
+    """(_received_dates, the latest past date of the local lines or None)."""
+    fetch = None
+    local = _received_split(ctx)[1]
+    if local:
+        now = _time.time()
+        ft = [t for t in _rcvd_times(local) if now >= t]
+        if ft:
+            fetch = max(ft)
+    return _received_dates(ctx), fetch
 
 
 def _date_diff(ctx) -> int:
@@ -797,7 +833,7 @@ def _date_diff(ctx) -> int:
     diff = 0
     d = _date_header_time(ctx)
     if d is not None:
-        times = _received_times(ctx)[0]
+        times = _received_dates(ctx)
         if times:
             diffs = [d - t for t in times]
             if len(diffs) > 1 and diffs[-1] == 0:
@@ -843,7 +879,8 @@ _SAC_LEAD = re.compile(r"^\s+", re.A).sub
 _SAC_TRAIL = re.compile(r"\s+$", re.A).sub
 _SAC_PREFIX = re.compile(r"^(?:(?:Re|Fwd|Fw|Aw|Antwort|WG|SV|VB|VS|VL):\s*)+", _IA).sub
 _SAC_SPACE = re.compile(r"\s", re.A).search
-_SAC_NONLETTER = re.compile(r"[^a-zA-Z]").sub
+_SAC_UPPER = re.compile(r"[A-Z]").search
+_SAC_LOWER = re.compile(r"[a-z]").search
 _SAC_CHARSET = re.compile(r"=\?" + _CLTFAC + r"\?", re.I).search
 _EFD_AT = re.compile(r"@([^@]*)\Z").search
 _EFD_TAIL = re.compile(r"^.+\.([^\.]+\.[^\.]+)$").sub
@@ -859,10 +896,10 @@ def subject_is_all_caps(ctx, rule):
         return 0
     if len(subj) < 10:
         return 0
-    letters = _SAC_NONLETTER("", subj)
     if _SAC_CHARSET(ctx.get("Subject:raw")):
         return 0
-    return 1 if letters and letters == letters.upper() else 0
+    # (its [a-zA-Z] letters are some and all upper case: an [A-Z], no [a-z])
+    return 1 if _SAC_UPPER(subj) and not _SAC_LOWER(subj) else 0
 
 
 @ev()
@@ -877,7 +914,11 @@ def check_for_to_in_subject(ctx, rule, test):
             return 1 if _TO_ADDRESS.search(full_to + "\0" + subject) else 0
         return 1 if re.search(r"\b" + re.escape(full_to) + r"\b", subject, _IA) else 0
     if test == "user":
-        to = re.sub(r"@.*", "", full_to, flags=re.S)
+        to = full_to.split("@", 1)[0]         # s/@.*//s
+        # (every alternative matches the user name in the subject, in any
+        # ASCII case: none can match when the lower-cased subject lacks it)
+        if to.lower() not in subject.lower():
+            return 0
         if "\0" not in to and "\0" not in subject:
             return 1 if _TO_USER.search(to + "\0" + subject) else 0
         t = re.escape(to)
@@ -933,14 +974,15 @@ def check_header_count_range(ctx, rule, hdr, mn, mx):
     return 1 if _num(mn) <= len(vals) <= _num(mx) else 0
 
 
-_UNRESOLVED = re.compile(r"%[A-Z][A-Z_-]")
+_UNRESOLVED_B = re.compile(rb"%[A-Z][A-Z_-]").search
 
 
 @ev()
 def check_unresolved_template(ctx, rule):
+    # (searched in the bytes first: no line can match without a match there)
+    if not _UNRESOLVED_B(ctx.hv.get_str("ALL")):
+        return 0
     hdrs = ctx.get("ALL")
-    if not _UNRESOLVED.search(hdrs):
-        return 0                # no line can match
     for h in hdrs.split("\n"):
         if re.search(r"%[A-Z][A-Z_-]", h) and not re.match(
                 r"^(?:X-VMS-To|X-UIDL|X-Face|To|Cc|From|Subject|References|In-Reply-To|"
@@ -1572,62 +1614,12 @@ def check_for_no_rdns_dotcom_helo(ctx, rule):
     return hit
 
 
-_H2D: dict[str, str] = {}
-
-
-def _hostname_to_domain(h: str) -> str:
-    d = _H2D.get(h)
-    if d is None:
-        if len(_H2D) > 20000:
-            _H2D.clear()
-        d = _H2D[h] = _hostname_to_domain1(h)
-    return d
-
-
-def _hostname_to_domain1(h: str) -> str:
-    if not _ALPHA_RE(h):
-        return h
-    parts = h.split(".")
-    while parts and parts[-1] == "":
-        parts.pop()
-    # (_TLD_SHAPE_RE finds \S{3,} in three or more letters and digits)
-    if len(parts) > 1 and ((len(parts[-1]) >= 3 and parts[-1].isalnum()) or _TLD_SHAPE_RE(parts[-1])):
-        return ".".join(parts[-2:])
-    if len(parts) > 2:
-        return ".".join(parts[-3:])
-    return h
-
-
-_FR_DOM = re.compile(r"^\w+(?:[\w.-]+\.)+\w+$", re.A)
-
-
 def _forged_received(ctx):
+    # (the untrusted relays' domains and counts in one compiled pass:
+    # postier._native.spameval.forged_received)
     c = ctx.cache.get("forged_rcvd")
-    if c is not None:
-        return c
-    mf = mih = 0
-    u = ctx.relays.untrusted
-    fromip = [r.ip for r in u]
-    by = [_hostname_to_domain(r.lc_by) for r in u]
-    frm: list[str | None] = [_hostname_to_domain(r.lc_rdns) for r in u]
-    helo = [_hostname_to_domain(r.lc_helo) for r in u]
-    dom = _FR_DOM
-    for i in range(len(u)):
-        if not dom.match(by[i]):
-            continue
-        if frm[i] is not None and _LOCALHOST_RE(frm[i]) and fromip[i] == "127.0.0.1":
-            frm[i] = None
-        hlo, fip = helo[i], fromip[i]
-        if _DOTTED4_RE(hlo) and _DOTTED4_RE(fip) and fip != hlo:
-            hc = re.match(r"^(\d+\.\d+)\.\d+\.\d+$", hlo).group(1)
-            fc = re.match(r"^(\d+\.\d+)\.\d+\.\d+$", fip).group(1)
-            if hc and fc and hc != fc and not IS_IP_PRIVATE.match(hlo):
-                mih += 1
-        prev = frm[i - 1]          # Perl's $from[-1] for i == 0 is guarded below
-        if prev is not None and i > 0 and dom.match(prev) and by[i] != prev and \
-                not (by[i] == "msn.com" and prev == "hotmail.com"):
-            mf += 1
-    c = ctx.cache["forged_rcvd"] = (mf, mih)
+    if c is None:
+        c = ctx.cache["forged_rcvd"] = _ev.forged_received(ctx.relays.untrusted, IS_IP_PRIVATE.match)
     return c
 
 
@@ -2166,18 +2158,29 @@ def _in_list(lst: dict, addr: str) -> bool:
 
 class _AddrMatcher:
     """_in_list for one list, as string tests when every entry of the list
-    is a literal address or `*` then a literal (the stock enlist_addrlist
-    lists: *@domain): `^.*LIT$` (re.S) matches exactly the strings that end
-    in LIT, or in LIT and a newline; `^LIT$` the string LIT with or without
-    a final newline.  Any other list takes _in_list's way."""
+    is a literal address, `*` then a literal or `*@*` then a literal (the
+    stock enlist_addrlist lists: *@domain, *@*.domain): `^.*LIT$` (re.S)
+    matches exactly the strings that end in LIT, or in LIT and a newline;
+    `^.*@.*LIT$` those that do with an @ before that LIT; `^LIT$` the
+    string LIT with or without a final newline.  Any other list takes
+    _in_list's way."""
 
     def __init__(self, lst: dict):
         self.lst = lst
         exact: set[str] = set()
         suffixes: list[str] = []
+        at_suffixes: list[str] = []
         fast = True
         for key in lst:
             lit = key.lstrip("*")
+            if lit != key and lit[1:2] == "*" and lit[0] == "@":
+                # *@*LIT: `^.*@.*LIT$` (re.S), an @ somewhere before a final LIT
+                lit = lit[1:].lstrip("*")
+                if "*" in lit or "?" in lit:
+                    fast = False
+                    break
+                at_suffixes.append(_addr_lit(lit))
+                continue
             if "*" in lit or "?" in lit:
                 fast = False
                 break
@@ -2188,6 +2191,13 @@ class _AddrMatcher:
         self.fast = fast
         self.exact = exact
         self.suffixes = tuple(suffixes)
+        self.at_suffixes = tuple(at_suffixes)
+
+    def _at(self, a: str) -> bool:
+        """Does a *@*LIT entry match a (no final newline)?"""
+        if not a.endswith(self.at_suffixes):
+            return False
+        return any(a.endswith(lit) and "@" in a[:len(a) - len(lit)] for lit in self.at_suffixes)
 
     def match(self, addr: str) -> bool:
         """_in_list(lst, addr) for an address already lowercased."""
@@ -2198,11 +2208,11 @@ class _AddrMatcher:
             return False
         if not self.fast:
             return _in_list(lst, addr)
-        if addr in self.exact or addr.endswith(self.suffixes):
+        if addr in self.exact or addr.endswith(self.suffixes) or self._at(addr):
             return True
         if addr.endswith("\n"):
             a = addr[:-1]
-            return a in self.exact or a.endswith(self.suffixes)
+            return a in self.exact or a.endswith(self.suffixes) or self._at(a)
         return False
 
 
@@ -2695,6 +2705,63 @@ def _shifted_group(members: list):
     return g
 
 
+# no hit unless the From address holds the domain (in any case): each tests
+# /\bDOMAIN$/i on it first (the hotmail pair: or the Received text holds it)
+_FROM_DOMAIN = {check_for_forged_gmail_received_headers: "gmail.com",
+                check_for_forged_yahoo_received_headers: "yahoo.com",
+                check_for_forged_juno_received_headers: "juno.com",
+                check_for_forged_eudoramail_received_headers: "eudoramail.com",
+                check_for_forged_hotmail_received_headers: "hotmail.com",
+                check_for_no_hotmail_received_headers: "hotmail.com"}
+
+
+def _from_domain_group(members: list):
+    # members: (domain, call) with call as run_calls takes it
+    def g(ctx, rule):
+        low = ctx.get("From:addr").lower()
+        todo = [c for d, c in members if d in low]
+        if len(todo) < len(members) and "hotmail.com" in ctx.get("Received"):
+            todo = [c for d, c in members if d in low or d == "hotmail.com"]
+        if todo:
+            _ev.run_calls(todo, ctx, ctx.run.values)
+        return 0
+    return g
+
+
+# always 0 (SpamAssassin's answer when ok_locales is "all", and without the
+# charset tables otherwise): no call made
+_NEVER = {check_for_faraway_charset_in_headers, check_for_faraway_charset, html_charset_faraway, _zero}
+
+# the address-list evals: no hit with an empty list (the lists are the rule
+# set's: an empty one stays empty); by the list each reads
+_LIST_OF = {check_from_in_blocklist: "blocklist_from", check_to_in_welcomelist: "welcomelist_to",
+            check_to_in_blocklist: "blocklist_to", check_to_in_more_spam: "more_spam_to",
+            check_to_in_all_spam: "all_spam_to"}
+_LIST_NAMED = {check_from_in_list, check_replyto_in_list, check_to_in_list}
+
+
+def _list_name(fn, r) -> str | None:
+    if fn in _LIST_OF and not r.args:
+        return _LIST_OF[fn]
+    if fn in _LIST_NAMED and len(r.args) == 1:
+        return r.args[0]
+    return None
+
+
+def _lists_group(members: list):
+    # members: (list name, call); the calls of the non-empty lists worked out
+    # on the first message (kept on the CompiledRules: the lists are its)
+    def g(ctx, rule):
+        memo = ctx.run.cr.__dict__.setdefault("_list_calls", {})
+        todo = memo.get(id(members))
+        if todo is None or todo[0] is not members:
+            todo = memo[id(members)] = (members, [c for name, c in members if _addrlist(ctx, name)])
+        if todo[1]:
+            _ev.run_calls(todo[1], ctx, ctx.run.values)
+        return 0
+    return g
+
+
 def _shifted_bounds(args: list) -> tuple | None:
     if len(args) != 2:
         return None
@@ -2707,19 +2774,40 @@ def bind_calls(todo: list) -> list:
     (kind, rule, function) entries of an area, in order: each rule as bind()
     makes it, except that the check_for_shifted_date rules are one call
     (one date difference, compared with each rule's bounds) and so are the
-    HTML evals of _HTML_LOOPS (nothing to do without HTML), each group where
-    its first rule stands."""
+    HTML evals of _HTML_LOOPS (nothing to do without HTML), the forged
+    Received checks of _FROM_DOMAIN (nothing to do unless the From address
+    holds their domain) and the address-list evals (those of an empty list
+    left out), each group where its first rule stands; the evals of _NEVER
+    (always 0) make no call."""
     shifted = []
     html = []
+    fdom = []
+    lists = []
     for _k, r, fn in todo:
         if fn is check_for_shifted_date and _shifted_bounds(r.args) is not None:
             shifted.append(r)
         elif fn in _HTML_LOOPS:
             html.append(r)
+        elif fn in _FROM_DOMAIN:
+            fdom.append((_FROM_DOMAIN[fn], (r.name, r, *bind(fn, r))))
+        elif _list_name(fn, r) is not None:
+            lists.append((_list_name(fn, r), (r.name, r, *bind(fn, r))))
     in_shifted = {id(x) for x in shifted}
     calls: list = []
     placed: set = set()
     for _k, r, fn in todo:
+        if fn in _NEVER:
+            continue
+        if len(lists) > 1 and _list_name(fn, r) is not None:
+            if "lists" not in placed:
+                placed.add("lists")
+                calls.append((r.name, r, _lists_group(lists), ()))
+            continue
+        if len(fdom) > 1 and fn in _FROM_DOMAIN:
+            if "fdom" not in placed:
+                placed.add("fdom")
+                calls.append((r.name, r, _from_domain_group(fdom), ()))
+            continue
         if len(shifted) > 1 and id(r) in in_shifted:
             if "shifted" not in placed:
                 placed.add("shifted")
