@@ -6,7 +6,8 @@ Here the lines are cut with memchr, the white space of the rendered text is
 collapsed in one pass over its encoded octets (Unicode White_Space read
 straight from the UTF-8 sequences when the text is flagged) and the short
 lines are cut from that buffer, and the header block is walked without a
-regex per line.
+regex per line; all_headers makes each "Name: value" line in one
+allocation, the lowercased field names remembered across messages.
 
 Reads no main.cf parameters.
 """
@@ -393,6 +394,21 @@ cpdef list prepare_fields(list fields):
     return out
 
 
+# a field name -> its lowercased str (the key of Node.headers), across
+# messages (bounded: cleared past 4096 names)
+cdef dict _KEYS = {}
+
+
+cdef inline str _lower_key(bytes k):
+    """k.decode("latin-1").lower(), remembered."""
+    cdef object got = _KEYS.get(k)
+    if got is None:
+        if len(_KEYS) >= 4096:
+            _KEYS.clear()
+        got = _KEYS[k] = k.decode("latin-1").lower()
+    return <str>got
+
+
 cpdef int add_fields(list fields, list order, dict headers, dict raw_headers,
                      object decode) except -1:
     """prepare_fields' fields stored as Node::header does (see the twin)."""
@@ -488,6 +504,20 @@ cdef bytes _fold_raw(bytes v):
     return res
 
 
+cdef bytes _join3(bytes a, bytes b, bint nl):
+    """a + b": " + b (+ b"\\n") in one allocation."""
+    cdef Py_ssize_t na = PyBytes_GET_SIZE(a), nb = PyBytes_GET_SIZE(b)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, na + 2 + nb + nl)
+    cdef char* o = PyBytes_AS_STRING(out)
+    memcpy(o, PyBytes_AS_STRING(a), na)
+    o[na] = 0x3A
+    o[na + 1] = 0x20
+    memcpy(o + na + 2, PyBytes_AS_STRING(b), nb)
+    if nl:
+        o[na + 2 + nb] = 10
+    return out
+
+
 cpdef object all_headers(list order, dict values, bint raw):
     """The "Name: value\\n" line of each field in order, None past
     MAX_HEADER_LENGTH (postier._pure.spammime.all_headers)."""
@@ -499,7 +529,7 @@ cpdef object all_headers(list order, dict values, bint raw):
     cdef str key
     cdef object got
     for k in order:
-        key = k.decode("latin-1").lower()
+        key = _lower_key(k)
         got = seen.get(key)
         j = 0 if got is None else <Py_ssize_t>got
         seen[key] = j + 1
@@ -509,9 +539,14 @@ cpdef object all_headers(list order, dict values, bint raw):
         vals = <list>got
         if j >= len(vals):
             continue
-        contents = _fold_raw(<bytes>vals[j]) if raw else <bytes>vals[j] + b"\n"
-        size += len(key) + len(contents) + 2
-        out.append(k + b": " + contents)
+        if raw:
+            contents = _fold_raw(<bytes>vals[j])
+            size += len(key) + len(contents) + 2
+            out.append(_join3(k, contents, False))
+        else:
+            contents = <bytes>vals[j]
+            size += len(key) + len(contents) + 3
+            out.append(_join3(k, contents, True))
     return out if size <= 65536 else None
 
 

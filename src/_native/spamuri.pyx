@@ -1,13 +1,16 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """The common shapes of URI canonicalisation recognised cheaply, compiled
 (twin: postier._pure.spamuri, where the API is documented): simple_http,
-uri_host.  The same results as the twin for every input
+uri_host, host_to_domain (a lowercased ASCII host's labels checked and its
+registry domain cut out in one pass; other hosts go the twin's way).  The same results as the twin for every input
 (tests/unit/content/test_spam_uri_native.py).
 
 Reads no main.cf parameters.
 """
 
 from cpython.unicode cimport PyUnicode_READ_CHAR, PyUnicode_GET_LENGTH
+
+from postier._pure.spamuri import _CI_CO, _PCT_PRINTABLE, _US_STATES, _domain_of
 
 
 cdef inline bint _printable(str s):
@@ -127,3 +130,109 @@ def match_start(str s, Py_ssize_t pos, Py_ssize_t hit):
             return i + 1
         i -= 1
     return pos
+
+
+cdef inline bint _idn_fast_char(Py_UCS4 c) noexcept:
+    # [a-zA-Z0-9_.:\[\]-]
+    return (_alnum(c) or c == 0x5f or c == 0x2e or c == 0x3a or c == 0x5b or c == 0x5d
+            or c == 0x2d)
+
+
+cdef inline bint _label_char(Py_UCS4 c) noexcept:
+    # [a-z0-9_-]
+    return (0x61 <= c <= 0x7a) or (0x30 <= c <= 0x39) or c == 0x5f or c == 0x2d
+
+
+DEF _MAX_LABELS = 130           # a name of at most 253 characters has at most 127
+
+
+def host_to_domain(str host, tlds, two, three, is_ip, idn):
+    """See the twin."""
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(host), i
+    cdef bint fast = True
+    cdef str h
+    if "%" in host and _PCT_PRINTABLE(host) is not None:
+        return None
+    for i in range(n):
+        if not _idn_fast_char(PyUnicode_READ_CHAR(host, i)):
+            fast = False
+            break
+    if not fast:
+        return _domain_of(idn(host), tlds, two, three, is_ip)
+    return _ascii_domain_of(host.lower(), tlds, two, three, is_ip)
+
+
+cdef object _ascii_domain_of(str h, tlds, two, three, is_ip):
+    """The twin's _domain_of for an ASCII h that lower() leaves as it is
+    (a lowercased host of [a-zA-Z0-9_.:[]-])."""
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(h), e, i, a, nl, cnt, k, left
+    cdef Py_ssize_t starts[_MAX_LABELS]
+    cdef Py_ssize_t ends[_MAX_LABELS]
+    cdef Py_UCS4 c
+    cdef bint under
+    if n and (0x30 <= PyUnicode_READ_CHAR(h, 0) <= 0x39 or ":" in h) and is_ip(h) is not None:
+        return h, h
+    # Util::is_fqdn_valid
+    e = n
+    while e > 0 and PyUnicode_READ_CHAR(h, e - 1) == 0x2e:        # s/\.+\z//
+        e -= 1
+    if e > 253:
+        return None
+    nl = 0
+    a = 0
+    for i in range(e + 1):
+        if i == e or PyUnicode_READ_CHAR(h, i) == 0x2e:
+            if i == a:
+                return None             # an empty label (so at most 127 labels are kept)
+            starts[nl] = a
+            ends[nl] = i
+            nl += 1
+            a = i + 1
+    if nl <= 1:
+        return None
+    cnt = nl
+    for k in range(nl):
+        a = starts[k]
+        e = ends[k]
+        if not 1 <= e - a <= 63:
+            return None
+        under = False
+        for i in range(a, e):
+            c = PyUnicode_READ_CHAR(h, i)
+            if not _label_char(c):
+                return None
+            if c == 0x5f:
+                under = True
+        if PyUnicode_READ_CHAR(h, a) == 0x2d or PyUnicode_READ_CHAR(h, e - 1) == 0x2d:
+            return None
+        if cnt <= 2 and under:
+            return None
+        cnt -= 1
+    # RegistryBoundaries::is_domain_valid: the labels hold no white space;
+    # the last label (none after trailing dots) must be a TLD
+    if ends[nl - 1] != n or h[starts[nl - 1]:] not in tlds:
+        return None
+    # trim_domain: the labels are non-empty and the name has no leading or
+    # trailing dot, so the suffix from label k is ".".join(parts[k:])
+    k = 0
+    while nl - k > 1:
+        left = nl - k
+        if left == 2:
+            if h[starts[k]:] in two:
+                break
+        elif left == 3:
+            if h[starts[k + 2]:ends[k + 2]] == "us":
+                if h[starts[k + 1]:ends[k + 1]] in _US_STATES:
+                    break
+            elif h[starts[k]:] in three:
+                break
+        elif left == 4:
+            if h[starts[k + 3]:ends[k + 3]] == "us" and (
+                    (h[starts[k]:ends[k]] == "pvt" and h[starts[k + 1]:ends[k + 1]] == "k12")
+                    or h[starts[k]:ends[k]] in _CI_CO):
+                if h[starts[k + 2]:ends[k + 2]] in _US_STATES:
+                    break
+        k += 1
+    if k:
+        k -= 1
+    return h[starts[k]:], h

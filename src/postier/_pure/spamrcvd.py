@@ -10,6 +10,7 @@ Received-line formats behind postier.content.spam.received.
     p = Parser(cache, compile_fn)           # compile_fn(pattern, flags) -> entry
     p.parse_line(value)     # the relay's fields (dict), 0 (skip: no handover), None (unparseable)
     parser_patterns()       # every (pattern, flags) the table uses, to compile up front
+    relay_fields(fields)    # parse_line's dict cleaned up: (ip, by, ..., relay string)
 
 Every pattern carries what any match needs: literal strings in pattern
 order and alternatives of which one must occur (required_literals), and for
@@ -431,6 +432,61 @@ def _date_floor(s: str) -> int:
     while i > 0 and s[i - 1] in " ;":
         i -= 1
     return i
+
+
+_STRIP_ANY = re.compile(r"[\s\000\#\[\]\(\)\<\>\|]", re.A).search
+_UNKNOWN = re.compile(r"^unknown$", re.I | re.A).match
+_SCOPE_SUB = re.compile(r"%[A-Z0-9._~-]*\Z", re.I | re.S | re.A).sub
+_MAPPED_SUB = re.compile(r"^0*:0*:(?:0*:)*ffff:(\d+\.\d+\.\d+\.\d+)$", re.I | re.A).sub
+_SEMI_SUB = re.compile(r";$", re.A).sub
+
+
+def relay_fields(v: dict) -> tuple:
+    """The relay of parse_line's fields v, cleaned up as parse_received_headers
+    does (make_relay_as_string's input): (ip, by, helo, id, ident, envfrom,
+    auth, rdns, no_reverse_dns, rdns_not_in_headers, as_string), as_string
+    with intl=0 msa=0."""
+    rdns = (v["rdns"] or "").rstrip(".")          # s/\.+\z//
+    if rdns.startswith("[") or _UNKNOWN(rdns) is not None:
+        rdns = ""
+    ip = v["ip"] or ""
+    if ip[:5].lower() == "ipv6:" and ip[:5].isascii():
+        ip = ip[5:]
+    if ip.startswith("["):
+        ip = ip[1:]
+    if ip.endswith("]"):
+        ip = ip[:-1]
+    if "%" in ip:
+        ip = _SCOPE_SUB("", ip, 1)
+    if ":" in ip:
+        ip = _MAPPED_SUB(r"\1", ip, 1)
+    by = v["by"] or ""
+    if by.endswith(";") or by.endswith(";\n"):     # s/;$//
+        by = _SEMI_SUB("", by, 1)
+    helo = v["helo"] or ""
+    ident = v["ident"] or ""
+    if _STRIP_ANY("".join((ip, rdns, helo, by, ident))) is not None:
+        ip = _ENV_STRIP("!", ip)
+        rdns = _ENV_STRIP("!", rdns)
+        helo = _ENV_STRIP("!", helo)
+        by = _ENV_STRIP("!", by)
+        ident = _ENV_STRIP("!", ident)
+    env = v["envfrom"]
+    if env is not None:
+        env = _ENV_HEAD("", env, 1)
+        env = _ENV_TAIL("", env, 1)
+        env = _ENV_STRIP("!", env)
+    rid = v["id"] or ""
+    auth = v["auth"] or ""
+    no_rdns = not_in = False
+    if rdns == "":
+        if v["dns"]:
+            no_rdns = True
+        else:
+            not_in = True
+    s = (f"[ ip={ip} rdns={rdns} helo={helo} by={by} ident={ident} envfrom={env or ''} "
+         f"intl=0 id={rid} auth={auth} msa=0 ]")
+    return ip, by, helo, rid, ident, env, auth, rdns, no_rdns, not_in, s
 
 
 _HC = r"-A-Za-z0-9\.\^+_&:=?!@%*\$\\\/"

@@ -4,6 +4,7 @@ URI canonicalisation (postier.content.spam.uri) recognised cheaply.
     simple_http(uri)   # (proto, host, rest) of a plain http(s) URL, or None
     uri_host(uri)      # uri_to_domain's host part of a plain URI, or None
     match_start(s, pos, hit)   # where a linkified URI before hit can start
+    host_to_domain(host, tlds, two, three, is_ip, idn)   # (domain, host) or None
 
 simple_http(uri) -> (proto, host, rest) | None: for a URI whose every
 character is printable ASCII (0x21-0x7e), that starts with "http://" or
@@ -30,6 +31,16 @@ s[pos:hit] that no text URI (UriExtractor's pattern) can hold between its
 start and the first place the URI prefilter hits in it -- white space
 (" \\t\\n\\r\\f\\v"), one of ><"`}]{[|,('@, ESC, or 0x80-0xff -- or pos
 when there is none.
+
+host_to_domain(host, tlds, two, three, is_ip, idn) -> (domain, host) | None:
+RegistryBoundaries::uri_to_domain once the host part is cut out of the URI
+(Registry._host_to_domain): None when the host holds a printable %-escape;
+the host through idn (Util::idn_to_ascii; a host of [A-Za-z0-9_.:[]-] alone
+is only lowercased, without the call); an IP address (is_ip(host) not None,
+asked only of hosts holding ":" or starting with a digit) is its own
+domain; else the host must be a valid FQDN (Util::is_fqdn_valid) whose last
+label is in tlds, and the domain is its registry domain (trim_domain with
+the 2nd/3rd-level sets two and three).
 
 The native module gives the same results for every input
 (tests/unit/content/test_spam_uri_native.py).  Reads no main.cf parameters.
@@ -86,3 +97,90 @@ def match_start(s: str, pos: int, hit: int) -> int:
             return i + 1
         i -= 1
     return pos
+
+
+_PCT_PRINTABLE = re.compile(r"%(?:2[1-9a-f]|[3-6][0-9a-f]|7[0-9a-e])", re.A).search
+_IDN_FAST = re.compile(r"[a-zA-Z0-9_.:\[\]-]*\Z").match
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?", re.A).fullmatch
+_SPACE = re.compile(r"\s", re.A).search
+_DOTS = re.compile(r"\.+").sub
+_US_STATES = frozenset(("ak al ar az ca co ct dc de fl ga gu hi ia id il in ks ky la ma md me mi mn "
+                        "mo ms mt nc nd ne nh nj nm nv ny oh ok or pa pr ri sc sd tn tx ut va vi vt "
+                        "wa wi wv wy").split())
+_CI_CO = frozenset(("ci", "co", "ci\n", "co\n"))     # /^c[io]$/
+
+
+def _fqdn_valid(host: str) -> bool:
+    """Util::is_fqdn_valid of an ASCII-converted host."""
+    host = host.lower().rstrip(".")
+    if len(host) > 253:
+        return False
+    labels = host.split(".")
+    cnt = len(labels)
+    if cnt <= 1:
+        return False
+    for label in labels:
+        if not 1 <= len(label) <= 63 or _LABEL(label) is None:
+            return False
+        if cnt <= 2 and "_" in label:
+            return False
+        cnt -= 1
+    return True
+
+
+def _registry_domain(domain: str, two, three) -> str:
+    """RegistryBoundaries::trim_domain of an ASCII-converted name."""
+    domain = domain.lower()
+    if not domain:
+        return domain
+    if ".." in domain:
+        domain = _DOTS(".", domain)
+    domain = domain.strip(".")
+    parts = domain.split(".")
+    n = len(parts)
+    if n <= 1:
+        return domain
+    k = 0
+    while n - k > 1:
+        left = n - k
+        if left == 2:
+            if parts[k] + "." + parts[k + 1] in two:
+                break
+        elif left == 3:
+            if parts[k + 2] == "us":
+                if parts[k + 1] in _US_STATES:
+                    break
+            elif ".".join(parts[k:]) in three:
+                break
+        elif left == 4:
+            if parts[k + 3] == "us" and ((parts[k] == "pvt" and parts[k + 1] == "k12")
+                                         or parts[k] in _CI_CO):
+                if parts[k + 2] in _US_STATES:
+                    break
+        k += 1
+    if k:
+        k -= 1
+    return ".".join(parts[k:])
+
+
+def host_to_domain(host: str, tlds, two, three, is_ip, idn) -> tuple[str, str] | None:
+    if "%" in host and _PCT_PRINTABLE(host) is not None:
+        return None
+    h = host.lower() if _IDN_FAST(host) is not None else idn(host)
+    return _domain_of(h, tlds, two, three, is_ip)
+
+
+def _domain_of(h: str, tlds, two, three, is_ip) -> tuple[str, str] | None:
+    """host_to_domain after the IDN step (h: idn's answer)."""
+    domain = h
+    if not (":" in h or "0" <= h[:1] <= "9") or is_ip(h) is None:
+        if not _fqdn_valid(h):
+            return None
+        dom = h.lower()                         # RegistryBoundaries::is_domain_valid
+        if _SPACE(dom) is not None:
+            return None
+        i = dom.rfind(".")
+        if not (i >= 0 and i < len(dom) - 1 and dom[i + 1:] in tlds):
+            return None
+        domain = _registry_domain(h, two, three)
+    return domain, h

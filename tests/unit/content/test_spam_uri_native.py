@@ -1,6 +1,6 @@
 """postier._native.spamuri and its pure twin: the shortcuts of URI
-canonicalisation (simple_http, uri_host) and of the text URI search
-(match_start) give what the general code gives, on hand-picked and
+canonicalisation (simple_http, uri_host, host_to_domain) and of the text
+URI search (match_start) give what the general code gives, on hand-picked and
 generated URIs and lines."""
 
 from __future__ import annotations
@@ -29,12 +29,21 @@ def fast(impl, monkeypatch):
     monkeypatch.setattr(U, "_simple_http", su.simple_http)
     monkeypatch.setattr(U, "_uri_host", su.uri_host)
     monkeypatch.setattr(U, "_match_start", su.match_start)
+    monkeypatch.setattr(U, "_host_to_domain", su.host_to_domain)
 
     def general():
         monkeypatch.setattr(U, "_simple_http", lambda uri: None)
         monkeypatch.setattr(U, "_uri_host", lambda uri: None)
         monkeypatch.setattr(U, "_match_start", lambda s, pos, hit: pos)
+        monkeypatch.setattr(U, "_host_to_domain", _general_host_to_domain)
     return su, general
+
+
+def _general_host_to_domain(host, tlds, two, three, is_ip, idn):
+    """Registry._host_to_domain (the Python steps) with these lists."""
+    rb = U.Registry.__new__(U.Registry)
+    rb.tlds, rb.two, rb.three = tlds, two, three
+    return U.Registry._host_to_domain(rb, host)
 
 
 def test_simple_http_shapes(fast):
@@ -77,6 +86,40 @@ def test_match_start(fast):
     for c in map(chr, range(0x200)):
         want = 3 if c in delims or 0x80 <= ord(c) <= 0xff else 0
         assert su.match_start("ab" + c + "cd", 0, 4) == want, repr(c)
+
+
+def test_host_to_domain(fast):
+    su, _ = fast
+    rb = U.Registry(set(TLDS) | {"au", "xn--p1ai"}, {"co.uk", "com.au"}, {"act.edu.au"})
+
+    def h2d(host):
+        return su.host_to_domain(host, rb.tlds, rb.two, rb.three, U._IS_IP_MATCH, U.idn_to_ascii)
+    assert h2d("WWW.Example.CO.uk") == ("example.co.uk", "www.example.co.uk")
+    assert h2d("a.b.example.com") == ("example.com", "a.b.example.com")
+    assert h2d("x.k12.ny.us") == ("x.k12.ny.us", "x.k12.ny.us")
+    assert h2d("mail.school.pvt.k12.ny.us") == ("school.pvt.k12.ny.us", "mail.school.pvt.k12.ny.us")
+    assert h2d("a.ci.town.ny.us") == ("a.ci.town.ny.us", "a.ci.town.ny.us")
+    assert h2d("www.uni.act.edu.au") == ("uni.act.edu.au", "www.uni.act.edu.au")
+    assert h2d("192.0.2.1") == ("192.0.2.1", "192.0.2.1")
+    assert h2d("::1") == ("::1", "::1")
+    assert h2d("b\xfccher.example.com") == ("example.com", "xn--bcher-kva.example.com")
+    assert h2d("\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444") == \
+        ("xn--e1afmkfd.xn--p1ai", "xn--e1afmkfd.xn--p1ai")
+    for host in ("ex%41mple.com", "example", "example.zz", "-a.com", "a-.com", "a_b.com", "a..b.com",
+                 "example.com.", ".example.com", "a b.com", "192.0.2", "x." * 130 + "com",
+                 "a" * 64 + ".com", "", "[::1]", "exa:mple.com", "\xe9"):
+        assert h2d(host) is None, host
+    assert h2d("_a.b.example.com") == ("example.com", "_a.b.example.com")
+    assert h2d("a" * 63 + ".com") == ("a" * 63 + ".com", "a" * 63 + ".com")
+    rng = random.Random(3)
+    labels = ["a", "B", "co", "us", "ny", "k12", "pvt", "ci", "x-y", "-x", "_a", "1", "192", "act",
+              "edu", "com", "\xe9", "\u0131", "a%41", "a%2", "", "a b", "[1", "2]", ":", "0x1f", "a" * 64]
+    tlds = ["com", "uk", "us", "au", "zz", "", "COM", "com.", "com\u3002"]
+    hosts = [".".join([rng.choice(labels) for _ in range(rng.randrange(0, 5))] + [rng.choice(tlds)])
+             for _ in range(4000)]
+    got = [h2d(h) for h in hosts]
+    assert sum(g is not None for g in got) > 200
+    assert got == [_general_host_to_domain(h, rb.tlds, rb.two, rb.three, None, None) for h in hosts]
 
 
 def _random_uri(rng: random.Random) -> str:

@@ -21,7 +21,9 @@ many rules match.
 The format table runs in postier._native.spamrcvd (twin: postier._pure.
 spamrcvd): each of its ~160 patterns is compiled once (the first parse)
 together with the literal text and line prefix any match needs, so most
-formats are ruled out by a substring test instead of a regex search.
+formats are ruled out by a substring test instead of a regex search; the
+fields of a parsed line are cleaned up and its relay string made there too
+(relay_fields).
 trusted/internal/msa networks are parsed once per distinct setting
 (_netset); a relay string is patched for intl/msa only when the patch
 changes it.
@@ -457,66 +459,20 @@ class _Parser:
         return v
 
     def _enough(self, v: dict) -> Relay:
-        strip = _STRIP_SUB
-        rdns = (v["rdns"] or "").rstrip(".")          # s/\.+\z//
-        if rdns.startswith("[") or _UNKNOWN(rdns) is not None:
-            rdns = ""
-        ip = v["ip"] or ""
-        if ip[:5].lower() == "ipv6:" and ip[:5].isascii():
-            ip = ip[5:]
-        if ip.startswith("["):
-            ip = ip[1:]
-        if ip.endswith("]"):
-            ip = ip[:-1]
-        if "%" in ip:
-            ip = _SCOPE_SUB("", ip, 1)
-        if ":" in ip:
-            ip = _MAPPED_SUB(r"\1", ip, 1)
-        by = v["by"] or ""
-        if by.endswith(";") or by.endswith(";\n"):     # s/;$//
-            by = _SEMI_SUB("", by, 1)
-        helo = v["helo"] or ""
-        ident = v["ident"] or ""
-        if _STRIP_ANY("".join((ip, rdns, helo, by, ident))) is not None:
-            ip = strip("!", ip)
-            rdns = strip("!", rdns)
-            helo = strip("!", helo)
-            by = strip("!", by)
-            ident = strip("!", ident)
-        env = v["envfrom"]
-        if env is not None:
-            env = _ENV_HEAD("", env, 1)
-            env = _ENV_TAIL("", env, 1)
-            env = strip("!", env)
-        r = Relay(ip=ip, by=by, helo=helo, id=v["id"] or "", ident=ident, envfrom=env,
-                  auth=v["auth"] or "")
-        if rdns == "":
-            if v["dns"]:
-                r.no_reverse_dns = True
-            else:
-                r.rdns_not_in_headers = True
-        r.rdns = rdns
-        r.make_string()
+        # the fields cleaned up and the relay string made (intl=0 msa=0) in
+        # _rcvd.relay_fields
+        ip, by, helo, rid, ident, env, auth, rdns, no_rdns, not_in, st = _rcvd.relay_fields(v)
         private = _PRIVATE.get(ip)
         if private is None:
             if len(_PRIVATE) > 20000:
                 _PRIVATE.clear()
             private = _PRIVATE[ip] = IP_PRIVATE.search(ip) is not None
-        r.ip_private = private
-        return r
+        return Relay(ip, by, helo, rid, ident, env, auth, rdns, no_rdns, not_in, private, False, False, st)
 
 
 _PRIVATE: dict[str, bool] = {}      # IP_PRIVATE's answer by address, across messages
 
 
-_STRIP_SUB = re.compile(r"[\s\000\#\[\]\(\)\<\>\|]").sub
-_STRIP_ANY = re.compile(r"[\s\000\#\[\]\(\)\<\>\|]").search
-_UNKNOWN = re.compile(r"^unknown$", re.I).match
-_SCOPE_SUB = re.compile(r"%[A-Z0-9._~-]*\Z", re.I | re.S).sub
-_MAPPED_SUB = re.compile(r"^0*:0*:(?:0*:)*ffff:(\d+\.\d+\.\d+\.\d+)$", re.I).sub
-_SEMI_SUB = re.compile(r";$").sub
-_ENV_HEAD = re.compile(r"^\s*<*").sub
-_ENV_TAIL = re.compile(r">*\s*$").sub
 _IP_SEARCH = re.compile("(" + IP + ")").search
 _UNFOLD = re.compile(r"\n[ \t]+").sub
 _INTL_SUB = re.compile(r" intl=\d ").sub
