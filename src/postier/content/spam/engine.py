@@ -101,7 +101,9 @@ from postier.content.spam.hsdb import (
     AreaDatabase,
     Entry,
     _atomic_write,
+    prune_cache,
     report_subjects,
+    touch,
 )
 from postier.content.spam.message import Message
 from postier.content.spam.received import parse_relays
@@ -983,6 +985,7 @@ def _no_hits(data: bytes) -> set[int]:
 BODY_LONG_GROUPS = 1
 GATE_BIG = 16384            # RE2 forms at least this long share a union gate (Run._lines)
 GATE_MEM = 512 << 20        # the union's RE2 budget (a cap: states are built as needed)
+ASCII_GATE_SPARE = 4        # spam-asciigate-* files kept besides the one in use (other areas')
 
 
 def _gate_form(rr: RRule, exact: bool):
@@ -1051,7 +1054,8 @@ def _ascii_gate(urx, cache_dir: str | None = None):
     the same answers on ASCII text), when it is less than half as long
     (the union of the fuzzy-word rules: ~4x smaller, its first searches
     ~2x cheaper), else None (the gate itself).  The restriction (~0.5 s of
-    CPU for that union) is kept in cache_dir (spam-asciigate-HASH)."""
+    CPU for that union) is kept in cache_dir (spam-asciigate-HASH; the
+    ASCII_GATE_SPARE most recently used others are kept with it)."""
     if len(urx.pattern) < GATE_BIG:
         return None
     path = None
@@ -1073,6 +1077,9 @@ def _ascii_gate(urx, cache_dir: str | None = None):
         if path is not None:
             _atomic_write(cache_dir, path, b"-" if a is None
                           else b"=" + hashlib.sha256(a).digest()[:16] + a)
+        if path is not None:
+            touch(path)
+            prune_cache(cache_dir, "spam-asciigate-", os.path.basename(path), ASCII_GATE_SPARE)
     if a is None:
         return _NoMatch()
     if len(a) * 2 > len(urx.pattern):

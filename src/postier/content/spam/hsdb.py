@@ -24,7 +24,9 @@ alone: exactly, else with HS_FLAG_PREFILTER (a report is then confirmed by
 RE2/re/libpcre2), else the rule becomes an "always candidate" confirmed on
 every subject.  The per-expression classes and the finished databases are
 cached on disk (hs_serialize_database), keyed by a hash of the expressions,
-flags and the Hyperscan version, so a warm start only reads files.
+flags and the Hyperscan version, so a warm start only reads files.  Per
+area the directory keeps the current file and the most recently used
+other one (prune_cache: a rule update names new files).
 
 Hyperscan calls back for every match end, and without SINGLEMATCH (which
 Vectorscan 5.4 mishandles) an expression that matches nearly everywhere
@@ -79,6 +81,7 @@ _FORMAT = b"postier-spam-hs-8"
 PREFILTER_ONLY = 8500   # expressions this long are never tried exactly (slow, and they fail)
 LONG_EXPR = 1000        # expressions at least this long go to the "long" groups
 CHATTY_REPORTS = 64     # probe reports from which an entry gets a database of its own
+CACHE_SPARE = 1         # per area, cache files kept besides the current one (prune_cache)
 
 
 @dataclass
@@ -228,12 +231,15 @@ class AreaDatabase:
         self.key = h.hexdigest()
         if cache_dir and self._load(cache_dir):
             self.from_cache = True
+            touch(self._path(cache_dir))
+            prune_cache(cache_dir, f"spam-{label}-", os.path.basename(self._path(cache_dir)))
             return
         t0 = time.monotonic()
         self._build(cache_dir, workers)
         self.compile_seconds = time.monotonic() - t0
         if cache_dir:
             self._save(cache_dir)
+            prune_cache(cache_dir, f"spam-{label}-", os.path.basename(self._path(cache_dir)))
 
     # -- building
     def _build(self, cache_dir, workers) -> None:
@@ -642,6 +648,7 @@ def _groups(parts: list, n: int, long_groups: int = 0) -> list[tuple[list, bool]
 
 
 def _atomic_write(cache_dir: str, path: str, blob: bytes) -> None:
+    tmp = None
     try:
         os.makedirs(cache_dir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tmp-")
@@ -649,4 +656,43 @@ def _atomic_write(cache_dir: str, path: str, blob: bytes) -> None:
             f.write(blob)
         os.replace(tmp, path)
     except OSError:
+        if tmp is not None:         # (a full disk: no half-written file left behind)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def touch(path: str) -> None:
+    """Mark a cache file used now (its mtime: what prune_cache keeps by)."""
+    try:
+        os.utime(path)
+    except OSError:
         pass
+
+
+def prune_cache(cache_dir: str, prefix: str, current: str, spare: int = CACHE_SPARE) -> None:
+    """Remove the files of cache_dir named prefix* except `current` and
+    the `spare` most recently used others (the previous rule set's, for a
+    roll-back or a second configuration sharing the directory).  Every
+    rule change names new files, so without this the directory grows by
+    the size of the changed areas' databases at each change.  Errors
+    (a read-only directory, a file another process removed) are ignored."""
+    try:
+        names = os.listdir(cache_dir)
+    except OSError:
+        return
+    others = []
+    for n in names:
+        if n.startswith(prefix) and n != current:
+            p = os.path.join(cache_dir, n)
+            try:
+                others.append((os.stat(p).st_mtime, n, p))
+            except OSError:
+                continue
+    others.sort(reverse=True)
+    for _t, _n, p in others[spare:]:
+        try:
+            os.unlink(p)
+        except OSError:
+            pass
