@@ -351,13 +351,15 @@ def _joined(node, at_start: bool, at_end: bool, changed: list, rest_min: int = 1
     if kind == "seq":
         items = node[1]
         last = len(items) - 1
-        mins = [_min_len(it) for it in items]
+        after = [0] * (last + 1)    # the least length of the items after each one
+        for i in range(last - 1, -1, -1):
+            after[i] = after[i + 1] + _min_len(items[i + 1])
         out = []
         for i, it in enumerate(items):
             # an item is at the start when everything before it is an anchor
             # (zero-width) -- keep it simple: only the first/last item
             out.append(_joined(it, at_start and i == 0, at_end and i == last, changed,
-                               sum(mins[i + 1:]) + (rest_min if i == last else 0)))
+                               after[i] + (rest_min if i == last else 0)))
         return ("seq", out)
     if kind == "alt":
         return ("alt", [_joined(b, at_start, at_end, changed, rest_min) for b in node[1]])
