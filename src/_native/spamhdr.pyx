@@ -17,10 +17,17 @@ the pattern's RE2 regex directly (pattern._re2.contains) under the same
 condition.  The twin calls the rule's search(): the same answer.
 fast_addresses (the common address-header shapes of headers.
 parse_header_addresses) scans the value character by character where the
-twin uses its anchored regexes: the same dicts, or None.
+twin uses its anchored regexes: the same dicts, or None.  all_value (the
+ALL header value and its Received lines' offsets) copies each line into
+one allocation; fast_values / fast_answer (HeaderView's plain header names
+with :raw/:addr/:name/:first/:last) walk a request list in one call,
+calling back into Python only for a header line's addresses not yet
+remembered; store_plain keeps HeaderView.values' plain header values.
 """
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint32_t
+from libc.string cimport memcpy
 
 ctypedef int (*_pcre2_match_fn)(const void *code, const char *subject, size_t length,
                                 size_t start, uint32_t options, void *match_data,
@@ -344,3 +351,207 @@ def fast_addresses(str s, host_invalid):
             return None
         out.append(one)
     return out
+
+
+# ---------------------------------------------------------------- ALL
+
+cdef enum:
+    _MAX_HEADER_LENGTH = 65536
+
+MAX_HEADER_LENGTH = _MAX_HEADER_LENGTH
+
+cdef const char *_RECEIVED = b"received:"
+# each field name's lower-cased str (names repeat across messages; bounded)
+cdef dict _LOWER_KEYS = {}
+
+
+def all_value(list order, dict headers):
+    """See postier._pure.spamhdr.all_value."""
+    cdef dict seen = {}
+    cdef list ks = [], vs = []
+    cdef list starts = []
+    cdef Py_ssize_t size = 0, total = 0, j, i, m, nk, nv, pos = 0
+    cdef bytes k, v, out
+    cdef str key
+    cdef object got
+    cdef char *o
+    cdef unsigned char c
+    for k in order:
+        got = _LOWER_KEYS.get(k)
+        if got is None:
+            got = k.decode("latin-1").lower()
+            if len(_LOWER_KEYS) >= 4096:
+                _LOWER_KEYS.clear()
+            _LOWER_KEYS[k] = got
+        key = <str>got
+        got = seen.get(key)
+        j = 0 if got is None else <Py_ssize_t>got
+        seen[key] = j + 1
+        got = headers.get(key)
+        if got is None or j >= len(<list>got):
+            continue
+        v = <bytes>(<list>got)[j]
+        ks.append(k)
+        vs.append(v)
+        size += len(key) + len(v) + 3
+        total += len(k) + len(v) + 3
+    if size > _MAX_HEADER_LENGTH:
+        return None
+    out = PyBytes_FromStringAndSize(NULL, total)
+    o = PyBytes_AS_STRING(out)
+    for i in range(len(ks)):
+        k = <bytes>ks[i]
+        v = <bytes>vs[i]
+        nk = PyBytes_GET_SIZE(k)
+        nv = PyBytes_GET_SIZE(v)
+        memcpy(o + pos, PyBytes_AS_STRING(k), nk)
+        o[pos + nk] = 0x3A
+        o[pos + nk + 1] = 0x20
+        memcpy(o + pos + nk + 2, PyBytes_AS_STRING(v), nv)
+        o[pos + nk + 2 + nv] = 10
+        if nk + nv + 3 >= 9:
+            for m in range(9):
+                c = <unsigned char>o[pos + m]
+                if 65 <= c <= 90:
+                    c += 32
+                if c != <unsigned char>_RECEIVED[m]:
+                    break
+            else:
+                starts.append(pos)
+        pos += nk + nv + 3
+    return out, starts
+
+
+# ---------------------------------------------------------------- fast answers
+
+cdef object _line_out(object line, bint getaddr, bint getraw, dict addrs, object host_check,
+                      object line_out):
+    """A header line's addresses (getaddr), raw display names (getraw) or
+    display names as a tuple: a common shape (fast_addresses, its parse
+    kept in addrs by the line stripped of ASCII white space) answered
+    here, with a display name only when plain ASCII (one space for each
+    white-space run, stripped, '...' unquoted); else line_out(line,
+    getaddr, getraw)."""
+    cdef object key, parsed, ph, dec
+    cdef list out = []
+    cdef dict a
+    cdef bytes b
+    if type(line) is not bytes:
+        return line_out(line, getaddr, getraw)
+    key = (<bytes>line).strip()
+    parsed = addrs.get(key)
+    if parsed is None:
+        parsed = fast_addresses((<bytes>line).decode("latin-1"), host_check)
+        if parsed is None:
+            return line_out(line, getaddr, getraw)
+        addrs[key] = parsed
+    for a in <list>parsed:
+        if getaddr:
+            if a["address"] is not None:
+                out.append((<str>a["address"]).encode("latin-1"))
+            continue
+        ph = a["phrase"]
+        if ph is None:
+            continue
+        if getraw:
+            out.append((<str>ph).encode("latin-1"))
+        elif (<str>ph).isascii() and "\n" not in <str>ph and "=?" not in <str>ph:
+            b = (<str>ph).encode("ascii")
+            dec = b.split()
+            if dec:
+                b = b" ".join(dec)
+                if len(b) > 1 and b[0] == 39 and b[len(b) - 1] == 39:
+                    b = b[1:len(b) - 1]
+            out.append(b)
+        else:
+            return line_out(line, getaddr, getraw)
+    return tuple(out)
+
+
+cdef list _fast_answer(dict raw_headers, dict headers, object strings, tuple kind,
+                       tuple memos, Py_ssize_t memo_len, Py_ssize_t memo_size, dict addrs,
+                       object host_check, object line_out):
+    cdef bint raw = kind[3], getaddr = kind[4], getname = kind[5]
+    cdef object res, m, line, got
+    cdef list lst, out
+    cdef dict memo
+    if raw or getaddr or getname:
+        res = raw_headers.get(kind[2])
+        if res:
+            res = list(res)
+    else:
+        res = headers.get(kind[1])
+        if res:
+            res = [v + b"\n" for v in res]
+    if not res:
+        m = strings.get(kind[1]) if strings else None
+        if m is None:
+            return []
+        res = [m]
+    lst = <list>res
+    if kind[6]:
+        lst = lst[:1]
+    elif kind[7]:
+        lst = lst[len(lst) - 1:]
+    if getaddr or getname:
+        memo = <dict>memos[0 if getaddr else (1 if raw else 2)]
+        out = []
+        for line in lst:
+            got = memo.get(line)
+            if got is None:
+                got = _line_out(line, getaddr, raw, addrs, host_check, line_out)
+                if len(line) <= memo_len:
+                    if len(memo) >= memo_size:
+                        memo.clear()
+                    memo[line] = got
+            out.extend(got)
+        lst = out
+    for line in lst:
+        if line is None:
+            return [x for x in lst if x is not None]
+    return lst
+
+
+def fast_answer(dict raw_headers, dict headers, strings, tuple kind, tuple memos,
+                Py_ssize_t memo_len, Py_ssize_t memo_size, dict addrs, host_check, line_out):
+    """See postier._pure.spamhdr.fast_answer."""
+    return _fast_answer(raw_headers, headers, strings, kind, memos, memo_len, memo_size, addrs,
+                        host_check, line_out)
+
+
+def fast_values(dict raw_headers, dict headers, strings, tuple items, dict cache, dict values,
+                list out, tuple memos, Py_ssize_t memo_len, Py_ssize_t memo_size, dict addrs,
+                host_check, line_out):
+    """See postier._pure.spamhdr.fast_values."""
+    cdef tuple item
+    cdef object request, v, r
+    cdef list lst
+    for item in items:
+        request = item[1]
+        v = values.get(request, values)
+        if v is values:
+            r = cache.get(request)
+            if r is None:
+                r = _fast_answer(raw_headers, headers, strings, <tuple>item[2], memos, memo_len,
+                                 memo_size, addrs, host_check, line_out)
+                cache[request] = r
+            lst = <list>r
+            if not lst:
+                v = None
+            elif lst[0].endswith(b"\n"):
+                v = b"".join(lst)
+            else:
+                v = b"\n".join(lst)
+            values[request] = v
+        out[<Py_ssize_t>item[0]] = v
+
+
+def store_plain(dict values, tuple requests, tuple names, list out, tuple plain, strings):
+    """See postier._pure.spamhdr.store_plain."""
+    cdef object i, v
+    for i in plain:
+        v = out[<Py_ssize_t>i]
+        if v is None and strings:
+            v = strings.get(names[<Py_ssize_t>i])
+            out[<Py_ssize_t>i] = v
+        values[requests[<Py_ssize_t>i]] = v

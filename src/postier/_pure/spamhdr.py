@@ -4,6 +4,12 @@
     new_memo(groups)                         # header_rules' memo across messages
     exists_rules(headers, strings, checks)   # names of the exists: rules that hit
     fast_addresses(s, host_invalid)          # the common address-header shapes, or None
+    all_value(order, headers)                # the ALL value and its Received lines' offsets
+    fast_answer(raw_headers, headers, strings, kind, memos, memo_len, memo_size, addrs,
+                host_check, line_out)
+    fast_values(raw_headers, headers, strings, items, cache, values, out, memos, memo_len,
+                memo_size, addrs, host_check, line_out)   # :raw/:addr/:name/:first/:last
+    store_plain(values, requests, names, out, plain, strings)   # HeaderView.values' plain names
 
 header_rules is Run._headers' loop (postier.content.spam.engine): for each
 header group of CompiledRules.header_plan, its value (vals: one per group,
@@ -239,3 +245,153 @@ def fast_addresses(s: str, host_invalid) -> list | None:
             return None
         out.append(one)
     return out
+
+
+MAX_HEADER_LENGTH = 65536      # (postier._pure.spammime.all_headers' bound)
+
+
+def all_value(order: list[bytes], headers: dict[str, list[bytes]]) -> tuple[bytes, list[int]] | None:
+    """The ALL header value in one piece: b"".join(spammime.all_headers(order,
+    headers, False)) -- each field's b"Name: value\\n" line in order, the n-th
+    field of a name taking headers[lower-cased name][n] -- and the offsets
+    in it of the lines whose first 9 bytes, ASCII-lower-cased, are
+    b"received:"; None past MAX_HEADER_LENGTH (all_headers' None)."""
+    seen: dict[str, int] = {}
+    out = []
+    starts = []
+    size = 0
+    pos = 0
+    for k in order:
+        key = k.decode("latin-1").lower()
+        j = seen.get(key, 0)
+        seen[key] = j + 1
+        vals = headers.get(key)
+        if vals is None or j >= len(vals):
+            continue
+        line = k + b": " + vals[j] + b"\n"
+        size += len(key) + len(vals[j]) + 3
+        if line[:9].lower() == b"received:":
+            starts.append(pos)
+        pos += len(line)
+        out.append(line)
+    if size > MAX_HEADER_LENGTH:
+        return None
+    return b"".join(out), starts
+
+
+def _line_out(line, getaddr: bool, getraw: bool, addrs: dict, host_check, line_out) -> tuple:
+    """A header line's addresses (getaddr), raw display names (getraw) or
+    display names: a common shape (fast_addresses, its parse kept in addrs
+    by the line stripped of ASCII white space) answered here, a display
+    name only when plain ASCII (one space for each white-space run,
+    stripped, '...' unquoted); else line_out(line, getaddr, getraw)."""
+    if line.__class__ is not bytes:
+        return line_out(line, getaddr, getraw)
+    key = line.strip()
+    parsed = addrs.get(key)
+    if parsed is None:
+        parsed = fast_addresses(line.decode("latin-1"), host_check)
+        if parsed is None:
+            return line_out(line, getaddr, getraw)
+        addrs[key] = parsed
+    out = []
+    for a in parsed:
+        if getaddr:
+            if a["address"] is not None:
+                out.append(a["address"].encode("latin-1"))
+            continue
+        ph = a["phrase"]
+        if ph is None:
+            continue
+        if getraw:
+            out.append(ph.encode("latin-1"))
+        elif ph.isascii() and "\n" not in ph and "=?" not in ph:
+            dec = ph.encode("ascii")
+            words = dec.split()
+            if words:
+                dec = b" ".join(words)
+                if len(dec) > 1 and dec[0] == 39 and dec[-1] == 39:
+                    dec = dec[1:-1]
+            out.append(dec)
+        else:
+            return line_out(line, getaddr, getraw)
+    return tuple(out)
+
+
+def fast_answer(raw_headers: dict, headers: dict, strings: dict | None, kind: tuple,
+                memos: tuple, memo_len: int, memo_size: int, addrs: dict, host_check,
+                line_out) -> list:
+    """HeaderView.get()'s lines for a plain header name with modifiers of
+    :raw, :addr, :name, :first, :last only (kind: headers._fast_kind's
+    tuple: name, lower-cased name, stripped, raw, addr, name, first, last):
+    the raw values (addr/name/raw) or the decoded ones with a newline, else
+    the metadata string of the name (strings; [] without one), the first or
+    last one kept, then for addr/name each line's answer from memos[0]
+    (addr), memos[1] (name:raw) or memos[2] (name), else _line_out's
+    (fast_addresses with host_check, parses kept in addrs; line_out(line,
+    getaddr, getraw) for the other lines), remembered for a line of at
+    most memo_len bytes (a memo holding memo_size lines is emptied first)."""
+    raw, getaddr, getname, first, last = kind[3], kind[4], kind[5], kind[6], kind[7]
+    if raw or getaddr or getname:
+        res = raw_headers.get(kind[2])
+        if res:
+            res = list(res)
+    else:
+        res = headers.get(kind[1])
+        if res:
+            res = [v + b"\n" for v in res]
+    if not res:
+        m = strings.get(kind[1]) if strings else None
+        if m is None:
+            return []
+        res = [m]
+    if first:
+        res = res[:1]
+    elif last:
+        res = res[-1:]
+    if getaddr or getname:
+        memo = memos[0 if getaddr else (1 if raw else 2)]
+        out: list = []
+        for line in res:
+            got = memo.get(line)
+            if got is None:
+                got = _line_out(line, getaddr, raw, addrs, host_check, line_out)
+                if len(line) <= memo_len:
+                    if len(memo) >= memo_size:
+                        memo.clear()
+                    memo[line] = got
+            out += got
+        res = out
+    return [x for x in res if x is not None]
+
+
+def fast_values(raw_headers: dict, headers: dict, strings: dict | None, items: tuple,
+                cache: dict, values: dict, out: list, memos: tuple, memo_len: int,
+                memo_size: int, addrs: dict, host_check, line_out) -> None:
+    """For each (index, request, kind) of items: out[index] = the request's
+    joined value (values[request] when it is there, else fast_answer's
+    lines -- cache[request], made and stored when missing -- joined with a
+    newline between them unless the first ends in one, None for none;
+    stored in values)."""
+    for i, request, kind in items:
+        v = values.get(request, values)
+        if v is values:
+            r = cache.get(request)
+            if r is None:
+                r = cache[request] = fast_answer(raw_headers, headers, strings, kind, memos,
+                                                 memo_len, memo_size, addrs, host_check, line_out)
+            v = values[request] = (b"" if r[0].endswith(b"\n") else b"\n").join(r) if r else None
+        out[i] = v
+
+
+def store_plain(values: dict, requests: tuple, names: tuple, out: list, plain: tuple,
+                strings: dict | None) -> None:
+    """HeaderView.values' plain header names (plain: their indexes): an
+    absent one (out[i] None) takes the metadata string of its name
+    (strings.get(names[i]), when strings is not empty), and each
+    out[i] is stored as values[requests[i]]."""
+    for i in plain:
+        v = out[i]
+        if v is None and strings:
+            v = out[i] = strings.get(names[i])
+        values[requests[i]] = v

@@ -330,8 +330,7 @@ class EvalContext:
         return v
 
     def get_or_none(self, req: str) -> str | None:
-        v = self.hv.get(req)
-        if not v:
+        if not self.hv.defined(req):
             return None
         return self.get(req)
 

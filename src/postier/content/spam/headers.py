@@ -30,6 +30,14 @@ and its substitutions (the same bytes); the X-Spam-Relays-* strings are
 built when first asked for (relay_str); MESSAGEID asks get_header only
 for the fields the message has, EnvelopeFrom asks get() only for the
 headers (X-Sender, X-Envelope-From, Envelope-Sender, Return-Path) it has.
+values() answers the plain names with :raw/:addr/:name/:first/:last in
+one compiled call (spamhdr.fast_values, which parses the common address
+shapes itself); ALL, ALL-UNTRUSTED and ALL-EXTERNAL are one piece
+(spamhdr.all_value: the joined lines and the Received lines' offsets, an
+ALL-* tail a slice of it); a header line's addresses and names are
+remembered across messages (_ADDR_OUT) and a line's parse is shared by
+lines equal once stripped (ToCc:addr's decoded To line, To:addr's raw
+one); get_str() and defined() answer a plain name from value()'s cache.
 
 Parameters read: none (envelope_sender_header comes from the rule set).
 """
@@ -43,7 +51,12 @@ from postier.content.spam.uri import Registry, idn_to_ascii, is_fqdn_valid
 from postier.native import load as _load_native
 
 _eng = _load_native("spameng")
-_fast = _load_native("spamhdr").fast_addresses
+_hdr = _load_native("spamhdr")
+_fast = _hdr.fast_addresses
+_all_value = _hdr.all_value
+_fast_values = _hdr.fast_values
+_fast_answer = _hdr.fast_answer
+_store_plain = _hdr.store_plain
 
 _MAILRE = (r"""(?:"(?:|(?:[^"\\]++|\\.)*+)"|[^\@\s\<\>\(\)\[\]\,\:\;]+)"""
            r"""\@(?:[^\"\s\<\>\(\)\[\]\,\:\;]+|\[[\d:.]+\])""")
@@ -178,6 +191,8 @@ _RECEIVED_LINE = re.compile(rb"^Received:", re.M | re.I)
 _NAMED_SPECIAL = frozenset({"ALL", "ALL-TRUSTED", "ALL-INTERNAL", "ALL-UNTRUSTED", "ALL-EXTERNAL",
                             "MESSAGEID"})
 _FIRST_ONLY: dict[str, bool] = {}     # get_str: does the request answer its first value only?
+# value() from HeaderView._all_value's one piece (the decoded header lines)
+_ALL_TAILS = frozenset({"ALL", "ALL-UNTRUSTED", "ALL-EXTERNAL"})
 _IP_RE = re.compile(r"(?<!\.)\b(" + IP + r")\b(?!\.)", re.A)
 _HOST_RES: dict[int, tuple] = {}
 
@@ -261,6 +276,18 @@ def _fast_kind(request: str):
     return got
 
 
+# _addr_out's answers by header line, across messages: [addr, name:raw,
+# name] forms; lines up to _ADDR_OUT_LEN bytes, each dict cleared when full
+_ADDR_OUT: tuple[dict[bytes, tuple[bytes, ...]], ...] = ({}, {}, {})
+_ADDR_OUT_LEN = 256
+_ADDR_OUT_SIZE = 1024
+
+
+def _no_host_check(host: str) -> bool:
+    """_fast's host check where the answer's "invalid" is not read."""
+    return False
+
+
 def _joined(arr: list[bytes] | None) -> bytes | None:
     """The string a header rule matches from get()'s lines: joined, with a
     newline between them unless they end in one; None when there are none."""
@@ -277,10 +304,12 @@ class HeaderView:
         self.esh = envelope_sender_header
         self.rb = registry
         self._cache: dict[str, list[bytes]] = {}
-        self._addrs: dict[bytes, list[dict]] = {}      # parse_header_addresses by header line
+        self._addrs: dict[bytes, list[dict]] = {}      # _fast's parses by stripped header line
+        self._slow: dict[bytes, list[dict]] = {}       # the general parser's, by header line
         self._values: dict[str, bytes | None] = {}     # value() by request
         self._envfrom: list[bytes] | None = None
         self._relay_strs: dict[str, bytes] = {}
+        self._all: tuple[bytes, list[int]] | None | bool = False     # _all_value
 
     def relay_str(self, lc: str) -> bytes:
         """The relay string of a lower-cased X-Spam-Relays-* name (each
@@ -321,23 +350,69 @@ class HeaderView:
             self._cache[request] = r
         return r
 
+    def defined(self, request: str) -> bool:
+        """bool(get(request)); a plain header name whose value() is made
+        answers from it (None exactly when get() has no lines) without
+        building get()'s lines."""
+        v = self._values.get(request, self)
+        if v is not self and ":" not in request:
+            lc = request.lower()
+            if lc not in _SPECIAL and lc not in _METADATA_SET:
+                return v is not None
+        return bool(self.get(request))
+
     def get_str(self, request: str) -> bytes:
-        """Scalar-context get(): first value for address-type queries, else all joined."""
-        v = self.get(request)
-        if not v:
-            return b""
+        """Scalar-context get(): first value for address-type queries, else all joined.
+        A joined value value() already made is that string when get()'s
+        first line ends in a newline or there is one line (_joined joins
+        with b"" then); a plain header name's lines all end in one (or it
+        is one metadata string), so its value() answers without get()."""
         first = _FIRST_ONLY.get(request)
         if first is None:
             first = _FIRST_ONLY[request] = bool(
                 re.search(r":(?:addr|name|host|domain|ip|revip)\b", request) or request == "EnvelopeFrom")
+        if not first:
+            if request in _ALL_TAILS:
+                # the decoded header lines all end in a newline
+                return self.value(request) or b""
+            j = self._values.get(request, self)
+            if j is not self and ":" not in request:
+                lc = request.lower()
+                if lc not in _SPECIAL and lc not in _METADATA_SET:
+                    return j or b""
+        v = self.get(request)
+        if not v:
+            return b""
         if first:
             return v[0][:-1] if v[0].endswith(b"\n") else v[0]
+        if len(v) == 1:
+            return v[0]
+        if v[0].endswith(b"\n"):
+            return self.value(request)
         return b"".join(v)
 
     def value(self, request: str) -> bytes | None:
-        """The string a header rule matches (None: undefined)."""
+        """The string a header rule matches (None: undefined).  ALL, and
+        ALL-UNTRUSTED / ALL-EXTERNAL (its tail from a Received line on),
+        come from _all_value's one piece when it has one."""
         v = self._values.get(request, self)
         if v is self:
+            if request in _ALL_TAILS:
+                av = self._all_value()
+                if av is not None:
+                    joined, starts = av
+                    if request == "ALL":
+                        v = joined or None          # (no lines: _joined's None)
+                    else:
+                        relays = self.relays
+                        start = (relays.last_trusted_index if request == "ALL-UNTRUSTED"
+                                 else relays.last_internal_index) + 1
+                        if start < 0:
+                            v = self._values[request] = _joined(self.get(request))
+                            return v
+                        v = joined[starts[start]:] if start < len(starts) else None
+                    self._values[request] = v
+                    return v
             if request == "ALL:raw":
                 ph = self.msg.pristine_headers
                 if ph.endswith(b"\n\n"):
@@ -349,39 +424,44 @@ class HeaderView:
             v = self._values[request] = _joined(self.get(request))
         return v
 
+    def _all_value(self) -> tuple[bytes, list[int]] | None:
+        """spamhdr.all_value of the message: b"".join(get("ALL")) (each
+        decoded "Name: value\\n" line, as get_all_headers makes them) and
+        its Received lines' offsets; None when get_all_headers takes its
+        slow path (a header past MAX_HEADER_LENGTH)."""
+        av = self._all
+        if av is False:
+            msg = self.msg
+            av = self._all = _all_value(msg.header_order, msg.headers)
+        return av
+
     def values(self, requests: tuple, names: tuple) -> list:
         """[value(r) for r in requests], names being [plain_name(r) for r in
         requests]: the plain header names are joined in one native call
-        (spameng.header_values), a plain name with _fast_kind's modifiers
-        straight from _fast_answer (value()'s and get()'s answer, cached
-        as they cache it), the rest through value()."""
-        out = _eng.header_values(self.msg.headers, names)
+        (spameng.header_values), the plain names with _fast_kind's
+        modifiers in another (spamhdr.fast_values: _fast_answer's lines,
+        value()'s and get()'s answers, cached as they cache them), the
+        rest through value()."""
+        msg = self.msg
+        out = _eng.header_values(msg.headers, names)
         split = _SPLITS.get(id(names))
         if split is None or split[0] is not names or split[3] is not requests:
+            kinds = [(i, requests[i], _fast_kind(requests[i]))
+                     for i, n in enumerate(names) if n is None]
             split = _SPLITS[id(names)] = (
-                names, tuple((i, requests[i], _fast_kind(requests[i]))
-                             for i, n in enumerate(names) if n is None),
-                tuple(i for i, n in enumerate(names) if n is not None), requests)
+                names, tuple((i, r) for i, r, k in kinds if k.__class__ is not tuple),
+                tuple(i for i, n in enumerate(names) if n is not None), requests,
+                tuple(item for item in kinds if item[2].__class__ is tuple))
+        strings = msg.metadata.get("strings")
+        _fast_values(msg.raw_headers, msg.headers, strings, split[4], self._cache, self._values,
+                     out, _ADDR_OUT, _ADDR_OUT_LEN, _ADDR_OUT_SIZE, self._addrs, _no_host_check,
+                     self._line_addr_out)
         value = self.value
-        cache = self._cache
-        values = self._values
-        for i, request, kind in split[1]:
-            if kind.__class__ is tuple and request not in values:
-                # value() of a plain name with :raw/:addr/:name/:first/:last
-                # (_fast_get's answer), without value()'s and get()'s dispatch
-                r = cache.get(request)
-                if r is None:
-                    r = cache[request] = self._fast_answer(kind, request)
-                out[i] = values[request] = _joined(r)
-            else:
-                out[i] = value(request)
-        strings = self.msg.metadata.get("strings")
-        if strings:
-            # an absent header: the metadata string of that name, if any
-            for i in split[2]:
-                if out[i] is None:
-                    out[i] = strings.get(names[i])
-        self._values.update(zip(requests, out, strict=True))
+        for i, request in split[1]:
+            out[i] = value(request)
+        # (the others stored their values already; an absent plain header:
+        # the metadata string of that name, if any)
+        _store_plain(self._values, requests, names, out, split[2], strings)
         return out
 
     def _fast_get(self, request: str) -> list[bytes] | None:
@@ -398,64 +478,83 @@ class HeaderView:
 
     def _fast_answer(self, kind: tuple, request: str) -> list[bytes]:
         """_fast_get's answer for a plain header name with modifiers
-        (kind: _fast_kind's tuple of the request)."""
-        name, lc, lcs, raw, getaddr, getname, first, last = kind
+        (kind: _fast_kind's tuple of the request): spamhdr.fast_answer,
+        the addresses and names as _addr_out gives them."""
         msg = self.msg
-        res = msg.raw_headers.get(lcs) if raw or getaddr or getname else msg.headers.get(lc)
-        if res:
-            res = list(res) if raw or getaddr or getname else [v + b"\n" for v in res]
-        else:
-            m = msg.metadata.get("strings", {}).get(lc)
-            if m is None:
-                return []
-            res = [m]
-        if first:
-            res = res[:1]
-        elif last:
-            res = res[-1:]
-        if getaddr or getname:
-            res = self._addr_out(res, getaddr, raw, request)
-        return [x for x in res if x is not None]
+        return _fast_answer(msg.raw_headers, msg.headers, msg.metadata.get("strings"), kind,
+                            _ADDR_OUT, _ADDR_OUT_LEN, _ADDR_OUT_SIZE, self._addrs, _no_host_check,
+                            self._line_addr_out)
 
     def _addr_out(self, results: list[bytes], getaddr: bool, getraw: bool,
                   request: str) -> list[bytes]:
         """The addresses (getaddr) or display names of header lines, as
-        _get answers `:addr` / `:name` (`:name:raw`: undecoded names)."""
-        out = []
+        _get answers `:addr` / `:name` (`:name:raw`: undecoded names).
+        A line's answer depends on the line and the form only (decode_header's
+        name, "PMS:get:" + request, never names a no-decode header), so a
+        short line's answer is remembered across messages (_ADDR_OUT: To,
+        Return-Path, Reply-To lines repeat)."""
+        memo = _ADDR_OUT[0 if getaddr else (1 if getraw else 2)]
+        out: list[bytes] = []
         for line in results:
-            addrs = self._addrs.get(line)
-            if addrs is None:
-                # From:addr, From:name and From:name:raw parse the same lines
-                addrs = self._addrs[line] = parse_header_addresses(line.decode("latin-1"))
-            for a in addrs:
-                if getaddr:
-                    if a["address"] is not None:
-                        out.append(a["address"].encode("latin-1"))
-                else:
-                    ph = a["phrase"]
-                    if ph is None:
-                        continue
-                    if getraw:
-                        out.append(ph.encode("latin-1"))
-                    elif ph.isascii() and "\n" not in ph and "=?" not in ph:
-                        # decode_header leaves such a phrase as it is; the
-                        # \s runs made one space and stripped (bytes.split:
-                        # Perl's ASCII \s set), then ^'(.*?)'$ unquoted
-                        dec = ph.encode("ascii")
-                        words = dec.split()
-                        if words:
-                            dec = b" ".join(words)
-                            if len(dec) > 1 and dec[0] == 39 and dec[-1] == 39:
-                                dec = dec[1:-1]
-                        out.append(dec)
-                    else:
-                        dec = decode_header(ph.encode("latin-1"), "PMS:get:" + request)
-                        if re.search(rb"\S", dec):
-                            dec = re.sub(rb"\s+", b" ", dec)
-                            dec = dec.strip(b" ")
-                            dec = re.sub(rb"^'(.*?)'$", rb"\1", dec, flags=re.S)
-                        out.append(dec)
+            got = memo.get(line)
+            if got is None:
+                got = self._line_addr_out(line, getaddr, getraw)
+                if len(line) <= _ADDR_OUT_LEN:
+                    if len(memo) >= _ADDR_OUT_SIZE:
+                        memo.clear()
+                    memo[line] = got
+            out += got
         return out
+
+    def _line_addr_out(self, line: bytes, getaddr: bool, getraw: bool) -> tuple[bytes, ...]:
+        """_addr_out's answer for one header line."""
+        # From:addr, From:name and From:name:raw parse the same lines; a
+        # common shape's parse (_fast) is a function of the line stripped of
+        # ASCII white space (it strips both ends), so ToCc:addr's decoded To
+        # line and To:addr's raw one, the same when the field is plain ASCII
+        # and unfolded, share one parse (self._addrs by stripped line; the
+        # general parser's answers by line, in self._slow)
+        key = line.strip()
+        addrs = self._addrs.get(key)
+        if addrs is None:
+            addrs = self._slow.get(line)
+            if addrs is None:
+                s = line.decode("latin-1")
+                addrs = _fast(s, _no_host_check)
+                if addrs is not None:
+                    self._addrs[key] = addrs
+                else:
+                    addrs = self._slow[line] = _parse_header_addresses(s)
+        out = []
+        for a in addrs:
+            if getaddr:
+                if a["address"] is not None:
+                    out.append(a["address"].encode("latin-1"))
+            else:
+                ph = a["phrase"]
+                if ph is None:
+                    continue
+                if getraw:
+                    out.append(ph.encode("latin-1"))
+                elif ph.isascii() and "\n" not in ph and "=?" not in ph:
+                    # decode_header leaves such a phrase as it is; the
+                    # \s runs made one space and stripped (bytes.split:
+                    # Perl's ASCII \s set), then ^'(.*?)'$ unquoted
+                    dec = ph.encode("ascii")
+                    words = dec.split()
+                    if words:
+                        dec = b" ".join(words)
+                        if len(dec) > 1 and dec[0] == 39 and dec[-1] == 39:
+                            dec = dec[1:-1]
+                    out.append(dec)
+                else:
+                    dec = decode_header(ph.encode("latin-1"), "PMS:get:name")
+                    if re.search(rb"\S", dec):
+                        dec = re.sub(rb"\s+", b" ", dec)
+                        dec = dec.strip(b" ")
+                        dec = re.sub(rb"^'(.*?)'$", rb"\1", dec, flags=re.S)
+                    out.append(dec)
+        return tuple(out)
 
     def _all_raw(self) -> list[bytes]:
         return re.findall(rb"^([^ \t].*?\n)(?![ \t])", self.msg.pristine_headers, re.M | re.S)
