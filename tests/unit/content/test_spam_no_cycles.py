@@ -87,6 +87,16 @@ def test_run_leaves_no_cycles_and_keeps_results():
     assert not {type(o).__name__ for o in left} & {"Run", "Message", "EvalContext"}
 
 
+def test_compiled_rules_run_leaves_no_cycles():
+    # what tools/sa_agreement.py and `rules explain` call: the cut is in
+    # CompiledRules.run itself, not only in SpamScanner.run
+    sc = _scanner()
+    r = sc.compiled.run(MULTIPART)
+    assert r.eval_ctx is None and r.values.get("H_SUBJ")
+    left = _garbage_after(lambda: sc.compiled.run(MULTIPART))
+    assert not {type(o).__name__ for o in left} & {"Run", "Message", "EvalContext"}
+
+
 def test_find_parts_same_lists_no_self_reference():
     m = Message(MULTIPART)
     every = m.find_parts()
