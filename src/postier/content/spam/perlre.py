@@ -542,23 +542,14 @@ def compile_pattern_fallback(pattern: str, mods: str) -> patterns.Pattern:
 SPLIT_TARGET = 6000   # Hyperscan expression size aimed at when splitting an alternation
 
 
-def _split_tree(tree, expr: bytes) -> list[bytes] | None:
-    """Cut a huge expression into several whose union matches exactly the
-    same strings: the biggest alternation reachable from the top through
-    sequences, groups and other alternations (not under a repeat or
-    look-around, where one match may need several branches) is shared out,
-    again in the pieces that are still too big.  None when there is no such
-    alternation or the expression is small."""
-    from postier.maps import resyntax
-    if len(expr) <= SPLIT_TARGET:
-        return None
-    trees = _split_trees(tree, len(expr), 4)
-    if len(trees) < 2:
-        return None
-    return [resyntax.emit(t, "hs").pattern for t in trees]
-
-
 def _split_trees(tree, size: int, depth: int) -> list:
+    """Cut a huge expression's tree (its Hyperscan form `size` bytes long)
+    into several whose union matches exactly the same strings: the biggest
+    alternation reachable from the top through sequences, groups and other
+    alternations (not under a repeat or look-around, where one match may
+    need several branches) is shared out, again (down to `depth` times) in
+    the pieces that are still bigger than SPLIT_TARGET.  [tree] when there
+    is no such alternation or the expression is small."""
     from postier.maps import resyntax
     if size <= SPLIT_TARGET or depth <= 0:
         return [tree]
