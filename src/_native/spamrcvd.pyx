@@ -5,10 +5,16 @@ postier._pure.spamrcvd, where the API is documented).
 Line.m() checks the pattern's prefix program and required literals in C
 and runs the compiled pattern only when they allow a match (the literals
 first against the line's pair mask: a bit per pair of adjacent characters,
-so an absent literal mostly costs a few bit tests; the compile_entry
-tuples are kept as typed _Entry objects with their literals' mask); Parser is the
-twin's format table with L typed as Line, so its ~40 L.m() calls per line
-are C calls.  The same results as the twin: the compile step
+so an absent literal mostly costs a few bit tests).  The compile_entry
+tuples are kept as typed _Entry objects that hold what a ruled-out line
+reads in their first bytes (the prefix program inline, up to 12 of the
+literals' pair bits), found by the pattern object's address in a small
+open-addressed table (_Typed) instead of a dict lookup by the string: a
+scan between two messages evicts them, and the first lines of a message
+then pay a cache miss per object touched.  Parser is the twin's format
+table with L typed as Line, so its ~20 L.m() and L.any_in() calls per line
+are C calls, and so are the regex-free _starts_from, _id_field, _by_field
+and _date_start.  The same results as the twin: the compile step
 (compile_entry, required_literals, prefix_program) is imported from it, and
 the format table is the same text (tests/unit/content/
 test_spam_uri_received.py compares the two).  relay_fields cleans a
@@ -34,6 +40,7 @@ from postier._pure.spamrcvd import (  # noqa: F401 - re-exported
 )
 from postier._pure.spamrcvd import (
     _BRACKET_IP,
+    _DATE_RX,
     _ENV_HEAD,
     _ENV_STRIP,
     _ENV_TAIL,
@@ -74,6 +81,135 @@ cpdef Py_ssize_t _date_floor(str s):
             break
         i -= 1
     return i
+
+
+# -- the line's first tests and generic fields without a regex (see the twin:
+# each the same answer as its regex)
+cdef inline bint _is_space(Py_UCS4 c) noexcept:
+    return c == 32 or 9 <= c <= 13          # re.A's \s
+
+
+cpdef bint _starts_from(str s):
+    """See the twin."""
+    cdef Py_ssize_t i = 0, n = len(s)
+    if n and s[0] == u'(':
+        i = 1
+    if n - i < 5:
+        return False
+    return ((s[i] == u'f' or s[i] == u'F') and (s[i + 1] == u'r' or s[i + 1] == u'R')
+            and (s[i + 2] == u'o' or s[i + 2] == u'O') and (s[i + 3] == u'm' or s[i + 3] == u'M')
+            and s[i + 4] == u' ')
+
+
+cpdef object _id_field(str s):
+    """See the twin."""
+    cdef Py_ssize_t n = len(s), i, j, k
+    cdef Py_UCS4 c
+    i = PyUnicode_Find(s, " id ", 0, n, 1)
+    while i >= 0:
+        j = i + 4
+        if j < n and s[j] == u'<':
+            j += 1
+        k = j
+        while k < n:
+            c = s[k]
+            if _is_space(c) or c == u'<' or c == u'>' or c == u';':
+                break
+            k += 1
+        if k - j >= 3:
+            return s[j:k]
+        i = PyUnicode_Find(s, " id ", i + 1, n, 1)
+    return None
+
+
+cpdef object _by_field(str s):
+    """See the twin."""
+    cdef Py_ssize_t n = len(s), i, j, k
+    i = PyUnicode_Find(s, " by ", 0, n, 1)
+    while i >= 0:
+        j = k = i + 4
+        while k < n and not _is_space(s[k]):
+            k += 1
+        if k > j:
+            return s[j:k]
+        i = PyUnicode_Find(s, " by ", i + 1, n, 1)
+    return None
+
+
+cdef inline Py_ssize_t _digits_back(str s, Py_ssize_t k) noexcept:
+    while k > 0 and u'0' <= s[k - 1] <= u'9':
+        k -= 1
+    return k
+
+
+cdef inline bint _sep(Py_UCS4 c) noexcept:
+    return _is_space(c) or c == u';'
+
+
+cpdef Py_ssize_t _date_start(str s, Py_ssize_t floor):
+    """See the twin."""
+    cdef Py_ssize_t n = len(s), p, k, a, b, c, u, e
+    cdef Py_UCS4 x, y, z
+    if PyUnicode_Find(s, "\n", 0, n, 1) >= 0:
+        m = _DATE_RX.search(s, floor)
+        return m.start() if m is not None else -1
+    p = n
+    while p > 0 and not _is_space(s[p - 1]):
+        p -= 1
+    if p == n or p == 0 or s[p - 1] != u' ':
+        return -1
+    k = p - 1
+    a = _digits_back(s, k)
+    if a == k or a == 0 or s[a - 1] != u':':
+        return -1
+    b = _digits_back(s, a - 1)
+    if b == a - 1 or b == 0:
+        return -1
+    if s[b - 1] == u':':
+        c = _digits_back(s, b - 1)
+        if c == b - 1 or c == 0:
+            return -1
+        b = c
+    if s[b - 1] != u' ':
+        return -1
+    k = b - 1
+    a = _digits_back(s, k)
+    if a == k or a < 5 or s[a - 1] != u' ' or s[a - 5] != u' ':
+        return -1
+    x = s[a - 4]
+    y = s[a - 3]
+    z = s[a - 2]
+    if not ((x == u'J' and ((y == u'a' and z == u'n') or (y == u'u' and (z == u'n' or z == u'l'))))
+            or (x == u'F' and y == u'e' and z == u'b')
+            or (x == u'M' and y == u'a' and (z == u'r' or z == u'y'))
+            or (x == u'A' and ((y == u'p' and z == u'r') or (y == u'u' and z == u'g')))
+            or (x == u'S' and y == u'e' and z == u'p')
+            or (x == u'O' and y == u'c' and z == u't')
+            or (x == u'N' and y == u'o' and z == u'v')
+            or (x == u'D' and y == u'e' and z == u'c')):
+        return -1
+    k = a - 5
+    u = _digits_back(s, k)
+    if u == k or u == 0:
+        return -1
+    e = -1
+    if u >= 6 and s[u - 1] == u' ' and s[u - 2] == u',' and _sep(s[u - 6]) and u - 6 >= floor:
+        x = s[u - 5]
+        y = s[u - 4]
+        z = s[u - 3]
+        if ((x == u'M' and y == u'o' and z == u'n') or (x == u'T' and ((y == u'u' and z == u'e')
+                or (y == u'h' and z == u'u'))) or (x == u'W' and y == u'e' and z == u'd')
+                or (x == u'F' and y == u'r' and z == u'i')
+                or (x == u'S' and ((y == u'a' and z == u't') or (y == u'u' and z == u'n')))):
+            e = u - 6
+    if e < 0:
+        if _sep(s[u - 1]) and u - 1 >= floor:
+            e = u - 1
+        else:
+            return -1
+    while e > floor and _sep(s[e - 1]):
+        e -= 1
+    return e
 
 
 # -- the pair mask: a bit for every pair of adjacent characters of a line (a
@@ -132,7 +268,7 @@ cdef inline bint _pairs_in(str x, const unsigned long long *mask) noexcept:
 
 cdef bint _literals_masked(str h, const unsigned long long *mask, tuple ordered, tuple anyof):
     """literals_present(h, ordered, anyof) once the ordered literals' pairs
-    are known to be in h's pair mask (_Entry.need); an anyof literal is
+    may be in h's pair mask (_Entry.pidx); an anyof literal is
     first tried on the mask."""
     cdef tuple alts
     cdef str x
@@ -203,30 +339,47 @@ cdef bint _no_other_ws(str s) noexcept:
     return True
 
 
-cdef inline bint _covers(const unsigned long long *have, const unsigned long long *need) noexcept:
-    cdef int i
-    for i in range(_PAIR_WORDS):
-        if need[i] & ~have[i]:
-            return False
-    return True
+# an entry's hot fields first (the object's first cache line): its prefix
+# program as (char, char) pairs (0, n: a run of at least n non-spaces) and
+# the pair-mask bits of its ordered literals, rarest-looking first (a few
+# bits rule most lines out); its objects after them
+DEF _NSTEPS = 12                # longer prefix programs stay tuples (prefix_ok)
+DEF _NPIDX = 12                 # pair bits kept (a subset still rules out only true misses)
+
+
+cdef inline int _pair_rank(Py_UCS4 a, Py_UCS4 b) noexcept:
+    # pairs of lowercase letters and spaces are in most lines: test the others first
+    cdef int r = 0
+    if not (u'a' <= a <= u'z' or a == u' '):
+        r += 1
+    if not (u'a' <= b <= u'z' or b == u' '):
+        r += 1
+    return r
 
 
 cdef class _Entry:
     """A compile_entry tuple (re, ordered, anyof, icase, prefix, exact) with
-    typed fields and `need`: the pair mask of its ordered literals."""
+    typed fields, its prefix program inline and up to _NPIDX pair-mask bits
+    of its ordered literals (pidx)."""
+    cdef unsigned char nsteps       # 255: the program is the prog tuple
+    cdef unsigned char npidx
+    cdef unsigned char icase
+    cdef unsigned char exact
+    cdef unsigned char lits
+    cdef unsigned char steps[2 * _NSTEPS]
+    cdef unsigned short pidx[_NPIDX]
     cdef object rx
     cdef tuple ordered
     cdef tuple anyof
     cdef tuple prog
-    cdef bint icase
-    cdef bint exact
-    cdef bint lits
-    cdef unsigned long long need[_PAIR_WORDS]
 
     def __init__(self, tuple e):
         cdef str x
-        cdef unsigned long long m[_PAIR_WORDS]
-        cdef int i
+        cdef Py_ssize_t i
+        cdef int r
+        cdef unsigned int k
+        cdef list ranked = []
+        cdef object step
         self.rx = e[0]
         self.ordered = <tuple>e[1]
         self.anyof = <tuple>e[2]
@@ -234,12 +387,118 @@ cdef class _Entry:
         self.prog = <tuple>e[4]
         self.exact = bool(e[5])
         self.lits = bool(self.ordered or self.anyof)
-        for i in range(_PAIR_WORDS):
-            self.need[i] = 0
         for x in self.ordered:
-            _pair_mask(x, m)
-            for i in range(_PAIR_WORDS):
-                self.need[i] |= m[i]
+            for i in range(1, len(x)):
+                k = _pair(x[i - 1], x[i])
+                r = _pair_rank(x[i - 1], x[i])
+                if (-r, k) not in ranked:
+                    ranked.append((-r, k))
+        ranked.sort(key=lambda t: t[0])        # stable: rarest-looking first, else in order
+        self.npidx = min(len(ranked), _NPIDX)
+        for i in range(self.npidx):
+            self.pidx[i] = <unsigned short>ranked[i][1]
+        self.nsteps = 255
+        if len(self.prog) <= _NSTEPS:
+            for i, step in enumerate(self.prog):
+                if type(step) is int:
+                    if not 0 <= step < 256:
+                        return
+                    self.steps[2 * i] = 0
+                    self.steps[2 * i + 1] = <unsigned char>step
+                else:
+                    x = <str>step
+                    if not 1 <= len(x) <= 2 or not x.isascii() or "\0" in x:
+                        return
+                    self.steps[2 * i] = <unsigned char>ord(x[0])
+                    self.steps[2 * i + 1] = <unsigned char>ord(x[len(x) - 1])
+            self.nsteps = <unsigned char>len(self.prog)
+
+
+cdef bint _prefix_inline(str s, _Entry e):
+    """prefix_ok(s, e.prog) from the inline program."""
+    cdef Py_ssize_t pos = 0, n = len(s), end
+    cdef int j
+    cdef unsigned char c0, c1
+    cdef Py_UCS4 ch
+    for j in range(e.nsteps):
+        c0 = e.steps[2 * j]
+        c1 = e.steps[2 * j + 1]
+        if c0 == 0:
+            end = pos
+            while end < n and s[end] != u' ':
+                end += 1
+            if end >= n or end - pos < c1:
+                return False
+            pos = end
+        else:
+            if pos >= n:
+                return False
+            ch = s[pos]
+            if ch != c0 and ch != c1:
+                return False
+            pos += 1
+    return True
+
+
+# the typed entries of a cache, found by the pattern object itself (its
+# address and flags; the table holds a reference, so an address is never
+# reused for another string) in one probe of a small open-addressed table
+# instead of a dict lookup by the string's hash
+DEF _SLOTS = 512                # a power of two
+DEF _SLOTS_MAX = 384            # then the dict (a caller with many dynamic patterns)
+
+cdef struct _Slot:
+    void *key
+    long flags
+    void *val
+
+
+cdef class _Typed:
+    cdef _Slot slots[_SLOTS]
+    cdef int used
+    cdef list refs                  # the keys and entries the slots point to
+    cdef dict more                  # (pattern, flags) -> _Entry once the table is full
+
+    def __cinit__(self):
+        cdef int i
+        for i in range(_SLOTS):
+            self.slots[i].key = NULL
+        self.used = 0
+        self.refs = []
+        self.more = {}
+
+    cdef inline size_t _home(self, str pat, long flags) noexcept:
+        cdef size_t h = (<size_t><void *>pat >> 4) ^ <size_t>flags
+        return (h * <size_t>0x9E3779B97F4A7C15ULL) >> (8 * sizeof(size_t) - 9)
+
+    cdef object get(self, str pat, long flags):
+        cdef size_t i = self._home(pat, flags)
+        cdef _Slot *sl
+        while True:
+            sl = &self.slots[i]
+            if sl.key == NULL:
+                break
+            if sl.key == <void *>pat and sl.flags == flags:
+                return <object>sl.val
+            i = (i + 1) & (_SLOTS - 1)
+        if self.more:
+            return self.more.get((pat, flags))
+        return None
+
+    cdef void put(self, str pat, long flags, _Entry e):
+        cdef size_t i
+        if self.used >= _SLOTS_MAX:
+            self.more[pat, flags] = e
+            return
+        i = self._home(pat, flags)
+        while self.slots[i].key != NULL:
+            i = (i + 1) & (_SLOTS - 1)
+        self.refs.append(pat)
+        self.refs.append(e)
+        self.slots[i].key = <void *>pat
+        self.slots[i].flags = flags
+        self.slots[i].val = <void *>e
+        self.used += 1
 
 
 # the typed entries of a cache (compile_entry tuples by key), by id(cache);
@@ -247,11 +506,11 @@ cdef class _Entry:
 cdef dict _TYPED = {}
 
 
-cdef dict _typed_for(dict cache):
+cdef _Typed _typed_for(dict cache):
     got = _TYPED.get(id(cache))
     if got is None:
-        got = _TYPED[id(cache)] = (cache, {})
-    return <dict>(<tuple>got)[1]
+        got = _TYPED[id(cache)] = (cache, _Typed())
+    return <_Typed>(<tuple>got)[1]
 
 
 cdef class Line:
@@ -261,7 +520,7 @@ cdef class Line:
     cdef object _lower
     cdef int _plain
     cdef dict _cache
-    cdef dict _typed
+    cdef _Typed _typed
     cdef object _compile
     cdef int _masked                # bit 1: _mask is s's pair mask; bit 2: _lmask is _lower's
     cdef unsigned long long _mask[_PAIR_WORDS]
@@ -279,16 +538,8 @@ cdef class Line:
         self._masked = 0
 
     cdef _Entry _entry(self, str pat, int flags):
-        # typed entries: by pattern for flags 0, else in a dict per flags
-        # value (kept under that int key: no (pattern, flags) tuple per call)
-        cdef dict typed = self._typed
-        cdef object t
-        if flags:
-            t = typed.get(flags)
-            if t is None:
-                t = typed[flags] = {}
-            typed = <dict>t
-        t = typed.get(pat)
+        cdef _Typed typed = self._typed
+        cdef object t = typed.get(pat, flags)
         if t is not None:
             return <_Entry>t
         cdef object key = (pat, flags) if flags else pat
@@ -296,17 +547,25 @@ cdef class Line:
         if e is None:
             e = self._compile(pat, flags)
             self._cache[key] = e
-        t = typed[pat] = _Entry(e)
+        t = _Entry(e)
+        typed.put(pat, flags, <_Entry>t)
         return <_Entry>t
 
     cdef bint _may_match(self, _Entry e):
         """Do the entry's prefix program and literals allow a match in s?"""
         cdef str h
-        if e.prog:
+        cdef unsigned long long *mask
+        cdef int i
+        cdef unsigned int k
+        if e.nsteps:
             if self._plain < 0:
                 self._plain = _no_other_ws(self.s)
-            if self._plain and not prefix_ok(self.s, e.prog):
-                return False
+            if self._plain:
+                if e.nsteps == 255:
+                    if not prefix_ok(self.s, e.prog):
+                        return False
+                elif not _prefix_inline(self.s, e):
+                    return False
         if e.lits:
             if e.icase:
                 if self._lower is None:
@@ -315,17 +574,19 @@ cdef class Line:
                 if not self._masked & 2:
                     _pair_mask(h, self._lmask)
                     self._masked |= 2
-                if not _covers(self._lmask, e.need) or \
-                        not _literals_masked(h, self._lmask, e.ordered, e.anyof):
-                    return False
+                mask = self._lmask
             else:
                 h = self.s
                 if not self._masked & 1:
                     _pair_mask(h, self._mask)
                     self._masked |= 1
-                if not _covers(self._mask, e.need) or \
-                        not _literals_masked(h, self._mask, e.ordered, e.anyof):
+                mask = self._mask
+            for i in range(e.npidx):
+                k = e.pidx[i]
+                if not (mask[k >> 6] & (1ULL << (k & 63))):
                     return False
+            if not _literals_masked(h, mask, e.ordered, e.anyof):
+                return False
         return True
 
     @property
@@ -347,6 +608,29 @@ cdef class Line:
         self._g = e.rx.search(self.s)
         return self._g is not None
 
+    cpdef bint any_in(self, tuple lits, bint lower=False):
+        """See the twin (each string first tried on the pair mask)."""
+        cdef str h, x
+        cdef unsigned long long *mask
+        if lower:
+            if self._lower is None:
+                self._lower = self.s.lower()
+            h = <str>self._lower
+            if not self._masked & 2:
+                _pair_mask(h, self._lmask)
+                self._masked |= 2
+            mask = self._lmask
+        else:
+            h = self.s
+            if not self._masked & 1:
+                _pair_mask(h, self._mask)
+                self._masked |= 1
+            mask = self._mask
+        for x in lits:
+            if _pairs_in(x, mask) and PyUnicode_Find(h, x, 0, len(h), 1) >= 0:
+                return True
+        return False
+
     cdef int _set_s(self, str s, bint part=False) except -1:
         """s becomes the line; part: it is a prefix or suffix of the old one,
         whose pair mask then still covers it (a superset: the literal test
@@ -364,6 +648,11 @@ cdef class Line:
             self._plain = -1
             self._masked = 0
         return 0
+
+    cpdef cut_at(self, Py_ssize_t i):
+        """See the twin."""
+        if i >= 0:
+            self._set_s(self.s[:i], True)
 
     cpdef bint cut_prefix(self, str p):
         """See the twin."""
@@ -513,28 +802,34 @@ cdef class Parser:
         cdef Line L = Line(s, self._cache, self._compile)
         v = {"ip": "", "helo": "", "rdns": "", "by": "", "id": "", "ident": "", "envfrom": None,
              "dns": False, "auth": ""}
-        if not L.m(r"^\(?from ", _I):
+        if not _starts_from(L.s):                   # ^\(?from /i
             return 0
         if L.m(r"\bwith local for\b"):
             return 0
         if L.m(r"^from (\S+) by [^\s;]+ ?;", _I) and _BRACKET_IP(L[1]) is None:
             return 0
-        # the date: searched from _date_floor on, where the first match must start
-        L.sub_from(r"[\s;]+(?:(?:Mon|T(?:ue|hu)|Wed|Fri|S(?:at|un)), )?\d+ (?:J(?:an|u[nl])|Feb|Ma[ry]|"
-                   r"A(?:pr|ug)|Sep|Oct|Nov|Dec) \d+ \d+:\d+(?::\d+)? \S+$", "", _date_floor(L.s))
+        # the date cut off: where _DATE_RX, searched from _date_floor on, matches
+        L.cut_at(_date_start(L.s, _date_floor(L.s)))
         L.replace_first(")by ", ") by ")
-        if L.m(r" id <?([^\s<>;]{3,})"):
-            v["id"] = L[1]
+        x = _id_field(L.s)                          # / id <?([^\s<>;]{3,})/
+        if x is not None:
+            v["id"] = x
         if L.m(_HELO_PAT):
             v["helo"] = L[1]
         elif L.m(_HELO_CMD_PAT):
             v["helo"] = L[1]
-        if L.m(r" by (\S+)(?:[^-A-Za-z0-9\;\.]|$)"):
-            v["by"] = L[1]
+        x = _by_field(L.s)                          # / by (\S+)(?:[^-A-Za-z0-9\;\.]|$)/
+        if x is not None:
+            v["by"] = x
         self._auth(L, v)
         return self._body(L, v)
 
     def _auth(self, Line L, dict v):
+        # every format below needs one of these in the lowercased line: a line
+        # without any (most lines) skips the ten tests
+        if not L.any_in(("mtpa", "mtpsa", "asmtp", "with http", "mx.google.com", "(auth: ",
+                         "authenticated", "mail.gmx.", "communigate pro", "http-dav", "(via http"), True):
+            return
         if L.m(r" by ") and L.m(r" with ((?:ES|L|UTF8S|UTF8L)MTPS?A|ASMTP|HTTP[SU]?)(?: |;|$)", _I):
             v["auth"] = L[1]
         elif L.m(r" by mx\.google\.com with ESMTPS id [a-z0-9]{1,4}sm[0-9]{2,9}[a-z]{3}\.[0-9]{1,3}\.[0-9]{4}\.(?:[0-6][0-9]\.){4}[0-6][0-9]") \
@@ -568,80 +863,84 @@ cdef class Parser:
         if L.cut_prefix("from "):
             if L.m(r"(?:return-path:? |envelope-(?:sender|from)[ =])(\S+)\b", _I):
                 v["envfrom"] = L[1]
-            if L.m(r" \((?:SquirrelMail|NaSMail) authenticated user "):
-                if L.m(r"(${IP})\b(?![.-]).{10,80}by (\S+) with HTTP"):
-                    return S(v, ip=L[1], by=L[2])
-            if L.m(r"aol\.com") and L.m(r"with HTTP \(WebMailUI\)"):
-                if L.m(r"(${IP}) by (\S+) \(${IP}\) with HTTP \(WebMailUI\)"):
-                    return S(v, ip=L[1], by=L[2])
-            if L.m(r" SMTPSVC"):
-                if L.m(r"^(\S*) \(\[(${IP})\][^\)]{0,40}\) by (\S+) with Microsoft SMTPSVC"):
-                    return S(v, helo=L[1], ip=L[2], by=L[3])
-                if L.m(r"^mail pickup service by (\S+) with Microsoft SMTPSVC$"):
-                    return 0
-            elif L.m(r" with (?:Microsoft SMTP Server|mapi id) (?:\([^\)]+\) )?\d+\.\d+\.\d+\.\d+(?:$| )"):
-                if L.m(r"^(\S+) \(\[?(${IP})(?:%[A-Z0-9._~-]*)?\]?\) by (\S+) "):
-                    return S(v, helo=L[1], ip=L[2], by=L[3], id="")
-            elif L.m(r"\[XMail "):
-                if L.m(r"^(\S+) \((\[?${IP}\]?)(?::\d+)\) by (\S+)(?: \(\S+\))? with \[XMail"):
-                    helo, ip, by = L[1], L[2], L[3]
-                    if L.m(r" id <(\S+)>"):
-                        v["id"] = L[1]
-                    if L.m(r" from <(\S+)>"):
-                        v["envfrom"] = L[1]
-                    return S(v, helo=helo, ip=ip, by=by)
-            elif L.m(r"\(ecelerity\b"):
-                if L.m(r"^\(\[(${IP}):\d+\] helo=(\S+)\) by (\S+) "):
-                    return S(v, ip=L[1], helo=L[2], by=L[3])
-                if L.m(r"^\S+ \(\[(${IP}):\d+\]\) by (\S+) "):
-                    return S(v, ip=L[1], by=L[2])
-            elif L.m(r"Exim"):
-                if L.m(r"\bwith local(?:-\S+)? "):
-                    return 0
-                if L.m(r"^\[(${IP})\] \((.*?)\) by (\S+) "):
-                    ip, sub, by = L[1], L[2], L[3]
-                    m = _HELO_EQ(sub)
-                    if m:
-                        v["helo"] = m.group(1)
-                        sub = sub[:m.start()] + sub[m.end():]
-                    m = _IDENT_EQ(sub)
-                    if m:
-                        v["ident"] = m.group(1)
-                    return S(v, ip=ip, by=by)
-                if L.m(r"^(\S+) \(\[(${IP})\](.*?)\) by (\S+) "):
-                    rdns, ip, sub, by = L[1], L[2], L[3], L[4]
-                    v["helo"] = rdns
-                    m = _HELO_EQ(sub)
-                    if m:
-                        v["helo"] = m.group(1)
-                        sub = sub[:m.start()] + sub[m.end():]
-                    m = _IDENT_EQ(sub)
-                    if m:
-                        v["ident"] = m.group(1)
-                    return S(v, rdns=rdns, ip=ip, by=by)
-                if L.m(r"^(\S+) \[(${IP})\](:\d+)? by (\S+) "):
-                    return S(v, rdns=L[1], ip=L[2], helo=L[1], by=L[4])
-                if L.m(r"^(\S+) "):
-                    v["rdns"] = L[1]
-                if L.m(r" \((\S+)\) "):
-                    v["helo"] = L[1]
-                if L.m(r" \[(${IP})(?:\.\d+)?\] "):
-                    v["ip"] = L[1]
-                if L.m(r"by (\S+) "):
-                    v["by"] = L[1]
-                    if v["ip"]:
-                        return v
-            elif L.m(r" \(Postfix\) with"):
-                if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) by (\S+) "):
-                    return S(v, dns=True, helo=L[1], rdns="" if L[2] == "unknown" else L[2], ip=L[3], by=L[4])
-                if L.m(r"^(\S+) \((\S+)\[(${IP})\]\) by (\S+) "):
-                    return S(v, dns=True, helo=L[1], rdns="" if L[2] == "unknown" else L[2], ip=L[3], by=L[4])
-            elif L.m(r"\(Scalix SMTP Relay"):
-                if L.m(r"^(\S+) \( ?(${IP})\) by (\S+)"):
-                    return S(v, helo=L[1], ip=L[2], by=L[3])
-            elif L.m(r" \(Lotus Domino "):
-                if L.m(r"^(\S+) \(\[(${IP})\]\) by (\S+) \(Lotus"):
-                    return S(v, dns=False, helo=L[1], ip=L[2], by=L[3])
+            # the formats from here to Lotus Domino each need one of these
+            if L.any_in((" authenticated user ", "aol.com", " SMTPSVC", " with Microsoft SMTP Server",
+                         " with mapi id", "[XMail ", "(ecelerity", "Exim", " (Postfix) with",
+                         "(Scalix SMTP Relay", " (Lotus Domino ")):
+                if L.m(r" \((?:SquirrelMail|NaSMail) authenticated user "):
+                    if L.m(r"(${IP})\b(?![.-]).{10,80}by (\S+) with HTTP"):
+                        return S(v, ip=L[1], by=L[2])
+                if L.m(r"aol\.com") and L.m(r"with HTTP \(WebMailUI\)"):
+                    if L.m(r"(${IP}) by (\S+) \(${IP}\) with HTTP \(WebMailUI\)"):
+                        return S(v, ip=L[1], by=L[2])
+                if L.m(r" SMTPSVC"):
+                    if L.m(r"^(\S*) \(\[(${IP})\][^\)]{0,40}\) by (\S+) with Microsoft SMTPSVC"):
+                        return S(v, helo=L[1], ip=L[2], by=L[3])
+                    if L.m(r"^mail pickup service by (\S+) with Microsoft SMTPSVC$"):
+                        return 0
+                elif L.m(r" with (?:Microsoft SMTP Server|mapi id) (?:\([^\)]+\) )?\d+\.\d+\.\d+\.\d+(?:$| )"):
+                    if L.m(r"^(\S+) \(\[?(${IP})(?:%[A-Z0-9._~-]*)?\]?\) by (\S+) "):
+                        return S(v, helo=L[1], ip=L[2], by=L[3], id="")
+                elif L.m(r"\[XMail "):
+                    if L.m(r"^(\S+) \((\[?${IP}\]?)(?::\d+)\) by (\S+)(?: \(\S+\))? with \[XMail"):
+                        helo, ip, by = L[1], L[2], L[3]
+                        if L.m(r" id <(\S+)>"):
+                            v["id"] = L[1]
+                        if L.m(r" from <(\S+)>"):
+                            v["envfrom"] = L[1]
+                        return S(v, helo=helo, ip=ip, by=by)
+                elif L.m(r"\(ecelerity\b"):
+                    if L.m(r"^\(\[(${IP}):\d+\] helo=(\S+)\) by (\S+) "):
+                        return S(v, ip=L[1], helo=L[2], by=L[3])
+                    if L.m(r"^\S+ \(\[(${IP}):\d+\]\) by (\S+) "):
+                        return S(v, ip=L[1], by=L[2])
+                elif L.m(r"Exim"):
+                    if L.m(r"\bwith local(?:-\S+)? "):
+                        return 0
+                    if L.m(r"^\[(${IP})\] \((.*?)\) by (\S+) "):
+                        ip, sub, by = L[1], L[2], L[3]
+                        m = _HELO_EQ(sub)
+                        if m:
+                            v["helo"] = m.group(1)
+                            sub = sub[:m.start()] + sub[m.end():]
+                        m = _IDENT_EQ(sub)
+                        if m:
+                            v["ident"] = m.group(1)
+                        return S(v, ip=ip, by=by)
+                    if L.m(r"^(\S+) \(\[(${IP})\](.*?)\) by (\S+) "):
+                        rdns, ip, sub, by = L[1], L[2], L[3], L[4]
+                        v["helo"] = rdns
+                        m = _HELO_EQ(sub)
+                        if m:
+                            v["helo"] = m.group(1)
+                            sub = sub[:m.start()] + sub[m.end():]
+                        m = _IDENT_EQ(sub)
+                        if m:
+                            v["ident"] = m.group(1)
+                        return S(v, rdns=rdns, ip=ip, by=by)
+                    if L.m(r"^(\S+) \[(${IP})\](:\d+)? by (\S+) "):
+                        return S(v, rdns=L[1], ip=L[2], helo=L[1], by=L[4])
+                    if L.m(r"^(\S+) "):
+                        v["rdns"] = L[1]
+                    if L.m(r" \((\S+)\) "):
+                        v["helo"] = L[1]
+                    if L.m(r" \[(${IP})(?:\.\d+)?\] "):
+                        v["ip"] = L[1]
+                    if L.m(r"by (\S+) "):
+                        v["by"] = L[1]
+                        if v["ip"]:
+                            return v
+                elif L.m(r" \(Postfix\) with"):
+                    if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) by (\S+) "):
+                        return S(v, dns=True, helo=L[1], rdns="" if L[2] == "unknown" else L[2], ip=L[3], by=L[4])
+                    if L.m(r"^(\S+) \((\S+)\[(${IP})\]\) by (\S+) "):
+                        return S(v, dns=True, helo=L[1], rdns="" if L[2] == "unknown" else L[2], ip=L[3], by=L[4])
+                elif L.m(r"\(Scalix SMTP Relay"):
+                    if L.m(r"^(\S+) \( ?(${IP})\) by (\S+)"):
+                        return S(v, helo=L[1], ip=L[2], by=L[3])
+                elif L.m(r" \(Lotus Domino "):
+                    if L.m(r"^(\S+) \(\[(${IP})\]\) by (\S+) \(Lotus"):
+                        return S(v, dns=False, helo=L[1], ip=L[2], by=L[3])
             if L.m(r"\bwith HTTP\b") and L.m(r"^(${IP}) \(\[${IP}\]\) by (\S+)"):
                 return S(v, ip=L[1], by=L[2])
             if not L.m(r" by \S+ \(qmail-\S+\) with "):

@@ -7,6 +7,8 @@ Received-line formats behind postier.content.spam.received.
     L.sub(r"^from ", "")                    # first match replaced; True when replaced
     L.cut_prefix("from ")                   # the same without a regex (a literal prefix)
     L.replace_first(")by ", ") by ")        # sub() of a literal, without a regex
+    L.cut_at(i)                             # the line's tail from i on dropped (i >= 0)
+    L.any_in(("a", "b"), lower=False)       # one of the strings in the line (or lowercased line)?
     p = Parser(cache, compile_fn)           # compile_fn(pattern, flags) -> entry
     p.parse_line(value)     # the relay's fields (dict), 0 (skip: no handover), None (unparseable)
     parser_patterns()       # every (pattern, flags) the table uses, to compile up front
@@ -19,10 +21,15 @@ patterns anchored at the start, a program over the first tokens of the line
 space, "[" right after the next).  When the line lacks them the search is
 skipped, so most of the ~40 formats tried on a line cost a substring test
 instead of a regex search.  Results are exactly those of `re.search` on the
-line.  A format that matched ends the table with `return S(v, ...)` (no
-exception); an edit that keeps a prefix or suffix of the line (cut_prefix,
-the date cut off its end) keeps what is known about the old line that still
-holds (native: its pair mask, a superset of the new line's).  Parser is
+line.  Groups of formats each of which needs one of a few literals sit
+behind one L.any_in gate (the ten SMTP AUTH tests, the MTA-specific formats
+from SquirrelMail to Lotus Domino), so most lines skip them in one call;
+the tests every line reaches are plain string scans with the same answers
+as their regexes (_starts_from for ^\\(?from /i, _id_field, _by_field,
+_date_start for the date cut off the end).  A format that matched ends
+the table with `return S(v, ...)` (no exception); an edit that keeps a
+prefix or suffix of the line (cut_prefix, the date cut off its end) keeps
+what is known about the old line that still holds (native: its pair mask, a superset of the new line's).  Parser is
 SpamAssassin's Metadata::Received parse_received_line, the same text as the
 Cython module's (which types L as Line).
 
@@ -341,6 +348,21 @@ class Line:
         self._g = e[0].search(self.s)
         return self._g is not None
 
+    def any_in(self, lits: tuple, lower: bool = False) -> bool:
+        """Does one of the strings lits occur in the line (lower: in the
+        lowercased line; then lits are lowercase)?  A gate before formats each
+        of which needs one of them."""
+        if lower:
+            h = self._lower
+            if h is None:
+                h = self._lower = self.s.lower()
+        else:
+            h = self.s
+        for x in lits:
+            if x in h:
+                return True
+        return False
+
     def _set_s(self, s: str, part: bool = False) -> None:
         """s becomes the line; part: it is a prefix or suffix of the old one
         (then "no whitespace but spaces" still holds if it held)."""
@@ -351,6 +373,11 @@ class Line:
         self._lower = None
         if not part or not self._plain:
             self._plain = None
+
+    def cut_at(self, i: int) -> None:
+        """The line cut off at i (its tail dropped; nothing when i < 0)."""
+        if i >= 0:
+            self._set_s(self.s[:i], True)
 
     def cut_prefix(self, p: str) -> bool:
         """sub(re.escape(p) anchored at the start, ""): drop p from the start
@@ -432,6 +459,109 @@ def _date_floor(s: str) -> int:
     while i > 0 and s[i - 1] in " ;":
         i -= 1
     return i
+
+
+# -- the line's first tests and generic fields without a regex (each the
+# same answer as the regex in its docstring; Line.m would run that regex on
+# nearly every line)
+_SPACES = " \t\n\r\f\v"             # re.A's \s
+_DAYS = frozenset(("Mon", "Tue", "Thu", "Wed", "Fri", "Sat", "Sun"))
+_MONTHS = frozenset(("Jan", "Jun", "Jul", "Feb", "Mar", "May", "Apr", "Aug", "Sep", "Oct", "Nov",
+                     "Dec"))
+_DATE_RX = re.compile(r"[\s;]+(?:(?:Mon|T(?:ue|hu)|Wed|Fri|S(?:at|un)), )?\d+ (?:J(?:an|u[nl])|Feb|"
+                      r"Ma[ry]|A(?:pr|ug)|Sep|Oct|Nov|Dec) \d+ \d+:\d+(?::\d+)? \S+$", re.A | re.S)
+
+
+def _starts_from(s: str) -> bool:
+    """re.match(r"\\(?from ", s, re.I | re.A) is not None"""
+    t = s[1:6] if s[:1] == "(" else s[:5]
+    return t.isascii() and t.lower() == "from "
+
+
+def _id_field(s: str):
+    """re.search(r" id <?([^\\s<>;]{3,})", s, re.A): group 1, or None"""
+    n = len(s)
+    i = s.find(" id ")
+    while i >= 0:
+        j = i + 4
+        if j < n and s[j] == "<":
+            j += 1
+        k = j
+        while k < n and s[k] not in " \t\n\r\f\v<>;":
+            k += 1
+        if k - j >= 3:
+            return s[j:k]
+        i = s.find(" id ", i + 1)
+    return None
+
+
+def _by_field(s: str):
+    """re.search(r" by (\\S+)(?:[^-A-Za-z0-9\\;\\.]|$)", s, re.A): group 1, or None
+    (the longest \\S run after " by " ends before white space or the end)"""
+    n = len(s)
+    i = s.find(" by ")
+    while i >= 0:
+        k = j = i + 4
+        while k < n and s[k] not in _SPACES:
+            k += 1
+        if k > j:
+            return s[j:k]
+        i = s.find(" by ", i + 1)
+    return None
+
+
+def _digits_back(s: str, k: int) -> int:
+    """The start of the run of ASCII digits ending before k."""
+    while k > 0 and "0" <= s[k - 1] <= "9":
+        k -= 1
+    return k
+
+
+def _date_start(s: str, floor: int) -> int:
+    """Where _DATE_RX.search(s, floor) starts (the date at the line's end), or -1.
+    Read from the end: " TZ", " H:M[:S]", " D2", " Mon", then D1 after
+    [\\s;] or after "Day, " after [\\s;], and the [\\s;] run before it."""
+    if "\n" in s:                      # ($ may match before a last newline)
+        m = _DATE_RX.search(s, floor)
+        return m.start() if m else -1
+    n = len(s)
+    p = n
+    while p > 0 and s[p - 1] not in _SPACES:
+        p -= 1
+    if p == n or p == 0 or s[p - 1] != " ":         # \\S+$ after a space
+        return -1
+    k = p - 1                                        # the time ends here
+    a = _digits_back(s, k)
+    if a == k or a == 0 or s[a - 1] != ":":
+        return -1
+    b = _digits_back(s, a - 1)
+    if b == a - 1 or b == 0:
+        return -1
+    if s[b - 1] == ":":                              # H:M:S
+        c = _digits_back(s, b - 1)
+        if c == b - 1 or c == 0:
+            return -1
+        b = c
+    if s[b - 1] != " ":
+        return -1
+    k = b - 1                                        # D2 ends here
+    a = _digits_back(s, k)
+    if a == k or a < 5 or s[a - 1] != " " or s[a - 5] != " " or s[a - 4:a - 1] not in _MONTHS:
+        return -1
+    k = a - 5                                        # D1 ends here
+    u = _digits_back(s, k)
+    if u == k or u == 0:
+        return -1
+    if u >= 6 and s[u - 1] == " " and s[u - 2] == "," and s[u - 5:u - 2] in _DAYS \
+            and (s[u - 6] in _SPACES or s[u - 6] == ";") and u - 6 >= floor:
+        e = u - 6
+    elif (s[u - 1] in _SPACES or s[u - 1] == ";") and u - 1 >= floor:
+        e = u - 1
+    else:
+        return -1
+    while e > floor and (s[e - 1] in _SPACES or s[e - 1] == ";"):
+        e -= 1
+    return e
 
 
 _STRIP_ANY = re.compile(r"[\s\000\#\[\]\(\)\<\>\|]", re.A).search
@@ -521,28 +651,34 @@ class Parser:
         L = Line(s, self._cache, self._compile)
         v = {"ip": "", "helo": "", "rdns": "", "by": "", "id": "", "ident": "", "envfrom": None,
              "dns": False, "auth": ""}
-        if not L.m(r"^\(?from ", _I):
+        if not _starts_from(L.s):                   # ^\(?from /i
             return 0
         if L.m(r"\bwith local for\b"):
             return 0
         if L.m(r"^from (\S+) by [^\s;]+ ?;", _I) and _BRACKET_IP(L[1]) is None:
             return 0
-        # the date: searched from _date_floor on, where the first match must start
-        L.sub_from(r"[\s;]+(?:(?:Mon|T(?:ue|hu)|Wed|Fri|S(?:at|un)), )?\d+ (?:J(?:an|u[nl])|Feb|Ma[ry]|"
-                   r"A(?:pr|ug)|Sep|Oct|Nov|Dec) \d+ \d+:\d+(?::\d+)? \S+$", "", _date_floor(L.s))
+        # the date cut off: where _DATE_RX, searched from _date_floor on, matches
+        L.cut_at(_date_start(L.s, _date_floor(L.s)))
         L.replace_first(")by ", ") by ")
-        if L.m(r" id <?([^\s<>;]{3,})"):
-            v["id"] = L[1]
+        x = _id_field(L.s)                          # / id <?([^\s<>;]{3,})/
+        if x is not None:
+            v["id"] = x
         if L.m(_HELO_PAT):
             v["helo"] = L[1]
         elif L.m(_HELO_CMD_PAT):
             v["helo"] = L[1]
-        if L.m(r" by (\S+)(?:[^-A-Za-z0-9\;\.]|$)"):
-            v["by"] = L[1]
+        x = _by_field(L.s)                          # / by (\S+)(?:[^-A-Za-z0-9\;\.]|$)/
+        if x is not None:
+            v["by"] = x
         self._auth(L, v)
         return self._body(L, v)
 
     def _auth(self, L, v: dict) -> None:
+        # every format below needs one of these in the lowercased line: a line
+        # without any (most lines) skips the ten tests
+        if not L.any_in(("mtpa", "mtpsa", "asmtp", "with http", "mx.google.com", "(auth: ",
+                         "authenticated", "mail.gmx.", "communigate pro", "http-dav", "(via http"), True):
+            return
         if L.m(r" by ") and L.m(r" with ((?:ES|L|UTF8S|UTF8L)MTPS?A|ASMTP|HTTP[SU]?)(?: |;|$)", _I):
             v["auth"] = L[1]
         elif L.m(r" by mx\.google\.com with ESMTPS id [a-z0-9]{1,4}sm[0-9]{2,9}[a-z]{3}\.[0-9]{1,3}\.[0-9]{4}\.(?:[0-6][0-9]\.){4}[0-6][0-9]") \
@@ -576,80 +712,84 @@ class Parser:
         if L.cut_prefix("from "):
             if L.m(r"(?:return-path:? |envelope-(?:sender|from)[ =])(\S+)\b", _I):
                 v["envfrom"] = L[1]
-            if L.m(r" \((?:SquirrelMail|NaSMail) authenticated user "):
-                if L.m(r"(${IP})\b(?![.-]).{10,80}by (\S+) with HTTP"):
-                    return S(v, ip=L[1], by=L[2])
-            if L.m(r"aol\.com") and L.m(r"with HTTP \(WebMailUI\)"):
-                if L.m(r"(${IP}) by (\S+) \(${IP}\) with HTTP \(WebMailUI\)"):
-                    return S(v, ip=L[1], by=L[2])
-            if L.m(r" SMTPSVC"):
-                if L.m(r"^(\S*) \(\[(${IP})\][^\)]{0,40}\) by (\S+) with Microsoft SMTPSVC"):
-                    return S(v, helo=L[1], ip=L[2], by=L[3])
-                if L.m(r"^mail pickup service by (\S+) with Microsoft SMTPSVC$"):
-                    return 0
-            elif L.m(r" with (?:Microsoft SMTP Server|mapi id) (?:\([^\)]+\) )?\d+\.\d+\.\d+\.\d+(?:$| )"):
-                if L.m(r"^(\S+) \(\[?(${IP})(?:%[A-Z0-9._~-]*)?\]?\) by (\S+) "):
-                    return S(v, helo=L[1], ip=L[2], by=L[3], id="")
-            elif L.m(r"\[XMail "):
-                if L.m(r"^(\S+) \((\[?${IP}\]?)(?::\d+)\) by (\S+)(?: \(\S+\))? with \[XMail"):
-                    helo, ip, by = L[1], L[2], L[3]
-                    if L.m(r" id <(\S+)>"):
-                        v["id"] = L[1]
-                    if L.m(r" from <(\S+)>"):
-                        v["envfrom"] = L[1]
-                    return S(v, helo=helo, ip=ip, by=by)
-            elif L.m(r"\(ecelerity\b"):
-                if L.m(r"^\(\[(${IP}):\d+\] helo=(\S+)\) by (\S+) "):
-                    return S(v, ip=L[1], helo=L[2], by=L[3])
-                if L.m(r"^\S+ \(\[(${IP}):\d+\]\) by (\S+) "):
-                    return S(v, ip=L[1], by=L[2])
-            elif L.m(r"Exim"):
-                if L.m(r"\bwith local(?:-\S+)? "):
-                    return 0
-                if L.m(r"^\[(${IP})\] \((.*?)\) by (\S+) "):
-                    ip, sub, by = L[1], L[2], L[3]
-                    m = _HELO_EQ(sub)
-                    if m:
-                        v["helo"] = m.group(1)
-                        sub = sub[:m.start()] + sub[m.end():]
-                    m = _IDENT_EQ(sub)
-                    if m:
-                        v["ident"] = m.group(1)
-                    return S(v, ip=ip, by=by)
-                if L.m(r"^(\S+) \(\[(${IP})\](.*?)\) by (\S+) "):
-                    rdns, ip, sub, by = L[1], L[2], L[3], L[4]
-                    v["helo"] = rdns
-                    m = _HELO_EQ(sub)
-                    if m:
-                        v["helo"] = m.group(1)
-                        sub = sub[:m.start()] + sub[m.end():]
-                    m = _IDENT_EQ(sub)
-                    if m:
-                        v["ident"] = m.group(1)
-                    return S(v, rdns=rdns, ip=ip, by=by)
-                if L.m(r"^(\S+) \[(${IP})\](:\d+)? by (\S+) "):
-                    return S(v, rdns=L[1], ip=L[2], helo=L[1], by=L[4])
-                if L.m(r"^(\S+) "):
-                    v["rdns"] = L[1]
-                if L.m(r" \((\S+)\) "):
-                    v["helo"] = L[1]
-                if L.m(r" \[(${IP})(?:\.\d+)?\] "):
-                    v["ip"] = L[1]
-                if L.m(r"by (\S+) "):
-                    v["by"] = L[1]
-                    if v["ip"]:
-                        return v
-            elif L.m(r" \(Postfix\) with"):
-                if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) by (\S+) "):
-                    return S(v, dns=True, helo=L[1], rdns="" if L[2] == "unknown" else L[2], ip=L[3], by=L[4])
-                if L.m(r"^(\S+) \((\S+)\[(${IP})\]\) by (\S+) "):
-                    return S(v, dns=True, helo=L[1], rdns="" if L[2] == "unknown" else L[2], ip=L[3], by=L[4])
-            elif L.m(r"\(Scalix SMTP Relay"):
-                if L.m(r"^(\S+) \( ?(${IP})\) by (\S+)"):
-                    return S(v, helo=L[1], ip=L[2], by=L[3])
-            elif L.m(r" \(Lotus Domino "):
-                if L.m(r"^(\S+) \(\[(${IP})\]\) by (\S+) \(Lotus"):
-                    return S(v, dns=False, helo=L[1], ip=L[2], by=L[3])
+            # the formats from here to Lotus Domino each need one of these
+            if L.any_in((" authenticated user ", "aol.com", " SMTPSVC", " with Microsoft SMTP Server",
+                         " with mapi id", "[XMail ", "(ecelerity", "Exim", " (Postfix) with",
+                         "(Scalix SMTP Relay", " (Lotus Domino ")):
+                if L.m(r" \((?:SquirrelMail|NaSMail) authenticated user "):
+                    if L.m(r"(${IP})\b(?![.-]).{10,80}by (\S+) with HTTP"):
+                        return S(v, ip=L[1], by=L[2])
+                if L.m(r"aol\.com") and L.m(r"with HTTP \(WebMailUI\)"):
+                    if L.m(r"(${IP}) by (\S+) \(${IP}\) with HTTP \(WebMailUI\)"):
+                        return S(v, ip=L[1], by=L[2])
+                if L.m(r" SMTPSVC"):
+                    if L.m(r"^(\S*) \(\[(${IP})\][^\)]{0,40}\) by (\S+) with Microsoft SMTPSVC"):
+                        return S(v, helo=L[1], ip=L[2], by=L[3])
+                    if L.m(r"^mail pickup service by (\S+) with Microsoft SMTPSVC$"):
+                        return 0
+                elif L.m(r" with (?:Microsoft SMTP Server|mapi id) (?:\([^\)]+\) )?\d+\.\d+\.\d+\.\d+(?:$| )"):
+                    if L.m(r"^(\S+) \(\[?(${IP})(?:%[A-Z0-9._~-]*)?\]?\) by (\S+) "):
+                        return S(v, helo=L[1], ip=L[2], by=L[3], id="")
+                elif L.m(r"\[XMail "):
+                    if L.m(r"^(\S+) \((\[?${IP}\]?)(?::\d+)\) by (\S+)(?: \(\S+\))? with \[XMail"):
+                        helo, ip, by = L[1], L[2], L[3]
+                        if L.m(r" id <(\S+)>"):
+                            v["id"] = L[1]
+                        if L.m(r" from <(\S+)>"):
+                            v["envfrom"] = L[1]
+                        return S(v, helo=helo, ip=ip, by=by)
+                elif L.m(r"\(ecelerity\b"):
+                    if L.m(r"^\(\[(${IP}):\d+\] helo=(\S+)\) by (\S+) "):
+                        return S(v, ip=L[1], helo=L[2], by=L[3])
+                    if L.m(r"^\S+ \(\[(${IP}):\d+\]\) by (\S+) "):
+                        return S(v, ip=L[1], by=L[2])
+                elif L.m(r"Exim"):
+                    if L.m(r"\bwith local(?:-\S+)? "):
+                        return 0
+                    if L.m(r"^\[(${IP})\] \((.*?)\) by (\S+) "):
+                        ip, sub, by = L[1], L[2], L[3]
+                        m = _HELO_EQ(sub)
+                        if m:
+                            v["helo"] = m.group(1)
+                            sub = sub[:m.start()] + sub[m.end():]
+                        m = _IDENT_EQ(sub)
+                        if m:
+                            v["ident"] = m.group(1)
+                        return S(v, ip=ip, by=by)
+                    if L.m(r"^(\S+) \(\[(${IP})\](.*?)\) by (\S+) "):
+                        rdns, ip, sub, by = L[1], L[2], L[3], L[4]
+                        v["helo"] = rdns
+                        m = _HELO_EQ(sub)
+                        if m:
+                            v["helo"] = m.group(1)
+                            sub = sub[:m.start()] + sub[m.end():]
+                        m = _IDENT_EQ(sub)
+                        if m:
+                            v["ident"] = m.group(1)
+                        return S(v, rdns=rdns, ip=ip, by=by)
+                    if L.m(r"^(\S+) \[(${IP})\](:\d+)? by (\S+) "):
+                        return S(v, rdns=L[1], ip=L[2], helo=L[1], by=L[4])
+                    if L.m(r"^(\S+) "):
+                        v["rdns"] = L[1]
+                    if L.m(r" \((\S+)\) "):
+                        v["helo"] = L[1]
+                    if L.m(r" \[(${IP})(?:\.\d+)?\] "):
+                        v["ip"] = L[1]
+                    if L.m(r"by (\S+) "):
+                        v["by"] = L[1]
+                        if v["ip"]:
+                            return v
+                elif L.m(r" \(Postfix\) with"):
+                    if L.m(r"^(\S+) \((\S+) \[(${IP})\]\) by (\S+) "):
+                        return S(v, dns=True, helo=L[1], rdns="" if L[2] == "unknown" else L[2], ip=L[3], by=L[4])
+                    if L.m(r"^(\S+) \((\S+)\[(${IP})\]\) by (\S+) "):
+                        return S(v, dns=True, helo=L[1], rdns="" if L[2] == "unknown" else L[2], ip=L[3], by=L[4])
+                elif L.m(r"\(Scalix SMTP Relay"):
+                    if L.m(r"^(\S+) \( ?(${IP})\) by (\S+)"):
+                        return S(v, helo=L[1], ip=L[2], by=L[3])
+                elif L.m(r" \(Lotus Domino "):
+                    if L.m(r"^(\S+) \(\[(${IP})\]\) by (\S+) \(Lotus"):
+                        return S(v, dns=False, helo=L[1], ip=L[2], by=L[3])
             if L.m(r"\bwith HTTP\b") and L.m(r"^(${IP}) \(\[${IP}\]\) by (\S+)"):
                 return S(v, ip=L[1], by=L[2])
             if not L.m(r" by \S+ \(qmail-\S+\) with "):

@@ -23,7 +23,10 @@ spamrcvd): each of its ~160 patterns is compiled once (the first parse)
 together with the literal text and line prefix any match needs, so most
 formats are ruled out by a substring test instead of a regex search; the
 fields of a parsed line are cleaned up and its relay string made there too
-(relay_fields).
+(relay_fields); most lines go through about 20 of the table's tests (gates
+skip the groups of formats whose literals a line lacks) and run one or two
+regex searches.  parse_relays reads the native parser's state directly and
+makes each Relay from relay_fields' tuple.
 trusted/internal/msa networks are parsed once per distinct setting
 (_netset); a relay string is patched for intl/msa only when the patch
 changes it.
@@ -429,55 +432,12 @@ class NetSet:
         return False
 
 
-class _Parser:
-    """parse_received_line (the format table is postier._native.spamrcvd.Parser)."""
-
-    def __init__(self):
-        self._p = _rcvd.Parser(_cache, _compile_entry)
-
-    @property
-    def qmail_scanner_env_from(self):
-        return self._p.qmail_scanner_env_from
-
-    @qmail_scanner_env_from.setter
-    def qmail_scanner_env_from(self, value) -> None:
-        self._p.qmail_scanner_env_from = value
-
-    @property
-    def pop_fetcher(self) -> bool:
-        return self._p.pop_fetcher
-
-    @pop_fetcher.setter
-    def pop_fetcher(self, value: bool) -> None:
-        self._p.pop_fetcher = value
-
-    def parse_line(self, line: str):
-        """A Relay, 0 (not a handover: skip), or None (unparseable)."""
-        v = self._p.parse_line(line)
-        if v.__class__ is dict:
-            return self._enough(v)
-        return v
-
-    def _enough(self, v: dict) -> Relay:
-        # the fields cleaned up and the relay string made (intl=0 msa=0) in
-        # _rcvd.relay_fields
-        ip, by, helo, rid, ident, env, auth, rdns, no_rdns, not_in, st = _rcvd.relay_fields(v)
-        private = _PRIVATE.get(ip)
-        if private is None:
-            if len(_PRIVATE) > 20000:
-                _PRIVATE.clear()
-            private = _PRIVATE[ip] = IP_PRIVATE.search(ip) is not None
-        return Relay(ip, by, helo, rid, ident, env, auth, rdns, no_rdns, not_in, private, False, False, st)
-
-
 _PRIVATE: dict[str, bool] = {}      # IP_PRIVATE's answer by address, across messages
 
 
 _IP_SEARCH = re.compile("(" + IP + ")").search
 _UNFOLD = re.compile(r"\n[ \t]+").sub
-_INTL_SUB = re.compile(r" intl=\d ").sub
 _MSA_SUB = re.compile(r" msa=\d ").sub
-_INTL = {False: " intl=0 ", True: " intl=1 "}
 _MSA = {False: " msa=0 ", True: " msa=1 "}
 
 
@@ -520,66 +480,86 @@ def parse_relays(received: list[str], originating: list[str] | None = None,
     in_trusted = in_internal = True
     found_msa = False
     allow_fetch = True
-    lines = list(received)
-    for val in originating or []:
-        m = _IP_SEARCH(val)
-        if val and m:
-            lines.append(f"from X-Originating-IP: {m.group(1)}")
-    p = _Parser()
-    native = p._p           # its state read and set directly (no properties on the way)
+    lines = received
+    for val in originating or ():
+        if val:             # (the engine passes one value per header, most empty)
+            m = _IP_SEARCH(val)
+            if m:
+                if lines is received:
+                    lines = list(received)
+                lines.append(f"from X-Originating-IP: {m.group(1)}")
+    # the native parser's state is read and set directly; its dict of fields
+    # becomes a Relay here (cleaned up and the relay string made, intl=0
+    # msa=0, in _rcvd.relay_fields)
+    p = _rcvd.Parser(_cache, _compile_entry)
+    parse = p.parse_line
+    relay_fields = _rcvd.relay_fields
+    private_ips = _PRIVATE
+    trusted_list = out.trusted
+    internal_list = out.internal
     for line in lines:
-        qms = native.qmail_scanner_env_from
-        native.qmail_scanner_env_from = None
+        qms = p.qmail_scanner_env_from
+        p.qmail_scanner_env_from = None
         if "\n" in line:
             line = _UNFOLD(" ", line)
-        native.pop_fetcher = False
-        relay = p.parse_line(line)
-        if native.pop_fetcher:
+        p.pop_fetcher = False
+        v = parse(line)
+        if p.pop_fetcher:
             if allow_fetch:
                 out.trusted, out.internal, out.external = [], [], []
-        if relay is None:
-            out.num_unparseable += 1
-        if not relay:
+                trusted_list = out.trusted
+                internal_list = out.internal
+        if v.__class__ is not dict:
+            if v is None:
+                out.num_unparseable += 1
             if in_trusted:
                 out.last_trusted_index += 1
             if in_internal:
                 out.last_internal_index += 1
             continue
+        ip, by, helo, rid, ident, env, auth, rdns, no_rdns, not_in, st = relay_fields(v)
+        private = private_ips.get(ip)
+        if private is None:
+            if len(private_ips) > 20000:
+                private_ips.clear()
+            private = private_ips[ip] = IP_PRIVATE.search(ip) is not None
+        relay = Relay(ip, by, helo, rid, ident, env, auth, rdns, no_rdns, not_in, private, False, False, st)
         if qms:
             relay.envfrom = qms
             relay.make_string()
         if in_trusted and not found_msa:
             if not (user_trust or user_internal):
-                if not (relay.ip_private or relay.auth):
+                if not (private or auth):
                     in_trusted = in_internal = False
             else:
-                if not relay.auth and not trusted.contains_ip(relay.ip):
+                if not auth and not trusted.contains_ip(ip):
                     in_trusted = False
                     in_internal = False
                 else:
-                    if in_internal and not relay.auth and not internal.contains_ip(relay.ip):
+                    if in_internal and not auth and not internal.contains_ip(ip):
                         in_internal = False
-                    if msa.contains_ip(relay.ip):
+                    if msa.contains_ip(ip):
                         found_msa = True
                         relay.msa = True
         relay.internal = in_internal
         # SpamAssassin's s/ intl=\d / intl=N / and s/ msa=\d / msa=N / on the
         # string made with intl=0 msa=0: only a 1 changes it (the first
-        # " intl=" is the field itself: no field before it holds a space) or
-        # an auth text holding " msa=" (auth comes before msa and may hold spaces)
+        # " intl=" is the field itself: no field before it holds a space, so
+        # the first " intl=0 " is the field) or an auth text holding " msa="
+        # (auth comes before msa and may hold spaces)
         if in_internal:
-            relay.as_string = _INTL_SUB(_INTL[True], relay.as_string, 1)
-        if relay.msa or "msa=" in relay.auth:
+            relay.as_string = relay.as_string.replace(" intl=0 ", " intl=1 ", 1)
+        if relay.msa or "msa=" in auth:
             relay.as_string = _MSA_SUB(_MSA[relay.msa], relay.as_string, 1)
         if in_trusted:
-            out.trusted.append(relay)
+            trusted_list.append(relay)
             allow_fetch = True
             out.last_trusted_index += 1
         else:
             out.untrusted.append(relay)
             allow_fetch = False
         if in_internal:
-            out.internal.append(relay)
+            internal_list.append(relay)
             out.last_internal_index += 1
         else:
             out.external.append(relay)
