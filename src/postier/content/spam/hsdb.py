@@ -426,32 +426,44 @@ class AreaDatabase:
                       json.dumps(known, sort_keys=True).encode())
 
     # -- scanning
-    def scanner(self, part: int = 0):
-        """A function data -> set of entry ids for the databases of one
-        partition (one per thread: own scratch space)."""
+    def _scratches(self) -> tuple[list, list]:
+        """(scratch of each database, scratch of each ASCII twin or None),
+        made once per thread."""
         scratches = getattr(self._local, "scratch", None)
         if scratches is None:
             scratches = self._local.scratch = [hs.Scratch(db) for db in self.dbs]
-        solos = [(db, sc) for db, sc, p, so in zip(self.dbs, scratches, self.db_parts,
-                                                   self.db_solo, strict=True)
-                 if p == part and so]
-        terminated = hs.ScanTerminated
-        # on ASCII data, the ASCII twins instead (module docstring)
         tscratches = getattr(self._local, "tscratch", None)
         if tscratches is None:
             tscratches = self._local.tscratch = [
                 None if tw is None or isinstance(tw, bytes) else hs.Scratch(tw)
                 for tw in self.db_ascii]
-        plain = []      # (database, scratch) without a twin
-        twins = []      # (database, scratch, twin or None (none needed), its scratch)
+        return scratches, tscratches
+
+    def _part_sets(self, part: int) -> tuple[list, list, list]:
+        """The databases of one partition as (plain, twins, solos): plain
+        (database, scratch) pairs without an ASCII twin; twins (database,
+        scratch, twin or None (none needed), its scratch); solos
+        (database, scratch) pairs scanned up to their first report."""
+        scratches, tscratches = self._scratches()
+        plain, twins, solos = [], [], []
         for db, sc, p, so, tw, tsc in zip(self.dbs, scratches, self.db_parts, self.db_solo,
                                           self.db_ascii, tscratches, strict=True):
-            if p != part or so:
+            if p != part:
                 continue
-            if tw is None:
+            if so:
+                solos.append((db, sc))
+            elif tw is None:
                 plain.append((db, sc))
             else:
                 twins.append((db, sc, tw if tsc is not None else None, tsc))
+        return plain, twins, solos
+
+    def scanner(self, part: int = 0):
+        """A function data -> set of entry ids for the databases of one
+        partition (one per thread: own scratch space); on ASCII data the
+        ASCII twins instead (module docstring)."""
+        plain, twins, solos = self._part_sets(part)
+        terminated = hs.ScanTerminated
 
         # Database.scan(data, match_event_handler, flags, context, scratch):
         # positional, since python-hyperscan parses keywords slowly
@@ -483,27 +495,7 @@ class AreaDatabase:
         report; report_subjects gives their entries None).  For a joined
         buffer (perlre.joined_buffer), report_subjects turns them into the
         subjects that can hold a match of an entry."""
-        scratches = getattr(self._local, "scratch", None)
-        if scratches is None:
-            scratches = self._local.scratch = [hs.Scratch(db) for db in self.dbs]
-        tscratches = getattr(self._local, "tscratch", None)
-        if tscratches is None:
-            tscratches = self._local.tscratch = [
-                None if tw is None or isinstance(tw, bytes) else hs.Scratch(tw)
-                for tw in self.db_ascii]
-        solos = []
-        plain = []
-        twins = []
-        for db, sc, p, so, tw, tsc in zip(self.dbs, scratches, self.db_parts, self.db_solo,
-                                          self.db_ascii, tscratches, strict=True):
-            if p != part:
-                continue
-            if so:
-                solos.append((db, sc))
-            elif tw is None:
-                plain.append((db, sc))
-            else:
-                twins.append((db, sc, tw if tsc is not None else None, tsc))
+        plain, twins, solos = self._part_sets(part)
         terminated = hs.ScanTerminated
         on_end = _eng.on_match_end
 
@@ -557,9 +549,7 @@ class AreaDatabase:
         call per database, no scanner closure)."""
         pd = getattr(self._local, "part_dbs", None)
         if pd is None:
-            scratches = getattr(self._local, "scratch", None)
-            if scratches is None:
-                scratches = self._local.scratch = [hs.Scratch(db) for db in self.dbs]
+            scratches = self._scratches()[0]
             n = max(self.db_parts, default=-1) + 1
             pd = []
             for part in range(n):
