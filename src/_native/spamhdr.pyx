@@ -19,7 +19,8 @@ fast_addresses (the common address-header shapes of headers.
 parse_header_addresses) scans the value character by character where the
 twin uses its anchored regexes: the same dicts, or None.  all_value (the
 ALL header value and its Received lines' offsets) copies each line into
-one allocation; fast_values / fast_answer (HeaderView's plain header names
+one allocation; line_after_received and all_raw find newlines with
+memchr; fast_values / fast_answer (HeaderView's plain header names
 with :raw/:addr/:name/:first/:last) walk a request list in one call,
 calling back into Python only for a header line's addresses not yet
 remembered; store_plain keeps HeaderView.values' plain header values.
@@ -27,7 +28,7 @@ remembered; store_plain keeps HeaderView.values' plain header values.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint32_t
-from libc.string cimport memcpy
+from libc.string cimport memchr, memcpy
 
 ctypedef int (*_pcre2_match_fn)(const void *code, const char *subject, size_t length,
                                 size_t start, uint32_t options, void *match_data,
@@ -420,6 +421,80 @@ def all_value(list order, dict headers):
                 starts.append(pos)
         pos += nk + nv + 3
     return out, starts
+
+
+cdef inline bint _folded_at(const unsigned char *p, Py_ssize_t n, Py_ssize_t at,
+                            const unsigned char *lc, Py_ssize_t m) noexcept:
+    """Do the m bytes at p[at:], A-Z folded to a-z, equal lc (lower case)?"""
+    cdef Py_ssize_t k
+    cdef unsigned char c
+    if at + m > n:
+        return False
+    for k in range(m):
+        c = p[at + k]
+        if 65 <= c <= 90:
+            c += 32
+        if c != lc[k]:
+            return False
+    return True
+
+
+def line_after_received(bytes data, bytes name):
+    """See postier._pure.spamhdr.line_after_received."""
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef const unsigned char *lc = <const unsigned char *>PyBytes_AS_STRING(name)
+    cdef Py_ssize_t m = PyBytes_GET_SIZE(name)
+    cdef Py_ssize_t start, k
+    cdef const unsigned char *q
+    if _folded_at(p, n, 0, <const unsigned char *>_RECEIVED, 9):
+        start = 9
+    else:
+        start = -1
+        k = 0
+        while k < n:
+            q = <const unsigned char *>memchr(p + k, 10, n - k)
+            if q == NULL:
+                break
+            k = q - p
+            if _folded_at(p, n, k + 1, <const unsigned char *>_RECEIVED, 9):
+                start = k + 10
+                break
+            k += 1
+        if start < 0:
+            return False
+    # a newline at start-1 or later followed by NAME:
+    k = start - 1
+    while k < n:
+        q = <const unsigned char *>memchr(p + k, 10, n - k)
+        if q == NULL:
+            return False
+        k = q - p
+        if _folded_at(p, n, k + 1, lc, m) and k + 1 + m < n and p[k + 1 + m] == 58:
+            return True
+        k += 1
+    return False
+
+
+def all_raw(bytes ph):
+    """See postier._pure.spamhdr.all_raw."""
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(ph)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(ph)
+    cdef Py_ssize_t k = 0
+    cdef const unsigned char *q
+    if n >= 2 and p[n - 1] == 10 and p[n - 2] == 10:
+        n -= 1
+    if n == 0 or p[0] == 32 or p[0] == 9 or p[0] == 10 or p[n - 1] != 10:
+        return None
+    while k < n - 1:
+        q = <const unsigned char *>memchr(p + k, 10, n - 1 - k)
+        if q == NULL:
+            break
+        k = q - p
+        if p[k + 1] == 10:
+            return None
+        k += 1
+    return ph if n == PyBytes_GET_SIZE(ph) else ph[:n]
 
 
 # ---------------------------------------------------------------- fast answers

@@ -10,6 +10,8 @@
     fast_values(raw_headers, headers, strings, items, cache, values, out, memos, memo_len,
                 memo_size, addrs, host_check, line_out)   # :raw/:addr/:name/:first/:last
     store_plain(values, requests, names, out, plain, strings)   # HeaderView.values' plain names
+    line_after_received(data, name)          # a NAME: line after the first Received: line?
+    all_raw(pristine_headers)                # ALL:raw's value when its lines tile the block, or None
 
 header_rules is Run._headers' loop (postier.content.spam.engine): for each
 header group of CompiledRules.header_plan, its value (vals: one per group,
@@ -277,6 +279,34 @@ def all_value(order: list[bytes], headers: dict[str, list[bytes]]) -> tuple[byte
     if size > MAX_HEADER_LENGTH:
         return None
     return b"".join(out), starts
+
+
+def line_after_received(data: bytes, name: bytes) -> bool:
+    """/^Received:.*?^NAME:/msi on a header block: is there a NAME: line
+    after the first Received: line (A-Z folded to a-z, as /i does on
+    bytes)?  name: lower-case ASCII."""
+    low = data.lower()
+    if low.startswith(b"received:"):
+        start = 9
+    else:
+        i = low.find(b"\nreceived:")
+        if i < 0:
+            return False
+        start = i + 10
+    # a line start at or after start (its newline at start-1 or later)
+    return low.find(b"\n" + name + b":", start - 1) >= 0
+
+
+def all_raw(ph: bytes) -> bytes | None:
+    """get("ALL:raw")'s joined value when its lines tile the header block:
+    ph (the pristine header block) without the empty line ending it, when
+    that is not empty, starts with no space, tab or newline, ends in a
+    newline and holds no empty line; else None."""
+    if ph.endswith(b"\n\n"):
+        ph = ph[:-1]
+    if ph and ph[0] not in b" \t\n" and ph.endswith(b"\n") and b"\n\n" not in ph:
+        return ph
+    return None
 
 
 def _line_out(line, getaddr: bool, getraw: bool, addrs: dict, host_check, line_out) -> tuple:

@@ -72,7 +72,6 @@ import time as _time
 
 from postier.content.spam import bre as re
 from postier.content.spam import perlre
-from postier.content.spam.headers import _fast_kind
 from postier.content.spam.message import parse_content_type
 from postier.content.spam.received import IP, IP_PRIVATE, IPV4_ADDRESS
 from postier.content.spam.uri import idn_to_ascii, is_fqdn_valid
@@ -301,9 +300,6 @@ def _memo_registry(cr) -> _MemoRegistry:
     return m
 
 
-_NO_STRINGS: dict = {}
-
-
 class EvalContext:
     """What eval functions see of a scan (the PerMsgStatus fields they use)."""
 
@@ -326,11 +322,13 @@ class EvalContext:
         """Scalar get(): the joined value, "" when missing."""
         v = self._str.get(req)      # (most requests are new to a message: no KeyError)
         if v is None:
-            v = self._str[req] = _s(self.hv.get_str(req))
+            # (a header the message lacks: "" without building get()'s answer)
+            v = self._str[req] = "" if self.hv.lacks(req) else _s(self.hv.get_str(req))
         return v
 
     def get_or_none(self, req: str) -> str | None:
-        if not self.hv.defined(req):
+        hv = self.hv
+        if hv.lacks(req) or not hv.defined(req):
             return None
         return self.get(req)
 
@@ -339,19 +337,17 @@ class EvalContext:
         v = self._lists.get(req)
         if v is not None:
             return v
-        # an address or name request of a header the message lacks (most of
-        # the ones the evals make): HeaderView's answer, [], without asking it
-        kind = _fast_kind(req)
-        if kind.__class__ is tuple and (kind[3] or kind[4] or kind[5]):
-            msg = self.msg
-            if not msg.raw_headers.get(kind[2]) and \
-                    msg.metadata.get("strings", _NO_STRINGS).get(kind[1]) is None:
-                v = self._lists[req] = []
-                return v
+        # a request of a header the message lacks (most of the address and
+        # name ones the evals make): HeaderView's answer, [], without asking it
+        if self.hv.lacks(req):
+            v = self._lists[req] = []
+            return v
         v = self._lists[req] = [_s(x) for x in self.hv.get(req)]
         return v
 
     def first(self, req: str) -> str | None:
+        if self.hv.lacks(req):
+            return None
         v = self.hv.get(req)
         return _s(v[0]) if v else None
 

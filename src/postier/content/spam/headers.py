@@ -23,8 +23,9 @@ strings and a plain header name with only `:raw`, `:addr`, `:name`,
 common shapes (bare, <addr>, "name" <addr>, name <addr>, comma lists of
 them) in compiled code (_fast_addresses: postier._native.spamhdr.
 fast_addresses, twin postier._pure.spamhdr); ALL:raw is the header
-block itself when its lines tile it; EnvelopeFrom's "a NAME line after the
-first Received line" is two substring searches (_line_after_received);
+block itself when its lines tile it (spamhdr.all_raw); EnvelopeFrom's "a
+NAME line after the first Received line" is spamhdr.line_after_received on
+the ALL value (newlines found with memchr, ASCII case folded in place);
 a plain ASCII display name (`:name`, no encoded word) skips decode_header
 and its substitutions (the same bytes); the X-Spam-Relays-* strings are
 built when first asked for (relay_str); MESSAGEID asks get_header only
@@ -38,6 +39,11 @@ ALL-* tail a slice of it); a header line's addresses and names are
 remembered across messages (_ADDR_OUT) and a line's parse is shared by
 lines equal once stripped (ToCc:addr's decoded To line, To:addr's raw
 one); get_str() and defined() answer a plain name from value()'s cache.
+get() answers ToCc, ToCc:addr, EnvelopeFrom, EnvelopeFrom:addr, MESSAGEID
+and the X-Spam-Relays-* names by direct routes (_DIRECT: _get's branch for
+that request alone), values() a relay string without get(); lacks(request)
+says, from the header names alone, that get() is [] (a header the message
+lacks: EvalContext answers "", None or [] without asking get()).
 
 Parameters read: none (envelope_sender_header comes from the rule set).
 """
@@ -57,6 +63,9 @@ _all_value = _hdr.all_value
 _fast_values = _hdr.fast_values
 _fast_answer = _hdr.fast_answer
 _store_plain = _hdr.store_plain
+# /^Received:.*?^NAME:/msi on a header block (name: lower-case ASCII)
+_line_after_received = _hdr.line_after_received
+_all_raw_value = _hdr.all_raw
 
 _MAILRE = (r"""(?:"(?:|(?:[^"\\]++|\\.)*+)"|[^\@\s\<\>\(\)\[\]\,\:\;]+)"""
            r"""\@(?:[^\"\s\<\>\(\)\[\]\,\:\;]+|\[[\d:.]+\])""")
@@ -248,6 +257,23 @@ def _parse_request(request: str) -> tuple:
     return got
 
 
+_LACK_KEYS: dict[str, tuple[str, str] | None] = {}
+
+
+def _lack_key(request: str) -> tuple[str, str] | None:
+    """HeaderView.lacks' key of a request: (lower-cased name, stripped)
+    for a header name with any modifiers, None for a pseudo-header (parsed
+    once per request string)."""
+    name = request.split(":", 1)[0]
+    nl = name.lower()
+    key = None if (name in _NAMED_SPECIAL or nl in _SPECIAL or nl in _METADATA_SET) \
+        else (nl, nl.strip())
+    if len(_LACK_KEYS) > 4096:
+        _LACK_KEYS.clear()
+    _LACK_KEYS[request] = key
+    return key
+
+
 _SPLITS: dict[int, tuple] = {}     # values(): names -> (names, other, plain, requests)
 _FAST_MODS = frozenset({"raw", "addr", "name", "first", "last"})
 _FAST_KINDS: dict[str, object] = {}
@@ -328,6 +354,11 @@ class HeaderView:
     def get(self, request: str) -> list[bytes]:
         r = self._cache.get(request)
         if r is None:
+            direct = _DIRECT.get(request)
+            if direct is not None:
+                # ToCc, EnvelopeFrom, MESSAGEID, ...: _get's answer without its dispatch
+                r = self._cache[request] = direct(self)
+                return r
             lc = request.lower()
             if ":" not in request and lc not in _SPECIAL and lc not in _METADATA_SET:
                 # a plain header name (most requests): _get's last branch
@@ -349,6 +380,22 @@ class HeaderView:
                     r = [x for x in self._get(request) if x is not None]
             self._cache[request] = r
         return r
+
+    def lacks(self, request: str) -> bool:
+        """True when get(request) is [] because the message lacks the
+        request's header (no field of that name, decoded or raw, and no
+        metadata string of it): a header name with any modifiers, not a
+        pseudo-header.  False means "ask get()"."""
+        key = _LACK_KEYS.get(request, _LACK_KEYS)
+        if key is _LACK_KEYS:
+            key = _lack_key(request)
+        if key is None:
+            return False
+        msg = self.msg
+        if msg.headers.get(key[0]) or msg.raw_headers.get(key[1]):
+            return False
+        strings = msg.metadata.get("strings")
+        return not strings or strings.get(key[0]) is None
 
     def defined(self, request: str) -> bool:
         """bool(get(request)); a plain header name whose value() is made
@@ -414,12 +461,11 @@ class HeaderView:
                     self._values[request] = v
                     return v
             if request == "ALL:raw":
-                ph = self.msg.pristine_headers
-                if ph.endswith(b"\n\n"):
-                    ph = ph[:-1]            # the empty line ending the header
-                if ph and ph[0] not in b" \t\n" and ph.endswith(b"\n") and b"\n\n" not in ph:
-                    # _all_raw's lines then tile the whole header block
-                    v = self._values[request] = ph
+                # the header block without its ending empty line, when
+                # _all_raw's lines tile it (spamhdr.all_raw)
+                v = _all_raw_value(self.msg.pristine_headers)
+                if v is not None:
+                    self._values[request] = v
                     return v
             v = self._values[request] = _joined(self.get(request))
         return v
@@ -457,8 +503,17 @@ class HeaderView:
                      out, _ADDR_OUT, _ADDR_OUT_LEN, _ADDR_OUT_SIZE, self._addrs, _no_host_check,
                      self._line_addr_out)
         value = self.value
+        values = self._values
         for i, request in split[1]:
-            out[i] = value(request)
+            lc = _RELAY_VALUE.get(request)
+            if lc is not None:
+                # (a relay string: get()'s one line, value() itself)
+                v = values.get(request, values)
+                if v is values:
+                    v = values[request] = self.relay_str(lc)
+                out[i] = v
+            else:
+                out[i] = value(request)
         # (the others stored their values already; an absent plain header:
         # the metadata string of that name, if any)
         _store_plain(self._values, requests, names, out, split[2], strings)
@@ -637,6 +692,41 @@ class HeaderView:
             results = out
         return results
 
+    def _tocc(self) -> list[bytes]:
+        """get("ToCc"): the decoded To and Cc lines."""
+        hs = self.msg.headers
+        to = hs.get("to")
+        cc = hs.get("cc")
+        if cc:
+            return [v + b"\n" for v in (to + cc if to else cc)]
+        return [v + b"\n" for v in to] if to else []
+
+    def _tocc_addr(self) -> list[bytes]:
+        """get("ToCc:addr"): the addresses of the decoded To and Cc lines."""
+        lines = self._tocc()
+        return self._addr_out(lines, True, False, "ToCc:addr") if lines else []
+
+    def _envfrom_list(self) -> list[bytes]:
+        """get("EnvelopeFrom")."""
+        return list(self._envelope_from())
+
+    def _envfrom_addr(self) -> list[bytes]:
+        """get("EnvelopeFrom:addr")."""
+        ef = self._envelope_from()
+        return self._addr_out(ef, True, False, "EnvelopeFrom:addr") if ef else []
+
+    def _messageid(self) -> list[bytes]:
+        """get("MESSAGEID"): the values of the message-id fields the message has."""
+        msg = self.msg
+        hs = msg.headers
+        results = []
+        for h in ("x-message-id", "resent-message-id", "x-original-message-id", "message-id"):
+            if hs.get(h):
+                v = msg.get_header(h, False)
+                if v is not None and v != b"":
+                    results.append(v)
+        return results
+
     def _header(self, name: str, raw: bool) -> list[bytes]:
         return self.msg.get_headers(name, raw)
 
@@ -695,16 +785,16 @@ class HeaderView:
             for r in self.get("Received"):
                 if b"(fetchmail" in r:
                     return None
-        low = None
+        block = None
         for lc, request, name, stop in _ENVFROM_HEADERS:
             if not raw.get(lc) and strings.get(lc) is None:
                 continue
             v = self.get(request)
             if v:
-                if low is None:
+                if block is None:
                     # (value(): the joined lines, remembered; None for none)
-                    low = (self.value("ALL") or b"").lower()
-                if _line_after_received(low, name):
+                    block = self.value("ALL") or b""
+                if _line_after_received(block, name):
                     if stop:
                         return None
                     continue
@@ -712,24 +802,21 @@ class HeaderView:
         return None
 
 
+# get()'s direct routes: request -> the HeaderView method giving _get's answer
+_DIRECT = {"ToCc": HeaderView._tocc, "ToCc:addr": HeaderView._tocc_addr,
+           "EnvelopeFrom": HeaderView._envfrom_list, "EnvelopeFrom:addr": HeaderView._envfrom_addr,
+           "MESSAGEID": HeaderView._messageid}
+for _lc, _attr in _RELAY_ATTR.items():
+    _DIRECT["X-Spam-Relays-" + _lc[14:].capitalize()] = (
+        lambda hv, lc=_lc: [hv.relay_str(lc)])
+del _lc, _attr
+
+# values(): the relay-string requests (value() is the string itself) -> lower-cased name
+_RELAY_VALUE = {r: r.lower() for r in _DIRECT if r.startswith("X-Spam-Relays-")}
+
 # _envelope_from_inner's headers after X-Sender: (lower-cased name, request,
 # the name as _line_after_received takes it, stop: a NAME line after the
 # first Received line means no envelope sender at all)
 _ENVFROM_HEADERS = tuple((n.lower(), n + ":first:addr", n.lower().encode(), stop)
                          for n, stop in (("X-Envelope-From", True), ("Envelope-Sender", False),
                                          ("Return-Path", False)))
-
-
-def _line_after_received(low: bytes, name: bytes) -> bool:
-    """/^Received:.*?^NAME:/msi on a header block: is there a NAME: line after
-    the first Received: line?  low: the block lower-cased (bytes.lower folds
-    ASCII only, as /i does on bytes), name: lower-case ASCII."""
-    if low.startswith(b"received:"):
-        start = 9
-    else:
-        i = low.find(b"\nreceived:")
-        if i < 0:
-            return False
-        start = i + 10
-    # a line start at or after start (start > 0: its newline at start-1 or later)
-    return low.find(b"\n" + name + b":", start - 1) >= 0
