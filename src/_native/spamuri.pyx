@@ -1,16 +1,25 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """The common shapes of URI canonicalisation recognised cheaply, compiled
 (twin: postier._pure.spamuri, where the API is documented): simple_http,
-uri_host, host_to_domain (a lowercased ASCII host's labels checked and its
-registry domain cut out in one pass; other hosts go the twin's way).  The same results as the twin for every input
-(tests/unit/content/test_spam_uri_native.py).
+uri_host, uri_lines (the lines a URI prefilter hit needs, one C loop per
+line), UriPrefilter (the URI prefilter's hits, one C scan), any_in
+(lowercase literals in a target, by memmem), host_to_domain
+(a lowercased ASCII host's labels checked and its registry domain cut out
+in one pass; other hosts go the twin's way).  The same results as the twin for every input
+(tests/unit/content/test_spam_uri_native.py, test_spam_uri_lines.py).
 
 Reads no main.cf parameters.
 """
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_READ_CHAR, PyUnicode_GET_LENGTH
+from libc.stdlib cimport free, malloc
 
 from postier._pure.spamuri import _CI_CO, _PCT_PRINTABLE, _US_STATES, _domain_of
+
+
+cdef extern from "string.h":
+    void *memmem(const void *hay, size_t hlen, const void *needle, size_t nlen) nogil
 
 
 cdef inline bint _printable(str s):
@@ -130,6 +139,166 @@ def match_start(str s, Py_ssize_t pos, Py_ssize_t hit):
             return i + 1
         i -= 1
     return pos
+
+
+cdef inline bint _may_uri(bytes line) noexcept:
+    # "@" or ":", "." then [A-Za-z\x80-\xff], or [wWpP0-9] then "."
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(line)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(line)
+    cdef unsigned char c, d
+    for i in range(n):
+        c = p[i]
+        if c == 0x40 or c == 0x3a:
+            return True
+        if c == 0x2e:
+            if i + 1 < n:
+                d = p[i + 1] | 0x20
+                if (0x61 <= d <= 0x7a) or p[i + 1] >= 0x80:
+                    return True
+            if i > 0:
+                d = p[i - 1]
+                if (d | 0x20) == 0x77 or (d | 0x20) == 0x70 or 0x30 <= d <= 0x39:
+                    return True
+    return False
+
+
+def uri_lines(list lines):
+    cdef list out = []
+    for line in lines:
+        if type(line) is not bytes or _may_uri(<bytes>line):
+            out.append(line)      # (anything but bytes: kept, the prefilter decides)
+    return out
+
+
+cdef inline unsigned char _low(unsigned char c) noexcept:
+    return c + 32 if 0x41 <= c <= 0x5a else c
+
+
+cdef inline bint _lit_at(const unsigned char* p, Py_ssize_t n, Py_ssize_t i,
+                         const char* lit, Py_ssize_t m) noexcept:
+    # p[i:i+m], ASCII capitals lowered, == lit (lowercase)
+    cdef Py_ssize_t k
+    if i + m > n:
+        return False
+    for k in range(m):
+        if _low(p[i + k]) != <unsigned char>lit[k]:
+            return False
+    return True
+
+
+cdef class UriPrefilter:
+    """See postier._pure.spamuri.UriPrefilter."""
+    cdef unsigned char one[32]          # bitset: the one-byte TLDs
+    cdef unsigned char two[8192]        # bitset: the first two bytes of the longer ones
+    cdef dict by2                       # those two bytes (an int) -> the TLDs (bytes)
+
+    def __init__(self, tlds):
+        cdef int k
+        cdef bytes b
+        self.by2 = {}
+        for k in range(32):
+            self.one[k] = 0
+        for k in range(8192):
+            self.two[k] = 0
+        for t in tlds:
+            b = t.lower().encode("ascii")
+            if len(b) == 1:
+                self.one[b[0] >> 3] |= 1 << (b[0] & 7)
+            elif len(b) > 1:
+                k = (b[0] << 8) | b[1]
+                self.two[k >> 3] |= 1 << (k & 7)
+                self.by2.setdefault(k, []).append(b)
+        for k, v in self.by2.items():
+            self.by2[k] = tuple(sorted(v, key=len))
+
+    def search(self, line, Py_ssize_t pos=0):
+        # every alternative holds an "@", "." or ":" at a fixed distance from
+        # its start (0 for @ and .TLD; 3 in ftp. ftp:// www.; 4-5 in
+        # www1. www12. http:// https://; 6 in mailto:) and no such byte
+        # before it: the first of these bytes that ends an alternative
+        # starting at or after pos gives the leftmost hit (the earliest start
+        # it ends)
+        if type(line) is not bytes:
+            line = bytes(line)              # (a bytearray or memoryview, as re2 takes them)
+        cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(line)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(line), i, s
+        cdef unsigned char c
+        cdef int k
+        cdef bytes t
+        if pos < 0:
+            pos = 0
+        i = pos
+        while i < n:
+            c = p[i]
+            if c != 0x2e and c != 0x40 and c != 0x3a:
+                i += 1
+                continue
+            if c == 0x40:                                       # @
+                return i
+            if c == 0x3a:                                       # http:// https:// ftp:// mailto:
+                if _lit_at(p, n, i, "://", 3):
+                    s = i - 5
+                    if s >= pos and _lit_at(p, n, s, "https", 5):
+                        return s
+                    s = i - 4
+                    if s >= pos and _lit_at(p, n, s, "http", 4):
+                        return s
+                    s = i - 3
+                    if s >= pos and _lit_at(p, n, s, "ftp", 3):
+                        return s
+                s = i - 6
+                if s >= pos and _lit_at(p, n, s, "mailto", 6):
+                    return s
+                i += 1
+                continue
+            # "." : www12. www1. www. ftp. (earliest start first), then .TLD
+            s = i - 5
+            if s >= pos and _lit_at(p, n, s, "www", 3) and 0x30 <= p[s + 3] <= 0x39 \
+                    and 0x30 <= p[s + 4] <= 0x39:
+                return s
+            s = i - 4
+            if s >= pos and _lit_at(p, n, s, "www", 3) and 0x30 <= p[s + 3] <= 0x39:
+                return s
+            s = i - 3
+            if s >= pos and (_lit_at(p, n, s, "www", 3) or _lit_at(p, n, s, "ftp", 3)):
+                return s
+            if i + 1 < n:
+                c = _low(p[i + 1])
+                if self.one[c >> 3] & (1 << (c & 7)):
+                    return i
+                if i + 2 < n:
+                    k = (c << 8) | _low(p[i + 2])
+                    if self.two[k >> 3] & (1 << (k & 7)):
+                        for t in self.by2[k]:
+                            if _lit_at(p, n, i + 1, PyBytes_AS_STRING(t), PyBytes_GET_SIZE(t)):
+                                return i
+            i += 1
+        return -1
+
+
+def any_in(bytes data, tuple lits):
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(data)
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef unsigned char stack[512]
+    cdef unsigned char* low = stack
+    cdef unsigned char c
+    cdef bytes lit
+    cdef bint found = False
+    if n > 512:
+        low = <unsigned char*>malloc(n)
+        if low == NULL:
+            raise MemoryError()
+    for i in range(n):
+        c = p[i]
+        low[i] = c + 32 if 0x41 <= c <= 0x5a else c
+    for lit in lits:
+        if PyBytes_GET_SIZE(lit) == 0 or memmem(low, n, PyBytes_AS_STRING(lit),
+                                                PyBytes_GET_SIZE(lit)) != NULL:
+            found = True
+            break
+    if low != stack:
+        free(low)
+    return found
 
 
 cdef inline bint _idn_fast_char(Py_UCS4 c) noexcept:

@@ -4,6 +4,9 @@ URI canonicalisation (postier.content.spam.uri) recognised cheaply.
     simple_http(uri)   # (proto, host, rest) of a plain http(s) URL, or None
     uri_host(uri)      # uri_to_domain's host part of a plain URI, or None
     match_start(s, pos, hit)   # where a linkified URI before hit can start
+    uri_lines(lines)   # the lines (bytes) in which the URI prefilter may hit
+    any_in(data, lits)   # whether data, ASCII-lowercased, holds one of lits
+    UriPrefilter(tlds).search(line, pos)   # where the URI prefilter hits, or -1
     host_to_domain(host, tlds, two, three, is_ip, idn)   # (domain, host) or None
 
 simple_http(uri) -> (proto, host, rest) | None: for a URI whose every
@@ -31,6 +34,22 @@ s[pos:hit] that no text URI (UriExtractor's pattern) can hold between its
 start and the first place the URI prefilter hits in it -- white space
 (" \\t\\n\\r\\f\\v"), one of ><"`}]{[|,('@, ESC, or 0x80-0xff -- or pos
 when there is none.
+
+uri_lines(lines) -> list[bytes]: the lines (bytes objects) that hold an
+"@" or a ":", or a "." followed by an ASCII letter or a byte 0x80-0xff, or
+a "." after one of wWpP0-9; the others, in their order, left out.  A
+necessary condition of a hit of UriExtractor's prefilter (a scheme's ":",
+mailto:, "@", www./www1./ftp. or a "." and a TLD, every TLD starting with a
+letter), checked without a regex call per line.
+
+UriPrefilter(tlds): tlds an iterable of ASCII TLDs.  .search(line, pos=0)
+-> int: the start of the leftmost match at or after pos in line (bytes) of
+(?i)(?:(?:https?|ftp)://|(?:www[0-9]{0,2}|ftp)\\.|mailto:|@|\\.(?:TLD)) with
+TLD any of tlds, ASCII case aside (re2/re on bytes: no other case folding),
+or -1: the search UriExtractor's bytes prefilter regex does, without it.
+
+any_in(data, lits) -> bool: whether data (bytes) with its ASCII capitals
+lowered holds one of lits (a tuple of bytes; an empty one is in anything).
 
 host_to_domain(host, tlds, two, three, is_ip, idn) -> (domain, host) | None:
 RegistryBoundaries::uri_to_domain once the host part is cut out of the URI
@@ -97,6 +116,31 @@ def match_start(s: str, pos: int, hit: int) -> int:
             return i + 1
         i -= 1
     return pos
+
+
+_MAY_URI = re.compile(rb"[@:]|\.[A-Za-z\x80-\xff]|[wWpP0-9]\.").search
+
+
+def uri_lines(lines: list[bytes]) -> list[bytes]:
+    may = _MAY_URI
+    return [line for line in lines if type(line) is not bytes or may(line) is not None]
+
+
+class UriPrefilter:
+    def __init__(self, tlds) -> None:
+        alts = b"|".join(re.escape(t.lower().encode("ascii"))
+                         for t in sorted(tlds, key=len, reverse=True) if t)
+        self._search = re.compile(rb"(?:(?:https?|ftp)://|(?:www[0-9]{0,2}|ftp)\.|mailto:|@|\.(?:"
+                                  + (alts or b"(?!)") + rb"))", re.I).search
+
+    def search(self, line: bytes, pos: int = 0) -> int:
+        m = self._search(line, max(pos, 0))
+        return -1 if m is None else m.start()
+
+
+def any_in(data: bytes, lits: tuple[bytes, ...]) -> bool:
+    low = data.lower()
+    return any(lit in low for lit in lits)
 
 
 _PCT_PRINTABLE = re.compile(r"%(?:2[1-9a-f]|[3-6][0-9a-f]|7[0-9a-e])", re.A).search

@@ -457,6 +457,8 @@ class Node:
         (this one is first, the others), so that the cache holds no
         reference to its own node: a node with a cache is freed at once,
         not left to the cyclic GC)."""
+        if self.body_parts is None:         # a leaf (most messages): itself or nothing
+            return [self] if rx is None or rx.search(self.type) else []
         key = (rx, only_leaves, recursive)
         cache = self._parts_cache
         if cache is None:

@@ -28,8 +28,14 @@ shapes are recognised in C (postier._native.spamuri, twin
 postier._pure.spamuri): a plain http(s) URL goes straight to the redirector
 and bare-name steps, uri_to_domain cuts the host of a plain URI out in one
 pass, a new host's domain (FQDN check, TLD, registry boundary) is found in
-one pass over its labels, and the text search starts after the last character no URI can hold
-before its prefilter hit; on a long rest of line it tries only the start
+one pass over its labels, a URI holding none of the literals the
+redirector patterns need (one per pattern, taken from its Hyperscan
+expression: _redirector_literals) skips the redirector scan (spamuri.any_in),
+the lines that cannot hold a prefilter hit are left out in one compiled
+pass (spamuri.uri_lines), the prefilter itself is a compiled scan for its
+"@", "." and ":" anchors (spamuri.UriPrefilter, the same hits as its regex),
+and the text search starts after the last character no URI can hold before
+its prefilter hit; on a long rest of line it tries only the start
 positions near each hit (UriExtractor._window_match) instead of a search
 that, finding nothing, would read the rest of the line from every position.
 
@@ -47,6 +53,8 @@ _su = native.load("spamuri")
 _simple_http = _su.simple_http
 _uri_host = _su.uri_host
 _match_start = _su.match_start
+_any_in = _su.any_in                        # lowercase literals in a target
+_uri_lines = _su.uri_lines                  # lines that can hold a prefilter hit
 _host_to_domain = _su.host_to_domain        # Registry._host_to_domain's steps, compiled
 
 MAX_URI_LENGTH = 8192
@@ -496,7 +504,13 @@ def _redirect(redirectors: list, redirector_set, target: str, uris: list[str]) -
     """The first redirector's capture (holding a dot) in target appended to
     uris: whether there was one."""
     tb = target.encode("latin-1", "replace")
-    cands = redirectors if redirector_set is None else _candidates(redirector_set, tb)
+    if redirector_set is None:
+        cands = redirectors
+    else:
+        lits = getattr(redirector_set, "postier_literals", None)
+        if lits is not None and not _any_in(tb, lits):
+            return False
+        cands = _candidates(redirector_set, tb)
     for rx in cands:
         sp = rx.spans(tb, 2)
         if sp is not None:
@@ -522,6 +536,102 @@ def _embedded(rest: str, uris: list[str]) -> bool:
 
 def _int16(m: re.Match) -> str:
     return str(int(m.group(1), 16))
+
+
+def _required_literal(expr: bytes) -> bytes | None:
+    """A lowercase byte string (3 bytes or more) that every match of the
+    Hyperscan expression expr holds, ASCII case aside, or None: the longest
+    run of single-byte items (a byte, or a letter in either case) in the
+    items of its top-level sequence, of groups in it and of repeats of them
+    taken at least once.  Parsed caselessly, so it holds for expr compiled
+    with or without HS_FLAG_CASELESS."""
+    from postier.maps import resyntax
+    try:
+        tree, _ = resyntax.parse_pcre(expr, caseless=True, multiline=False, dotall=False,
+                                      extended=False)
+    except Exception:  # noqa: BLE001 - any parse problem: no literal, no shortcut
+        return None
+    runs: list[bytes] = []
+
+    def walk(node) -> None:
+        kind = node[0]
+        if kind == "group":
+            walk(node[1])
+        elif kind == "rep":
+            if node[2] >= 1:
+                walk(node[1])
+        elif kind == "seq":
+            run = bytearray()
+            for it in node[1]:
+                c = _one_byte(it)
+                if c is not None:
+                    run.append(c)
+                    continue
+                runs.append(bytes(run))
+                run = bytearray()
+                walk(it)
+            runs.append(bytes(run))
+        else:
+            c = _one_byte(node)
+            if c is not None:
+                runs.append(bytes((c,)))
+
+    try:
+        walk(tree)
+    except (IndexError, TypeError):
+        return None
+    best = max(runs, key=len, default=b"")
+    return best if len(best) >= 3 else None
+
+
+def _one_byte(node) -> int | None:
+    """The lowercase byte a ("set", bytes) node stands for when it is one byte
+    or one ASCII letter in both cases, else None."""
+    if node[0] != "set":
+        return None
+    bs = node[1]
+    if len(bs) == 1:
+        (c,) = bs
+        return c + 32 if 0x41 <= c <= 0x5a else c
+    if len(bs) == 2:
+        a, b = sorted(bs)
+        if 0x41 <= a <= 0x5a and b == a + 32:
+            return b
+    return None
+
+
+def _redirector_literals(pset) -> tuple[bytes, ...] | None:
+    """For each redirector of pset, a lowercase string every match of its
+    Hyperscan expression holds (_required_literal): a target whose lowercase
+    form holds none of them is matched by no redirector (each pattern's
+    matches are among its expression's, which Hyperscan may only widen).
+    None when a pattern has none, is not in pset's database (always) or is
+    compiled for UTF-8 (where a caseless k or s may match a multibyte
+    character)."""
+    if pset.always:
+        return None
+    lits = []
+    for p in pset.patterns:
+        expr = p.hs_expr
+        if p.hs_flags > 0 and p.hs_flags & (_HS_FLAG_UTF8 | _HS_FLAG_UCP):
+            return None
+        lit = _required_literal(expr) if expr is not None else None
+        if lit is None:
+            return None
+        lits.append(lit)
+    return tuple(dict.fromkeys(lits))
+
+
+_HS_FLAG_UTF8 = 32             # hyperscan.HS_FLAG_UTF8
+_HS_FLAG_UCP = 64              # hyperscan.HS_FLAG_UCP
+
+
+def _re2_hit(msearch):
+    """A UriExtractor.hit function from the prefilter regex's search."""
+    def hit(line: bytes, pos: int = 0) -> int:
+        t = msearch(line, pos)
+        return -1 if t is None else t.start()
+    return hit
 
 
 def _candidates(pset, data: bytes) -> list:
@@ -550,6 +660,9 @@ class UriExtractor:
             try:
                 from postier.maps.patterns import PatternSet
                 self.redirector_set = PatternSet(redirectors)
+                # lowercase literals one of which a target must hold to
+                # need the scan at all (_redirect)
+                self.redirector_set.postier_literals = _redirector_literals(self.redirector_set)
             except Exception:  # noqa: BLE001 - no shortcut then; every pattern is tried
                 self.redirector_set = None
         start = _START_CHARS + "\\s"
@@ -578,11 +691,38 @@ class UriExtractor:
                 + rb.tlds_alts.encode("latin-1") + rb"))")
         except Exception:  # noqa: BLE001 - pyre2 raises several types; then no shortcut
             self.maybe = None
+        # spamuri.uri_lines keeps the lines holding "@", ":", a "." after
+        # [wWpP0-9] or a "." before [A-Za-z\x80-\xff]: every hit of self.maybe
+        # holds one (a scheme's or mailto:'s ":", "@", the "." of www./www1./
+        # ftp., or the "." before a TLD) as long as every TLD starts with a
+        # letter (or a non-ASCII character); else every line is searched
+        self.lines_filter = None
+        if all(t and ("a" <= t[0].lower() <= "z" or t[0] >= "\x80") for t in rb.tlds):
+            self.lines_filter = _uri_lines
+        # self.hit(line, pos): the start of self.maybe's first hit at or after
+        # pos, or -1: spamuri.UriPrefilter's compiled scan when the TLDs are
+        # ASCII (the same answers: tests/unit/content/test_spam_uri_lines.py),
+        # else self.maybe's search; None without either (finditer then)
+        self.hit = None
+        tl = rb.tlds or {"no_tlds_defined"}          # (tlds_alts for no TLDs)
+        if all(t.isascii() for t in tl):
+            self.hit = _su.UriPrefilter(tl).search
+        elif self.maybe is not None:
+            self.hit = _re2_hit(self.maybe.search)
 
     def _matches(self, lines: list[bytes]):
-        """The matches of self.re in each line, as re.finditer finds them.
+        """The matches of self.re in each line, as re.finditer finds them."""
+        lf = self.lines_filter
+        if lf is not None and self.hit is not None:
+            lines = lf(lines)
+        line_matches = self._line_matches
+        for line in lines:
+            yield from line_matches(line)
 
-        Every match contains a hit of self.maybe (a scheme, www./ftp.,
+    def _line_matches(self, line: bytes) -> list:
+        """The matches of self.re in line, as re.finditer finds them.
+
+        Every match contains a hit of self.maybe (self.hit: a scheme, www./ftp.,
         mailto:, an @, or a dot and a TLD), at most _BEFORE_HIT characters
         after the match start and with no space in between (the mail and
         bare-host forms take no spaces).  So the search for the next match
@@ -592,36 +732,33 @@ class UriExtractor:
         of ><"`}]{[|,('@, ESC, 0x80-0xff: spamuri.match_start): no match can
         start earlier, and the search sees the whole line for \\b and the
         look-behinds, as finditer does."""
-        maybe = self.maybe
-        if maybe is None:
-            finditer = self.re.finditer
-            for line in lines:
-                yield from finditer(line.decode("latin-1"))
-            return
+        find = self.hit
+        if find is None:
+            return list(self.re.finditer(line.decode("latin-1")))
+        hit = find(line, 0)
+        if hit < 0:
+            return []
+        out = []
         search = self.re.search
-        for line in lines:
-            t = maybe.search(line)
-            if t is None:
-                continue
-            s = line.decode("latin-1")
-            end = 0
-            while True:
-                hit = t.start()
-                pos = hit - _BEFORE_HIT
-                if pos < end:
-                    pos = end
-                pos = _match_start(s, pos, hit)
-                if len(s) - pos <= _LONG_REST:
-                    m = search(s, pos)
-                else:
-                    m = self._window_match(s, line, pos, hit)
-                if m is None:
-                    break
-                yield m
-                end = m.end()
-                t = maybe.search(line, end)
-                if t is None:
-                    break
+        s = line.decode("latin-1")
+        end = 0
+        while True:
+            pos = hit - _BEFORE_HIT
+            if pos < end:
+                pos = end
+            pos = _match_start(s, pos, hit)
+            if len(s) - pos <= _LONG_REST:
+                m = search(s, pos)
+            else:
+                m = self._window_match(s, line, pos, hit)
+            if m is None:
+                break
+            out.append(m)
+            end = m.end()
+            hit = find(line, end)
+            if hit < 0:
+                break
+        return out
 
     def _window_match(self, s: str, line: bytes, pos: int, hit: int):
         """self.re.search(s, pos) when pos comes from the hit `hit` (the first
@@ -635,7 +772,7 @@ class UriExtractor:
         reads the rest of the line from every position (~0.1 ms on a 2 KB
         line); this reads the windows only."""
         match = self.re.match
-        msearch = self.maybe.search
+        find = self.hit
         word = _WORD
         start = _START
         n = len(s)
@@ -654,10 +791,9 @@ class UriExtractor:
                 prev = c
                 pw = cw
                 q += 1
-            t = msearch(line, hit + 1)
-            if t is None:
+            nh = find(line, hit + 1)
+            if nh < 0:
                 return None
-            nh = t.start()
             p = nh - _BEFORE_HIT
             if p <= hit:
                 p = hit + 1
