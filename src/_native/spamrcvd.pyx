@@ -19,7 +19,8 @@ and _date_start.  The same results as the twin: the compile step
 the format table is the same text (tests/unit/content/
 test_spam_uri_received.py compares the two).  relay_fields cleans a
 parsed line's fields up with C character tests, running the twin's
-substitutions only where one of them can change something.
+substitutions only where one of them can change something; fill_relays is
+parse_relays' walk over the lines (the twin's, with C locals).
 
 Reads no main.cf parameters.
 """
@@ -30,6 +31,7 @@ cdef extern from "Python.h":
     int PyUnicode_KIND(object o)
     void *PyUnicode_DATA(object o)
     int PyUnicode_1BYTE_KIND
+    bint PyUnicode_IS_ASCII(object o)
 
 from postier._pure.spamrcvd import (  # noqa: F401 - re-exported
     compile_entry,
@@ -52,17 +54,54 @@ from postier._pure.spamrcvd import (
     _HELO_EQ,
     _HELO_PAT,
     _I,
-    _IDENT_AT,
-    _IDENT_COLON,
     _IDENT_EQ,
     _WS_RUNS,
 )
 
 
+from postier._pure.spamrcvd import _IDENT_AT as _IDENT_AT_RX
+from postier._pure.spamrcvd import _IDENT_COLON as _IDENT_COLON_RX
+
+
+cdef object _IDENT_COLON(object s):
+    """The twin's _IDENT_COLON (^IDENT:([^\\@]*)\\@), None at once when s
+    does not start with IDENT: (the common rdns)."""
+    if not s.startswith("IDENT:"):
+        return None
+    return _IDENT_COLON_RX(s)
+
+
+cdef object _IDENT_AT(object s):
+    """The twin's _IDENT_AT (^([^\\@]*)\\@), None at once when s holds no @
+    (the regex walks back over all of s first)."""
+    if "@" not in s:
+        return None
+    return _IDENT_AT_RX(s)
+
+
 cpdef bint _ws_odd(str line):
-    """See the twin: would s/\\s+/ /g change line?"""
-    return ("  " in line or "\t" in line or "\n" in line or "\r" in line or "\f" in line
-            or "\v" in line)
+    """See the twin: would s/\\s+/ /g change line?  (A Latin-1 line in one
+    pass over its bytes: a space after a space, or another re.A \\s.)"""
+    cdef Py_ssize_t i, n = len(line)
+    cdef const unsigned char *b
+    cdef unsigned char c
+    cdef bint prev = False
+    if PyUnicode_KIND(line) != PyUnicode_1BYTE_KIND:
+        return ("  " in line or "\t" in line or "\n" in line or "\r" in line or "\f" in line
+                or "\v" in line)
+    b = <const unsigned char *>PyUnicode_DATA(line)
+    for i in range(n):
+        c = b[i]
+        if c <= 32:
+            if c == 32:
+                if prev:
+                    return True
+                prev = True
+                continue
+            if 9 <= c <= 13:
+                return True
+        prev = False
+    return False
 
 
 cpdef Py_ssize_t _date_floor(str s):
@@ -631,17 +670,20 @@ cdef class Line:
                 return True
         return False
 
-    cdef int _set_s(self, str s, bint part=False) except -1:
+    cdef int _set_s(self, str s, bint part=False, object lower=None) except -1:
         """s becomes the line; part: it is a prefix or suffix of the old one,
-        whose pair mask then still covers it (a superset: the literal test
-        after the mask decides) and whose "no whitespace but spaces" holds."""
+        whose pair masks then still cover it (a superset: the literal test
+        after the mask decides) and whose "no whitespace but spaces" holds;
+        lower: s.lower() when the caller has it (the old one's, cut alike),
+        else the lowercased mask goes too."""
         if self._pend is not None:      # g belongs to the line before the change
             self._g = self._pend.search(self.s)
             self._pend = None
         self.s = s
-        self._lower = None
+        self._lower = lower
         if part:
-            self._masked &= 1
+            if lower is None:
+                self._masked &= 1
             if self._plain == 0:
                 self._plain = -1
         else:
@@ -651,14 +693,25 @@ cdef class Line:
 
     cpdef cut_at(self, Py_ssize_t i):
         """See the twin."""
+        cdef object lower = self._lower
         if i >= 0:
-            self._set_s(self.s[:i], True)
+            # an ASCII line's lowercase is per character: cut alike
+            if lower is not None and PyUnicode_IS_ASCII(self.s):
+                lower = (<str>lower)[:i]
+            else:
+                lower = None
+            self._set_s(self.s[:i], True, lower)
 
     cpdef bint cut_prefix(self, str p):
         """See the twin."""
+        cdef object lower = self._lower
         if not self.s.startswith(p):
             return False
-        self._set_s(self.s[len(p):], True)
+        if lower is not None and PyUnicode_IS_ASCII(self.s):
+            lower = (<str>lower)[len(p):]
+        else:
+            lower = None
+        self._set_s(self.s[len(p):], True, lower)
         return True
 
     cpdef bint replace_first(self, str old, str new):
@@ -775,6 +828,11 @@ cpdef tuple relay_fields(dict v):
     return ip, by, helo, rid, ident, env, auth, rdns, no_rdns, not_in, st
 
 
+# a parsed line's fields before the format table fills them in
+cdef dict _V0 = {"ip": "", "helo": "", "rdns": "", "by": "", "id": "", "ident": "", "envfrom": None,
+        "dns": False, "auth": ""}
+
+
 cdef class Parser:
     """See postier._pure.spamrcvd.Parser."""
     cdef public object qmail_scanner_env_from
@@ -800,8 +858,7 @@ cdef class Parser:
         while s.endswith(";"):           # s/\s?;$// until it no longer applies
             s = s[:-2] if s.endswith(" ;") else s[:-1]
         cdef Line L = Line(s, self._cache, self._compile)
-        v = {"ip": "", "helo": "", "rdns": "", "by": "", "id": "", "ident": "", "envfrom": None,
-             "dns": False, "auth": ""}
+        v = _V0.copy()
         if not _starts_from(L.s):                   # ^\(?from /i
             return 0
         if L.m(r"\bwith local for\b"):
@@ -1162,3 +1219,97 @@ cdef class Parser:
             return v
         return None
     # --- end parser ---
+
+
+# ------------------------------------------------------------ the relay chain
+
+from postier._pure.spamrcvd import _MSA, _MSA_SUB, _UNFOLD
+
+
+cpdef fill_relays(object out, object lines, Parser p, object relay_cls, dict private_ips,
+                  object ip_private_search, object trusted, object internal, object msa,
+                  bint user_nets):
+    """See the twin (the lists and counters kept in locals, each relay's
+    string patched before it is stored)."""
+    cdef bint in_trusted = True, in_internal = True, found_msa = False, allow_fetch = True
+    cdef bint private, is_msa
+    cdef Py_ssize_t n_unp = 0, n_trusted = 0, n_internal = 0
+    cdef list trusted_list = out.trusted, internal_list = out.internal
+    cdef list untrusted_list = out.untrusted, external_list = out.external
+    cdef tuple f
+    cdef str ip, auth, st
+    cdef object line, v, qms, x, relay
+    for line in lines:
+        qms = p.qmail_scanner_env_from
+        p.qmail_scanner_env_from = None
+        if "\n" in line:
+            line = _UNFOLD(" ", line)
+        p.pop_fetcher = False
+        v = p.parse_line(line)
+        if p.pop_fetcher and allow_fetch:
+            trusted_list = []
+            internal_list = []
+            external_list = []
+            out.trusted = trusted_list
+            out.internal = internal_list
+            out.external = external_list
+        if type(v) is not dict:
+            if v is None:
+                n_unp += 1
+            if in_trusted:
+                n_trusted += 1
+            if in_internal:
+                n_internal += 1
+            continue
+        f = relay_fields(<dict>v)
+        ip = <str>f[0]
+        auth = <str>f[6]
+        x = private_ips.get(ip)
+        if x is None:
+            if len(private_ips) > 20000:
+                private_ips.clear()
+            x = private_ips[ip] = ip_private_search(ip) is not None
+        private = x
+        st = <str>f[10]
+        relay = relay_cls(ip, f[1], f[2], f[3], f[4], f[5], auth, f[7], f[8], f[9], private, False, False, st)
+        if qms:
+            relay.envfrom = qms
+            relay.make_string()
+            st = relay.as_string
+        is_msa = False
+        if in_trusted and not found_msa:
+            if not user_nets:
+                if not (private or auth):
+                    in_trusted = in_internal = False
+            else:
+                if not auth and not trusted.contains_ip(ip):
+                    in_trusted = False
+                    in_internal = False
+                else:
+                    if in_internal and not auth and not internal.contains_ip(ip):
+                        in_internal = False
+                    if msa.contains_ip(ip):
+                        found_msa = True
+                        is_msa = True
+                        relay.msa = True
+        if in_internal:
+            relay.internal = True
+            st = st.replace(" intl=0 ", " intl=1 ", 1)
+        if is_msa or "msa=" in auth:
+            st = _MSA_SUB(_MSA[is_msa], st, 1)
+        relay.as_string = st
+        if in_trusted:
+            trusted_list.append(relay)
+            allow_fetch = True
+            n_trusted += 1
+        else:
+            untrusted_list.append(relay)
+            allow_fetch = False
+        if in_internal:
+            internal_list.append(relay)
+            n_internal += 1
+        else:
+            external_list.append(relay)
+    out.num_unparseable += n_unp
+    out.last_trusted_index += n_trusted
+    out.last_internal_index += n_internal

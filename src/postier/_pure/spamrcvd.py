@@ -13,6 +13,7 @@ Received-line formats behind postier.content.spam.received.
     p.parse_line(value)     # the relay's fields (dict), 0 (skip: no handover), None (unparseable)
     parser_patterns()       # every (pattern, flags) the table uses, to compile up front
     relay_fields(fields)    # parse_line's dict cleaned up: (ip, by, ..., relay string)
+    fill_relays(out, lines, p, Relay, ...)  # parse_relays' walk: out's relay lists and counters
 
 Every pattern carries what any match needs: literal strings in pattern
 order and alternatives of which one must occur (required_literals), and for
@@ -29,7 +30,9 @@ as their regexes (_starts_from for ^\\(?from /i, _id_field, _by_field,
 _date_start for the date cut off the end).  A format that matched ends
 the table with `return S(v, ...)` (no exception); an edit that keeps a
 prefix or suffix of the line (cut_prefix, the date cut off its end) keeps
-what is known about the old line that still holds (native: its pair mask, a superset of the new line's).  Parser is
+what is known about the old line that still holds (native: its pair mask, a superset of the new line's; an
+ASCII line's lowercase, cut alike, so the case-insensitive tests after the
+cuts do not lowercase the line again).  Parser is
 SpamAssassin's Metadata::Received parse_received_line, the same text as the
 Cython module's (which types L as Line).
 
@@ -363,28 +366,33 @@ class Line:
                 return True
         return False
 
-    def _set_s(self, s: str, part: bool = False) -> None:
+    def _set_s(self, s: str, part: bool = False, lower: str | None = None) -> None:
         """s becomes the line; part: it is a prefix or suffix of the old one
-        (then "no whitespace but spaces" still holds if it held)."""
+        (then "no whitespace but spaces" still holds if it held); lower:
+        s.lower() when the caller has it."""
         if self._pend is not None:  # g belongs to the line before the change
             self._g = self._pend.search(self.s)
             self._pend = None
         self.s = s
-        self._lower = None
+        self._lower = lower
         if not part or not self._plain:
             self._plain = None
 
     def cut_at(self, i: int) -> None:
         """The line cut off at i (its tail dropped; nothing when i < 0)."""
         if i >= 0:
-            self._set_s(self.s[:i], True)
+            lower = self._lower
+            # an ASCII line's lowercase is per character: it is cut alike
+            self._set_s(self.s[:i], True, lower[:i] if lower is not None and self.s.isascii() else None)
 
     def cut_prefix(self, p: str) -> bool:
         """sub(re.escape(p) anchored at the start, ""): drop p from the start
         of the line if it is there (True when it was)."""
         if not self.s.startswith(p):
             return False
-        self._set_s(self.s[len(p):], True)
+        lower = self._lower
+        self._set_s(self.s[len(p):], True,
+                    lower[len(p):] if lower is not None and self.s.isascii() else None)
         return True
 
     def replace_first(self, old: str, new: str) -> bool:
@@ -625,6 +633,11 @@ _HELO_CMD_PAT = r"\b(?:HELO|EHLO) ([" + _HC + r"]+)(?:[^" + _HC + r"]|$)"
 
 
 
+# a parsed line's fields before the format table fills them in
+_V0 = {"ip": "", "helo": "", "rdns": "", "by": "", "id": "", "ident": "", "envfrom": None,
+        "dns": False, "auth": ""}
+
+
 class Parser:
     """Metadata::Received's parse_received_line over SpamAssassin's table of
     MTA formats.  cache/compile_fn: as for Line (patterns use ${IP} and
@@ -649,8 +662,7 @@ class Parser:
         while s.endswith(";"):           # s/\s?;$// until it no longer applies
             s = s[:-2] if s.endswith(" ;") else s[:-1]
         L = Line(s, self._cache, self._compile)
-        v = {"ip": "", "helo": "", "rdns": "", "by": "", "id": "", "ident": "", "envfrom": None,
-             "dns": False, "auth": ""}
+        v = _V0.copy()
         if not _starts_from(L.s):                   # ^\(?from /i
             return 0
         if L.m(r"\bwith local for\b"):
@@ -1011,3 +1023,94 @@ class Parser:
             return v
         return None
     # --- end parser ---
+
+
+# ------------------------------------------------------------ the relay chain
+
+_UNFOLD = re.compile(r"\n[ \t]+", re.A).sub
+_MSA_SUB = re.compile(r" msa=\d ", re.A).sub
+_MSA = {False: " msa=0 ", True: " msa=1 "}
+
+
+def fill_relays(out, lines: list, p: Parser, relay_cls, private_ips: dict, ip_private_search,
+                trusted, internal, msa, user_nets: bool) -> None:
+    """parse_relays' walk over the lines (top first): each line parsed by p,
+    its relay (relay_cls, from relay_fields' tuple) appended to out's
+    trusted/untrusted and internal/external lists with SpamAssassin's trust
+    decisions; out's num_unparseable, last_trusted_index and
+    last_internal_index counted.  private_ips: ip_private_search's answer
+    by address (kept across messages); trusted/internal/msa: the network
+    sets (contains_ip) used when user_nets (networks configured)."""
+    in_trusted = in_internal = True
+    found_msa = False
+    allow_fetch = True
+    trusted_list = out.trusted
+    internal_list = out.internal
+    untrusted_list = out.untrusted
+    for line in lines:
+        qms = p.qmail_scanner_env_from
+        p.qmail_scanner_env_from = None
+        if "\n" in line:
+            line = _UNFOLD(" ", line)
+        p.pop_fetcher = False
+        v = p.parse_line(line)
+        if p.pop_fetcher:
+            if allow_fetch:
+                out.trusted, out.internal, out.external = [], [], []
+                trusted_list = out.trusted
+                internal_list = out.internal
+        if v.__class__ is not dict:
+            if v is None:
+                out.num_unparseable += 1
+            if in_trusted:
+                out.last_trusted_index += 1
+            if in_internal:
+                out.last_internal_index += 1
+            continue
+        ip, by, helo, rid, ident, env, auth, rdns, no_rdns, not_in, st = relay_fields(v)
+        private = private_ips.get(ip)
+        if private is None:
+            if len(private_ips) > 20000:
+                private_ips.clear()
+            private = private_ips[ip] = ip_private_search(ip) is not None
+        relay = relay_cls(ip, by, helo, rid, ident, env, auth, rdns, no_rdns, not_in, private, False, False, st)
+        if qms:
+            relay.envfrom = qms
+            relay.make_string()
+        is_msa = False
+        if in_trusted and not found_msa:
+            if not user_nets:
+                if not (private or auth):
+                    in_trusted = in_internal = False
+            else:
+                if not auth and not trusted.contains_ip(ip):
+                    in_trusted = False
+                    in_internal = False
+                else:
+                    if in_internal and not auth and not internal.contains_ip(ip):
+                        in_internal = False
+                    if msa.contains_ip(ip):
+                        found_msa = True
+                        is_msa = relay.msa = True
+        relay.internal = in_internal
+        # SpamAssassin's s/ intl=\d / intl=N / and s/ msa=\d / msa=N / on the
+        # string made with intl=0 msa=0: only a 1 changes it (the first
+        # " intl=" is the field itself: no field before it holds a space, so
+        # the first " intl=0 " is the field) or an auth text holding " msa="
+        # (auth comes before msa and may hold spaces)
+        if in_internal:
+            relay.as_string = relay.as_string.replace(" intl=0 ", " intl=1 ", 1)
+        if is_msa or "msa=" in auth:
+            relay.as_string = _MSA_SUB(_MSA[is_msa], relay.as_string, 1)
+        if in_trusted:
+            trusted_list.append(relay)
+            allow_fetch = True
+            out.last_trusted_index += 1
+        else:
+            untrusted_list.append(relay)
+            allow_fetch = False
+        if in_internal:
+            internal_list.append(relay)
+            out.last_internal_index += 1
+        else:
+            out.external.append(relay)

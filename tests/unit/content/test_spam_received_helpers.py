@@ -111,3 +111,59 @@ def test_many_patterns_still_match_like_re_search(impl):
             assert line.m(pat, flags) == (want is not None), (s, pat)
             if want is not None:
                 assert all(line[i] == want.group(i) for i in range(want.re.groups + 1))
+
+
+def test_cuts_keep_the_lowercase_answers(impl):
+    """cut_at and cut_prefix keep an ASCII line's lowercase (cut alike) for
+    the case-insensitive tests and lowercase gates after them: every answer
+    after a cut is the one a new Line of the cut text gives, also on lines
+    whose lowercase is not per character (dotted I, final sigma, Kelvin)."""
+    mod = impl("spamrcvd")
+    cache: dict = {}
+
+    def comp(p: str, f: int) -> tuple:
+        return mod.compile_entry(p, f | re.A | re.S)
+
+    icase = [(r"(?:return-path:? |envelope-(?:sender|from)[ =])(\S+)\b", re.I), (r"^from (\S+) by", re.I),
+             (r" WITH (ESMTPS?A)\b", re.I), (r"\bx\.EXAMPLE\b", re.I), (r"by\b", re.I)]
+    gates = ("envelope-from", "x.example", " by ", "\u0131", "i\u0307", "\u03c3", "\u03c2", "k", "mon, ")
+    rng = random.Random(17)
+    extra = ["from X.Example (Return-Path: <a@B>) by y with ESMTPA id 1; Mon, 1 Jan 2001 1:2:3 +0000",
+             "from \u0130X.EXAMPLE (\u03a3A\u03a3) by \u212a with esmtpa; Mon, 1 Jan 2001 1:2:3 +0000",
+             "from A\u03a3 envelope-from=\u03a3 by B\u03a3 WITH ESMTPSA"]
+    checked = 0
+    for s in list(_strings(1500, 21)) + extra:
+        line = mod.Line(s, cache, comp)
+        for pat, flags in icase[:2]:
+            line.m(pat, flags)                  # the lowercase made before the cuts
+        line.any_in(gates, True)
+        for step in range(3):
+            if step == 1:
+                line.cut_prefix(rng.choice(["from ", "(from ", "FROM ", "x"]))
+            elif step == 2:
+                line.cut_at(rng.randrange(len(line.s) + 1) if rng.random() < 0.8 else -1)
+            fresh = mod.Line(line.s, cache, comp)
+            for pat, flags in icase:
+                assert line.m(pat, flags) == fresh.m(pat, flags), (s, line.s, pat)
+                if fresh.m(pat, flags):
+                    assert line[0] == fresh[0]
+            for g in gates:
+                assert line.any_in((g,), True) == fresh.any_in((g,), True), (s, line.s, g)
+            checked += 1
+    assert checked > 3000
+
+
+def test_ws_odd_is_whether_the_whitespace_pass_changes_the_line(impl):
+    """_ws_odd (the native one reads a Latin-1 line's bytes) answers whether
+    s/\\s+/ /g (re.A) would change the line."""
+    mod = impl("spamrcvd")
+    rng = random.Random(23)
+    chars = [" ", "a", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1f", "\x00", "\xa0", "\x85", "\xff",
+             "\u2028", "\u3000", "\U0001f600"]
+    odd = 0
+    for s in list(_strings(500, 29)) + ["".join(rng.choice(chars) for _ in range(rng.randrange(9)))
+                                        for _ in range(20000)]:
+        want = re.sub(r"\s+", " ", s, flags=re.A) != s
+        assert mod._ws_odd(s) == want, repr(s)
+        odd += want
+    assert 1000 < odd < 19000

@@ -25,8 +25,9 @@ formats are ruled out by a substring test instead of a regex search; the
 fields of a parsed line are cleaned up and its relay string made there too
 (relay_fields); most lines go through about 20 of the table's tests (gates
 skip the groups of formats whose literals a line lacks) and run one or two
-regex searches.  parse_relays reads the native parser's state directly and
-makes each Relay from relay_fields' tuple.
+regex searches.  The walk over the lines (each line parsed, its Relay made
+from relay_fields' tuple and placed by the trust decisions, the intl/msa
+patches of its string) is _rcvd.fill_relays, compiled like the table.
 trusted/internal/msa networks are parsed once per distinct setting
 (_netset); a relay string is patched for intl/msa only when the patch
 changes it.
@@ -436,9 +437,6 @@ _PRIVATE: dict[str, bool] = {}      # IP_PRIVATE's answer by address, across mes
 
 
 _IP_SEARCH = re.compile("(" + IP + ")").search
-_UNFOLD = re.compile(r"\n[ \t]+").sub
-_MSA_SUB = re.compile(r" msa=\d ").sub
-_MSA = {False: " msa=0 ", True: " msa=1 "}
 
 
 _NETSETS: dict[tuple, NetSet] = {}     # NetSet by its specs, across messages
@@ -477,9 +475,6 @@ def parse_relays(received: list[str], originating: list[str] | None = None,
             internal = trusted
         else:
             trusted = internal
-    in_trusted = in_internal = True
-    found_msa = False
-    allow_fetch = True
     lines = received
     for val in originating or ():
         if val:             # (the engine passes one value per header, most empty)
@@ -488,79 +483,9 @@ def parse_relays(received: list[str], originating: list[str] | None = None,
                 if lines is received:
                     lines = list(received)
                 lines.append(f"from X-Originating-IP: {m.group(1)}")
-    # the native parser's state is read and set directly; its dict of fields
-    # becomes a Relay here (cleaned up and the relay string made, intl=0
-    # msa=0, in _rcvd.relay_fields)
-    p = _rcvd.Parser(_cache, _compile_entry)
-    parse = p.parse_line
-    relay_fields = _rcvd.relay_fields
-    private_ips = _PRIVATE
-    trusted_list = out.trusted
-    internal_list = out.internal
-    for line in lines:
-        qms = p.qmail_scanner_env_from
-        p.qmail_scanner_env_from = None
-        if "\n" in line:
-            line = _UNFOLD(" ", line)
-        p.pop_fetcher = False
-        v = parse(line)
-        if p.pop_fetcher:
-            if allow_fetch:
-                out.trusted, out.internal, out.external = [], [], []
-                trusted_list = out.trusted
-                internal_list = out.internal
-        if v.__class__ is not dict:
-            if v is None:
-                out.num_unparseable += 1
-            if in_trusted:
-                out.last_trusted_index += 1
-            if in_internal:
-                out.last_internal_index += 1
-            continue
-        ip, by, helo, rid, ident, env, auth, rdns, no_rdns, not_in, st = relay_fields(v)
-        private = private_ips.get(ip)
-        if private is None:
-            if len(private_ips) > 20000:
-                private_ips.clear()
-            private = private_ips[ip] = IP_PRIVATE.search(ip) is not None
-        relay = Relay(ip, by, helo, rid, ident, env, auth, rdns, no_rdns, not_in, private, False, False, st)
-        if qms:
-            relay.envfrom = qms
-            relay.make_string()
-        if in_trusted and not found_msa:
-            if not (user_trust or user_internal):
-                if not (private or auth):
-                    in_trusted = in_internal = False
-            else:
-                if not auth and not trusted.contains_ip(ip):
-                    in_trusted = False
-                    in_internal = False
-                else:
-                    if in_internal and not auth and not internal.contains_ip(ip):
-                        in_internal = False
-                    if msa.contains_ip(ip):
-                        found_msa = True
-                        relay.msa = True
-        relay.internal = in_internal
-        # SpamAssassin's s/ intl=\d / intl=N / and s/ msa=\d / msa=N / on the
-        # string made with intl=0 msa=0: only a 1 changes it (the first
-        # " intl=" is the field itself: no field before it holds a space, so
-        # the first " intl=0 " is the field) or an auth text holding " msa="
-        # (auth comes before msa and may hold spaces)
-        if in_internal:
-            relay.as_string = relay.as_string.replace(" intl=0 ", " intl=1 ", 1)
-        if relay.msa or "msa=" in auth:
-            relay.as_string = _MSA_SUB(_MSA[relay.msa], relay.as_string, 1)
-        if in_trusted:
-            trusted_list.append(relay)
-            allow_fetch = True
-            out.last_trusted_index += 1
-        else:
-            out.untrusted.append(relay)
-            allow_fetch = False
-        if in_internal:
-            internal_list.append(relay)
-            out.last_internal_index += 1
-        else:
-            out.external.append(relay)
+    # the walk over the lines runs in _rcvd.fill_relays: each line parsed,
+    # its fields cleaned up and relay string made (relay_fields), a Relay
+    # made of them and placed in out's lists by the trust decisions
+    _rcvd.fill_relays(out, lines, _rcvd.Parser(_cache, _compile_entry), Relay, _PRIVATE,
+                      IP_PRIVATE.search, trusted, internal, msa, user_trust or user_internal)
     return out
