@@ -213,3 +213,17 @@ def test_bound_illegal_chars_is_the_plain_eval():
                 assert E._b_illegal_chars(*a)(E.EvalContext(run), None) == want, (msg, a)
                 hits += want
     assert hits > 5
+
+
+def test_in_list_cache_does_not_keep_every_list():
+    # one compiled alternation per list, keyed by identity; a reloaded rule
+    # set brings new lists, so the cache is emptied at _ANY_CACHE_MAX
+    # entries instead of holding every list it ever saw
+    E._ANY_CACHE.clear()
+    for i in range(3 * E._ANY_CACHE_MAX):
+        lst: dict = {}
+        E._add_addr(lst, f"*@d{i}.example")
+        E._add_addr(lst, "exact@x.example")
+        assert E._in_list(lst, f"u@d{i}.example") and not E._in_list(lst, "u@other.example")
+        assert len(E._ANY_CACHE) <= E._ANY_CACHE_MAX
+    assert E._ANY_CACHE

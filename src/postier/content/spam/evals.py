@@ -2127,6 +2127,7 @@ def _add_addr(d: dict, addr: str) -> None:
 
 
 _ANY_CACHE: dict[int, tuple] = {}
+_ANY_CACHE_MAX = 64     # lists; then emptied: a reloaded rule set's new lists do not pile up
 
 
 def _in_list(lst: dict, addr: str) -> bool:
@@ -2144,6 +2145,8 @@ def _in_list(lst: dict, addr: str) -> bool:
             rx = re.compile("|".join("(?:" + x.pattern + ")" for x in lst.values()), re.S)
         except re.error:
             rx = None
+        if len(_ANY_CACHE) >= _ANY_CACHE_MAX:
+            _ANY_CACHE.clear()      # (each entry holds its list: old rule sets' would stay)
         c = _ANY_CACHE[id(lst)] = (lst, len(lst), rx)
     rx = c[2]
     if rx is None:
