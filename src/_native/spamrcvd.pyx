@@ -590,6 +590,24 @@ cdef class Line:
         typed.put(pat, flags, <_Entry>t)
         return <_Entry>t
 
+    cdef str _hay(self, bint lower):
+        """s, or its lowercase (made once), with its pair mask (_mask or
+        _lmask) built once."""
+        cdef str h
+        if lower:
+            if self._lower is None:
+                self._lower = self.s.lower()
+            h = <str>self._lower
+            if not self._masked & 2:
+                _pair_mask(h, self._lmask)
+                self._masked |= 2
+        else:
+            h = self.s
+            if not self._masked & 1:
+                _pair_mask(h, self._mask)
+                self._masked |= 1
+        return h
+
     cdef bint _may_match(self, _Entry e):
         """Do the entry's prefix program and literals allow a match in s?"""
         cdef str h
@@ -606,20 +624,8 @@ cdef class Line:
                 elif not _prefix_inline(self.s, e):
                     return False
         if e.lits:
-            if e.icase:
-                if self._lower is None:
-                    self._lower = self.s.lower()
-                h = <str>self._lower
-                if not self._masked & 2:
-                    _pair_mask(h, self._lmask)
-                    self._masked |= 2
-                mask = self._lmask
-            else:
-                h = self.s
-                if not self._masked & 1:
-                    _pair_mask(h, self._mask)
-                    self._masked |= 1
-                mask = self._mask
+            h = self._hay(e.icase)
+            mask = &self._lmask[0] if e.icase else &self._mask[0]
             for i in range(e.npidx):
                 k = e.pidx[i]
                 if not (mask[k >> 6] & (1ULL << (k & 63))):
@@ -649,22 +655,9 @@ cdef class Line:
 
     cpdef bint any_in(self, tuple lits, bint lower=False):
         """See the twin (each string first tried on the pair mask)."""
-        cdef str h, x
-        cdef unsigned long long *mask
-        if lower:
-            if self._lower is None:
-                self._lower = self.s.lower()
-            h = <str>self._lower
-            if not self._masked & 2:
-                _pair_mask(h, self._lmask)
-                self._masked |= 2
-            mask = self._lmask
-        else:
-            h = self.s
-            if not self._masked & 1:
-                _pair_mask(h, self._mask)
-                self._masked |= 1
-            mask = self._mask
+        cdef str x
+        cdef str h = self._hay(lower)
+        cdef unsigned long long *mask = &self._lmask[0] if lower else &self._mask[0]
         for x in lits:
             if _pairs_in(x, mask) and PyUnicode_Find(h, x, 0, len(h), 1) >= 0:
                 return True
