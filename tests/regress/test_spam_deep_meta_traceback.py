@@ -52,3 +52,17 @@ def test_rules_check_warns_with_file_and_line(tmp_path, capsys):
     assert "nested too deeply (more than 160 levels)" in err
     assert "Traceback" not in err + out
     assert "meta rules: 0 defined" in out and "1 warning(s)" in err
+
+
+def test_refused_meta_warning_shows_only_the_start_of_a_long_expression(tmp_path, capsys):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    expr = _nested(250)
+    (rules / "local.cf").write_text(f"body __A /viagra/\nmeta DEEP {expr}\nscore DEEP 1\n")
+    rc = rules_cmd.main(["check", "--rules", str(rules), "--no-cache"])
+    _out, err = capsys.readouterr()
+    assert rc == 1
+    line = next(ln for ln in err.splitlines() if "invalid expression for rule DEEP" in ln)
+    assert f'"{expr[:200]}... ({len(expr)} characters)"' in line
+    assert expr not in err
+    assert len(line) < 600

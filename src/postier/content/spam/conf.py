@@ -279,6 +279,18 @@ class RuleSet:
 
 # ---------------------------------------------------------------- reading
 
+SHOWN_MAX = 200     # characters of a refused meta expression a warning shows
+
+
+def _shown(expr: str) -> str:
+    """A refused meta expression as a warning shows it: whole up to
+    SHOWN_MAX characters (SpamAssassin prints it whole), else its start and
+    its length (a generated meta can be hundreds of kilobytes)."""
+    if len(expr) <= SHOWN_MAX:
+        return expr
+    return f"{expr[:SHOWN_MAX]}... ({len(expr)} characters)"
+
+
 def rule_files(dirs: list[str]) -> list[str]:
     """The files SpamAssassin reads for a [system..., site] directory list."""
     if not dirs:
@@ -692,7 +704,7 @@ class Parser:
 
     def _meta_valid(self, name: str, rule: str) -> bool:
         if re.search(r"(?:::|->|[$@%;{}])", rule):
-            self.warn(f"config: invalid meta {name} rule: {rule}")
+            self.warn(f"config: invalid meta {name} rule: {_shown(rule)}")
             return False
         rule = META_RULES_MATCHING_RE.sub(" 0 ", rule)
         for tok in ARITH_LEXER.findall(rule):
@@ -706,7 +718,7 @@ class Parser:
         try:
             metamod.check_expression(rule)
         except metamod.MetaError as e:
-            self.warn(f"config: invalid expression for rule {name}: \"{rule}\": {e}")
+            self.warn(f"config: invalid expression for rule {name}: \"{_shown(rule)}\": {e}")
             return False
         return True
 
