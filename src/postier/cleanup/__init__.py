@@ -9,9 +9,9 @@ between smtpd and the queue.
     c.error / c.sender / c.recipients / c.rewrite_context / c.header_encoding
 
 Modules: core (the streaming Cleanup), rewrite (trivial-rewrite, canonical,
-virtual, masquerade, bcc, relocated), tok822 (RFC 822 address parsing as
-Postfix does it), headers (header table, is_header, date format), settings
-(the parameters).  `relocated_reply()` is the RCPT-time relocated_maps check
+virtual, masquerade, bcc, relocated), headers (header table, is_header, date
+format), settings (the parameters).  RFC 822 address parsing as Postfix does
+it is postier.tok822 (shared with maps, delivery, pickup and content).  `relocated_reply()` is the RCPT-time relocated_maps check
 that smtpd calls.
 
 Parameters read: see postier.cleanup.settings.

@@ -57,8 +57,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from postier import log
-from postier.cleanup import tok822
+from postier import log, tok822
 from postier.cleanup.headers import (
     DROP,
     MIME,

@@ -36,11 +36,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from postier import log
-from postier.cleanup import tok822
-from postier.cleanup.tok822 import ADDR, DOMLIT, QSTRING, Tok, quote_822_local, unquote_822_local
+from postier import log, tok822
 from postier.errors import MapError
 from postier.maps.access import is_pattern_table, strip_extension
+from postier.tok822 import ADDR, DOMLIT, QSTRING, Tok, quote_822_local, unquote_822_local
 
 LOCAL = "local"
 REMOTE = "remote"

@@ -328,7 +328,7 @@ def parse_args(argv: list[str], prog: str) -> Options:
 def parse_addresses(text: str) -> list[str]:
     """Internal forms of the addresses in `text` (an RFC 822 address list,
     as Postfix parses sendmail's arguments and -t headers)."""
-    from postier.cleanup import tok822
+    from postier import tok822
     return [tok822.internalize(tp.head) for tp in tok822.grep_addrs(tok822.parse(text))]
 
 

@@ -67,10 +67,10 @@ from typing import Any
 
 from postier import log
 from postier.cleanup.headers import MIME, HeaderTable, is_header
-from postier.cleanup.tok822 import quote_822_local
 from postier.content import mime as M
 from postier.errors import MapError, Reply
 from postier.maps import open_map, patterns
+from postier.tok822 import quote_822_local
 
 R_WRITE = Reply(451, "4.3.0", "Error: queue file write error")
 _SPACE = " \t\n\r\f\v"

@@ -746,7 +746,7 @@ class Delivery:
 
     # -- tokens ---------------------------------------------------------------
     async def token_string(self, attr: MsgAttr, usr: UsrAttr, text: str) -> tuple[int, int]:
-        from postier.cleanup import tok822
+        from postier import tok822
         count, status = 0, 0
         tree = tok822.parse(text)
         for node in tok822.grep_addrs(tree):
@@ -769,7 +769,7 @@ class Delivery:
         return count, status
 
     async def token(self, attr: MsgAttr, usr: UsrAttr, node: Any) -> int:
-        from postier.cleanup import tok822
+        from postier import tok822
         addr = tok822.internalize(node.head)
         if addr.startswith("/"):
             return await self.file(attr, usr, addr)
@@ -792,11 +792,12 @@ class Delivery:
         return await self.resolve_tree(attr, usr, node)
 
     async def resolve_addr(self, attr: MsgAttr, usr: UsrAttr, addr: str) -> int:
-        from postier.cleanup import tok822
+        from postier import tok822
         return await self.resolve_tree(attr, usr, tok822.scan_addr(addr))
 
     async def resolve_tree(self, attr: MsgAttr, usr: UsrAttr, node: Any) -> int:
-        from postier.cleanup import LOCAL, tok822
+        from postier import tok822
+        from postier.cleanup import LOCAL
         attr = attr.up(level=attr.level + 1)
         try:
             self.s.rewriter().rewrite_tokens(LOCAL, node)

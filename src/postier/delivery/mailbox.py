@@ -87,7 +87,7 @@ LOCK_STYLES = (LOCK_FLOCK, LOCK_FCNTL, LOCK_DOT)
 
 def quote_local(address: str) -> str:
     """quote_822_local(): quote the local part when it is not a dot-string."""
-    from postier.cleanup.tok822 import quote_822_local
+    from postier.tok822 import quote_822_local
     return quote_822_local(address)
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from postier.cleanup import tok822
+from postier import tok822
 from postier.maps.source import logical_lines, printable
 
 Warn = Callable[[str], None]
@@ -45,7 +45,7 @@ _KINDS = {tok822.ATOM: "atom", tok822.QSTRING: "qstring", tok822.COMMENT: "comme
 
 def tok822_scan(s: str) -> list[Token]:
     """Tokenize RFC 822 text into a flat token list (tok822_scan(), see
-    postier.cleanup.tok822.scan): operators as (c, c)."""
+    postier.tok822.scan): operators as (c, c)."""
     head, _ = tok822.scan(s)
     toks: list[Token] = []
     tp = head

@@ -23,7 +23,8 @@ caller), and everything postier.cleanup reads.
 
 from __future__ import annotations
 
-from postier.cleanup import Cleanup, tok822
+from postier import tok822
+from postier.cleanup import Cleanup
 from postier.cleanup.headers import mail_date
 
 _NAME_SPECIALS = "%!" + tok822.SPECIALS

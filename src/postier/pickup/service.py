@@ -165,7 +165,7 @@ class _FrameReader:
 
 
 def _external(address: str) -> str:
-    from postier.cleanup.tok822 import quote_822_local
+    from postier.tok822 import quote_822_local
     return quote_822_local(address) if address else ""
 
 

@@ -9,7 +9,7 @@ from conftest import run, settings
 
 from postier.cleanup import Rcpt, relocated_reply
 from postier.cleanup.rewrite import LOCAL, REMOTE
-from postier.cleanup.tok822 import quote_822_local, unquote_822_local
+from postier.tok822 import quote_822_local, unquote_822_local
 
 VIRT = ("virtual_alias_maps = inline:{ {loop1@example.test=loop2@example.test}, "
         "{loop2@example.test=loop1@example.test}, {dup@example.test=u@example.test}, "

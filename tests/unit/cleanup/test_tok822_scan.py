@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from postier.cleanup import tok822
-from postier.cleanup.tok822 import ATOM, COMMENT, DOMLIT, QSTRING
+from postier import tok822
+from postier.tok822 import ATOM, COMMENT, DOMLIT, QSTRING
 
 
 def tokens(text: str) -> list[tuple[int, str]]:
