@@ -7,6 +7,13 @@ Every line has Postfix's shape, with `postier` where Postfix says `postfix`:
 Command-line tools also write `NAME: warning: text` to stderr exactly as
 Postfix's tools do (`postmap: warning: ...`), so scripts that read them work.
 
+A line logged for another Postfix program whose work this process does
+carries that program's tag: `info(text, service="cleanup")` or
+`ServiceLog("cleanup").info(text)` in the smtpd process writes
+`postier/cleanup[PID]: ...`, as Postfix's cleanup(8) does (pflogsumm
+counts header/body check rejects by that tag); the queue process logs as
+qmgr, smtp, local, bounce and pickup the same way.
+
 A server that logs a line per request can call `LOG.batch_in_loop()`: while
 an asyncio event loop runs in this thread, lines are collected and written
 once per loop iteration (one write(2) for all of them, in order); fatal
@@ -42,10 +49,32 @@ class MailLog:
         self._host = os.uname().nodename.split(".")[0]
         self._fd: int | None = None
         self._batch = False
-        self._pending: list[tuple[str, str]] = []
+        self._pending: list[tuple[str, str, str | None]] = []
+        self._facility = "mail"
+        self._ident: str | None = None     # the syslog ident last opened
         self._flush_loop: asyncio.AbstractEventLoop | None = None
         self._stamp_at = -1
         self._stamp = ""
+
+    # the maillog file opened before a privilege drop (preopen): (path, fd)
+    _preopened: tuple[str, int] | None = None
+
+    def preopen(self) -> None:
+        """Open the maillog file now, as root: after a privilege drop a
+        root-owned log file (Postfix's is root:root 0600, opened by postlogd
+        before it drops privileges) cannot be opened for writing any more.
+        A later open of the same file in this process (after setup() again)
+        duplicates this descriptor instead."""
+        path = self.maillog_file
+        if not path:
+            return
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError:
+            return
+        MailLog._preopened = (path, fd)
+        if self._fd is None:
+            self._fd = os.dup(fd)
 
     def setup(self, service: str, *, progname: str | None = None, stderr: bool = False,
               maillog_file: str | None = None, use_syslog: bool = False,
@@ -62,18 +91,24 @@ class MailLog:
             self._fd = None
         self.maillog_file = maillog_file or None
         self.use_syslog = use_syslog and not self.maillog_file
+        self._facility = facility if facility in _FACILITIES else "mail"
+        self._ident = None
         if self.use_syslog:
-            import syslog
-            fac = facility if facility in _FACILITIES else "mail"
-            syslog.openlog(f"{syslog_name}/{service}", syslog.LOG_PID,
-                           getattr(syslog, "LOG_" + fac.upper()))
+            self._open_syslog(self.tag)
+
+    def _open_syslog(self, ident: str) -> None:
+        import syslog
+        syslog.openlog(ident, syslog.LOG_PID, getattr(syslog, "LOG_" + self._facility.upper()))
+        self._ident = ident
 
     @property
     def tag(self) -> str:
         return f"{self.syslog_name}/{self.service}"
 
-    def format_line(self, text: str, when: float | None = None) -> str:
-        """The maillog line for `text`, as postlogd writes it."""
+    def format_line(self, text: str, when: float | None = None,
+                    service: str | None = None) -> str:
+        """The maillog line for `text`, as postlogd writes it (tagged with
+        `service` instead of this process's when given)."""
         if when:
             stamp = time.strftime("%b %d %H:%M:%S", time.localtime(when))
         else:
@@ -82,7 +117,8 @@ class MailLog:
                 self._stamp = time.strftime("%b %d %H:%M:%S", time.localtime(now))
                 self._stamp_at = now
             stamp = self._stamp
-        return f"{stamp} {self._host} {self.tag}[{os.getpid()}]: {text}"
+        tag = self.tag if service is None else f"{self.syslog_name}/{service}"
+        return f"{stamp} {self._host} {tag}[{os.getpid()}]: {text}"
 
     def batch_in_loop(self, on: bool = True) -> None:
         """Write lines once per event-loop iteration (see the module doc); off:
@@ -100,41 +136,50 @@ class MailLog:
             pending, self._pending = self._pending, []
             self._write(pending)
 
-    def emit(self, severity: str, text: str) -> None:
+    def emit(self, severity: str, text: str, service: str | None = None) -> None:
         body = f"{severity}: {text}" if severity else text
+        line = (severity, body, service)
         if self._batch and severity != "fatal":
             loop = self._flush_loop
             if loop is not None and loop.is_running():     # a flush is due on this loop
-                self._pending.append((severity, body))
+                self._pending.append(line)
                 return
             loop = asyncio._get_running_loop()
             if loop is not None:
-                self._pending.append((severity, body))
+                self._pending.append(line)
                 if self._flush_loop is not loop:
                     self._flush_loop = loop
                     loop.call_soon(self.flush)
                 return
         if self._pending:
             self.flush()
-        self._write(((severity, body),))
+        self._write((line,))
 
-    def _write(self, lines: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> None:
-        """(severity, body) lines to their destinations, one write per destination."""
+    def _write(self, lines: list[tuple[str, str, str | None]]
+               | tuple[tuple[str, str, str | None], ...]) -> None:
+        """(severity, body, service) lines to their destinations, one write
+        per destination."""
         if self.stderr:
-            sys.stderr.write("".join(f"{self.progname}: {body}\n" for _sev, body in lines))
+            sys.stderr.write("".join(f"{self.progname}: {body}\n" for _sev, body, _svc in lines))
             sys.stderr.flush()
         if self.maillog_file:
             # one O_APPEND write of whole lines: lines from several processes never interleave
-            data = "".join([self.format_line(body) + "\n" for _sev, body in lines]).encode(
+            data = "".join([self.format_line(body, service=svc) + "\n"
+                            for _sev, body, svc in lines]).encode(
                 "utf-8", "surrogateescape")
             if self._fd is None:
-                self._fd = os.open(self.maillog_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
-                                   0o644)
+                pre = MailLog._preopened
+                self._fd = (os.dup(pre[1]) if pre is not None and pre[0] == self.maillog_file
+                            else os.open(self.maillog_file,
+                                         os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
             while data:
                 data = data[os.write(self._fd, data):]
         elif self.use_syslog:
             import syslog
-            for severity, body in lines:
+            for severity, body, svc in lines:
+                ident = self.tag if svc is None else f"{self.syslog_name}/{svc}"
+                if ident != self._ident:
+                    self._open_syslog(ident)
                 prio = {"": syslog.LOG_INFO, "warning": syslog.LOG_WARNING,
                         "error": syslog.LOG_ERR, "fatal": syslog.LOG_CRIT,
                         "panic": syslog.LOG_ALERT}.get(severity, syslog.LOG_INFO)
@@ -148,12 +193,32 @@ def setup(service: str, **kw) -> None:
     LOG.setup(service, **kw)
 
 
-def info(text: str) -> None:
-    LOG.emit("", text)
+class ServiceLog:
+    """The log of another Postfix program whose work this process does
+    (cleanup inside smtpd, pickup and the filter; qmgr, bounce and the
+    delivery agents inside the queue process): its lines carry that
+    program's tag (`postier/cleanup[PID]`), in this process's log, in order
+    with its other lines."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def info(self, text: str) -> None:
+        LOG.emit("", text, self.service)
+
+    def warning(self, text: str) -> None:
+        LOG.emit("warning", text, self.service)
+
+    def error(self, text: str) -> None:
+        LOG.emit("error", text, self.service)
 
 
-def warning(text: str) -> None:
-    LOG.emit("warning", text)
+def info(text: str, service: str | None = None) -> None:
+    LOG.emit("", text, service)
+
+
+def warning(text: str, service: str | None = None) -> None:
+    LOG.emit("warning", text, service)
 
 
 def error(text: str) -> None:

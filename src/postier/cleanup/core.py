@@ -73,6 +73,8 @@ from postier.cleanup.settings import ENV_FROM, ENV_RCPT, HDR_FROM, HDR_RCPT, Cle
 from postier.errors import Reply
 from postier.queue.file import Recipient
 
+clog = log.ServiceLog("cleanup")   # cleanup(8)'s lines: postier/cleanup[PID]
+
 NOTIFY_BITS = {"NEVER": 1, "SUCCESS": 2, "FAILURE": 4, "DELAY": 8}
 R_HOPS = Reply(554, "5.4.0", "Error: too many hops")
 R_WRITE = Reply(451, "4.3.0", "Error: queue file write error")
@@ -297,7 +299,7 @@ class Cleanup:
         if finish is not None and self._out_ok():
             finish(self, out)
         if self._hops == 0 and self.error is None:
-            log.warning(f"{self.queue_id}: message rejected: no Received: header")
+            clog.warning(f"{self.queue_id}: message rejected: no Received: header")
             self._fail(Reply(451, "4.3.0", "Error: queue file write error"))
         return b"".join(out)
 
@@ -438,12 +440,12 @@ class Cleanup:
             return
         self._seen.add(opts.type)
         if opts.type == "message-id":
-            log.info(f"{self.queue_id}: message-id={_text(value)}")
+            clog.info(f"{self.queue_id}: message-id={_text(value)}")
         elif opts.type == "resent-message-id":
-            log.info(f"{self.queue_id}: resent-message-id={_text(value)}")
+            clog.info(f"{self.queue_id}: resent-message-id={_text(value)}")
         if opts.type == "received" and self._hops >= self.s.hopcount_limit:
             if self.error is None:
-                log.warning(f"{self.queue_id}: message rejected: hopcount exceeded")
+                clog.warning(f"{self.queue_id}: message rejected: hopcount exceeded")
             self._fail(R_HOPS)
         if not self._out_ok():
             return
@@ -533,10 +535,10 @@ class Cleanup:
             stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(self.arrival))
             value = f"{stamp}.{self.queue_id}@{s.myhostname}"
             out.append(f"{resent}Message-Id: <{value}>\n".encode())
-            log.info(f"{self.queue_id}: {'resent-' if resent else ''}message-id=<{value}>")
+            clog.info(f"{self.queue_id}: {'resent-' if resent else ''}message-id=<{value}>")
             self._seen.add(mid)
         if "message-id" not in self._seen:
-            log.info(f"{self.queue_id}: message-id=<>")
+            clog.info(f"{self.queue_id}: message-id=<>")
         if add and ("resent-date" if resent else "date") not in self._seen:
             out.append(f"{resent}Date: {mail_date(self.arrival)}\n".encode())
         if add and ("resent-from" if resent else "from") not in self._seen:
@@ -545,7 +547,7 @@ class Cleanup:
         hdr = s.undisclosed_recipients_header
         if add and not (self._seen & VISIBLE_RCPT) and hdr:
             if not is_header(hdr.encode("utf-8", "surrogateescape")):
-                log.warning(f'bad undisclosed_recipients_header header text "{hdr}" -- '
+                clog.warning(f'bad undisclosed_recipients_header header text "{hdr}" -- '
                             'need "headername: headervalue"')
             else:
                 out.append(hdr.encode("utf-8", "surrogateescape") + b"\n")

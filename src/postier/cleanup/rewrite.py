@@ -41,6 +41,8 @@ from postier.errors import MapError
 from postier.maps.access import is_pattern_table, strip_extension
 from postier.tok822 import ADDR, DOMLIT, QSTRING, Tok, quote_822_local, unquote_822_local
 
+clog = log.ServiceLog("cleanup")   # cleanup(8)'s lines: postier/cleanup[PID]
+
 LOCAL = "local"
 REMOTE = "remote"
 MAX_MAP11_RECURSION = 10
@@ -261,12 +263,12 @@ class Rewriter:
             if new is None:
                 return addr
             if len(new) > 1:
-                log.warning(f"{queue_id}: multi-valued {maps.title} entry for {addr}")
+                clog.warning(f"{queue_id}: multi-valued {maps.title} entry for {addr}")
             saved = addr
             addr = quote_822_local(new[0])
             if saved.lower() == addr.lower():
                 return addr
-        log.warning(f"{queue_id}: unreasonable {maps.title} map nesting for {addr} -- "
+        clog.warning(f"{queue_id}: unreasonable {maps.title} map nesting for {addr} -- "
                     "message not accepted, try again later")
         return addr
 
@@ -284,7 +286,7 @@ class Rewriter:
         arg = 0
         while arg < len(argv):
             if len(argv) > self.expansion_limit:
-                log.warning(f"{queue_id}: unreasonable {title} map expansion size for "
+                clog.warning(f"{queue_id}: unreasonable {title} map expansion size for "
                             f"{address} -- message not accepted, try again later")
                 raise ExpansionError("4.6.0 Alias expansion error")
             count = 0
@@ -292,13 +294,13 @@ class Rewriter:
                 if argv[arg].lower() in been_here:
                     break
                 if count >= self.recursion_limit:
-                    log.warning(f"{queue_id}: unreasonable {title} map nesting for "
+                    clog.warning(f"{queue_id}: unreasonable {title} map nesting for "
                                 f"{address} -- message not accepted, try again later")
                     raise ExpansionError("4.6.0 Alias expansion error")
                 try:
                     lookup = self.addr_map(maps, argv[arg], self.prop_virtual)
                 except TableError:
-                    log.warning(f"{queue_id}: {title} map lookup problem for {address} -- "
+                    clog.warning(f"{queue_id}: {title} map lookup problem for {address} -- "
                                 "message not accepted, try again later")
                     raise
                 if lookup is None:
@@ -306,7 +308,7 @@ class Rewriter:
                 saved = argv[arg]
                 for i, new in enumerate(lookup):
                     if len(new) > self.addrlen_limit:
-                        log.warning(f"{queue_id}: unreasonable {title} result {new[:300]}... -- "
+                        clog.warning(f"{queue_id}: unreasonable {title} result {new[:300]}... -- "
                                     "message not accepted, try again later")
                         raise ExpansionError("4.6.0 Alias expansion error")
                     if i == 0:

@@ -72,6 +72,8 @@ from postier.errors import MapError, Reply
 from postier.maps import open_map, patterns
 from postier.tok822 import quote_822_local
 
+clog = log.ServiceLog("cleanup")   # cleanup(8)'s lines: postier/cleanup[PID]
+
 R_WRITE = Reply(451, "4.3.0", "Error: queue file write error")
 _SPACE = " \t\n\r\f\v"
 _DSN = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?=[ \t\n\r\f\v]|$)")
@@ -123,7 +125,7 @@ class CheckMaps:
             try:
                 self.tables.append(opener(spec))
             except (MapError, OSError, ValueError) as e:
-                log.error(str(e))
+                clog.error(str(e))
                 self.tables.append(_Unavailable(spec, str(e)))
         self._cache_dir = cache_dir
         self._scanner: Any = False          # not built yet
@@ -138,22 +140,22 @@ class CheckMaps:
             return None
         for t in self.tables:
             if isinstance(t, _Unavailable):
-                log.warning(f"{t.spec} is unavailable. {t.reason}")
-                log.warning(f'{t.spec} lookup error for "{printable(key)}"')
+                clog.warning(f"{t.spec} is unavailable. {t.reason}")
+                clog.warning(f'{t.spec} lookup error for "{printable(key)}"')
                 raise LookupProblem(t.spec)
             try:
                 lb = getattr(t, "lookup_bytes", None)
                 value = lb(key) if lb is not None else t.lookup(_key_text(key))
             except Exception:  # noqa: BLE001 - any table failure defers the message
-                log.warning(f"{getattr(t, 'type', '?')}:{getattr(t, 'name', '?')} "
+                clog.warning(f"{getattr(t, 'type', '?')}:{getattr(t, 'name', '?')} "
                             f'lookup error for "{printable(key)}"')
                 raise LookupProblem(self.title) from None
             if value is None:
                 continue
             if value == "":
-                log.warning(f"{self.title} lookup of {printable(key)} returns an empty "
+                clog.warning(f"{self.title} lookup of {printable(key)} returns an empty "
                             "string result")
-                log.warning(f"{self.title} should return NO RESULT in case of NOT FOUND")
+                clog.warning(f"{self.title} should return NO RESULT in case of NOT FOUND")
                 raise LookupProblem(self.title)
             return value
         return None
@@ -257,7 +259,7 @@ class ContentChecks:
                 try:
                     opened[spec] = opener(spec)
                 except (MapError, OSError, ValueError) as e:
-                    log.error(str(e))
+                    clog.error(str(e))
                     opened[spec] = _Unavailable(spec, str(e))
             return opened[spec]
 
@@ -370,7 +372,7 @@ class _Message:
             + printable(self._log_tail().encode("utf-8", "surrogateescape"), utf8)
         if text:
             line += ": " + printable(text.encode("utf-8", "surrogateescape"), utf8)
-        log.info(line)
+        clog.info(line)
 
     # ------------------------------------------------------------ MIME handler
     def mime_header(self, cls: int, header: bytes, opts: Any) -> None:
@@ -409,7 +411,7 @@ class _Message:
         if code & ~M.ERR_TRUNC_HEADER:
             c = self.c
             utf8 = self.ck.utf8
-            log.info(f"{c.queue_id}: reject: mime-error {M.error_text(code)}: "
+            clog.info(f"{c.queue_id}: reject: mime-error {M.error_text(code)}: "
                      f"{printable(text[:100], utf8)} from {getattr(c, 'log_origin', '') or 'unknown'}; "
                      f"from=<{printable(c.sender.encode('utf-8', 'surrogateescape'), utf8)}> "
                      f"to=<{printable((c.first_recipient or 'unknown').encode('utf-8', 'surrogateescape'), utf8)}>")
@@ -425,7 +427,7 @@ class _Message:
         try:
             value = maps.find(buf)
         except LookupProblem:
-            log.warning(f"{self.c.queue_id}: {maps.title} map lookup problem -- "
+            clog.warning(f"{self.c.queue_id}: {maps.title} map lookup problem -- "
                         "message not accepted, try again later")
             self.c._fail(R_WRITE)
             return buf
@@ -448,7 +450,7 @@ class _Message:
             if text:
                 reason = dsn_prepend("5.7.1", text)
                 if reason[0] not in "45":
-                    log.warning(f"bad DSN action in {text} -- need 4.x.x or 5.x.x")
+                    clog.warning(f"bad DSN action in {text} -- need 4.x.x or 5.x.x")
                     reason = "4" + reason[1:]
             else:
                 reason = "5.7.1 message content rejected"
@@ -465,9 +467,9 @@ class _Message:
             return buf
         if cmd == "FILTER":
             if not text:
-                log.warning(f"missing FILTER command argument in {title} map")
+                clog.warning(f"missing FILTER command argument in {title} map")
             elif ":" not in text:
-                log.warning(f"bad FILTER command {text} in {title} -- "
+                clog.warning(f"bad FILTER command {text} in {title} -- "
                             "need transport:destination")
             else:
                 c.content_filter = text
@@ -486,9 +488,9 @@ class _Message:
         if cmd == "PREPEND":
             raw = text.encode("utf-8", "surrogateescape")
             if not text:
-                log.warning(f"PREPEND action without text in {title} map")
+                clog.warning(f"PREPEND action without text in {title} map")
             elif ctx == "header" and not is_header(raw):
-                log.warning(f'bad PREPEND header text "{text}" in {title} map -- '
+                clog.warning(f'bad PREPEND header text "{text}" in {title} map -- '
                             'need "headername: headervalue"')
             else:
                 self.act_log("prepend", ctx, buf, text)
@@ -498,17 +500,17 @@ class _Message:
         if cmd == "REPLACE":
             raw = text.encode("utf-8", "surrogateescape")
             if not text:
-                log.warning(f"REPLACE action without text in {title} map")
+                clog.warning(f"REPLACE action without text in {title} map")
                 return buf
             if ctx == "header" and not is_header(raw):
-                log.warning(f'bad REPLACE header text "{text}" in {title} map -- '
+                clog.warning(f'bad REPLACE header text "{text}" in {title} map -- '
                             'need "headername: headervalue"')
                 return buf
             self.act_log("replace", ctx, buf, text)
             return raw
         if cmd == "REDIRECT":
             if "@" not in text:
-                log.warning(f'bad REDIRECT target "{text}" in {title} map -- need user@domain')
+                clog.warning(f'bad REDIRECT target "{text}" in {title} map -- need user@domain')
             else:
                 c.redirect = text
                 self.act_log("redirect", ctx, buf, text)
@@ -516,7 +518,7 @@ class _Message:
             return buf
         if cmd == "BCC":
             if "@" not in text:
-                log.warning(f'bad BCC address "{text}" in {title} map -- need user@domain')
+                clog.warning(f'bad BCC address "{text}" in {title} map -- need user@domain')
             else:
                 self.bcc.append(text)
                 self.act_log("bcc", ctx, buf, text)
@@ -532,7 +534,7 @@ class _Message:
             return None
         if cmd in ("DUNNO", "OK"):
             return buf
-        log.warning(f"unknown command in {title} map: {value}")
+        clog.warning(f"unknown command in {title} map: {value}")
         return buf
 
     # ------------------------------------------------------------ body runs
@@ -590,7 +592,7 @@ class _Message:
             try:
                 value = body.find(line)
             except LookupProblem:
-                log.warning(f"{c.queue_id}: {body.title} map lookup problem -- "
+                clog.warning(f"{c.queue_id}: {body.title} map lookup problem -- "
                             "message not accepted, try again later")
                 c._fail(R_WRITE)
                 return

@@ -124,7 +124,7 @@ def _child_setup(ctx: ChildContext) -> None:
             except OSError:
                 pass
     log.setup(ctx.kind if ctx.kind == "smtpd" else "qmgr", **ctx.log_kw)
-    _preopen_log()
+    log.LOG.preopen()   # as root: the privilege drop comes next
     # a fresh queue ID counter per process (the module's counter was seeded
     # with the master's PID)
     import itertools
@@ -139,32 +139,6 @@ def _child_setup(ctx: ChildContext) -> None:
     set_parent_death_signal(signal.SIGKILL)
     if os.getppid() != ctx.master_pid:
         os._exit(1)      # the master died before PR_SET_PDEATHSIG took effect
-
-
-def _preopen_log() -> None:
-    """Open the maillog file now, as root: after the privilege drop a
-    root-owned log file (Postfix's is root:root 0600, opened by postlogd
-    before it drops privileges) cannot be opened for writing any more.
-    Every MailLog of this process that would open the file later (the
-    queue manager's and pickup's per-service logs) gets a duplicate of this
-    descriptor instead."""
-    lg = log.LOG
-    path = lg.maillog_file
-    if not path:
-        return
-    try:
-        shared = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    except OSError:
-        return
-    if lg._fd is None:
-        lg._fd = os.dup(shared)
-    original = log.MailLog.emit
-
-    def emit(self: log.MailLog, severity: str, text: str) -> None:
-        if self._fd is None and self.maillog_file == path:
-            self._fd = os.dup(shared)
-        original(self, severity, text)
-    log.MailLog.emit = emit  # type: ignore[method-assign]
 
 
 def _log_exceptions(loop: asyncio.AbstractEventLoop) -> None:
@@ -281,7 +255,6 @@ def _manager_class() -> type:
         def recover(self) -> None:
             if self.first_start:
                 return super().recover()
-            from postier.qmgr.logfmt import ServiceLog
             from postier.queue import QUEUE_NAMES
             for q in QUEUE_NAMES + ("public",):
                 os.makedirs(os.path.join(self.qdir, q), exist_ok=True)
@@ -305,7 +278,7 @@ def _manager_class() -> type:
                 finally:
                     os.close(fd)
             for qid in moved:
-                ServiceLog.info("qmgr", f"{qid}: requeued from active after restart")
+                log.info(f"{qid}: requeued from active after restart", "qmgr")
     return SupervisedQueueManager
 
 

@@ -98,43 +98,6 @@ class PickupSettings:
         )
 
 
-class ServiceLog:
-    """Log lines tagged `SYSLOG_NAME/pickup`, to where the process logs."""
-
-    def __init__(self, service: str = "pickup"):
-        self.service = service
-        self._log: log.MailLog | None = None
-        self._key: tuple | None = None
-
-    def _get(self) -> log.MailLog:
-        base = log.LOG
-        key = (base.syslog_name, base.maillog_file, base.stderr, base.use_syslog)
-        if self._log is None or key != self._key:
-            lg = log.MailLog()
-            lg.setup(self.service, progname=base.progname, stderr=base.stderr,
-                     maillog_file=base.maillog_file, syslog_name=base.syslog_name)
-            lg.use_syslog = base.use_syslog
-            self._log, self._key = lg, key
-        return self._log
-
-    def info(self, text: str) -> None:
-        self._emit("", text)
-
-    def warning(self, text: str) -> None:
-        self._emit("warning", text)
-
-    def _emit(self, severity: str, text: str) -> None:
-        lg = self._get()
-        if lg.use_syslog:
-            import syslog
-            syslog.openlog(lg.tag, syslog.LOG_PID, syslog.LOG_MAIL)
-            syslog.syslog(syslog.LOG_WARNING if severity else syslog.LOG_INFO,
-                          f"{severity}: {text}" if severity else text)
-            syslog.openlog(log.LOG.tag, syslog.LOG_PID, syslog.LOG_MAIL)
-            return
-        lg.emit(severity, text)
-
-
 class _FrameReader:
     """Frames from a non-blocking socket, with a per-frame time limit."""
 
@@ -177,7 +140,7 @@ class PickupService:
         self.cfg = cfg
         self.s = settings
         self.loop = loop or asyncio.get_event_loop()
-        self.log = ServiceLog("pickup")
+        self.log = log.ServiceLog("pickup")
         self.on_queued: Callable[[str], Any] | None = None
         self.path = P.socket_path(settings.queue_directory)
         self.listener: socket.socket | None = None

@@ -18,8 +18,6 @@ Parameters read: delay_logging_resolution_limit (through the caller).
 
 from __future__ import annotations
 
-from postier import log as _log
-
 MILLION = 1_000_000
 _POW10 = (1, 10, 100, 1000, 10000, 100000, 1000000)
 
@@ -79,43 +77,3 @@ def delivery_line(qid: str, address: str, orig: str, relay: str, delay: float,
     return "".join(parts)
 
 
-class ServiceLog:
-    """Log lines with another service name in the tag (postier/smtp,
-    postier/bounce, ...), sharing the process log's destination."""
-
-    _cache: dict[str, _log.MailLog] = {}
-
-    @classmethod
-    def get(cls, service: str) -> _log.MailLog:
-        base = _log.LOG
-        key = f"{base.syslog_name}/{service}|{base.maillog_file}|{base.stderr}"
-        lg = cls._cache.get(key)
-        if lg is None:
-            lg = _log.MailLog()
-            lg.setup(service, progname=base.progname, stderr=base.stderr,
-                     maillog_file=base.maillog_file, syslog_name=base.syslog_name)
-            lg.use_syslog = base.use_syslog
-            cls._cache[key] = lg
-        return lg
-
-    @classmethod
-    def info(cls, service: str, text: str) -> None:
-        lg = cls.get(service)
-        if lg.use_syslog:
-            import syslog
-            syslog.openlog(lg.tag, syslog.LOG_PID, syslog.LOG_MAIL)
-            syslog.syslog(syslog.LOG_INFO, text)
-            syslog.openlog(_log.LOG.tag, syslog.LOG_PID, syslog.LOG_MAIL)
-            return
-        lg.emit("", text)
-
-    @classmethod
-    def warning(cls, service: str, text: str) -> None:
-        lg = cls.get(service)
-        if lg.use_syslog:
-            import syslog
-            syslog.openlog(lg.tag, syslog.LOG_PID, syslog.LOG_MAIL)
-            syslog.syslog(syslog.LOG_WARNING, "warning: " + text)
-            syslog.openlog(_log.LOG.tag, syslog.LOG_PID, syslog.LOG_MAIL)
-            return
-        lg.emit("warning", text)

@@ -13,11 +13,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from postier import log
 from postier.delivery import AGENTS, DeliveryRequest, RecipientStatus
 from postier.delivery import bounce as B
 from postier.delivery.resolve import CLASS_LOCAL, Route, TransportResolver
 from postier.qmgr.control import SOCKET_NAME, TRIGGERS
-from postier.qmgr.logfmt import ServiceLog, delivery_line
+from postier.qmgr.logfmt import delivery_line
 from postier.qmgr.scheduler import DestQueue, TransportSettings, backoff_delay
 from postier.queue.file import (
     CorruptQueueFile,
@@ -55,11 +56,11 @@ AGENT_MODULES = ("postier.delivery.smtp", "postier.delivery.error", "postier.del
 
 
 def _warn(text: str) -> None:
-    ServiceLog.warning("qmgr", text)
+    log.warning(text, "qmgr")
 
 
 def _info(text: str) -> None:
-    ServiceLog.info("qmgr", text)
+    log.info(text, "qmgr")
 
 
 def load_agents() -> list[str]:
@@ -391,8 +392,8 @@ class QueueManager:
             origin = "new"
         msg = Message(qid, path, env, offset, now, origin, flush)
         self.active[qid] = msg
-        ServiceLog.info("qmgr", f"{qid}: from=<{env.sender}>, size={env.content_size}, "
-                                f"nrcpt={len(env.recipients)} (queue active)")
+        log.info(f"{qid}: from=<{env.sender}>, size={env.content_size}, "
+                 f"nrcpt={len(env.recipients)} (queue active)", "qmgr")
         if origin != "new":
             _remove(os.path.join(self.qdir, "defer", qid))
         self._assign(msg)
@@ -705,10 +706,10 @@ class QueueManager:
             c = max(0.0, conn_delay)
             d = max(0.0, xmit_delay) if (conn_delay or xmit_delay) else max(0.0, now - handoff)
         orig = r.orig if r.orig and r.orig.lower() != r.address.lower() else ""
-        ServiceLog.info(service, delivery_line(msg.qid, r.address, orig, relay,
-                                               now - env.arrival, (a, b, c, d), dsn, status,
-                                               text, self.max_dig,
-                                               getattr(status_obj, "conn_use", 0)))
+        log.info(delivery_line(msg.qid, r.address, orig, relay,
+                               now - env.arrival, (a, b, c, d), dsn, status,
+                               text, self.max_dig,
+                               getattr(status_obj, "conn_use", 0)), service)
         if status == "sent":
             msg.done.add(idx)
             msg.changed = True
@@ -760,7 +761,7 @@ class QueueManager:
                 return b""
         try:
             notices = B.flush(template, msg.env, records, content, self.bsettings,
-                              warn=lambda text: ServiceLog.warning("bounce", text))
+                              warn=log.ServiceLog("bounce").warning)
         except OSError as e:
             _warn(f"{msg.qid}: cannot read the message for a notice: {e.strerror}")
             return False
@@ -769,10 +770,10 @@ class QueueManager:
                 new_id = await self.loop.run_in_executor(
                     self._io, B.queue_notice, self.qdir, n, self.bsettings)
             except OSError as e:
-                ServiceLog.warning("bounce", f"{msg.qid}: cannot queue {n.log_text}: "
-                                             f"{e.strerror}")
+                log.warning(f"{msg.qid}: cannot queue {n.log_text}: "
+                            f"{e.strerror}", "bounce")
                 return False
-            ServiceLog.info("bounce", f"{msg.qid}: {n.log_text}: {new_id}")
+            log.info(f"{msg.qid}: {n.log_text}: {new_id}", "bounce")
             self.on_queued(new_id)
         return True
 
@@ -803,8 +804,8 @@ class QueueManager:
                 lifetime = self.max_lifetime if env.sender else self.bounce_lifetime
                 defer = list(msg.defer_recs.values())
                 if now >= env.arrival + lifetime:
-                    ServiceLog.info("qmgr", f"{qid}: from=<{env.sender}>, status=expired, "
-                                            "returned to sender")
+                    log.info(f"{qid}: from=<{env.sender}>, status=expired, "
+                             "returned to sender", "qmgr")
                     if await self._notify(msg, B.FAILURE, defer):
                         msg.deferred = False
                 elif (self.delay_warning > 0 and not env.warned
@@ -818,7 +819,7 @@ class QueueManager:
                 # inline: the queue process's loop serves only deliveries (smtpd
                 # runs in its own processes), and a hand-off to a thread costs
                 # more CPU than the unlink itself
-                ServiceLog.info("qmgr", f"{qid}: removed")
+                log.info(f"{qid}: removed", "qmgr")
         except Exception as e:   # noqa: BLE001 - keep the daemon alive; the file stays
             _warn(f"{qid}: queue manager error: {e!r}")
         finally:

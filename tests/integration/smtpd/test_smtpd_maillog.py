@@ -6,8 +6,8 @@ checks the session's lines; the `*_matches_postfix` tests run the same
 dialog against a private real Postfix and compare the session lines
 (without the "Mon DD HH:MM:SS host prog[pid]: " prefix, queue IDs replaced).
 Only the lines smtpd(8) writes for a session are compared (connect, client=,
-reject, lost connection, timeout/too many errors, disconnect): cleanup's
-message-id= lines are cleanup's business.
+reject, lost connection, timeout/too many errors, disconnect); cleanup's
+message-id= line is checked for its tag only (postier/cleanup[PID]).
 """
 
 from __future__ import annotations
@@ -85,6 +85,11 @@ def test_full_session_log_lines(start_postier):
         "disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1/2 data=1 quit=1 commands=5/6",
     ]
     assert f"]: {qid}: client=localhost[127.0.0.1]\n" in raw
+    # cleanup runs inside smtpd, and its line carries cleanup(8)'s tag, as
+    # in Postfix's log (postier/cleanup[PID of that smtpd])
+    smtpd_pid = re.search(rf"/smtpd\[(\d+)\]: {qid}: client=", raw).group(1)
+    mid = [x for x in raw.splitlines() if f"]: {qid}: message-id=" in x]
+    assert len(mid) == 1 and f" postier/cleanup[{smtpd_pid}]: {qid}: message-id=<" in mid[0], raw
 
 
 def test_clean_session_counts(start_postier):

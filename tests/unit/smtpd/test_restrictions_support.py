@@ -194,7 +194,7 @@ class LogCapture:
         self.lines: list[str] = []
         monkeypatch.setattr(log.LOG, "emit", self._emit)
 
-    def _emit(self, severity: str, text: str) -> None:
+    def _emit(self, severity: str, text: str, service: str | None = None) -> None:
         self.lines.append(f"{severity}: {text}" if severity else text)
 
     def take(self) -> list[str]:
