@@ -26,6 +26,8 @@ Two layers:
   text (relative URIs resolved against <base href>), and the statistics the
   HTMLEval rules read (`inside` tag counts, image area, obfuscation and
   backhair counts, closed_extra, title, comments, ...).
+* `space_count(text, flagged)`: the white space characters of a rendered
+  text, as Node.rendered counts them for non_space_len.
 
 Strings follow Perl's model: text is a Python str plus a flag saying
 whether Perl would hold it as characters (UTF-8 flagged: decoded text, or
@@ -107,6 +109,19 @@ _LITERAL = {b"script": True, b"style": True, b"xmp": True, b"iframe": True,
             b"plaintext": True, b"title": False, b"textarea": False}
 _ALNUM = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 _HEX = "0123456789abcdefABCDEF"
+
+
+_SPACES_FLAGGED = ("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+                   "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+_SPACES_BYTES = " \t\n\r\x0b"
+
+
+def space_count(text: str, flagged: bool) -> int:
+    """How many white space characters a rendered text holds, as
+    Node.rendered counts them for html_results' non_space_len: the
+    characters of Perl's \\s on characters (Unicode White_Space) when
+    flagged, else space, tab, newline, CR and vertical tab (no form feed)."""
+    return sum(map(text.count, _SPACES_FLAGGED if flagged else _SPACES_BYTES))
 
 
 def decode_entities(text: str, flagged: bool, expand_prefix: bool) -> tuple[str, bool]:

@@ -10,6 +10,8 @@ is implemented:
   (start/end tags, attributes, comments, declarations, literal elements,
   marked sections, end-of-document flush), entities decoded like
   HTML::Entities::decode (`decode_entities`).
+* `space_count(text, flagged)`: the white space a rendered text holds (for
+  non_space_len), in one pass.
 * `HtmlRenderer`: Mail::SpamAssassin::HTML's handlers: rendered text with
   whitespace and invisible-text bookkeeping, the text style stack, URIs with
   their tag types and anchor text, and the statistics the HTMLEval rules read.
@@ -29,6 +31,7 @@ _impl = load("spamhtml")
 HtmlRenderer = _impl.HtmlRenderer
 Tokenizer = _impl.Tokenizer
 decode_entities = _impl.decode_entities
+space_count = _impl.space_count
 
 # cold helpers and tables: always the pure module's (the native one imports them)
 from postier._pure.spamhtml import (  # noqa: E402
@@ -41,4 +44,4 @@ from postier._pure.spamhtml import (  # noqa: E402
 )
 
 __all__ = ["ENTITIES", "HTML_COLORS", "MAX_URI_LENGTH", "HtmlRenderer", "Tokenizer",
-           "decode_entities", "name_to_rgb", "parse_css_background", "target_uri"]
+           "decode_entities", "name_to_rgb", "parse_css_background", "space_count", "target_uri"]

@@ -50,7 +50,7 @@ import binascii
 import codecs
 
 from postier.content.spam import bre as re
-from postier.content.spam.html import HtmlRenderer
+from postier.content.spam.html import HtmlRenderer, space_count
 from postier.native import load
 
 _mime = load("spammime")
@@ -540,10 +540,7 @@ class Node:
             flag = html.text_flag
             rendered = html.rendered_text()
             self.html_results = r = html.results
-            if flag:
-                space = sum(map(rendered.count, UNI_SPACE))     # _SPACES_U's characters
-            else:
-                space = sum(map(rendered.count, " \t\n\r\x0b"))
+            space = space_count(rendered, flag)     # _SPACES_U's characters when flagged
             r["html_length"] = len(rendered)
             r["non_space_len"] = len(rendered) - space
             if text_len:

@@ -28,13 +28,17 @@ shapes are recognised in C (postier._native.spamuri, twin
 postier._pure.spamuri): a plain http(s) URL goes straight to the redirector
 and bare-name steps, uri_to_domain cuts the host of a plain URI out in one
 pass, a new host's domain (FQDN check, TLD, registry boundary) is found in
-one pass over its labels, a URI holding none of the literals the
-redirector patterns need (one per pattern, taken from its Hyperscan
+one pass over its labels, a plain http(s) URL that no redirector can
+match and that has no other canonical form is its own single form without
+the general steps (UriExtractor._canonicalize), a URI holding none of the
+literals the redirector patterns need (one per pattern, taken from its Hyperscan
 expression: _redirector_literals) skips the redirector scan (spamuri.any_in),
 the lines that cannot hold a prefilter hit are left out in one compiled
 pass (spamuri.uri_lines), the prefilter itself is a compiled scan for its
 "@", "." and ":" anchors (spamuri.UriPrefilter, the same hits as its regex),
-and the text search starts after the last character no URI can hold before
+the detail list's entries hold the remembered canonical lists and dicts
+themselves (read only: a URI added twice gets merged copies), and the text
+search starts after the last character no URI can hold before
 its prefilter hit; on a long rest of line it tries only the start
 positions near each hit (UriExtractor._window_match) instead of a search
 that, finding nothing, would read the rest of the line from every position.
@@ -325,7 +329,6 @@ def _decode_ulong_to_ip(n: int) -> str:
 _WS = " \t\n\r\f\v"                     # Perl's (and re.A's) \s
 _SKIP_RE = re.compile(r"[#?&]|/(?!/)").match
 _MAILTO_RE = re.compile(r"mailto:", re.I).match
-_AT_RE = re.compile(r"[^:]*@").match
 _M_Q = re.compile(r"^([^@]+@[^?]+)\?", re.S).match
 _M_AMP = re.compile(r"^([^@]+@[^?&]+)&", re.S).match
 _M_20 = re.compile(r"^(?:mailto:)?(?:%20)*([^@]+@[^?&%]+)", re.S).match
@@ -395,7 +398,8 @@ def uri_list_canonicalize(redirectors: list, uris: list[str], rb: Registry | Non
         if len(uri) <= 1 or uri[0] in "#?&" or (uri[0] == "/" and uri[1] != "/"):
             continue
         nuri = uri
-        if "@" in nuri and (_MAILTO_RE(nuri) is not None or _AT_RE(nuri) is not None):
+        # /^[^:]*@/: an "@" before the first ":" (the first "@" is the one)
+        if "@" in nuri and (_MAILTO_RE(nuri) is not None or nuri.find(":", 0, nuri.find("@")) < 0):
             m = _M_Q(nuri)
             if m:
                 nuris.append(m.group(1))
@@ -665,6 +669,14 @@ class UriExtractor:
                 self.redirector_set.postier_literals = _redirector_literals(self.redirector_set)
             except Exception:  # noqa: BLE001 - no shortcut then; every pattern is tried
                 self.redirector_set = None
+        # _canonicalize's shortcut: () without redirectors, their literals
+        # (one of which a URI they match holds) when known, else None (no
+        # shortcut: every URI takes the general steps)
+        self._redirector_lits: tuple[bytes, ...] | None = None
+        if not redirectors:
+            self._redirector_lits = ()
+        elif self.redirector_set is not None:
+            self._redirector_lits = getattr(self.redirector_set, "postier_literals", None)
         start = _START_CHARS + "\\s"
         end = "><\"`}\\]{[|\\s\x1b\xa0"
         end_email = end + ",(\'\x80-\xff"
@@ -829,7 +841,7 @@ class UriExtractor:
         raw = g1 or g2 or g3
         if ")" in raw:
             raw = _PAREN_TAIL(r"\1", raw, 1)
-        raw = _PUNCT_TAIL("", raw, 1)
+        raw = raw.rstrip(_PUNCT_CHARS)          # s/[-~!@#^&*()_+=:;\'?,.]*$// (no "\n" in a match)
         if g1 is None and g2 is not None and "@" not in raw:
             return raw, None
         if schost is not None and not is_fqdn_valid(schost, True):
@@ -895,8 +907,14 @@ class UriExtractor:
             memo: dict | None = None) -> bool:
         """Add uri's canonical forms, domains and hosts to udl.  memo: a dict
         kept across the calls for one message (a URI found in the text and
-        in the HTML is canonicalised once)."""
-        types = types if types is not None else {"parsed": 1}
+        in the HTML is canonicalised once).
+
+        A new entry holds the remembered list and dicts of _canonical and the
+        caller's types dict themselves, not copies (its readers only read
+        them); a second add of the same URI replaces them with merged copies
+        instead of updating them in place."""
+        if types is None:
+            types = {"parsed": 1}
         got = memo.get(uri) if memo is not None else None
         if got is None:
             got = self._canonical(uri)
@@ -910,12 +928,17 @@ class UriExtractor:
         ent = udl.get(uri)
         if ent is None:
             # a new entry: the keys in the order the merge below gives them
-            ent = udl[uri] = {"truncated": True} if truncated else {}
-            if not types.get("noclean"):
-                ent["cleaned"] = list(cleaned)
-            ent["domains"] = dict(domains)
-            ent["hosts"] = dict(hosts)
-            ent["types"] = dict(types)
+            if truncated:
+                ent = udl[uri] = {"truncated": True}
+                if not types.get("noclean"):
+                    ent["cleaned"] = cleaned
+                ent["domains"] = domains
+                ent["hosts"] = hosts
+                ent["types"] = types
+            elif not types.get("noclean"):
+                udl[uri] = {"cleaned": cleaned, "domains": domains, "hosts": hosts, "types": types}
+            else:
+                udl[uri] = {"domains": domains, "hosts": hosts, "types": types}
             return True
         if truncated:
             ent["truncated"] = True
@@ -923,16 +946,16 @@ class UriExtractor:
             old = ent.get("cleaned")
             if old:
                 merged = dict.fromkeys(old)
-                merged.update(cleaned)
+                merged.update(dict.fromkeys(cleaned))
                 ent["cleaned"] = list(merged)
             else:
-                ent["cleaned"] = list(cleaned)
-        ent.setdefault("domains", {}).update(domains)
-        ent.setdefault("hosts", {}).update(hosts)
-        ent.setdefault("types", {}).update(types)
+                ent["cleaned"] = cleaned
+        for key, add in (("domains", domains), ("hosts", hosts), ("types", types)):
+            have = ent.get(key)
+            ent[key] = {**have, **add} if have else add
         return True
 
-    def _canonical(self, uri: str) -> tuple[dict, dict, dict, bool]:
+    def _canonical(self, uri: str) -> tuple[list, dict, dict, bool]:
         """(cleaned, domains, hosts, truncated) of uri, remembered across messages
         (a function of uri: the registry and redirectors do not change)."""
         memo = self._canon_memo
@@ -945,7 +968,28 @@ class UriExtractor:
                 memo[uri] = got
         return got
 
-    def _canonicalize(self, uri: str) -> tuple[dict, dict, dict, bool]:
+    def _canonicalize(self, uri: str) -> tuple[list, dict, dict, bool]:
+        """(cleaned, domains, hosts, truncated) of uri: uri_list_canonicalize's
+        forms (at most MAX_URI_LENGTH characters), their domains and hosts.
+
+        A plain http(s) URL (spamuri.simple_http) that no redirector can
+        match (it holds none of their literals), with no ":" after its host
+        (no embedded URL) and no bare-name form (https, or a "." in its host
+        after a leading "www.") is its only canonical form, and its host
+        part is its host lowercased (spamuri.uri_host's answer for it):
+        answered here without the general steps (the same result)."""
+        simple = _simple_http(uri)
+        if simple is not None and len(uri) <= MAX_URI_LENGTH:
+            proto, host, rest = simple
+            lits = self._redirector_lits
+            if ":" not in rest and lits is not None and not (lits and _any_in(uri.encode("ascii"), lits)):
+                nhost = host.lower()
+                if not (proto == "http://" and ("." not in nhost
+                                                or (nhost.startswith("www.") and "." not in nhost[4:]))):
+                    d = self.rb._host_domain(nhost)
+                    if d is None:
+                        return [uri], {}, {}, False
+                    return [uri], {d[0]: 1}, {d[1]: d[0]}, False
         cleaned: dict[str, None] = {}
         domains: dict[str, int] = {}
         hosts: dict[str, str] = {}
@@ -962,7 +1006,7 @@ class UriExtractor:
             if d is not None:
                 domains[d[0]] = 1
                 hosts[d[1]] = d[0]
-        return cleaned, domains, hosts, truncated
+        return list(cleaned), domains, hosts, truncated
 
 
 _CANON_MEMO_MAX = 4096         # URIs remembered (then forgotten all at once)
@@ -977,7 +1021,7 @@ _WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 _START_CHARS = "><\"'`,{[(|\x1b\xa0"
 _START = frozenset(_START_CHARS + " \t\n\r\f\v")
 _PAREN_TAIL = re.compile(r"(^[^(]*)\).*$", re.S).sub
-_PUNCT_TAIL = re.compile(r"[-~!@#^&*()_+=:;\'?,.]*$").sub
+_PUNCT_CHARS = "-~!@#^&*()_+=:;'?,."
 _CID = re.compile(r"[cm]id:", re.I).match
 _BARE_SCHEME = re.compile(r"^\w+:/{0,2}$", re.I).match
 _KNOWN_SCHEME = re.compile(r"(?:https?|ftp|mailto):", re.I).match
