@@ -95,6 +95,7 @@ from postier.content.spam import meta as M
 from postier.content.spam import perlre, rulecache
 from postier.content.spam.asciire import VERSION as _ASCII_VERSION
 from postier.content.spam.asciire import ascii_only
+from postier.content.spam.gateatom import atom_gate
 from postier.content.spam.headers import HeaderView, plain_name
 from postier.content.spam.hsdb import (
     CHATTY_REPORTS,
@@ -1167,7 +1168,10 @@ def _family_gates(rules: list[RRule], db: AreaDatabase) -> list[tuple[object, fr
     pass builds the DFA states of one regex instead of two).  A match of
     either needs one of the gate in the same subject: Run._lines confirms
     them on the subjects the gate matches (a few lines, where their own
-    RE2 / Python `re` forms build few DFA states or backtrack little)."""
+    RE2 / Python `re` forms build few DFA states or backtrack little).
+    Where X has a required item (<FF_ALL>), the gate is an atom gate
+    (postier.content.spam.gateatom): the same answers, from a Hyperscan
+    scan for that item and short anchored RE2 walks after its reports."""
     cands = []
     for i, rr in enumerate(rules):
         if i not in db.always and not (rr.entry is not None and rr.entry.solo):
@@ -1190,7 +1194,8 @@ def _family_gates(rules: list[RRule], db: AreaDatabase) -> list[tuple[object, fr
             except Exception:  # noqa: BLE001 - no gate then
                 rx = None
             if rx is not None:
-                out.append((rx, frozenset((i, j))))
+                # its atom test first where X has one (gateatom: same answers)
+                out.append((atom_gate(big, mods, min(n, m), rx) or rx, frozenset((i, j))))
                 used |= {i, j}
     return out
 
