@@ -400,9 +400,12 @@ cdef dict _KEYS = {}
 
 
 cdef inline str _lower_key(bytes k):
-    """k.decode("latin-1").lower(), remembered."""
+    """k.decode("latin-1").lower(), remembered (names up to 256 bytes: a
+    MIME part's header name is not cut to MAX_HEADER_KEY_LENGTH)."""
     cdef object got = _KEYS.get(k)
     if got is None:
+        if PyBytes_GET_SIZE(k) > 256:
+            return k.decode("latin-1").lower()
         if len(_KEYS) >= 4096:
             _KEYS.clear()
         got = _KEYS[k] = k.decode("latin-1").lower()
@@ -417,7 +420,7 @@ cpdef int add_fields(list fields, list order, dict headers, dict raw_headers,
     cdef object v
     for rawkey, raw in fields:
         dec = _unfold_strip(raw)
-        key = rawkey.decode("latin-1").lower()
+        key = _lower_key(rawkey)        # (the names repeat: remembered)
         order.append(rawkey)
         if not _final(dec):
             dec = decode(dec, key)

@@ -1058,6 +1058,10 @@ _MA_WORDS_A = re.compile(r"(?<!\S)\S*\w\S*", re.A)
 _MA_WORDS_U = ure.compile(r"(?<!\S)\S*\w\S*")
 
 
+_MA_TYPE = re.compile(r"^multipart/alternative\b")
+_TEXT_TYPE = re.compile(r"^text\b")
+
+
 def _madiff(ctx):
     c = ctx.cache.get("madiff")
     if c is not None:
@@ -1065,7 +1069,7 @@ def _madiff(ctx):
     res = [0.0, 0, 0]
     ctx.cache["madiff"] = res
     msg = ctx.msg
-    ma = msg.find_parts(re.compile(r"^multipart/alternative\b"))
+    ma = msg.find_parts(_MA_TYPE)
     if not ma:
         return res
     summary = _content_summary(msg)
@@ -1075,7 +1079,7 @@ def _madiff(ctx):
     for part in ma:
         html: dict[str, int] = {}
         text: dict[str, int] = {}
-        for t in part.find_parts(re.compile(r"^text\b")):
+        for t in part.find_parts(_TEXT_TYPE):
             typ, rnd, chars = t.rendered()
             if typ is None:
                 continue
@@ -1453,14 +1457,32 @@ def check_qp_ratio(ctx, rule, mn):
     return 1 if _attachments(ctx)["mime_qp_ratio"] >= _num(mn) else 0
 
 
+_CT_CHARSET = tuple(re.compile(p, re.I).search
+                    for p in (r"charset=\"([^\"]+)\"", r"charset='([^']+)'", r"charset=(\S+)"))
+_CT_CHARSETS: dict[str, str | None] = {}
+_CLTFAC_FULL = re.compile(_CLTFAC, re.I).fullmatch
+
+
 def _charset_from_ct(t: str | None) -> str | None:
+    """The charset of a Content-Type value (remembered by value, across
+    messages: a few shapes repeat; None when it names none)."""
     if t is None:
         return None
-    for pat in (r"charset=\"([^\"]+)\"", r"charset='([^']+)'", r"charset=(\S+)"):
-        m = re.search(pat, t, re.I)
+    try:
+        return _CT_CHARSETS[t]
+    except KeyError:
+        pass
+    got = None
+    for search in _CT_CHARSET:
+        m = search(t)
         if m:
-            return m.group(1)
-    return None
+            got = m.group(1)
+            break
+    if len(t) <= 256:
+        if len(_CT_CHARSETS) >= 4096:
+            _CT_CHARSETS.clear()
+        _CT_CHARSETS[t] = got
+    return got
 
 
 _UC_JIS = re.compile(rb"\x1b\$B.*\x1b\(B", re.S)
@@ -1478,7 +1500,7 @@ def check_for_uppercase(ctx, rule, mn, mx):
             charsets.append(t)
         if "mime_html_charsets" in st:
             charsets += st["mime_html_charsets"].split()
-        if any(re.fullmatch(_CLTFAC, c, re.I) for c in charsets):
+        if any(_CLTFAC_FULL(c) for c in charsets):
             ctx.cache["uppercase"] = 0
             return 0
         ln, lower, upper = _ev.uppercase_counts(ctx.body(), _UC_JIS)

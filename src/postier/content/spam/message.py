@@ -69,6 +69,7 @@ _SPACES_U = re.compile(_US + "+")
 
 _HDR_NAME = re.compile(rb"^[\041-\071\073-\176]+[ \t]*:")
 _HDR_NAME_NOWS = re.compile(rb"^[\041-\071\073-\176]+:")
+_DISP_NAME = re.compile(r"""name=\s*"?([^";]+)"?""", re.I).search   # (_parse_normal)
 _MBX_SEP = re.compile(rb"^([\s\d]\d-[a-zA-Z]{3}-\d{4}\s\d{2}:\d{2}:\d{2}.*),(\d+);([\da-f]{12})-(\w{8})\r?$")
 _NO_MIME_DECODE = re.compile(r"^(?:Received|(?:Resent-)?(?:Message-ID|Date)|MIME-Version|References|"
                              r"In-Reply-To|List-.*)\Z", re.I | re.S)
@@ -604,9 +605,17 @@ class Message(Node):
         self._add_fields(fields)
         if flags:
             self.flags.update(flags)
-        self.pristine_headers = b"".join(pristine_headers)
-        self.pristine_body = b"".join(lines[i:])
-        self.pristine = self.pristine_headers + self.pristine_body
+        ph = self.pristine_headers = b"".join(pristine_headers)
+        if crlf or not data:
+            self.pristine_body = b"".join(lines[i:])
+            self.pristine = ph + self.pristine_body
+        else:
+            # (without CRLF the header lines are lines[:i] unchanged, and
+            # the lines tile data after the mbox line: slices of it instead
+            # of joining every body line and concatenating the two)
+            full = data if self.mbox_sep is None else data[len(self.mbox_sep):]
+            self.pristine = full
+            self.pristine_body = full[len(ph):]
         # CRLF -> LF, and cap runs of blank lines at 20
         body = _mime.body_lines(lines, i, crlf)
         self.type, boundary, _cs, _nm, _miss = parse_content_type(self.header_all("content-type"))
@@ -762,8 +771,10 @@ class Message(Node):
         if not missing:
             msg.type = t if (not t.startswith("multipart/") or boundary is not None) else "text/plain"
         msg.charset = charset
-        disp = msg.header("content-disposition").decode("latin-1")
-        m = re.search(r"""name=\s*"?([^";]+)"?""", disp, re.I)
+        cd = msg.headers.get("content-disposition")
+        disp = cd[-1] if cd else b""
+        # (no "=" in the value: no name= match; most parts have no value)
+        m = _DISP_NAME(disp.decode("latin-1")) if b"=" in disp else None
         if m:
             msg.name = m.group(1)
         elif name:
