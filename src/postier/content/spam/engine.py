@@ -895,6 +895,42 @@ def _quote_value(v: str) -> str:
 
 
 _REQUIRED_CACHE: dict[str, tuple[str, ...]] = {}
+# what keeps a %{TAG} template's superset form out (_template_superset):
+# backtracking verbs, recursion, \Q...\E quoting, inline extended mode, a
+# tag followed by + (possessive: (?s:.+)++ would leave nothing to the rest)
+_SUPERSET_UNSAFE = re.compile(r"\(\*|\(\?(?:R|0)|\\Q|\(\?[\^a-zA-Z-]*x|%\{[^}]*\}\+")
+
+
+def _template_superset(pat: str, mods: str, required: tuple[str, ...]):
+    """The template rule pat with every %{TAG} replaced by (?s:.+) (any
+    non-empty string; tag values are non-empty), compiled once per rule
+    set, or None.  Only when every tag of pat is required
+    (_required_templates: at depth 0, outside any group, class or
+    repeat, no top-level alternation): a match of the rule for some values
+    then passes through each tag's alternation with what precedes and
+    follows it unchanged, and the same path matches the superset, so
+    a subject it does not match is matched by no values (Run._templates
+    skips compiling the rule for this message's values; most messages
+    whose values appear in a subject still hold no match)."""
+    if not required or "x" in mods or len(_TEMPLATE.findall(pat)) != len(required) \
+            or _SUPERSET_UNSAFE.search(pat):
+        return None
+    try:
+        return perlre.compile_search_pattern(_TEMPLATE.sub("(?s:.+)", pat), mods)
+    except perlre.PerlRegexError:
+        return None
+
+
+def _superset_matches(sup, subjects: list[bytes]) -> bool:
+    """Does the superset form sup match one of subjects?  (True when
+    libpcre2 gives up on one: the rule itself then runs.)"""
+    try:
+        for s in subjects:
+            if sup.search(s):
+                return True
+    except RegexExecError:
+        return True
+    return False
 
 
 def _required_templates(pat: str) -> tuple[str, ...]:
@@ -1939,7 +1975,12 @@ class Run:
         message came first.)  Each rule's tags are listed once per rule
         set, the compiled pattern is cached by (pattern, tag values), and
         the subjects are decoded once per message for the test of the
-        values a pattern requires (_template_possible)."""
+        values a pattern requires (_template_possible).  A rule whose tags
+        are all required first searches those subjects with its superset
+        form (_template_superset: each tag any non-empty string, compiled
+        once per rule set): where that finds nothing the rule is neither
+        compiled for these values nor run (on the corpus 3109 of 3192
+        such tests; the rule's answers are the same)."""
         cr = self.cr
         cache = cr.__dict__.setdefault("_template_cache", {})
         info = cr.__dict__.get("_template_info")
@@ -1947,7 +1988,9 @@ class Run:
             info = cr.__dict__["_template_info"] = [
                 (r, pat, mods, tags, required, cr.rs.has_flag(r.name, "multiple"),
                  (tags, required, "i" in mods, r.kind,
-                  (r.header, r.if_unset) if r.kind == C.HEADER else None))
+                  (r.header, r.if_unset) if r.kind == C.HEADER else None),
+                 None if r.kind == C.HEADER and r.negate
+                 else _template_superset(pat, mods, required))
                 for r, pat, mods in cr.templates
                 for tags, required in [(tuple(sorted({m.group(1)
                                                      for m in _TEMPLATE.finditer(pat)})),
@@ -1959,7 +2002,7 @@ class Run:
         # test of their tag values and subjects per message: (vals, the
         # subjects that may match), or None (none of them runs)
         prep: dict = {}
-        for r, pat, mods, tags, required, multiple, gk in info:
+        for r, pat, mods, tags, required, multiple, gk, sup in info:
             if gk in prep:
                 got = prep[gk]
                 if got is None:
@@ -1994,6 +2037,8 @@ class Run:
                     prep[gk] = (vals, possible)
                 if prep[gk] is None:
                     continue
+            if sup is not None and not _superset_matches(sup, possible):
+                continue        # no match, whatever the values (_template_superset)
             key = (pat, mods, *(tuple(vals[t]) for t in tags))
             p = cache.get(key)
             if p is False:
