@@ -348,7 +348,7 @@ class CompiledRules:
             db = AreaDatabase([r.entry for r in rules], cache_dir=cache_dir, workers=workers,
                               label=area, probe=probe, chatty=chatty,
                               long_groups=BODY_LONG_GROUPS if area == "body" else 0,
-                              ascii_long=area == "body")
+                              ascii_long=area == "body", one_group=area == "header")
             self.dbs[area] = db
             st.exact += len(db.exact)
             st.prefilter += len(db.prefilter)

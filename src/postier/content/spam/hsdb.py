@@ -19,7 +19,10 @@ hundreds of others), and compiling long expressions together is much
 slower than compiling them apart.  So here the short expressions go into
 one database compiled optimistically, the long ones are spread over a few
 databases (or as many as `long_groups` asks: the body area's long ones
-scan faster in one), compiled in parallel worker processes after trying each one
+scan faster in one; with `one_group`, the header area's, a partition's
+short and long expressions go into one database: a header value is
+short, and each extra database scanned costs more than the merged one
+saves), compiled in parallel worker processes after trying each one
 alone: exactly, else with HS_FLAG_PREFILTER (a report is then confirmed by
 RE2/re/libpcre2), else the rule becomes an "always candidate" confirmed on
 every subject.  The per-expression classes and the finished databases are
@@ -198,7 +201,7 @@ class AreaDatabase:
 
     def __init__(self, entries: list[Entry], cache_dir: str | None = None, workers: int = 0,
                  label: str = "area", probe: bytes | None = None, chatty: int = CHATTY_REPORTS,
-                 long_groups: int = 0, ascii_long: bool = False):
+                 long_groups: int = 0, ascii_long: bool = False, one_group: bool = False):
         self.label = label
         self.exact: frozenset[int] = frozenset()
         self.prefilter: frozenset[int] = frozenset()
@@ -212,6 +215,7 @@ class AreaDatabase:
         self.probe = probe
         self.chatty = chatty
         self.long_groups = long_groups
+        self.one_group = one_group
         self.from_cache = False
         self.compile_seconds = 0.0
         self._local = threading.local()
@@ -223,6 +227,8 @@ class AreaDatabase:
             h.update(b"long_groups\0%d\0" % long_groups)
         if ascii_long:
             h.update(b"ascii_long\0%d\0" % _ASCII_VERSION)
+        if one_group:
+            h.update(b"one_group\0")
         for i, en in enumerate(entries):
             h.update(b"%d\0%d\0%d\0%d\0%d\0%d\0" % (i, en.flags, int(en.exact), len(en.exprs),
                                                       en.part, int(en.solo)))
@@ -264,7 +270,10 @@ class AreaDatabase:
             else:
                 by_part.setdefault(self.entries[it[1]].part, []).append(it)
         for part in sorted(by_part):
-            for g in _groups(by_part[part], n, self.long_groups):
+            its = by_part[part]
+            gs = ([(its, any(len(it[2]) >= LONG_EXPR for it in its))] if self.one_group
+                  else _groups(its, n, self.long_groups))
+            for g in gs:
                 groups.append(g)
                 group_part.append(part)
         for i in sorted(pre_solo):          # entries the caller wants alone
