@@ -158,7 +158,7 @@ def test_ascii_form_of_a_union_gate_changes_no_result(monkeypatch):
     assert {cr.area_rules["body"][i].name for i in members} == {"__F1", "__F2", "__F3"}
     agate, = cr.__dict__["_line_gates_ascii"]["body"][1]
     assert agate is not None and len(agate.pattern) * 2 <= len(urx.pattern)
-    monkeypatch.setattr(E, "_line_gates", lambda rules, db: [])
+    monkeypatch.setattr(E, "_line_gates", lambda rules, db, cache_dir=None: [])
     plain = SpamScanner(rules=C.parse_text(GATED, "rules.cf"), cache_dir=None)
     seen = set()
     for body in (b"nothing here\n", b"click\n", b"x\n\nCLImb yes\n", b"clickx\n", b"x click\n",

@@ -7,6 +7,7 @@ usable atom (look-around, nothing required after the atom) get none."""
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -122,3 +123,22 @@ def test_scans_through_an_inexact_atom_gate_are_unchanged():
         assert got == {n for n in plain.run(msg).values if n.startswith("__N")}, body
         seen |= got
     assert seen == {"__N_LONG", "__N_SHORT"}
+
+
+def test_atom_database_kept_in_the_cache_dir(tmp_path, monkeypatch):
+    d = str(tmp_path)
+    x = r"(?:zip|town|street)\s?(?:code|name)[\s:,]{1,5}"      # an atom of its own
+    rx = perlre.joined_re2(f"(?:{x}){{2}}", "i")[0]
+    gate = gateatom.atom_gate(x, "i", 2, rx, d)
+    assert gate is not None
+    files = [n for n in os.listdir(d) if n.startswith("spam-atomgate-")]
+    assert files and any(open(os.path.join(d, n), "rb").read()[:1] == b"=" for n in files)
+    # a new process (no shared scan yet) loads it: nothing compiled
+    monkeypatch.setattr(gateatom, "_SCANS", {})
+    monkeypatch.setattr(gateatom, "_compile", None)
+    again = gateatom.atom_gate(x, "i", 2, rx, d)
+    assert again is not None and again.scan is not gate.scan
+    for buf in (perlre.joined_buffer([b"zip code: town name, x"]),
+                perlre.joined_buffer([b"zip code: x town name"]), perlre.joined_buffer([b""])):
+        assert again.contains(buf) == gate.contains(buf) == bool(rx.contains(buf))
+    assert again.contains(perlre.joined_buffer([b"Zip Code: Street Name,"]))

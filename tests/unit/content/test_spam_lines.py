@@ -236,7 +236,7 @@ def test_union_gate_changes_no_result(monkeypatch):
     monkeypatch.setattr(E, "GATE_BIG", 0)
     rs = C.parse_text(GATED, "rules.cf")
     gated = SpamScanner(rules=rs, cache_dir=None)
-    monkeypatch.setattr(E, "_line_gates", lambda rules, db: [])
+    monkeypatch.setattr(E, "_line_gates", lambda rules, db, cache_dir=None: [])
     plain = SpamScanner(rules=C.parse_text(GATED, "rules.cf"), cache_dir=None)
     gates = gated.compiled.__dict__["_line_gates"]["body"]
     names = {gated.compiled.area_rules["body"][i].name for _rx, m in gates for i in m}

@@ -49,11 +49,12 @@ import hyperscan as hs
 import re2 as _re2
 
 from postier import native
-from postier.content.spam import perlre
+from postier.content.spam import gatehs, perlre
 from postier.maps import resyntax
 
 _eng = native.load("spameng")
 
+ATOM_SPARE = 8          # spam-atomgate-* files kept besides the one in use (refusals too)
 ATOM_MEM = 64 << 20     # RE2 budget of the anchored rest regex (a cap: states are built as needed)
 _SAFE_ANCHORS = frozenset({"b", "B"})
 
@@ -113,9 +114,10 @@ def _sequence(tree):
     return tree, list(tree[1])
 
 
-def atom_gate(x: str, mods: str, n: int, rx) -> AtomGate | None:
+def atom_gate(x: str, mods: str, n: int, rx, cache_dir: str | None = None) -> AtomGate | None:
     """The atom gate of the family gate rx = (?:X){n} (module docstring),
-    or None when X has no usable atom or a form does not compile."""
+    or None when X has no usable atom or a form does not compile (its
+    Hyperscan database kept in cache_dir: _scan_for)."""
     tree = perlre._parse(x, mods)
     if tree is None or n < 1 or not _plain(tree):
         return None
@@ -146,11 +148,11 @@ def atom_gate(x: str, mods: str, n: int, rx) -> AtomGate | None:
     # all match empty: an anchored match of the rest is a match of the gate
     exact = all(perlre._min_len(it) == 0 and _anchorless(it) for it in items[:i])
     try:
-        found = _atom_exprs(("seq", [items[i], ("set", fb)]))
+        found = _atom_exprs(("seq", [items[i], ("set", fb)]), cache_dir)
         if found is None:
             return None
         exprs, atom_exact = found
-        scan = _scan_for(exprs)
+        scan = _scan_for(exprs, cache_dir)
         rest = ("seq", items[i + 1:] + ([("rep", xtree, n - 1, n - 1, True, False)]
                                         if n > 1 else []))
         changed: list = []
@@ -175,7 +177,7 @@ def _anchorless(node) -> bool:
     return True
 
 
-def _atom_exprs(tree) -> tuple[tuple[bytes, ...], bool] | None:
+def _atom_exprs(tree, cache_dir: str | None = None) -> tuple[tuple[bytes, ...], bool] | None:
     """(Hyperscan expressions whose union matches tree on a joined buffer,
     or a superset of it, ending where tree's matches end; whether they
     match exactly tree), or None when the joined form is not tree."""
@@ -194,7 +196,7 @@ def _atom_exprs(tree) -> tuple[tuple[bytes, ...], bool] | None:
         exprs = tuple(e.pattern for e in ems)
         if all(e.exact for e in ems):
             try:
-                _scan_for(exprs)
+                _scan_for(exprs, cache_dir)
                 return exprs, True
             except hs.error:
                 pass
@@ -206,12 +208,19 @@ def _atom_exprs(tree) -> tuple[tuple[bytes, ...], bool] | None:
     return tuple(resyntax.emit(t, "hs").pattern for t in trees), False
 
 
-def _scan_for(exprs: tuple[bytes, ...]) -> AtomScan:
+def _scan_for(exprs: tuple[bytes, ...], cache_dir: str | None = None) -> AtomScan:
     """The shared scan of these expressions (raises hs.error when Hyperscan
-    does not take them)."""
+    does not take them).  Its database (~0.1 s of CPU) is kept in cache_dir
+    (spam-atomgate-HASH, as gatehs.cached_database keeps them; a refusal
+    too), so that a new process does not compile it again."""
     scan = _SCANS.get(exprs)
     if scan is None:
-        scan = AtomScan(exprs)
+        key = b"".join(b"%d:" % len(e) + e for e in exprs)
+        db = gatehs.cached_database(key, lambda: _compile(exprs), cache_dir, "spam-atomgate-",
+                                    ATOM_SPARE)
+        if db is None:
+            raise hs.error("Hyperscan does not take the atom's expressions")
+        scan = AtomScan(db)
         if len(_SCANS) >= _SCANS_MAX:
             _SCANS.clear()
         _SCANS[exprs] = scan
@@ -224,10 +233,8 @@ class AtomScan:
     ends(data) scans a buffer once for all of them (the last buffer's
     report ends are kept, per thread)."""
 
-    def __init__(self, exprs: tuple[bytes, ...]):
-        self.db = hs.Database(mode=hs.HS_MODE_BLOCK)
-        self.db.compile(expressions=list(exprs), ids=[0] * len(exprs), elements=len(exprs),
-                        flags=[0] * len(exprs))
+    def __init__(self, db):
+        self.db = db
         self._local = threading.local()
 
     def ends(self, data: bytes) -> list:
@@ -243,6 +250,17 @@ class AtomScan:
         ends = sorted(set(flat[1::2])) if flat else flat
         loc.last = (data, ends)
         return ends
+
+
+def _compile(exprs: tuple[bytes, ...]):
+    """The atom's Hyperscan database, or None when Hyperscan refuses it."""
+    db = hs.Database(mode=hs.HS_MODE_BLOCK)
+    try:
+        db.compile(expressions=list(exprs), ids=[0] * len(exprs), elements=len(exprs),
+                   flags=[0] * len(exprs))
+    except hs.error:
+        return None
+    return db
 
 
 _SCANS: dict[tuple, AtomScan] = {}     # atom expressions -> their scan (rule reloads: cleared when full)
