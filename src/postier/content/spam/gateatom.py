@@ -59,38 +59,6 @@ ATOM_MEM = 64 << 20     # RE2 budget of the anchored rest regex (a cap: states a
 _SAFE_ANCHORS = frozenset({"b", "B"})
 
 
-def _first_bytes(node) -> frozenset | None:
-    """The bytes a match of node can start with (zero-width items: none;
-    past an item that may match empty, the following ones count too), or
-    None when that is not known."""
-    kind = node[0]
-    if kind == "set":
-        return node[1]
-    if kind in ("anchor", "look"):
-        return frozenset()
-    if kind in ("group", "atomic", "rep"):
-        return _first_bytes(node[1])
-    if kind == "alt":
-        out: frozenset = frozenset()
-        for b in node[1]:
-            fb = _first_bytes(b)
-            if fb is None:
-                return None
-            out |= fb
-        return out
-    if kind == "seq":
-        out = frozenset()
-        for it in node[1]:
-            fb = _first_bytes(it)
-            if fb is None:
-                return None
-            out |= fb
-            if perlre._min_len(it) >= 1:
-                return out
-        return out
-    return None
-
-
 def _plain(node) -> bool:
     """No anchor but \\b / \\B, no look-around, back-reference or atomic group."""
     kind = node[0]
@@ -132,7 +100,7 @@ def atom_gate(x: str, mods: str, n: int, rx, cache_dir: str | None = None) -> At
         rest = ("seq", items[i + 1:])
         if perlre._min_len(rest) < 1:
             continue
-        fb = _first_bytes(rest)
+        fb = perlre.edge_bytes(rest)
         if fb is None or not fb - {perlre.SEP}:
             continue
         try:

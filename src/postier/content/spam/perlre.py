@@ -437,36 +437,37 @@ def _countable_line_start(jt) -> bool:
         return False
     if SEP in _all_literal_bytes(rest) or _min_len(rest) < 1:
         return False
-    last = _last_bytes(rest)
+    last = edge_bytes(rest, last=True)
     return last is not None and _NL not in last
 
 
-def _last_bytes(node) -> frozenset | None:
-    """The bytes a match of node can end with (zero-width items: none;
-    for an item that may match empty, the caller looks further back), or
-    None when that is not known (back-references, unknown nodes)."""
+def edge_bytes(node, last: bool = False) -> frozenset | None:
+    """The bytes a match of node can start with (last: end with); zero-width
+    items give none, and past an item that may match empty the next ones
+    (last: the previous ones) count too.  None when that is not known
+    (back-references, unknown nodes)."""
     kind = node[0]
     if kind == "set":
         return node[1]
     if kind in ("anchor", "look"):
         return frozenset()
     if kind in ("group", "atomic", "rep"):
-        return _last_bytes(node[1])
+        return edge_bytes(node[1], last)
     if kind == "alt":
         out: frozenset = frozenset()
         for b in node[1]:
-            lb = _last_bytes(b)
-            if lb is None:
+            eb = edge_bytes(b, last)
+            if eb is None:
                 return None
-            out |= lb
+            out |= eb
         return out
     if kind == "seq":
         out = frozenset()
-        for it in reversed(node[1]):
-            lb = _last_bytes(it)
-            if lb is None:
+        for it in (reversed(node[1]) if last else node[1]):
+            eb = edge_bytes(it, last)
+            if eb is None:
                 return None
-            out |= lb
+            out |= eb
             if _min_len(it) >= 1:
                 return out
         return out
