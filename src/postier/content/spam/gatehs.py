@@ -44,7 +44,7 @@ from postier.maps import resyntax
 
 _eng = native.load("spameng")
 
-VERSION = 1             # part of the cache key: bump when the translation changes
+VERSION = 2             # part of the cache key: bump when the translation or flags change
 HS_GATE_SPARE = 4       # spam-asciigatehs-* files kept besides the one in use
 _PREFIX = "spam-asciigatehs-"
 
@@ -76,8 +76,10 @@ def _compile(pattern: bytes):
         return None
     db = hs.Database(mode=hs.HS_MODE_BLOCK)
     try:
+        # no SINGLEMATCH (Vectorscan 5.4 misses matches with it: hsdb.BASE_FLAGS);
+        # HsGate's scan stops at the first report anyway
         db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs),
-                   flags=[hs.HS_FLAG_SINGLEMATCH] * len(exprs))
+                   flags=[0] * len(exprs))
     except hs.error:
         return None
     return db
