@@ -118,7 +118,7 @@ def inside_batch(engine: RestrictionEngine):
 @pytest.mark.parametrize("who", ["outside", "inside"])
 def test_bench_rcpt(benchmark, engine, who, monkeypatch):
     from postier import log
-    monkeypatch.setattr(log.LOG, "emit", lambda severity, text: None)   # no log I/O
+    monkeypatch.setattr(log.LOG, "emit", lambda severity, text, service=None: None)  # no log I/O
     batch = (outside_batch if who == "outside" else inside_batch)(engine)
     loop = asyncio.new_event_loop()
     try:
