@@ -5,15 +5,20 @@ uri_host, uri_lines (the lines a URI prefilter hit needs, one C loop per
 line), UriPrefilter (the URI prefilter's hits, one C scan), any_in
 (lowercase literals in a target, by memmem), host_to_domain
 (a lowercased ASCII host's labels checked and its registry domain cut out
-in one pass; other hosts go the twin's way).  The same results as the twin for every input
-(tests/unit/content/test_spam_uri_native.py, test_spam_uri_lines.py).
+in one pass; other hosts go the twin's way), UriMatcher (the linkified-URI
+pattern's matches, its alternatives matched by hand at the start positions
+near each prefilter hit, as UriExtractor._window_match tries them).  The same results as the twin for every input
+(tests/unit/content/test_spam_uri_native.py, test_spam_uri_lines.py,
+test_spam_uri_matcher.py).
 
 Reads no main.cf parameters.
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_READ_CHAR, PyUnicode_GET_LENGTH
+from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 
 from postier._pure.spamuri import _CI_CO, _PCT_PRINTABLE, _US_STATES, _domain_of
 
@@ -186,6 +191,18 @@ cdef inline bint _lit_at(const unsigned char* p, Py_ssize_t n, Py_ssize_t i,
     return True
 
 
+cdef inline bint _anchor8(const unsigned char* p) noexcept:
+    # one of the 8 bytes at p is ".", "@" or ":" (the has-zero-byte test of
+    # the word xor each byte repeated)
+    cdef uint64_t x, a, b, c
+    memcpy(&x, p, 8)
+    a = x ^ 0x2e2e2e2e2e2e2e2eULL
+    b = x ^ 0x4040404040404040ULL
+    c = x ^ 0x3a3a3a3a3a3a3a3aULL
+    return (((a - 0x0101010101010101ULL) & ~a) | ((b - 0x0101010101010101ULL) & ~b)
+            | ((c - 0x0101010101010101ULL) & ~c)) & 0x8080808080808080ULL != 0
+
+
 cdef class UriPrefilter:
     """See postier._pure.spamuri.UriPrefilter."""
     cdef unsigned char one[32]          # bitset: the one-byte TLDs
@@ -220,8 +237,10 @@ cdef class UriPrefilter:
         # it ends)
         if type(line) is not bytes:
             line = bytes(line)              # (a bytearray or memoryview, as re2 takes them)
-        cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(line)
-        cdef Py_ssize_t n = PyBytes_GET_SIZE(line), i, s
+        return self._find(<const unsigned char*>PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line), pos)
+
+    cdef Py_ssize_t _find(self, const unsigned char* p, Py_ssize_t n, Py_ssize_t pos):
+        cdef Py_ssize_t i, s
         cdef unsigned char c
         cdef int k
         cdef bytes t
@@ -229,6 +248,9 @@ cdef class UriPrefilter:
             pos = 0
         i = pos
         while i < n:
+            # skip 8 bytes at a time while none of them is ".", "@" or ":"
+            while i + 8 <= n and not _anchor8(p + i):
+                i += 8
             c = p[i]
             if c != 0x2e and c != 0x40 and c != 0x3a:
                 i += 1
@@ -274,6 +296,243 @@ cdef class UriPrefilter:
                                 return i
             i += 1
         return -1
+
+
+
+# UriMatcher's byte classes (a byte of a line is the latin-1 character the
+# pattern sees): bit 1 re.A's \w, 2 the (?<=[start]) class, 4 `end`, 8
+# `end_email`, 16 `end_at`, 32 the schemeless host's look-behind class, 64
+# [a-z0-9._-] (any case), 128 [A-Za-z0-9-] (a TLD's characters)
+cdef unsigned char _UC[256]
+
+
+cdef void _init_classes():
+    cdef int c
+    cdef bytes start = b"><\"'`,{[(|\x1b\xa0 \t\n\r\x0b\x0c"
+    cdef bytes end = b"><\"`}]{[|\x1b\xa0 \t\n\r\x0b\x0c"
+    cdef bytes scstart = b"!\"#$&'()*+,/:;<=>?@[\\]^`{|}~ \t\n\r\x0b\x0c\x1b\xa0"
+    for c in range(256):
+        _UC[c] = 0
+        if (0x61 <= c <= 0x7a) or (0x41 <= c <= 0x5a) or (0x30 <= c <= 0x39):
+            _UC[c] |= 1 | 64 | 128
+        if c == 0x5f:
+            _UC[c] |= 1 | 64
+        if c == 0x2e:
+            _UC[c] |= 64
+        if c == 0x2d:
+            _UC[c] |= 64 | 128
+        if c in start:
+            _UC[c] |= 2
+        if c in end:
+            _UC[c] |= 4 | 8 | 16
+        if c in b",('" or c >= 0x80:
+            _UC[c] |= 8 | 16
+        if c == 0x40:
+            _UC[c] |= 16
+        if c in scstart:
+            _UC[c] |= 32
+
+
+_init_classes()
+
+
+cdef inline Py_ssize_t _run_not(const unsigned char* p, Py_ssize_t n, Py_ssize_t i,
+                                unsigned char cls, Py_ssize_t cap) noexcept:
+    # the length of the run of bytes outside cls from i, counted up to cap + 1
+    cdef Py_ssize_t k = i, stop = i + cap + 1
+    if stop > n:
+        stop = n
+    while k < stop and not (_UC[p[k]] & cls):
+        k += 1
+    return k - i
+
+
+cdef inline Py_ssize_t _run_in(const unsigned char* p, Py_ssize_t n, Py_ssize_t i,
+                               unsigned char cls, Py_ssize_t cap) noexcept:
+    cdef Py_ssize_t k = i, stop = i + cap + 1
+    if stop > n:
+        stop = n
+    while k < stop and (_UC[p[k]] & cls):
+        k += 1
+    return k - i
+
+
+cdef class UriMatcher:
+    """See postier._pure.spamuri.UriMatcher."""
+    cdef UriPrefilter pre
+    cdef frozenset tlds
+    cdef Py_ssize_t maxlen
+
+    def __init__(self, tlds):
+        cdef set got = set()
+        cdef str t
+        for t in tlds:
+            t = t.lower()
+            if not t or not ("a" <= t[0] <= "z") or not all(
+                    ("a" <= c <= "z") or ("0" <= c <= "9") or c == "-" for c in t):
+                raise ValueError(f"TLD {t!r} is not [a-z][a-z0-9-]*")
+            got.add(t.encode("ascii"))
+        self.tlds = frozenset(got)
+        self.maxlen = max([len(b) for b in got], default=0)
+        self.pre = UriPrefilter(tlds)
+
+    cdef bint _tld(self, const unsigned char* p, Py_ssize_t i, Py_ssize_t k):
+        # p[i:i+k], lowered, is a TLD
+        cdef unsigned char buf[64]
+        cdef Py_ssize_t m
+        if k > self.maxlen or k > 64:
+            return False
+        for m in range(k):
+            buf[m] = _low(p[i + m])
+        return PyBytes_FromStringAndSize(<char*>buf, k) in self.tlds
+
+    cdef object _at(self, const unsigned char* p, Py_ssize_t n, Py_ssize_t q, bytes line):
+        # the match of the pattern's alternatives at q (its start condition
+        # holds there): (groups, length), or None
+        cdef Py_ssize_t L = 0, r, a, b, c, k, j, t, e, e2
+        cdef unsigned char x = _low(p[q])
+        # (https?|ftp)://  or  (www\d{0,2}|ftp)\.  then [^end]{1,2048}
+        if x == 0x68:
+            if _lit_at(p, n, q, "https://", 8):
+                L = 8
+            elif _lit_at(p, n, q, "http://", 7):
+                L = 7
+        elif x == 0x66:
+            if _lit_at(p, n, q, "ftp://", 6):
+                L = 6
+            elif _lit_at(p, n, q, "ftp.", 4):
+                L = 4
+        elif x == 0x77 and _lit_at(p, n, q, "www", 3):
+            k = q + 3
+            while k < n and k < q + 5 and 0x30 <= p[k] <= 0x39:
+                k += 1
+            if k < n and p[k] == 0x2e:
+                L = k + 1 - q
+        if L:
+            r = _run_not(p, n, q + L, 4, 2048)
+            if 1 <= r <= 2048:
+                e = q + L + r
+                return (line[q:e].decode("latin-1"), None, None, None), e - q
+        # mailto:[^end_email]{1,2048}  or  [^end_at]{1,251}@[^end_email]{1,251}
+        if x == 0x6d and _lit_at(p, n, q, "mailto:", 7):
+            r = _run_not(p, n, q + 7, 8, 2048)
+            if 1 <= r <= 2048:
+                e = q + 7 + r
+                return (None, line[q:e].decode("latin-1"), None, None), e - q
+        a = _run_not(p, n, q, 16, 251)
+        if 1 <= a <= 251 and q + a < n and p[q + a] == 0x40:
+            b = _run_not(p, n, q + a + 1, 8, 251)
+            if 1 <= b <= 251:
+                e = q + a + 1 + b
+                return (None, line[q:e].decode("latin-1"), None, None), e - q
+        # (^|(?<=scstart)) host: [a-z\d][a-z\d._-]{0,251}\.TLD, then \.?(:\d{1,5})?(/[^end]{1,2048})?
+        if not (q == 0 or (_UC[p[q - 1]] & 32)) or not (_UC[x] & 128) or x == 0x2d:
+            return None
+        c = _run_in(p, n, q + 1, 64, 251)
+        if c > 251:
+            c = 251
+        k = c
+        while k >= 0:
+            j = q + 1 + k
+            k -= 1
+            if j >= n or p[j] != 0x2e:
+                continue
+            t = _run_in(p, n, j + 1, 128, 64)
+            if t == 0 or not self._tld(p, j + 1, t):
+                continue
+            e = j + 1 + t
+            if e + 1 < n and p[e] == 0x2e and (_UC[p[e + 1]] & 128) and p[e + 1] != 0x2d:
+                continue                    # (?!\.[a-zA-Z0-9])
+            e2 = e + 1 if e < n and p[e] == 0x2e else e
+            if e2 < n and p[e2] == 0x3a:              # (?::\d{1,5})?: all the digits, or no match
+                a = e2 + 1
+                while a < n and a < e2 + 7 and 0x30 <= p[a] <= 0x39:
+                    a += 1
+                if not 1 <= a - e2 - 1 <= 5:
+                    continue
+                e2 = a
+            if e2 < n and p[e2] == 0x2f:
+                r = _run_not(p, n, e2 + 1, 4, 2048)
+                if not 1 <= r <= 2048:
+                    continue
+                e2 = e2 + 1 + r
+            elif e2 < n and not (_UC[p[e2]] & 4):
+                continue
+            return (None, None, line[q:e2].decode("latin-1"), line[q:e].decode("latin-1")), e2 - q
+        return None
+
+    cdef tuple _window(self, const unsigned char* p, Py_ssize_t n, bytes line,
+                       Py_ssize_t pos, Py_ssize_t hit):
+        # UriExtractor._window_match: the first match starting in the windows
+        # of hit and the hits after it, as (match, its start), or None
+        cdef Py_ssize_t q, nh, pp
+        cdef unsigned char c, prev
+        cdef bint pw, cw
+        while True:
+            q = pos
+            if q > 0:
+                prev = p[q - 1]
+                pw = _UC[prev] & 1
+            else:
+                prev = 0x41                     # (no character: not \w, not a start character)
+                pw = False
+            while q <= hit and q < n:
+                c = p[q]
+                cw = _UC[c] & 1
+                if cw != pw or (q > 0 and (_UC[prev] & 2)) or (q >= 3 and p[q - 3] == 0x1b
+                                                                and p[q - 2] == 0x28):
+                    m = self._at(p, n, q, line)
+                    if m is not None:
+                        return m, q
+                prev = c
+                pw = cw
+                q += 1
+            nh = self.pre._find(p, n, hit + 1)
+            if nh < 0:
+                return None
+            pp = nh - 256
+            if pp <= hit:
+                pp = hit + 1
+            pos = _mstart(p, pp, nh)
+            hit = nh
+
+    def matches(self, list lines):
+        cdef list out = []
+        cdef const unsigned char* p
+        cdef Py_ssize_t n, hit, end, pos
+        cdef tuple got
+        for line in lines:
+            if type(line) is not bytes:
+                line = bytes(line)
+            p = <const unsigned char*>PyBytes_AS_STRING(line)
+            n = PyBytes_GET_SIZE(line)
+            hit = self.pre._find(p, n, 0)
+            end = 0
+            while hit >= 0:
+                pos = hit - 256
+                if pos < end:
+                    pos = end
+                pos = _mstart(p, pos, hit)
+                got = self._window(p, n, <bytes>line, pos, hit)
+                if got is None:
+                    break
+                m = got[0]
+                out.append(m)
+                end = <Py_ssize_t>got[1] + <Py_ssize_t>m[1]
+                hit = self.pre._find(p, n, end)
+        return out
+
+
+cdef inline Py_ssize_t _mstart(const unsigned char* p, Py_ssize_t pos, Py_ssize_t hit) noexcept:
+    # match_start on the bytes (hit <= len(line) always here)
+    cdef Py_ssize_t i = hit - 1
+    cdef unsigned char c
+    while i >= pos and i >= 0:
+        c = p[i]
+        if c >= 0x80 or (_UC[c] & 4) or c == 0x2c or c == 0x28 or c == 0x27 or c == 0x40:
+            return i + 1
+        i -= 1
+    return pos
 
 
 def any_in(bytes data, tuple lits):

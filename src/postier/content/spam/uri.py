@@ -42,6 +42,9 @@ search starts after the last character no URI can hold before
 its prefilter hit; on a long rest of line it tries only the start
 positions near each hit (UriExtractor._window_match) instead of a search
 that, finding nothing, would read the rest of the line from every position.
+With ASCII TLDs ([a-z][a-z0-9-]*) that whole search runs in C
+(spamuri.UriMatcher: the pattern's alternatives matched by hand at the same
+start positions, the same groups as the regex's) and the regex is not run.
 
 Parameters read: none (the rule set supplies the TLD lists and redirector
 patterns).
@@ -721,6 +724,14 @@ class UriExtractor:
             self.hit = _su.UriPrefilter(tl).search
         elif self.maybe is not None:
             self.hit = _re2_hit(self.maybe.search)
+        # text_uris' matcher: spamuri.UriMatcher, self.re's matches found in C
+        # (the same groups and lengths: tests/unit/content/test_spam_uri_matcher.py)
+        # when every TLD is [a-z][a-z0-9-]*, else None (self._matches)
+        self.matcher = None
+        try:
+            self.matcher = _su.UriMatcher(tl)
+        except ValueError:
+            self.matcher = None
 
     def _matches(self, lines: list[bytes]):
         """The matches of self.re in each line, as re.finditer finds them."""
@@ -817,12 +828,15 @@ class UriExtractor:
         out = []
         seen: set[str] = set()
         memo = self._text_memo
-        for m in self._matches(lines):
-            key = m.groups()
+        if self.matcher is not None:
+            found = self.matcher.matches(lines)
+        else:
+            found = [(m.groups(), m.end() - m.start()) for m in self._matches(lines)]
+        for key, length in found:
             got = memo.get(key)
             if got is None:
                 got = self._text_uri(key)
-                if m.end() - m.start() <= _TEXT_MEMO_URI_MAX:
+                if length <= _TEXT_MEMO_URI_MAX:
                     if len(memo) >= _TEXT_MEMO_MAX:
                         memo.clear()
                     memo[key] = got
