@@ -76,8 +76,9 @@ def new_memo(groups: int) -> list:
 def header_rules(run, plan: list, info: list, vals: list, pdbs: list, count, on_match,
                  on_first, terminated, memo: list | None = None) -> None:
     """Run._headers' walk (see the module docstring).  plan: per group
-    (if-unset, names hit when undefined, rules, "always" rules, negated
-    rules, direct, skip solo databases, partition, members); info: per rule
+    (if-unset, names hit when undefined, rules, "always" rules (sorted: a
+    value nothing reported confirms them in that order), negated rules,
+    direct, skip solo databases, partition, members); info: per rule
     (name, final, negated, multiple, capture, RRule[, fast]; fast: what
     the compiled module asks libpcre2 or RE2 with (engine._pcre2_fast), or
     None; unused here: RRule.search makes the same call).  Groups sharing a
@@ -134,9 +135,12 @@ def header_rules(run, plan: list, info: list, vals: list, pdbs: list, count, on_
                 if members is not None:
                     scanned[dbpart] = (val, found)
             hits = found if members is None else found & members
-            cand = hits.union(always) if always else hits
-            if len(cand) > 1:
-                cand = sorted(cand)
+            if always and not hits:
+                cand = always               # sorted (CompiledRules.header_plan)
+            else:
+                cand = hits.union(always) if always else hits
+                if len(cand) > 1:
+                    cand = sorted(cand)
         res = []
         for i in cand:
             final, multiple, rr = info[i][1], info[i][3], info[i][5]
