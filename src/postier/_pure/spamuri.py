@@ -79,6 +79,8 @@ from __future__ import annotations
 
 import re
 
+from postier.content.spam.uripattern import tlds_re, trie_re, uri_pattern
+
 _PRINTABLE = re.compile(r"[!-~]*\Z").match
 _SIMPLE = re.compile(r"(https?://)((?![0-9])[A-Za-z0-9._-]*[A-Za-z0-9])((?:/[!-~]*)?)\Z").match
 _NOT_SIMPLE = re.compile(r"[\\%@]|&#").search
@@ -240,53 +242,7 @@ def _domain_of(h: str, tlds, two, three, is_ip) -> tuple[str, str] | None:
     return domain, h
 
 
-_START_CHARS = "><\"'`,{[(|\x1b\xa0"
 _TLD_OK = re.compile(r"[a-z][a-z0-9-]*\Z").match
-
-
-def _trie_re(words) -> str:
-    """A regex matching exactly the words (uri._trie_re)."""
-    trie: dict = {}
-    for w in words:
-        node = trie
-        for c in w:
-            node = node.setdefault(c, {})
-        node[""] = {}
-
-    def emit(node: dict) -> str:
-        alts = [re.escape(c) + emit(child) for c, child in sorted(node.items()) if c]
-        if not alts:
-            return ""
-        if "" in node:
-            return "(?:" + "|".join(alts) + ")?"
-        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
-    return emit(trie)
-
-
-def uri_pattern(tlds_re: str) -> re.Pattern:
-    """UriExtractor's linkified-URI pattern (PerMsgStatus::_tbirdurire) with
-    tlds_re, the TLD expression (Registry.tlds_re)."""
-    start = _START_CHARS + "\\s"
-    end = "><\"`}\\]{[|\\s\x1b\xa0"
-    end_email = end + ",(\'\x80-\xff"
-    end_at = end_email + "@"
-    scstart = r"[\!\"\#\$\&\'\(\)\*\+\,\/\:\;\<\=\>\?\@\[\\\]\^\`\{\|\}\~\s\x1b\xa0]"
-    schemeless = (r"([a-z\d][a-z\d._-]{0,251}\." + tlds_re + r")\.?(?::\d{1,5})?(?:\/[^" + end
-                  + r"]{1,2048})?")
-    known = r"(?:(?:https?|ftp):\/\/|(?:www\d{0,2}|ftp)\.)[^" + end + r"]{1,2048}"
-    mail = r"(?:mailto:[^" + end_email + r"]{1,2048}|[^" + end_at + r"]{1,251}\@[^" + end_email + r"]{1,251})"
-    return re.compile(
-        r"(?:\b|(?<=\x1b\(.)|(?<=[" + start + r"]))"
-        r"(?:(?:(" + known + r")(?=(?:[" + end + r"]|\Z)))|"
-        r"(?:(" + mail + r")(?=(?:[" + end_email + r"]|\Z)))|"
-        r"(?:(?:^|(?<=" + scstart + r"))(" + schemeless + r")(?=(?:[" + end + r"]|\Z))))",
-        re.I | re.A | re.S)
-
-
-def tlds_re(tlds) -> str:
-    """Registry.tlds_re of a non-empty set of TLDs."""
-    return (r"(?<![a-zA-Z0-9-])(?:" + _trie_re(tlds)
-            + r")(?!(?:[a-zA-Z0-9-]|\.[a-zA-Z0-9]))")
 
 
 class UriMatcher:
@@ -297,7 +253,7 @@ class UriMatcher:
             if _TLD_OK(t) is None:
                 raise ValueError(f"TLD {t!r} is not [a-z][a-z0-9-]*")
             got.add(t)
-        self._finditer = uri_pattern(tlds_re(got) if got else "no_tlds_defined").finditer
+        self._finditer = uri_pattern(tlds_re(trie_re(got) if got else "no_tlds_defined")).finditer
 
     def matches(self, lines: list) -> list:
         out = []

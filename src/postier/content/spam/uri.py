@@ -55,6 +55,7 @@ from __future__ import annotations
 from postier import native
 from postier.content.spam import bre as re
 from postier.content.spam.received import IP
+from postier.content.spam.uripattern import START_CHARS, tlds_re, trie_re, uri_pattern
 
 _su = native.load("spamuri")
 _simple_http = _su.simple_http
@@ -125,25 +126,6 @@ def is_fqdn_valid(host: str | None, is_ascii: bool = True) -> bool:
 _LABEL_RE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?")
 
 
-def _trie_re(words: set[str]) -> str:
-    """A regex matching exactly the words, factored by common prefixes."""
-    trie: dict = {}
-    for w in words:
-        node = trie
-        for c in w:
-            node = node.setdefault(c, {})
-        node[""] = {}
-
-    def emit(node: dict) -> str:
-        alts = [re.escape(c) + emit(child) for c, child in sorted(node.items()) if c]
-        if not alts:
-            return ""
-        if "" in node:
-            return "(?:" + "|".join(alts) + ")?"
-        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
-    return emit(trie)
-
-
 class Registry:
     """RegistryBoundaries: TLDs and registry-controlled 2nd/3rd levels."""
 
@@ -154,12 +136,11 @@ class Registry:
         # host part -> uri_to_domain's answer (a function of the host and the
         # lists above, which do not change after construction)
         self._host_memo: dict[str, tuple[str, str] | None] = {}
-        # a trie, not a flat alternation of ~1500 names (which `re` tries one
-        # by one): the same language, and as the look-ahead admits only a
+        # a trie (uripattern.trie_re): as the look-ahead admits only a
         # whole name, at most one branch can succeed at a position
-        alts = _trie_re(tlds) if tlds else "no_tlds_defined"
+        alts = trie_re(tlds) if tlds else "no_tlds_defined"
         self.tlds_alts = alts
-        self.tlds_re = r"(?<![a-zA-Z0-9-])(?:" + alts + r")(?!(?:[a-zA-Z0-9-]|\.[a-zA-Z0-9]))"
+        self.tlds_re = tlds_re(alts)
 
     @classmethod
     def from_settings(cls, settings: dict[str, list[str]]) -> Registry:
@@ -680,22 +661,7 @@ class UriExtractor:
             self._redirector_lits = ()
         elif self.redirector_set is not None:
             self._redirector_lits = getattr(self.redirector_set, "postier_literals", None)
-        start = _START_CHARS + "\\s"
-        end = "><\"`}\\]{[|\\s\x1b\xa0"
-        end_email = end + ",(\'\x80-\xff"
-        end_at = end_email + "@"
-        tlds = rb.tlds_re
-        scstart = r"[\!\"\#\$\&\'\(\)\*\+\,\/\:\;\<\=\>\?\@\[\\\]\^\`\{\|\}\~\s\x1b\xa0]"
-        schemeless = (r"([a-z\d][a-z\d._-]{0,251}\." + tlds + r")\.?(?::\d{1,5})?(?:\/[^" + end
-                      + r"]{1,2048})?")
-        known = r"(?:(?:https?|ftp):\/\/|(?:www\d{0,2}|ftp)\.)[^" + end + r"]{1,2048}"
-        mail = r"(?:mailto:[^" + end_email + r"]{1,2048}|[^" + end_at + r"]{1,251}\@[^" + end_email + r"]{1,251})"
-        self.re = re.compile(
-            r"(?:\b|(?<=\x1b\(.)|(?<=[" + start + r"]))"
-            r"(?:(?:(" + known + r")(?=(?:[" + end + r"]|\Z)))|"
-            r"(?:(" + mail + r")(?=(?:[" + end_email + r"]|\Z)))|"
-            r"(?:(?:^|(?<=" + scstart + r"))(" + schemeless + r")(?=(?:[" + end + r"]|\Z))))",
-            re.I | re.A | re.S)
+        self.re = uri_pattern(rb.tlds_re)
         # what every match of self.re contains (a scheme, www./ftp., mailto:,
         # an @ or a dot and a TLD): lines without any are skipped cheaply
         self.maybe = None
@@ -1032,8 +998,7 @@ _LONG_REST = 128         # _matches: a longer rest of the line is searched windo
 _WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")   # re.A's \w
 # what may stand before a URI (besides \b and ESC ( x): the pattern's
 # (?<=[start]) class, and as a set for _window_match (re.A's \s spelt out)
-_START_CHARS = "><\"'`,{[(|\x1b\xa0"
-_START = frozenset(_START_CHARS + " \t\n\r\f\v")
+_START = frozenset(START_CHARS + " \t\n\r\f\v")
 _PAREN_TAIL = re.compile(r"(^[^(]*)\).*$", re.S).sub
 _PUNCT_CHARS = "-~!@#^&*()_+=:;'?,."
 _CID = re.compile(r"[cm]id:", re.I).match
