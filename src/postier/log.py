@@ -69,7 +69,7 @@ class MailLog:
         if not path:
             return
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = _open_append(path)
         except OSError:
             return
         MailLog._preopened = (path, fd)
@@ -105,6 +105,10 @@ class MailLog:
     def tag(self) -> str:
         return f"{self.syslog_name}/{self.service}"
 
+    def tag_of(self, service: str | None) -> str:
+        """The tag of a line logged for `service` (None: this process's)."""
+        return self.tag if service is None else f"{self.syslog_name}/{service}"
+
     def format_line(self, text: str, when: float | None = None,
                     service: str | None = None) -> str:
         """The maillog line for `text`, as postlogd writes it (tagged with
@@ -117,8 +121,7 @@ class MailLog:
                 self._stamp = time.strftime("%b %d %H:%M:%S", time.localtime(now))
                 self._stamp_at = now
             stamp = self._stamp
-        tag = self.tag if service is None else f"{self.syslog_name}/{service}"
-        return f"{stamp} {self._host} {tag}[{os.getpid()}]: {text}"
+        return f"{stamp} {self._host} {self.tag_of(service)}[{os.getpid()}]: {text}"
 
     def batch_in_loop(self, on: bool = True) -> None:
         """Write lines once per event-loop iteration (see the module doc); off:
@@ -170,14 +173,13 @@ class MailLog:
             if self._fd is None:
                 pre = MailLog._preopened
                 self._fd = (os.dup(pre[1]) if pre is not None and pre[0] == self.maillog_file
-                            else os.open(self.maillog_file,
-                                         os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+                            else _open_append(self.maillog_file))
             while data:
                 data = data[os.write(self._fd, data):]
         elif self.use_syslog:
             import syslog
             for severity, body, svc in lines:
-                ident = self.tag if svc is None else f"{self.syslog_name}/{svc}"
+                ident = self.tag_of(svc)
                 if ident != self._ident:
                     self._open_syslog(ident)
                 prio = {"": syslog.LOG_INFO, "warning": syslog.LOG_WARNING,
@@ -191,6 +193,11 @@ LOG = MailLog()
 
 def setup(service: str, **kw) -> None:
     LOG.setup(service, **kw)
+
+
+def _open_append(path: str) -> int:
+    """The maillog file opened for appending whole lines (created 0644)."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
 
 class ServiceLog:
