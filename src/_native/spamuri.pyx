@@ -526,10 +526,8 @@ cdef class UriMatcher:
 cdef inline Py_ssize_t _mstart(const unsigned char* p, Py_ssize_t pos, Py_ssize_t hit) noexcept:
     # match_start on the bytes (hit <= len(line) always here)
     cdef Py_ssize_t i = hit - 1
-    cdef unsigned char c
     while i >= pos and i >= 0:
-        c = p[i]
-        if c >= 0x80 or (_UC[c] & 4) or c == 0x2c or c == 0x28 or c == 0x27 or c == 0x40:
+        if _delim(p[i]):
             return i + 1
         i -= 1
     return pos
