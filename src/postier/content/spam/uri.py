@@ -693,7 +693,6 @@ class UriExtractor:
         # text_uris' matcher: spamuri.UriMatcher, self.re's matches found in C
         # (the same groups and lengths: tests/unit/content/test_spam_uri_matcher.py)
         # when every TLD is [a-z][a-z0-9-]*, else None (self._matches)
-        self.matcher = None
         try:
             self.matcher = _su.UriMatcher(tl)
         except ValueError:
@@ -908,17 +907,12 @@ class UriExtractor:
         ent = udl.get(uri)
         if ent is None:
             # a new entry: the keys in the order the merge below gives them
-            if truncated:
-                ent = udl[uri] = {"truncated": True}
-                if not types.get("noclean"):
-                    ent["cleaned"] = cleaned
-                ent["domains"] = domains
-                ent["hosts"] = hosts
-                ent["types"] = types
-            elif not types.get("noclean"):
-                udl[uri] = {"cleaned": cleaned, "domains": domains, "hosts": hosts, "types": types}
-            else:
-                udl[uri] = {"domains": domains, "hosts": hosts, "types": types}
+            ent = udl[uri] = {"truncated": True} if truncated else {}
+            if not types.get("noclean"):
+                ent["cleaned"] = cleaned
+            ent["domains"] = domains
+            ent["hosts"] = hosts
+            ent["types"] = types
             return True
         if truncated:
             ent["truncated"] = True
