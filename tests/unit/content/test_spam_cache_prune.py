@@ -84,3 +84,30 @@ def test_ascii_gate_files_keep_a_few_spares(tmp_path):
     assert len(names) == engine.ASCII_GATE_SPARE + 1
     # the spares are the most recently used old ones
     assert {f"spam-asciigate-old{i}" for i in range(engine.ASCII_GATE_SPARE)} < set(names)
+
+
+def test_cached_keeps_checks_and_remakes(tmp_path):
+    """hsdb.cached: made once and read back, a refusal remembered, a damaged
+    file or one load() refuses made again, a hit marked used."""
+    d = str(tmp_path)
+    made = []
+
+    def make(v):
+        def f():
+            made.append(v)
+            return v
+        return f
+    assert hsdb.cached(d, "spam-x-", "k1", make(b"abc"), 1) == b"abc"
+    assert hsdb.cached(d, "spam-x-", "k1", make(b"zzz"), 1) == b"abc"
+    assert made == [b"abc"]
+    assert hsdb.cached(d, "spam-x-", "k2", make(None), 1) is None
+    assert hsdb.cached(d, "spam-x-", "k2", make(b"no"), 1) is None       # the refusal is kept
+    p = tmp_path / "spam-x-k1"
+    p.write_bytes(p.read_bytes()[:-1] + b"!")                            # damaged: digest wrong
+    assert hsdb.cached(d, "spam-x-", "k1", make(b"new"), 1) == b"new"
+    assert hsdb.cached(d, "spam-x-", "k1", make(b"x"), 1, load=lambda b: None) == b"x"
+    assert hsdb.cached(d, "spam-x-", "k1", make(b"y"), 1, load=bytes.upper) == b"X"
+    os.utime(p, (1, 1))
+    hsdb.cached(d, "spam-x-", "k1", make(b"y"), 1)
+    assert os.stat(p).st_mtime > 1                                       # a hit marks it used
+    assert hsdb.cached(None, "spam-x-", "k1", make(b"mem"), 1) == b"mem"  # no directory

@@ -81,7 +81,6 @@ Parameters read: none (see postier.content.spam.scanner).
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -102,10 +101,8 @@ from postier.content.spam.hsdb import (
     CHATTY_REPORTS,
     AreaDatabase,
     Entry,
-    _atomic_write,
-    prune_cache,
+    cached,
     report_subjects,
-    touch,
 )
 from postier.content.spam.message import Message
 from postier.content.spam.received import parse_relays
@@ -1104,28 +1101,9 @@ def _ascii_gate(urx, cache_dir: str | None = None):
     building on every new text; the same answers on ASCII text)."""
     if len(urx.pattern) < GATE_BIG:
         return None
-    path = None
-    a: bytes | None = b""
-    if cache_dir:
-        key = hashlib.sha256(b"%d\0" % _ASCII_VERSION + urx.pattern).hexdigest()[:40]
-        path = os.path.join(cache_dir, f"spam-asciigate-{key}")
-        try:
-            with open(path, "rb") as f:
-                blob = f.read()
-            if blob == b"-":
-                a = None
-            elif blob[:1] == b"=" and hashlib.sha256(blob[17:]).digest()[:16] == blob[1:17]:
-                a = blob[17:]       # (its digest checked: a damaged file is made again)
-        except OSError:
-            pass
-    if a == b"":
-        a = ascii_only(urx.pattern)
-        if path is not None:
-            _atomic_write(cache_dir, path, b"-" if a is None
-                          else b"=" + hashlib.sha256(a).digest()[:16] + a)
-        if path is not None:
-            touch(path)
-            prune_cache(cache_dir, "spam-asciigate-", os.path.basename(path), ASCII_GATE_SPARE)
+    key = hashlib.sha256(b"%d\0" % _ASCII_VERSION + urx.pattern).hexdigest()[:40]
+    a = cached(cache_dir, "spam-asciigate-", key, lambda: ascii_only(urx.pattern),
+               ASCII_GATE_SPARE)
     if a is None:
         return _NoMatch()
     if len(a) * 2 > len(urx.pattern):

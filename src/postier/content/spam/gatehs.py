@@ -32,14 +32,13 @@ Parameters read: none.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 
 import hyperscan as hs
 
 from postier import native
 from postier.content.spam import perlre
-from postier.content.spam.hsdb import _atomic_write, prune_cache, touch
+from postier.content.spam.hsdb import cached
 from postier.maps import resyntax
 
 _eng = native.load("spameng")
@@ -87,40 +86,21 @@ def _compile(pattern: bytes):
 
 def cached_database(key: bytes, build, cache_dir: str | None, prefix: str,
                     spare: int = HS_GATE_SPARE):
-    """A Hyperscan database from cache_dir (prefix + a hash of key), else
-    build() (a database, or None: refused), kept there for the next
-    process; None when refused.  A damaged file (its digest) or one of
-    another Hyperscan build is made again; "-" remembers a refusal; the
-    `spare` most recently used other prefix* files are kept."""
-    if not cache_dir:
-        return build()
+    """A Hyperscan database from cache_dir (prefix + a hash of key and of
+    the Hyperscan version), else build() (a database, or None: refused),
+    kept there for the next process (hsdb.cached: a damaged file, or one
+    Hyperscan cannot load, is made again; "-" remembers a refusal; the
+    `spare` most recently used other prefix* files are kept)."""
     digest = hashlib.sha256(b"%d\0%s\0" % (VERSION, hs.__version__.encode()) + key)
-    path = os.path.join(cache_dir, prefix + digest.hexdigest()[:40])
+    return cached(cache_dir, prefix, digest.hexdigest()[:40], build, spare,
+                  load=_loadb, dump=hs.dumpb)
+
+
+def _loadb(data: bytes):
     try:
-        with open(path, "rb") as f:
-            blob = f.read()
-    except OSError:
-        blob = b""
-    if blob == b"-":
-        touch(path)
-        return None
-    if blob[:1] == b"=" and hashlib.sha256(blob[17:]).digest()[:16] == blob[1:17]:
-        try:
-            db = hs.loadb(blob[17:], hs.HS_MODE_BLOCK)
-        except hs.error:
-            db = None       # (another Hyperscan build: made again)
-        if db is not None:
-            touch(path)
-            return db
-    db = build()
-    if db is None:
-        _atomic_write(cache_dir, path, b"-")
-    else:
-        data = hs.dumpb(db)
-        _atomic_write(cache_dir, path, b"=" + hashlib.sha256(data).digest()[:16] + data)
-    touch(path)
-    prune_cache(cache_dir, prefix, os.path.basename(path), spare)
-    return db
+        return hs.loadb(data, hs.HS_MODE_BLOCK)
+    except hs.error:
+        return None         # (another Hyperscan build: made again)
 
 
 def hs_gate(pattern: bytes, cache_dir: str | None = None) -> HsGate | None:

@@ -662,6 +662,42 @@ def _atomic_write(cache_dir: str, path: str, blob: bytes) -> None:
                 pass
 
 
+def cached(cache_dir: str | None, prefix: str, digest: str, make, spare: int,
+           load=None, dump=None):
+    """make()'s object (None: refused), kept in cache_dir as prefix+digest
+    for the next process: "=" + the first 16 bytes of the SHA-256 of the
+    dumped bytes + them, or "-" for a refusal.  A file whose digest is
+    wrong, or that load() refuses (None), is made again.  The file is
+    marked used (touch) and, when made, the files of the prefix beyond the
+    `spare` most recently used others are removed (prune_cache).  load and
+    dump turn the object into bytes and back (default: it is bytes)."""
+    if not cache_dir:
+        return make()
+    path = os.path.join(cache_dir, prefix + digest)
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError:
+        blob = b""
+    if blob == b"-":
+        touch(path)
+        return None
+    if blob[:1] == b"=" and hashlib.sha256(blob[17:]).digest()[:16] == blob[1:17]:
+        obj = blob[17:] if load is None else load(blob[17:])
+        if obj is not None:
+            touch(path)
+            return obj
+    obj = make()
+    if obj is None:
+        _atomic_write(cache_dir, path, b"-")
+    else:
+        data = obj if dump is None else dump(obj)
+        _atomic_write(cache_dir, path, b"=" + hashlib.sha256(data).digest()[:16] + data)
+    touch(path)
+    prune_cache(cache_dir, prefix, os.path.basename(path), spare)
+    return obj
+
+
 def touch(path: str) -> None:
     """Mark a cache file used now (its mtime: what prune_cache keeps by)."""
     try:
