@@ -20,6 +20,10 @@ once per loop iteration (one write(2) for all of them, in order); fatal
 lines, lines emitted with no running loop, setup(), `batch_in_loop(False)`
 and process exit write what is pending first.
 
+`last_resort(text)` writes one such line straight to standard error, for a
+failure of the mail log itself (the smtpd session that hit it still ends
+with a reply; see postier.smtpd.server).
+
 Parameters read: maillog_file (write lines to this file instead of syslog),
 syslog_facility, syslog_name (default "postier", the part before the slash).
 """
@@ -236,3 +240,19 @@ def fatal(text: str, status: int = 1) -> None:
     """Log `fatal: text` and exit, as Postfix's msg_fatal() does."""
     LOG.emit("fatal", text)
     raise SystemExit(status)
+
+
+def last_resort(text: str, severity: str = "error") -> None:
+    """Write `severity: text` as one maillog-shaped line straight to standard
+    error (file descriptor 2), bypassing MailLog: the report of last resort
+    when the mail log itself fails (a broken emit(), a full or unwritable
+    maillog file), so that the failure is never silent.  Never raises."""
+    try:
+        tag = f"{getattr(LOG, 'syslog_name', 'postier')}/{getattr(LOG, 'service', 'postier')}"
+        stamp = time.strftime("%b %d %H:%M:%S")
+        line = f"{stamp} {os.uname().nodename.split('.')[0]} {tag}[{os.getpid()}]: {severity}: {text}\n"
+        data = line.encode("utf-8", "surrogateescape")
+        while data:
+            data = data[os.write(2, data):]
+    except Exception:   # noqa: BLE001 - nowhere left to report to
+        pass

@@ -232,6 +232,7 @@ async def _smtpd_main(ctx: ChildContext) -> int:
         for t in list(tasks):
             t.cancel()                  # logs "lost connection after ..."
         await asyncio.gather(*tasks, return_exceptions=True)
+    await server.close()                # the sessions are over: join the io threads
     return 0
 
 

@@ -20,6 +20,12 @@ in a list of lines and lacks PIPELINING, ENHANCEDSTATUSCODES and CHUNKING:
   the end of DATA commits it with QueueWriter.publish(): one write, rename,
   fsync of the file and of incoming/ (overlapped when alone, shared among
   concurrent commits otherwise) before the 250.
+* An unexpected exception in a session (a bug, a failing mail log) ends it
+  as Postfix's smtpd ends a session it cannot go on with: `421 4.3.0
+  <myhostname> Server local error`, then the connection is closed; nothing
+  not yet committed is acknowledged.  The error is logged, or written to
+  standard error (log.last_resort) when the mail log itself fails: a
+  session never hangs silently.
 
 Parameters read (through SmtpdSettings): myhostname, smtpd_banner,
 message_size_limit, smtpd_recipient_limit, smtpd_timeout, smtpd_helo_required,
@@ -49,6 +55,7 @@ import os
 import socket
 import ssl
 import time
+import traceback
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -350,6 +357,25 @@ class PeerGone(Exception):
     """The client closed the connection or timed out."""
 
 
+def _describe(e: BaseException) -> str:
+    """`Type: message at file:line` (where it was raised), for the log."""
+    where = traceback.extract_tb(e.__traceback__)[-1:] if e.__traceback__ else []
+    at = f" at {where[0].filename}:{where[0].lineno}" if where else ""
+    return f"{type(e).__name__}: {e}{at}"
+
+
+def _log_or_report(emit: Any, text: str) -> bool:
+    """emit(text) (log.info, log.warning); when the mail log itself fails,
+    the line and that failure go to standard error instead (log.last_resort).
+    Never raises; False when the mail log failed."""
+    try:
+        emit(text)
+        return True
+    except Exception as e:  # noqa: BLE001 - a broken log must not break the session's end
+        log.last_resort(f"{text} (mail log failed: {_describe(e)})")
+        return False
+
+
 class Smtpd(AioSMTP):
     """One SMTP session.  `server` is the shared SmtpdServer."""
 
@@ -396,15 +422,18 @@ class Smtpd(AioSMTP):
     # ---------------------------------------------------------- plumbing
 
     def _timeout_cb(self) -> None:
-        if self.transport is not None and not self.closing:
-            try:
-                self.transport.write(Reply(421, "4.4.2",
-                                           f"{self.s.myhostname} Error: timeout exceeded").wire())
-            except Exception:  # noqa: BLE001 - the peer may be gone already
-                pass
-            log.info(f"timeout after {self.last_cmd} from {self.st.client.namaddr}")
-            self.closing = True
-        super()._timeout_cb()
+        try:
+            if self.transport is not None and not self.closing:
+                self.closing = True
+                try:
+                    self.transport.write(Reply(421, "4.4.2",
+                                               f"{self.s.myhostname} Error: timeout exceeded").wire())
+                except Exception:  # noqa: BLE001 - the peer may be gone already
+                    pass
+                _log_or_report(log.info, f"timeout after {self.last_cmd} from "
+                                         f"{self.st.client.namaddr}")
+        finally:
+            super()._timeout_cb()       # closes the connection
 
     def reply(self, r: Reply) -> None:
         self.out.append(r.wire())
@@ -465,19 +494,73 @@ class Smtpd(AioSMTP):
         self.server.sessions += 1
         try:
             await self._session()
-        except (PeerGone, ConnectionError, asyncio.IncompleteReadError):
-            if not self.closing:
-                log.info(f"lost connection after {self.last_cmd} from {self.st.client.namaddr}")
+        except (PeerGone, ConnectionError, asyncio.IncompleteReadError) as e:
+            if (isinstance(e, ConnectionError) and self.transport is not None
+                    and not self.transport.is_closing()):
+                # not the client's connection (a policy server's, ...)
+                self._internal_error(e)
+            elif not self.closing:
+                _log_or_report(log.info, f"lost connection after {self.last_cmd} from "
+                                         f"{self.st.client.namaddr}")
         except asyncio.CancelledError:
             if not self.closing:
-                log.info(f"lost connection after {self.last_cmd} from {self.st.client.namaddr}")
+                _log_or_report(log.info, f"lost connection after {self.last_cmd} from "
+                                         f"{self.st.client.namaddr}")
             raise
+        except Exception as e:  # noqa: BLE001 - never leave the client without a reply
+            self._internal_error(e)
         finally:
             self.server.sessions -= 1
-            self._abort_transaction()
-            if self.anvil_addr is not None:
-                self.server.anvil.disconnect(self.anvil_addr)
-            log.info(f"disconnect from {self.st.client.namaddr} {self.counts.summary()}")
+            self._end_session()
+
+    def _internal_error(self, exc: BaseException) -> None:
+        """End the session after an unexpected exception, as Postfix's smtpd
+        ends a session it cannot go on with (its reply to a server-side
+        error since 3.5): `421 4.3.0 <myhostname> Server local error`.  The
+        replies already due go first; the connection is closed next
+        (_end_session), without waiting for the client to read.  Nothing not
+        yet committed is acknowledged: the transaction is aborted, and a
+        queue file whose commit failed half-way is taken back.  The error
+        goes to the mail log (a warning with its origin, and Postfix's
+        `reject:` line), or to standard error when the mail log fails."""
+        self.closing = True
+        reply = Reply(421, "4.3.0", f"{self.s.myhostname} Server local error")
+        try:
+            w = self.writer_q
+            if w is not None and w.published:
+                w.unpublish()
+        except Exception:  # noqa: BLE001 - best effort, as after a failed fsync
+            pass
+        try:
+            if not (self.out and self.out[-1].startswith(b"421")):
+                self.out.append(reply.wire())
+            if self.transport is not None and not self.transport.is_closing():
+                self._writer.write(b"".join(self.out))
+            self.out.clear()
+        except Exception:  # noqa: BLE001 - the peer may be gone already
+            pass
+        st = self.st
+        if _log_or_report(log.warning, f"{st.client.namaddr}: internal error after "
+                                       f"{self.last_cmd}: {_describe(exc)}"):
+            _log_or_report(log.info, f"{st.log_queue_id}: reject: {self.last_cmd} from "
+                                     f"{st.client.namaddr}: {reply.line()}")
+
+    def _end_session(self) -> None:
+        """The end of every session: the transaction aborted, anvil told,
+        `disconnect from`, the connection closed -- closed even when a step
+        before fails."""
+        try:
+            try:
+                self._abort_transaction()
+                if self.anvil_addr is not None:
+                    addr, self.anvil_addr = self.anvil_addr, None
+                    self.server.anvil.disconnect(addr)
+            except Exception as e:  # noqa: BLE001
+                _log_or_report(log.warning, f"{self.st.client.namaddr}: session cleanup "
+                                            f"error: {_describe(e)}")
+            _log_or_report(log.info, f"disconnect from {self.st.client.namaddr} "
+                                     f"{self.counts.summary()}")
+        finally:
             if self.transport is not None:
                 self.transport.close()
 
@@ -1032,7 +1115,11 @@ class Smtpd(AioSMTP):
             return False
         self.writer_q = None
         if not hold:
-            self.server.delivered(qid)
+            try:
+                self.server.delivered(qid)
+            except Exception as e:  # noqa: BLE001 - committed: the queue manager's scan finds it
+                _log_or_report(log.warning, f"{qid}: new mail notification failed: "
+                                            f"{_describe(e)}")
         self._abort_transaction()
         st.reset_transaction()
         self.reply(Reply(250, "2.0.0", f"Ok: queued as {qid}"))
@@ -1518,6 +1605,12 @@ class SmtpdServer:
             self._fill_pool()
 
     async def close(self) -> None:
+        """Stop listening, remove the pool's unused queue files and end the
+        io threads.  The jobs already handed to them still run (a commit
+        is a session's message, a file creation is aborted by its session
+        or by the closed pool) and are awaited in another thread, so the
+        event loop keeps serving meanwhile; running jobs are not waited
+        for longer than they take."""
         if self._pool_task is not None:
             self._pool_task.cancel()
         if self.pool is not None:
@@ -1526,3 +1619,7 @@ class SmtpdServer:
             srv.close()
         for srv in self.servers:
             await srv.wait_closed()
+        io, self._io = self._io, None
+        if io is not None:
+            io.shutdown(wait=False)             # the threads end once their queue is empty
+            await self.loop.run_in_executor(None, io.shutdown)     # join them
