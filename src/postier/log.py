@@ -143,6 +143,19 @@ class MailLog:
             pending, self._pending = self._pending, []
             self._write(pending)
 
+    def _flush_soon(self) -> None:
+        """flush() from the event loop: a write that fails there has no
+        caller to tell, and the loop's exception handler would log through
+        this same batch (a new failing flush each iteration), so the lines
+        and the error go to standard error instead (last_resort)."""
+        pending = self._pending
+        try:
+            self.flush()
+        except Exception as e:  # noqa: BLE001 - nowhere else to report to
+            for _sev, body, svc in pending:
+                last_resort(body, "", self.tag_of(svc))
+            last_resort(f"mail log write failed: {type(e).__name__}: {e}", "error", self.tag)
+
     def emit(self, severity: str, text: str, service: str | None = None) -> None:
         body = f"{severity}: {text}" if severity else text
         line = (severity, body, service)
@@ -156,7 +169,7 @@ class MailLog:
                 self._pending.append(line)
                 if self._flush_loop is not loop:
                     self._flush_loop = loop
-                    loop.call_soon(self.flush)
+                    loop.call_soon(self._flush_soon)
                 return
         if self._pending:
             self.flush()
@@ -242,15 +255,18 @@ def fatal(text: str, status: int = 1) -> None:
     raise SystemExit(status)
 
 
-def last_resort(text: str, severity: str = "error") -> None:
-    """Write `severity: text` as one maillog-shaped line straight to standard
-    error (file descriptor 2), bypassing MailLog: the report of last resort
+def last_resort(text: str, severity: str = "error", tag: str | None = None) -> None:
+    """Write `severity: text` (`text` alone with severity "") as one
+    maillog-shaped line straight to standard error (file descriptor 2),
+    bypassing MailLog: the report of last resort
     when the mail log itself fails (a broken emit(), a full or unwritable
-    maillog file), so that the failure is never silent.  Never raises."""
+    maillog file), so that the failure is never silent.  `tag` defaults to
+    this process's (LOG.tag).  Never raises."""
     try:
-        tag = f"{getattr(LOG, 'syslog_name', 'postier')}/{getattr(LOG, 'service', 'postier')}"
+        tag = tag or LOG.tag
         stamp = time.strftime("%b %d %H:%M:%S")
-        line = f"{stamp} {os.uname().nodename.split('.')[0]} {tag}[{os.getpid()}]: {severity}: {text}\n"
+        body = f"{severity}: {text}" if severity else text
+        line = f"{stamp} {os.uname().nodename.split('.')[0]} {tag}[{os.getpid()}]: {body}\n"
         data = line.encode("utf-8", "surrogateescape")
         while data:
             data = data[os.write(2, data):]
