@@ -4,16 +4,22 @@
 Same API and results as the pure module (see its docstring): header_rules
 (Run._headers' loop over CompiledRules.header_plan: Hyperscan databases
 called directly, a partition shared by several groups scanned once per
-distinct value, reported rules confirmed, hits into run.values) and
+distinct value, reported rules confirmed, hits into run.values),
+compile_plan (the plan and rule information in C arrays, _Plan, made once
+per rule set: the walk reads each group's rule lists and each rule's flags
+and confirmation addresses there instead of from tuples, cold objects
+touched per group and candidate on every message; a list plan is compiled
+on each call) and
 exists_rules (the `exists:NAME` rules of plain header names); new_memo
 (header_rules' memo across messages: a group's results for a short value
 seen before, applied without scanning or confirming).  Reads no
 main.cf parameters.  A rule whose answer is libpcre2's (info's 7th item:
 pcre2_match_8's address, the pattern's code and match data addresses,
 the Pcre2Regex, newline-only) is confirmed by calling pcre2_match_8
-directly while the rule has no RE2 superset (rule.pre) and, newline-only,
-on a value ending in a newline; an item (0, 0, 0, pattern, False) asks
-the pattern's RE2 regex directly (pattern._re2.contains) under the same
+directly when the rule had no RE2 superset (rule.pre) as the plan was
+compiled and, newline-only, on a value ending in a newline; an item
+(0, 0, 0, pattern, False) asks the pattern's RE2 regex directly
+(pattern._re2.contains, its bound method kept once asked) under the same
 condition.  The twin calls the rule's search(): the same answer.  The
 scanned form of a value (NUL + value + two NULs) is built in one
 allocation and a NUL in the value is found with memchr; a value nothing
@@ -31,8 +37,10 @@ remembered; store_plain keeps HeaderView.values' plain header values.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.ref cimport PyObject
 from libc.stdint cimport uint32_t
-from libc.string cimport memchr, memcpy
+from libc.stdlib cimport free, malloc
+from libc.string cimport memchr, memcpy, memset
 
 ctypedef int (*_pcre2_match_fn)(const void *code, const char *subject, size_t length,
                                 size_t start, uint32_t options, void *match_data,
@@ -40,22 +48,6 @@ ctypedef int (*_pcre2_match_fn)(const void *code, const char *subject, size_t le
 
 cdef bytes _SEP = b"\x00"
 cdef bytes _TAIL = b"\x00\x00"
-
-
-cdef int _ref_match(tuple fast, bytes val):
-    """pcre2_match_8 through the addresses of fast (function, code, match
-    data, Pcre2Regex): 1 match, 0 no match, -1 an error (the caller asks
-    the rule itself, which handles it)."""
-    cdef size_t fn = fast[0]
-    cdef size_t code = fast[1]
-    cdef size_t md = fast[2]
-    cdef int rc = (<_pcre2_match_fn>fn)(<const void *>code, <const char *>val, len(val), 0, 0,
-                                        <void *>md, NULL)
-    if rc >= 0:
-        return 1
-    if rc == -1:                        # PCRE2_ERROR_NOMATCH
-        return 0
-    return -1
 
 
 # header_rules' memo (postier._pure.spamhdr: the same bounds)
@@ -76,35 +68,6 @@ def new_memo(Py_ssize_t groups):
     return [[{}, 0, 0] for _ in range(groups)]
 
 
-cdef void _apply(run, dict values, list info, tuple negs, tuple res, object val) except *:
-    """A group's results into run.values (postier._pure.spamhdr._apply)."""
-    cdef set matched = None
-    cdef tuple rinfo, item
-    cdef object name, n
-    cdef Py_ssize_t i
-    for item in res:
-        i = item[0]
-        n = item[1]
-        rinfo = <tuple>info[i]
-        name = rinfo[0]
-        if rinfo[2]:
-            if matched is None:
-                matched = set()
-            matched.add(i)
-        else:
-            if rinfo[3]:
-                values[name] = values.get(name, 0) + n
-            elif not values.get(name):
-                values[name] = 1
-            if rinfo[4]:
-                run._capture(rinfo[5], val)
-    for i in negs:
-        if matched is None or i not in matched:
-            name = (<tuple>info[i])[0]
-            if not values.get(name):
-                values[name] = 1
-
-
 cdef bytes _joined_buf(bytes val, Py_ssize_t n):
     """b"\\x00" + val + b"\\x00\\x00" in one allocation (the joined form scanned)."""
     cdef bytes out = PyBytes_FromStringAndSize(NULL, n + 3)
@@ -116,34 +79,232 @@ cdef bytes _joined_buf(bytes val, Py_ssize_t n):
     return out
 
 
-def header_rules(run, list plan, list info, list vals, list pdbs, count, on_match,
-                 on_first, terminated, list memo=None):
-    """Run._headers' walk (see postier._pure.spamhdr.header_rules)."""
+# ---------------------------------------------------------------- compiled plan
+
+cdef enum:
+    _K_SEARCH = 0       # rr.search(value)
+    _K_COUNT = 1        # count(rr, value): a `multiple` rule
+    _K_RE2 = 2          # the pattern's RE2 regex alone (pattern._re2.contains)
+    _K_PCRE2 = 3        # pcre2_match_8 through the fast item's addresses
+
+
+cdef struct _RuleC:
+    PyObject *name
+    PyObject *rr
+    PyObject *pattern           # _K_RE2: the pattern whose _re2 answers
+    size_t fn, code, md         # _K_PCRE2: pcre2_match_8, the code, the match data
+    unsigned char final, negate, multiple, capture, kind, nl_only
+
+
+cdef struct _GroupC:
+    PyObject *unset             # bytes, or None
+    PyObject *missing           # tuple of names
+    PyObject *members           # frozenset, or None
+    Py_ssize_t idx, nidx        # offsets into _Plan.arr
+    Py_ssize_t always, nalways
+    Py_ssize_t negs, nnegs
+    Py_ssize_t dbpart
+    unsigned char direct, skip
+
+
+cdef class _Plan:
+    """header_rules' plan and rule information in C arrays (compile_plan):
+    the walk reads a group's rule lists and a rule's flags and confirmation
+    addresses from here instead of from the plan's and info's tuples (one
+    cold object each, per group and per candidate, on every message).  It
+    holds the plan's and info's tuples, so the borrowed pointers stay valid."""
+    cdef tuple groups, infos, ints
+    cdef list re2c                  # per rule: its RE2 regex's bound contains, once asked
+    cdef _RuleC *rules
+    cdef _GroupC *gs
+    cdef Py_ssize_t *arr
+    cdef Py_ssize_t ngroups, nrules
+
+    def __cinit__(self):
+        self.rules = NULL
+        self.gs = NULL
+        self.arr = NULL
+
+    def __dealloc__(self):
+        free(self.rules)
+        free(self.gs)
+        free(self.arr)
+
+    def __init__(self, list plan, list info):
+        cdef Py_ssize_t i, k, n, total = 0
+        cdef tuple g, it, ft
+        cdef _RuleC *R
+        cdef _GroupC *G
+        cdef object rr, fast
+        self.groups = tuple(plan)
+        self.infos = tuple(info)
+        self.ngroups = len(self.groups)
+        self.nrules = len(self.infos)
+        self.ints = tuple(range(self.nrules))
+        self.re2c = [None] * self.nrules
+        self.rules = <_RuleC *>malloc(sizeof(_RuleC) * (self.nrules or 1))
+        self.gs = <_GroupC *>malloc(sizeof(_GroupC) * (self.ngroups or 1))
+        if self.rules == NULL or self.gs == NULL:
+            raise MemoryError()
+        for i in range(self.nrules):
+            it = <tuple>self.infos[i]
+            R = &self.rules[i]
+            memset(R, 0, sizeof(_RuleC))
+            R.name = <PyObject *>it[0]
+            rr = it[5]
+            R.rr = <PyObject *>rr
+            R.final = bool(it[1])
+            R.negate = bool(it[2])
+            R.multiple = bool(it[3])
+            R.capture = bool(it[4])
+            fast = it[6] if len(it) > 6 else None
+            if R.multiple:
+                R.kind = _K_COUNT
+            elif fast is not None and rr.pre is None:
+                # (a superset, rr.pre, only rules values out before the
+                # exact engine: search() gives the same answer without it)
+                ft = <tuple>fast
+                if not ft[0]:
+                    R.kind = _K_RE2
+                    R.pattern = <PyObject *>ft[3]
+                else:
+                    R.kind = _K_PCRE2
+                    R.fn = ft[0]
+                    R.code = ft[1]
+                    R.md = ft[2]
+                    R.nl_only = bool(ft[4])
+            else:
+                R.kind = _K_SEARCH
+        for g in self.groups:
+            total += len(<tuple>g[2]) + len(<tuple>g[3]) + len(<tuple>g[4])
+        self.arr = <Py_ssize_t *>malloc(sizeof(Py_ssize_t) * (total or 1))
+        if self.arr == NULL:
+            raise MemoryError()
+        n = 0
+        for k in range(self.ngroups):
+            g = <tuple>self.groups[k]
+            G = &self.gs[k]
+            G.unset = <PyObject *>g[0]
+            G.missing = <PyObject *>g[1]
+            G.members = <PyObject *>g[8]
+            G.direct = bool(g[5])
+            G.skip = bool(g[6])
+            G.dbpart = g[7]
+            G.idx = n
+            for i in <tuple>g[2]:
+                self._rule_index(i)
+                self.arr[n] = i
+                n += 1
+            G.nidx = n - G.idx
+            G.always = n
+            for i in <tuple>g[3]:
+                self._rule_index(i)
+                self.arr[n] = i
+                n += 1
+            G.nalways = n - G.always
+            G.negs = n
+            for i in <tuple>g[4]:
+                self._rule_index(i)
+                self.arr[n] = i
+                n += 1
+            G.nnegs = n - G.negs
+
+    cdef int _rule_index(self, Py_ssize_t i) except -1:
+        if i < 0 or i >= self.nrules:
+            raise IndexError("header plan: rule index %d out of range" % i)
+        return 0
+
+    def __len__(self):
+        return self.ngroups
+
+
+def compile_plan(list plan, list info):
+    """See postier._pure.spamhdr.compile_plan."""
+    return _Plan(plan, info)
+
+
+cdef void _apply(run, dict values, _Plan cp, Py_ssize_t negs, Py_ssize_t nnegs, tuple res,
+                   object val) except *:
+    """A group's results into run.values (postier._pure.spamhdr._apply), with the
+    rule flags of the compiled plan."""
+    cdef tuple item
+    cdef object name, n
+    cdef Py_ssize_t i, k, j, nmatched = 0
+    cdef _RuleC *R
+    cdef Py_ssize_t matched[8]
+    cdef set more = None
+    for item in res:
+        i = item[0]
+        n = item[1]
+        R = &cp.rules[i]
+        name = <object>R.name
+        if R.negate:
+            if nmatched < 8:
+                matched[nmatched] = i
+                nmatched += 1
+            else:
+                if more is None:
+                    more = set()
+                more.add(i)
+        else:
+            if R.multiple:
+                values[name] = values.get(name, 0) + n
+            elif not values.get(name):
+                values[name] = 1
+            if R.capture:
+                run._capture(<object>R.rr, val)
+    for k in range(nnegs):
+        i = cp.arr[negs + k]
+        for j in range(nmatched):
+            if matched[j] == i:
+                break
+        else:
+            if more is None or i not in more:
+                name = <object>cp.rules[i].name
+                if not values.get(name):
+                    values[name] = 1
+
+
+cdef inline void _isort(Py_ssize_t *a, Py_ssize_t n) noexcept:
+    cdef Py_ssize_t i, j, x
+    for i in range(1, n):
+        x = a[i]
+        j = i - 1
+        while j >= 0 and a[j] > x:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = x
+
+
+cdef object _walk(run, _Plan cp, list vals, list pdbs, count, on_match, on_first, terminated,
+                  list memo, Py_ssize_t *cbuf, unsigned char *mark):
+    """header_rules over a compiled plan (the same steps and results)."""
     cdef dict values = run.values
     cdef Py_ssize_t npd = len(pdbs)
-    cdef Py_ssize_t part, k, dbpart
-    cdef tuple g, rinfo, pd, got, ft
-    cdef object val, unset, name, rr, n, cand, d, sc, members, fast, cached
+    cdef Py_ssize_t part, k, ncand, i, vlen
+    cdef tuple pd, got, pairs, solos, rtup
+    cdef object val, name, n, d, sc, members, cached, c, obj
     cdef int rc
     cdef bytes buf
-    cdef set found, hits
+    cdef set found
     cdef dict scanned = {}
     cdef dict mem
     cdef list ment, res
-    cdef tuple idxs, always, negs, missing, pairs, solos, rtup
-    cdef bint direct, skip, final, multiple, checked
-    cdef Py_ssize_t i, vlen
-    for part in range(len(plan)):
-        g = <tuple>plan[part]
-        unset, missing, idxs, always, negs, direct, skip, dbpart, members = g
+    cdef tuple ints = cp.ints
+    cdef list re2c = cp.re2c
+    cdef bint checked
+    cdef _GroupC *G
+    cdef _RuleC *R
+    for part in range(cp.ngroups):
+        G = &cp.gs[part]
         val = vals[part]
         if val is None:
-            if unset is None:
-                for name in missing:
+            if <object>G.unset is None:
+                for name in <tuple>G.missing:
                     if not values.get(name):
                         values[name] = 1
                 continue
-            val = unset
+            val = <object>G.unset
         mem = None
         ment = None
         if memo is not None:
@@ -155,30 +316,33 @@ def header_rules(run, list plan, list info, list vals, list pdbs, count, on_matc
                 cached = mem.get(val)
                 if cached is not None:
                     ment[2] += 1
-                    _apply(run, values, info, negs, <tuple>cached, val)
+                    _apply(run, values, cp, G.negs, G.nnegs, <tuple>cached, val)
                     continue
         vlen = PyBytes_GET_SIZE(<bytes>val)
-        if direct or memchr(PyBytes_AS_STRING(<bytes>val), 0, vlen) != NULL:
+        ncand = 0
+        if G.direct or memchr(PyBytes_AS_STRING(<bytes>val), 0, vlen) != NULL:
             checked = False             # a NUL: no joined form; every rule is a candidate
-            hits = None
-            cand = idxs
+            for k in range(G.nidx):
+                cbuf[ncand] = cp.arr[G.idx + k]
+                ncand += 1
         else:
+            members = <object>G.members
             got = None
             if members is not None:
-                got = <tuple>scanned.get(dbpart)
+                got = <tuple>scanned.get(G.dbpart)
             if got is not None and got[0] == val:
                 found = <set>got[1]
             else:
                 found = set()
-                if 0 <= dbpart < npd:
-                    pd = <tuple>pdbs[dbpart]
+                if 0 <= G.dbpart < npd:
+                    pd = <tuple>pdbs[G.dbpart]
                     pairs = <tuple>pd[0]
                     solos = <tuple>pd[1]
                     buf = _joined_buf(<bytes>val, vlen)
                     for k in range(len(pairs)):
                         d, sc = <tuple>pairs[k]
                         d.scan(buf, on_match, 0, found, sc)
-                    if not skip:
+                    if not G.skip:
                         for k in range(len(solos)):
                             d, sc = <tuple>solos[k]
                             try:
@@ -186,53 +350,93 @@ def header_rules(run, list plan, list info, list vals, list pdbs, count, on_matc
                             except terminated:
                                 pass
                 if members is not None:
-                    scanned[dbpart] = (val, found)
+                    scanned[G.dbpart] = (val, found)
             checked = True
-            if members is None:
-                hits = found
-            else:
-                hits = found & members
-            if always and not hits:
-                cand = always               # sorted (CompiledRules.header_plan)
-            else:
-                cand = hits.union(always) if always else hits
-                if len(cand) > 1:
-                    cand = sorted(cand)
+            # the candidates: the reports of the group's rules (2: reported)
+            # and its "always" rules (1), in rule order
+            for obj in found:
+                if members is not None and obj not in members:
+                    continue
+                i = obj
+                cp._rule_index(i)
+                if not mark[i]:
+                    mark[i] = 2
+                    cbuf[ncand] = i
+                    ncand += 1
+            for k in range(G.nalways):
+                i = cp.arr[G.always + k]
+                if not mark[i]:
+                    mark[i] = 1
+                    cbuf[ncand] = i
+                    ncand += 1
+            _isort(cbuf, ncand)
         res = []
-        for i in cand:
-            rinfo = <tuple>info[i]
-            final = rinfo[1]
-            multiple = rinfo[3]
-            rr = rinfo[5]
-            fast = rinfo[6] if len(rinfo) > 6 else None
-            if final and checked and i in hits:
-                n = 1
-            elif multiple:
-                n = count(rr, val)
-            elif fast is not None and rr.pre is None:
-                ft = <tuple>fast
-                if not ft[0]:                   # RE2's answer (the pattern's own)
-                    n = 1 if ft[3]._re2.contains(val) else 0
-                elif ft[4] and not (<bytes>val).endswith(b"\n"):
-                    n = 1 if rr.search(val) else 0
-                else:
-                    rc = _ref_match(ft, <bytes>val)
-                    if rc < 0:
-                        n = 1 if rr.search(val) else 0
+        try:
+            for k in range(ncand):
+                i = cbuf[k]
+                R = &cp.rules[i]
+                if R.final and checked and mark[i] == 2:
+                    n = 1
+                elif R.kind == _K_COUNT:
+                    n = count(<object>R.rr, val)
+                elif R.kind == _K_PCRE2:
+                    if R.nl_only and not (<bytes>val).endswith(b"\n"):
+                        n = 1 if (<object>R.rr).search(val) else 0
                     else:
-                        n = rc
-            else:
-                n = 1 if rr.search(val) else 0
-            if n:
-                res.append((i, n))
+                        rc = (<_pcre2_match_fn>R.fn)(<const void *>R.code,
+                                                     <const char *>PyBytes_AS_STRING(<bytes>val),
+                                                     vlen, 0, 0, <void *>R.md, NULL)
+                        if rc >= 0:
+                            n = 1
+                        elif rc == -1:          # PCRE2_ERROR_NOMATCH
+                            n = 0
+                        else:                   # an error: the rule itself handles it
+                            n = 1 if (<object>R.rr).search(val) else 0
+                elif R.kind == _K_RE2:
+                    c = re2c[i]
+                    if c is None:
+                        c = re2c[i] = (<object>R.pattern)._re2.contains
+                    n = 1 if c(val) else 0
+                else:
+                    n = 1 if (<object>R.rr).search(val) else 0
+                if n:
+                    res.append((ints[i], n))
+        finally:
+            for k in range(ncand):
+                mark[cbuf[k]] = 0
         rtup = tuple(res)
-        _apply(run, values, info, negs, rtup, val)
+        _apply(run, values, cp, G.negs, G.nnegs, rtup, val)
         if mem is not None:
             if len(mem) >= _MEMO_SIZE:
                 mem.clear()
             mem[val] = rtup
             if <Py_ssize_t>ment[1] >= _MEMO_TRIAL and <Py_ssize_t>ment[2] * _MEMO_RATIO < <Py_ssize_t>ment[1]:
                 memo[part] = None       # its values hardly repeat: no more look-ups
+    return None
+
+
+def header_rules(run, plan, info, list vals, list pdbs, count, on_match,
+                 on_first, terminated, list memo=None):
+    """Run._headers' walk (see postier._pure.spamhdr.header_rules)."""
+    cdef _Plan cp
+    cdef Py_ssize_t *cbuf
+    cdef unsigned char *mark
+    if type(plan) is _Plan:
+        cp = <_Plan>plan
+    else:
+        cp = _Plan(plan, info)
+    cbuf = <Py_ssize_t *>malloc(sizeof(Py_ssize_t) * (cp.nrules or 1))
+    mark = <unsigned char *>malloc(cp.nrules or 1)
+    if cbuf == NULL or mark == NULL:
+        free(cbuf)
+        free(mark)
+        raise MemoryError()
+    memset(mark, 0, cp.nrules or 1)
+    try:
+        _walk(run, cp, vals, pdbs, count, on_match, on_first, terminated, memo, cbuf, mark)
+    finally:
+        free(cbuf)
+        free(mark)
 
 
 def exists_rules(dict headers, strings, tuple checks):

@@ -1,6 +1,7 @@
 """Pure-Python twin of postier._native.spamhdr: the spam engine's header-rule walk.
 
     header_rules(run, plan, info, vals, pdbs, count, on_match, on_first, terminated[, memo])
+    compile_plan(plan, info)                 # the plan in header_rules' own form (once per rule set)
     new_memo(groups)                         # header_rules' memo across messages
     exists_rules(headers, strings, checks)   # names of the exists: rules that hit
     fast_addresses(s, host_invalid)          # the common address-header shapes, or None
@@ -23,7 +24,14 @@ the rules Hyperscan reported (plus the group's "always" rules) confirmed
 unless the report is final.  Groups sharing a partition scan it once per
 distinct value and each keeps the reports of its own rules; hits go
 into run.values as Run.hit puts them, captures through run._capture.
-count(rule, value) counts a `multiple` rule's matches.  With a memo
+count(rule, value) counts a `multiple` rule's matches.  plan may also be
+compile_plan(plan, info) (info is then not read): the compiled module
+keeps the groups' rule lists and the rules' flags and confirmation
+addresses in C arrays there, made once per rule set, instead of reading
+the plan's and info's tuples (cold objects) per group and candidate on
+every message; here it is the pair itself.  The compiled form decides once
+whether a rule is confirmed by its fast item (no RE2 superset, rr.pre, at
+compile time): search() answers the same with or without the superset.  With a memo
 (new_memo, kept by the caller across messages), a group's results for a
 value of at most MEMO_LEN bytes it has seen before (which rules matched it,
 how often: a function of the value alone) are applied without scanning or
@@ -73,7 +81,19 @@ def new_memo(groups: int) -> list:
     return [[{}, 0, 0] for _ in range(groups)]
 
 
-def header_rules(run, plan: list, info: list, vals: list, pdbs: list, count, on_match,
+def compile_plan(plan: list, info: list) -> tuple:
+    """header_rules' plan argument made once per rule set (see the module
+    docstring): here (plan, info) as tuples.  IndexError when a group names
+    a rule info does not have."""
+    n = len(info)
+    for g in plan:
+        for i in (*g[2], *g[3], *g[4]):
+            if not 0 <= i < n:
+                raise IndexError(f"header plan: rule index {i} out of range")
+    return (tuple(plan), tuple(info))
+
+
+def header_rules(run, plan, info, vals: list, pdbs: list, count, on_match,
                  on_first, terminated, memo: list | None = None) -> None:
     """Run._headers' walk (see the module docstring).  plan: per group
     (if-unset, names hit when undefined, rules, "always" rules (sorted: a
@@ -87,6 +107,8 @@ def header_rules(run, plan: list, info: list, vals: list, pdbs: list, count, on_
     a group's results for a value it has seen before (the rules that
     matched it and their counts: a function of the value alone) are
     applied without scanning or confirming again."""
+    if isinstance(plan, tuple):
+        plan, info = plan               # compile_plan's
     values = run.values
     npd = len(pdbs)
     scanned: dict = {}

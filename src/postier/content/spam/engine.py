@@ -422,6 +422,9 @@ class CompiledRules:
         # each group's results by short value, across messages (spamhdr.new_memo:
         # a value seen before is neither scanned nor confirmed again)
         self.header_memo = _hdr.new_memo(len(self.header_plan))
+        # the plan and rule information in header_rules' own form, made
+        # once (spamhdr.compile_plan: C arrays in the compiled module)
+        self.header_cplan = _hdr.compile_plan(self.header_plan, self.header_info)
         self._compile_metas()
         rb = Registry.from_settings(rs.settings)
         self.registry = rb
@@ -1555,7 +1558,8 @@ class Run:
         group's value (HeaderView.values: one call for all groups), its
         Hyperscan databases called directly (AreaDatabase.part_dbs), then
         the reported rules confirmed unless the report is final; the walk
-        is compiled (postier._native.spamhdr.header_rules).  A group's
+        is compiled (postier._native.spamhdr.header_rules, over the plan
+        compiled once: CompiledRules.header_cplan).  A group's
         results for a short value it has seen in an earlier message come
         from CompiledRules.header_memo (MIME-Version, Content-Type, To,
         X-Mailer, ... repeat across messages)."""
@@ -1563,7 +1567,7 @@ class Run:
         db = cr.dbs.get("header")
         if db is None:
             return
-        _hdr.header_rules(self, cr.header_plan, cr.header_info,
+        _hdr.header_rules(self, cr.header_cplan, None,
                           self.hv.values(cr.header_requests, cr.header_names), db.part_dbs(),
                           _header_count, _eng.on_match, _eng.on_first_match, _ScanTerminated,
                           cr.header_memo)
