@@ -1,7 +1,11 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """The common shapes of URI canonicalisation recognised cheaply, compiled
 (twin: postier._pure.spamuri, where the API is documented): simple_http,
-uri_host, uri_lines (the lines a URI prefilter hit needs, one C loop per
+plain_canonical (a plain URL's canonical forms in one call: the scan,
+the redirector literals, the bare-name test and the host's memo),
+detail_entries (the URI detail list's loops over text matches and HTML
+URIs, the memo look-ups and the entries built in C; canonical forms and
+text matches not remembered yet come from the caller's functions), uri_host, uri_lines (the lines a URI prefilter hit needs, one C loop per
 line), UriPrefilter (the URI prefilter's hits, one C scan), any_in
 (lowercase literals in a target, by memmem), host_to_domain
 (a lowercased ASCII host's labels checked and its registry domain cut out
@@ -15,10 +19,11 @@ Reads no main.cf parameters.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.unicode cimport PyUnicode_READ_CHAR, PyUnicode_GET_LENGTH
+from cpython.tuple cimport PyTuple_GET_SIZE
+from cpython.unicode cimport PyUnicode_1BYTE_DATA, PyUnicode_READ_CHAR, PyUnicode_GET_LENGTH
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
+from libc.string cimport memchr, memcpy
 
 from postier._pure.spamuri import _CI_CO, _PCT_PRINTABLE, _US_STATES, _domain_of
 
@@ -41,24 +46,30 @@ cdef inline bint _alnum(Py_UCS4 c) noexcept:
     return (0x61 <= c <= 0x7a) or (0x41 <= c <= 0x5a) or (0x30 <= c <= 0x39)
 
 
-def simple_http(str uri):
+cdef Py_ssize_t _simple_span(str uri, Py_ssize_t *hend) noexcept:
+    """simple_http's test: the length of the scheme with its "//" (7 or 8,
+    the host starting there) with the host's end in hend[0], or 0."""
     cdef Py_ssize_t n = PyUnicode_GET_LENGTH(uri), start, end, i
     cdef Py_UCS4 c, prev = 0
-    if uri.startswith("http://"):
-        proto = "http://"
-        start = 7
-    elif uri.startswith("https://"):
-        proto = "https://"
-        start = 8
-    else:
-        return None
-    # printable ASCII, no \ % @ or &#
+    cdef bint dot
+    if n < 8 or PyUnicode_READ_CHAR(uri, 0) != 0x68 or PyUnicode_READ_CHAR(uri, 1) != 0x74 \
+            or PyUnicode_READ_CHAR(uri, 2) != 0x74 or PyUnicode_READ_CHAR(uri, 3) != 0x70:
+        return 0
+    start = 4
+    if PyUnicode_READ_CHAR(uri, 4) == 0x73:
+        start = 5
+    if start + 2 >= n or PyUnicode_READ_CHAR(uri, start) != 0x3a \
+            or PyUnicode_READ_CHAR(uri, start + 1) != 0x2f or PyUnicode_READ_CHAR(uri, start + 2) != 0x2f:
+        return 0
+    start += 3
+    # printable ASCII, no \ % or &# (an "@" can only be after the host:
+    # the host loop below refuses one)
     for i in range(n):
         c = PyUnicode_READ_CHAR(uri, i)
-        if c < 0x21 or c > 0x7e or c == 0x5c or c == 0x25 or c == 0x40:
-            return None
+        if c < 0x21 or c > 0x7e or c == 0x5c or c == 0x25:
+            return 0
         if c == 0x23 and prev == 0x26:
-            return None
+            return 0
         prev = c
     end = start
     while end < n:
@@ -66,18 +77,193 @@ def simple_http(str uri):
         if c == 0x2f or c == 0x3f or c == 0x23 or c == 0x3a:
             break
         if not (_alnum(c) or c == 0x2e or c == 0x5f or c == 0x2d):
-            return None
+            return 0
         end += 1
     if end < n and PyUnicode_READ_CHAR(uri, end) != 0x2f:
-        return None
+        return 0
     if end == start:
-        return None
+        return 0
+    if not _alnum(PyUnicode_READ_CHAR(uri, end - 1)):
+        return 0
     c = PyUnicode_READ_CHAR(uri, start)
     if 0x30 <= c <= 0x39:
+        # a numeric host: only with a "." and no label starting with "0"
+        # (no decimal, hex or octal form to rewrite)
+        if c == 0x30:
+            return 0
+        dot = False
+        for i in range(start + 1, end):
+            if PyUnicode_READ_CHAR(uri, i) == 0x2e:
+                dot = True
+                if i + 1 < end and PyUnicode_READ_CHAR(uri, i + 1) == 0x30:
+                    return 0
+        if not dot:
+            return 0
+    hend[0] = end
+    return start
+
+
+def simple_http(str uri):
+    cdef Py_ssize_t start, end = 0
+    start = _simple_span(uri, &end)
+    if start == 0:
         return None
-    if not _alnum(PyUnicode_READ_CHAR(uri, end - 1)):
+    return ("http://" if start == 7 else "https://"), uri[start:end], uri[end:]
+
+
+cdef object _MISSING = object()
+
+
+def plain_canonical(str uri, object lits, dict memo, host_domain):
+    """See the twin."""
+    cdef Py_ssize_t start, end = 0, n, i, dots = 0, firstdot = -1
+    cdef const unsigned char *p
+    cdef bint upper = False
+    cdef str nhost
+    if lits is None:
         return None
-    return proto, uri[start:end], uri[end:]
+    start = _simple_span(uri, &end)
+    if start == 0:
+        return None
+    n = PyUnicode_GET_LENGTH(uri)
+    if n > 8192:                    # uri.MAX_URI_LENGTH
+        return None
+    # (printable ASCII: one byte per character)
+    p = <const unsigned char *>PyUnicode_1BYTE_DATA(uri)
+    if memchr(p + end, 0x3a, n - end) != NULL:
+        return None
+    if PyTuple_GET_SIZE(lits) and _any_in(p, n, <tuple>lits):
+        return None
+    for i in range(start, end):
+        if 0x41 <= p[i] <= 0x5a:
+            upper = True
+        elif p[i] == 0x2e:
+            dots += 1
+            if firstdot < 0:
+                firstdot = i
+    nhost = uri[start:end]
+    if upper:
+        nhost = nhost.lower()
+    if start == 7 and (dots == 0 or (dots == 1 and firstdot == start + 3 and nhost.startswith("www."))):
+        return None                 # a bare-name form too
+    d = memo.get(nhost, _MISSING)
+    if d is _MISSING:
+        d = host_domain(nhost)
+    if d is None:
+        return [uri], {}, {}, False
+    return [uri], {d[0]: 1}, {d[1]: d[0]}, False
+
+
+cdef dict _PARSED = {"parsed": 1}
+
+
+cdef bint _detail_add(dict udl, dict memo, dict canon_memo, canonicalize, Py_ssize_t canon_memo_max,
+                      Py_ssize_t canon_uri_max, str uri, object types, bint valid_domain) except -1:
+    """UriExtractor.add (the twin's detail_entries.add)."""
+    cdef object got, have
+    cdef tuple t
+    cdef dict ent, merged, td
+    cdef object cleaned, domains, hosts
+    cdef bint truncated
+    if types is None:
+        types = dict(_PARSED)
+    td = <dict?>types
+    got = memo.get(uri)
+    if got is None:
+        got = canon_memo.get(uri)
+        if got is None:
+            got = canonicalize(uri)
+            if PyUnicode_GET_LENGTH(uri) <= canon_uri_max:
+                if len(canon_memo) >= canon_memo_max:
+                    canon_memo.clear()
+                canon_memo[uri] = got
+        memo[uri] = got
+    t = <tuple?>got
+    cleaned = t[0]
+    domains = t[1]
+    hosts = t[2]
+    truncated = t[3]
+    if not cleaned:
+        return False
+    if valid_domain and not domains:
+        return False
+    got = udl.get(uri)
+    if got is None:
+        ent = {"truncated": True} if truncated else {}
+        udl[uri] = ent
+        if not td.get("noclean"):
+            ent["cleaned"] = cleaned
+        ent["domains"] = domains
+        ent["hosts"] = hosts
+        ent["types"] = td
+        return True
+    ent = <dict>got
+    if truncated:
+        ent["truncated"] = True
+    if not td.get("noclean"):
+        have = ent.get("cleaned")
+        if have:
+            merged = dict.fromkeys(have)
+            merged.update(dict.fromkeys(cleaned))
+            ent["cleaned"] = list(merged)
+        else:
+            ent["cleaned"] = cleaned
+    have = ent.get("domains")
+    ent["domains"] = {**have, **domains} if have else domains
+    have = ent.get("hosts")
+    ent["hosts"] = {**have, **hosts} if have else hosts
+    have = ent.get("types")
+    ent["types"] = {**have, **td} if have else td
+    return True
+
+
+def detail_entries(list found, list html_all, dict text_memo, text_uri, dict canon_memo, canonicalize,
+                   tuple limits):
+    """See the twin."""
+    cdef Py_ssize_t text_memo_max = limits[0], text_uri_max = limits[1]
+    cdef Py_ssize_t canon_memo_max = limits[2], canon_uri_max = limits[3]
+    cdef dict udl = {}, memo = {}
+    cdef set seen = set(), aseen
+    cdef tuple m, got
+    cdef object res, raw, ud, at, a
+    cdef dict info
+    cdef list ent
+    for item in found:
+        m = <tuple?>item
+        key = m[0]
+        res = text_memo.get(key)
+        if res is None:
+            res = text_uri(key)
+            if <Py_ssize_t>m[1] <= text_uri_max:
+                if len(text_memo) >= text_memo_max:
+                    text_memo.clear()
+                text_memo[key] = res
+        got = <tuple?>res
+        raw = got[0]
+        if raw in seen:
+            continue
+        seen.add(raw)
+        res = got[1]
+        if res is not None:
+            _detail_add(udl, memo, canon_memo, canonicalize, canon_memo_max, canon_uri_max,
+                        (<tuple?>res)[0], dict((<tuple?>res)[1]), True)
+    for html in html_all:
+        ud = (<dict?>html).get("uri_detail")
+        if not ud:
+            continue
+        for uri, infoo in (<dict?>ud).items():
+            info = <dict?>infoo
+            if _detail_add(udl, memo, canon_memo, canonicalize, canon_memo_max, canon_uri_max,
+                           uri, info.get("types"), False):
+                at = info.get("anchor_text")
+                if at:
+                    ent = <list>(<dict>udl[uri]).setdefault("anchor_text", [])
+                    aseen = set()
+                    for a in at:
+                        if a not in aseen:
+                            aseen.add(a)
+                            ent.append(a)
+    return udl
 
 
 def uri_host(str uri):
@@ -534,8 +720,11 @@ cdef inline Py_ssize_t _mstart(const unsigned char* p, Py_ssize_t pos, Py_ssize_
 
 
 def any_in(bytes data, tuple lits):
-    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(data)
-    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    return _any_in(<const unsigned char*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), lits)
+
+
+cdef bint _any_in(const unsigned char* p, Py_ssize_t n, tuple lits) except -1:
+    cdef Py_ssize_t i
     cdef unsigned char stack[512]
     cdef unsigned char* low = stack
     cdef unsigned char c

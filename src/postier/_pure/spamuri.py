@@ -2,6 +2,8 @@
 URI canonicalisation (postier.content.spam.uri) recognised cheaply.
 
     simple_http(uri)   # (proto, host, rest) of a plain http(s) URL, or None
+    plain_canonical(uri, lits, memo, host_domain)   # its canonical forms, or None
+    detail_entries(found, html_all, text_memo, text_uri, canon_memo, canonicalize, limits)
     uri_host(uri)      # uri_to_domain's host part of a plain URI, or None
     match_start(s, pos, hit)   # where a linkified URI before hit can start
     uri_lines(lines)   # the lines (bytes) in which the URI prefilter may hit
@@ -11,16 +13,45 @@ URI canonicalisation (postier.content.spam.uri) recognised cheaply.
 
 simple_http(uri) -> (proto, host, rest) | None: for a URI whose every
 character is printable ASCII (0x21-0x7e), that starts with "http://" or
-"https://" (lowercase), holds no "\\\\", "%", "@" or "&#", and whose host (up
+"https://" (lowercase), holds no "\\\\", "%" or "&#", and whose host (up
 to the first "/", "?", "#" or ":") is non-empty, made of [A-Za-z0-9._-],
-does not start with a digit, ends in [A-Za-z0-9] and is followed by "/" or
-the end:
+ends in [A-Za-z0-9] and is followed by "/" or the end, and, when it starts
+with a digit, holds a "." and no label starting with "0":
 the scheme with its "//", the host and the rest (uri == proto + host +
-rest).  Util::uri_list_canonicalize changes nothing in such a URI before
-its redirector and bare-name steps (no white space, entities, escapes,
-user info, port, IDN, control characters or numeric host; the host is kept
-as it is written, its IDN form being its lowercase), so the caller goes
-straight to those.  None for every other URI (the general way).
+rest; an "@" can only be in the rest).  Util::uri_list_canonicalize
+changes nothing in such a URI before its redirector and bare-name steps
+(no white space, entities, escapes, user info, port, IDN, control
+characters, nor a decimal, hex or octal host to rewrite: a dotted numeric
+host whose labels start with 1-9 is rewritten into itself; an "@" after
+the host is neither user info nor a mail address, as "http:" has its ":"
+before it; the host is kept as it is written, its IDN form being its
+lowercase), so the caller goes straight to those.  None for every other
+URI (the general way).
+
+plain_canonical(uri, lits, memo, host_domain) -> (cleaned, domains, hosts,
+truncated) | None: UriExtractor._canonicalize's answer for a URI that
+simple_http takes, at most MAX_URI_LENGTH (8192) characters long, with no
+":" after its host (no embedded URL), holding none of lits (the redirector
+patterns' literals, any_in; None: no answer) and without a bare-name form
+(https, or a host holding a "." other than the one of a leading "www."):
+([uri], {domain: 1}, {host: domain}, False) with (domain, host) its
+lowercased host's memo[host], or host_domain(host) when memo lacks it
+({} and {} for None).  None for every other URI (the general way).
+
+detail_entries(found, html_all, text_memo, text_uri, canon_memo,
+canonicalize, limits) -> dict: UriExtractor.detail_list's URI detail list
+(PerMsgStatus::get_uri_detail_list) from the text matches `found` (a list
+of (groups, length), UriMatcher.matches's) and the HTML parts' results
+html_all: the text URIs (text_uris: a match's (raw, (uri, types) or None)
+from text_memo or text_uri(groups), remembered when the match is at most
+limits[1] long, text_memo emptied at limits[0] entries; a raw URI once;
+each URI with a copy of its types) then each HTML part's uri_detail, each
+URI's canonical forms, domains and hosts (from canon_memo or
+canonicalize(uri), remembered when the URI is at most limits[3] long,
+canon_memo emptied at limits[2] entries; once per message) merged into its
+entry as UriExtractor.add does (a text URI without a domain is left out;
+a new entry holds the remembered lists and dicts themselves, a second one
+merges into new ones), an HTML URI's anchor texts appended once each.
 
 uri_host(uri) -> str | None: for a URI whose every character is printable
 ASCII and that does not start with javascript:, cid:, file: or mailto:
@@ -82,8 +113,11 @@ import re
 from postier.content.spam.uripattern import tlds_re, trie_re, uri_pattern
 
 _PRINTABLE = re.compile(r"[!-~]*\Z").match
-_SIMPLE = re.compile(r"(https?://)((?![0-9])[A-Za-z0-9._-]*[A-Za-z0-9])((?:/[!-~]*)?)\Z").match
-_NOT_SIMPLE = re.compile(r"[\\%@]|&#").search
+_SIMPLE = re.compile(r"(https?://)([A-Za-z0-9._-]*[A-Za-z0-9])((?:/[!-~]*)?)\Z").match
+_NOT_SIMPLE = re.compile(r"[\\%]|&#").search
+# a host starting with a digit that the general steps rewrite: no ".", or a
+# label starting with "0" (decimal, hex and octal forms)
+_NUMERIC_REWRITTEN = re.compile(r"[0-9][^.]*\Z|0|.*\.0").match
 _NOT_WEB = ("javascript:", "cid:", "file:", "mailto:")
 _SCHEME = re.compile(r"[a-z]+:/{0,2}").match
 _PATH = re.compile(r"[/?#]").search
@@ -94,7 +128,109 @@ def simple_http(uri: str) -> tuple[str, str, str] | None:
     m = _SIMPLE(uri)
     if m is None or _NOT_SIMPLE(uri) is not None:
         return None
+    if "0" <= uri[m.start(2)] <= "9" and _NUMERIC_REWRITTEN(m.group(2)) is not None:
+        return None
     return m.groups()
+
+
+_MISSING = object()
+
+
+def plain_canonical(uri: str, lits: tuple[bytes, ...] | None, memo: dict,
+                    host_domain) -> tuple[list, dict, dict, bool] | None:
+    if lits is None:
+        return None
+    simple = simple_http(uri)
+    if simple is None or len(uri) > 8192:           # uri.MAX_URI_LENGTH
+        return None
+    proto, host, rest = simple
+    if ":" in rest or (lits and any_in(uri.encode("ascii"), lits)):
+        return None
+    nhost = host.lower()
+    if proto == "http://" and ("." not in nhost or (nhost.startswith("www.") and "." not in nhost[4:])):
+        return None
+    d = memo.get(nhost, _MISSING)
+    if d is _MISSING:
+        d = host_domain(nhost)
+    if d is None:
+        return [uri], {}, {}, False
+    return [uri], {d[0]: 1}, {d[1]: d[0]}, False
+
+
+def detail_entries(found: list, html_all: list, text_memo: dict, text_uri, canon_memo: dict,
+                   canonicalize, limits: tuple[int, int, int, int]) -> dict:
+    text_memo_max, text_uri_max, canon_memo_max, canon_uri_max = limits
+    udl: dict = {}
+    memo: dict = {}
+
+    def add(uri, types, valid_domain):
+        if types is None:
+            types = {"parsed": 1}
+        got = memo.get(uri)
+        if got is None:
+            got = canon_memo.get(uri)
+            if got is None:
+                got = canonicalize(uri)
+                if len(uri) <= canon_uri_max:
+                    if len(canon_memo) >= canon_memo_max:
+                        canon_memo.clear()
+                    canon_memo[uri] = got
+            memo[uri] = got
+        cleaned, domains, hosts, truncated = got
+        if not cleaned:
+            return False
+        if valid_domain and not domains:
+            return False
+        ent = udl.get(uri)
+        if ent is None:
+            ent = udl[uri] = {"truncated": True} if truncated else {}
+            if not types.get("noclean"):
+                ent["cleaned"] = cleaned
+            ent["domains"] = domains
+            ent["hosts"] = hosts
+            ent["types"] = types
+            return True
+        if truncated:
+            ent["truncated"] = True
+        if not types.get("noclean"):
+            old = ent.get("cleaned")
+            if old:
+                merged = dict.fromkeys(old)
+                merged.update(dict.fromkeys(cleaned))
+                ent["cleaned"] = list(merged)
+            else:
+                ent["cleaned"] = cleaned
+        for key, new in (("domains", domains), ("hosts", hosts), ("types", types)):
+            have = ent.get(key)
+            ent[key] = {**have, **new} if have else new
+        return True
+
+    seen: set = set()
+    for key, length in found:
+        got = text_memo.get(key)
+        if got is None:
+            got = text_uri(key)
+            if length <= text_uri_max:
+                if len(text_memo) >= text_memo_max:
+                    text_memo.clear()
+                text_memo[key] = got
+        raw, res = got
+        if raw in seen:
+            continue
+        seen.add(raw)
+        if res is not None:
+            add(res[0], dict(res[1]), True)
+    for html in html_all:
+        for uri, info in (html.get("uri_detail") or {}).items():
+            if add(uri, info.get("types"), False):
+                if info.get("anchor_text"):
+                    ent = udl[uri].setdefault("anchor_text", [])
+                    aseen: set = set()
+                    for a in info["anchor_text"]:
+                        if a not in aseen:
+                            aseen.add(a)
+                            ent.append(a)
+    return udl
 
 
 def uri_host(uri: str) -> str | None:

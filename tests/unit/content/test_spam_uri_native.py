@@ -27,12 +27,14 @@ def fast(impl, monkeypatch):
     shortcuts off (the general code only)."""
     su = impl("spamuri")
     monkeypatch.setattr(U, "_simple_http", su.simple_http)
+    monkeypatch.setattr(U, "_plain_canonical", su.plain_canonical)
     monkeypatch.setattr(U, "_uri_host", su.uri_host)
     monkeypatch.setattr(U, "_match_start", su.match_start)
     monkeypatch.setattr(U, "_host_to_domain", su.host_to_domain)
 
     def general():
         monkeypatch.setattr(U, "_simple_http", lambda uri: None)
+        monkeypatch.setattr(U, "_plain_canonical", lambda uri, lits, memo, host_domain: None)
         monkeypatch.setattr(U, "_uri_host", lambda uri: None)
         monkeypatch.setattr(U, "_match_start", lambda s, pos, hit: pos)
         monkeypatch.setattr(U, "_host_to_domain", _general_host_to_domain)
@@ -51,8 +53,13 @@ def test_simple_http_shapes(fast):
     assert su.simple_http("http://www.example.com/a?b=1#c") == ("http://", "www.example.com", "/a?b=1#c")
     assert su.simple_http("https://Example.COM") == ("https://", "Example.COM", "")
     assert su.simple_http("http://a_b-c.d/") == ("http://", "a_b-c.d", "/")
+    assert su.simple_http("http://1.2.3.4/x") == ("http://", "1.2.3.4", "/x")
+    assert su.simple_http("http://192.168.10.255") == ("http://", "192.168.10.255", "")
+    assert su.simple_http("http://9x.a1/") == ("http://", "9x.a1", "/")
+    assert su.simple_http("http://a.com/r?to=b@c.com") == ("http://", "a.com", "/r?to=b@c.com")
     for uri in ("HTTP://example.com/", "http://example.com:80/", "http://example.com?x", "http://example.com#x",
-                "http://1.2.3.4/", "http://example.com./", "http://user@example.com/", "http://ex%41.com/",
+                "http://1234/", "http://0.1.2.3/", "http://1.02.3.4/", "http://1.2.3.0", "http://0x7f.1.1.1/",
+                "http://9x/", "http://1.2.0x3.4/", "http://a.com?x@y", "http://example.com./", "http://user@example.com/", "http://ex%41.com/",
                 "http://example.com/a b", "http://example.com/\\x", "http://example.com/&#46;", "http:///x",
                 "http://", "ftp://example.com/", "http://ex\xe9.com/", "http://example.com/\xe9",
                 "http://exa(mple.com/", " http://example.com/", "http://-x.com-/"):
@@ -126,6 +133,7 @@ def _random_uri(rng: random.Random) -> str:
     toks = ["http://", "https://", "HTTP://", "www.", "example", ".com", ".co.uk", ".", "-", "_", "/",
             "?", "#", ":", ":80", ":443", "@", "%41", "%2f", "&#46;", "&#x41;", "\\", " ", "\n", "\r",
             "\xe9", "\u3002", "0x7f", "127", "1", "google.com/url?q=http://evil.com/x&", "localhost",
+            "1.2.3.4", "10.0.0.1", ".0", ".07", "08", "255.", "http://1.", "http://0", "/x@y.com", "?@",
             "mailto:", "a", "B", "ftp.", "javascript:", "&", "=", "http://foo"]
     return "".join(rng.choice(toks) for _ in range(rng.randrange(1, 9)))
 
@@ -157,3 +165,96 @@ def test_text_matches_as_finditer(fast):
         want = [(m.span(), m.groups()) for m in ux.re.finditer(line)]
         got = [(m.span(), m.groups()) for m in ux._matches([line.encode("latin-1")])]
         assert got == want, line
+
+
+def test_numeric_and_at_hosts_as_the_general_code(fast):
+    """Dotted numeric hosts (decimal, leading zeros, hex labels) and "@" in
+    every place: simple_http takes only those the general steps leave as
+    they are, and the canonical forms and domains are the general code's."""
+    su, general = fast
+    rng = random.Random(23)
+    labels = ["1", "12", "255", "256", "0", "01", "007", "0x1f", "0X7F", "9a", "a9", "", "4294967295"]
+    tails = ["", "/", "/x", "/a@b.com", "?x@y", "#@", ":80/", "/?u=http://b.com/", "@c.com/"]
+    uris = []
+    for _ in range(3000):
+        host = ".".join(rng.choice(labels) for _ in range(rng.randrange(1, 6)))
+        uris.append(rng.choice(["http://", "https://", "http://u@"]) + host + rng.choice(tails))
+    simple = [su.simple_http(u) for u in uris]
+    assert sum(s is not None and s[1][:1].isdigit() for s in simple) > 100
+    assert sum(s is not None and "@" in s[2] for s in simple) > 30
+    ux = _extractor()
+    got = [ux._canonicalize(u) for u in uris]
+    doms = [ux.rb.uri_to_domain(c) for g in got for c in g[0]]
+    general()
+    ref = _extractor()
+    assert got == [ref._canonicalize(u) for u in uris]
+    assert doms == [ref.rb.uri_to_domain(c) for g in got for c in g[0]]
+    assert [U.uri_list_canonicalize(ref.redirectors, [u], ref.rb, ref.redirector_set) for u in uris] == \
+        [g[0] for g in got]
+
+
+def test_plain_canonical_answers_and_memo(fast):
+    """plain_canonical: None without literals (None) or for a URI the
+    general steps must see; else the URI alone, its domain from the memo
+    when there, from host_domain when not (and None kept as no domain)."""
+    su, _ = fast
+    asked = []
+
+    def host_domain(host):
+        asked.append(host)
+        return None if host.endswith(".zz") else (host.split(".", 1)[-1], host)
+    memo = {"www.known.com": ("memo.com", "www.known.com"), "gone.com": None}
+    pc = su.plain_canonical
+    assert pc("http://www.Known.COM/x", (), memo, host_domain) == \
+        (["http://www.Known.COM/x"], {"memo.com": 1}, {"www.known.com": "memo.com"}, False)
+    assert pc("https://gone.com", (), memo, host_domain) == (["https://gone.com"], {}, {}, False)
+    assert asked == []
+    assert pc("http://a.b.zz/", (), memo, host_domain) == (["http://a.b.zz/"], {}, {}, False)
+    assert pc("http://1.2.3.4/p@q", (b"nothere",), memo, host_domain) == \
+        (["http://1.2.3.4/p@q"], {"2.3.4": 1}, {"1.2.3.4": "2.3.4"}, False)
+    assert asked == ["a.b.zz", "1.2.3.4"]
+    for uri, lits in (("http://www.known.com/x", None), ("http://www.known.com/x", (b"known",)),
+                      ("http://www.known.com/GOO", (b"goo",)), ("http://foo/", ()), ("http://www.foo/", ()),
+                      ("http://a.com/b:c", ()), ("http://a.com:80/", ()), ("http://x.com/" + "a" * 8200, ()),
+                      ("ftp://a.com/", ()), ("http://01.2.3.4/", ()), ("http://a.com/%41", ())):
+        assert pc(uri, lits, memo, host_domain) is None, uri
+    assert pc("https://www.foo/", (), memo, host_domain) is not None
+    assert pc("http://www.foo.com/", (), memo, host_domain) is not None
+
+
+def _general_canonical(ux: U.UriExtractor, uri: str) -> tuple:
+    """_canonicalize's general steps, spelt out: uri_list_canonicalize's
+    forms (cut at MAX_URI_LENGTH), their domains and hosts."""
+    cleaned, domains, hosts, truncated = {}, {}, {}, False
+    for c in U.uri_list_canonicalize(ux.redirectors, [uri], ux.rb, ux.redirector_set):
+        if len(c) > U.MAX_URI_LENGTH:
+            c, truncated = c[:U.MAX_URI_LENGTH], True
+        if c not in cleaned:
+            cleaned[c] = None
+            d = ux.rb.uri_to_domain(c)
+            if d is not None:
+                domains[d[0]] = 1
+                hosts[d[1]] = d[0]
+    return list(cleaned), domains, hosts, truncated
+
+
+def test_mailto_as_the_general_code(fast):
+    """A mailto: URI's canonical forms and domains, plain ones (the
+    shortcut) and every other shape, are the general steps'."""
+    _, general = fast
+    rng = random.Random(29)
+    toks = ["mailto:", "MAILTO:", "bob", "@", "Example", ".com", ".zz", ".co.uk", "?subject=x", "&", "<", ">",
+            "%20", "%41", " ", "\n", "\xe9", "=", "+", "'", "a.b", "@@", "x" * 30]
+    uris = ["mailto:" + "".join(rng.choice(toks) for _ in range(rng.randrange(0, 7))) for _ in range(2000)]
+    hosts = ["example.com", "Example.COM", "a.co.uk", "x.zz", "b.de", "1.2.3.4", "c.com.", "d..com"]
+    tails = ["", "", "?subject=x", "&cc=y", "%20", ">", " ", "@e.com", "\n"]
+    uris += [rng.choice(["mailto:", "MAILTO:", "mailto:%20", "mailto:<"]) + rng.choice(["bob", "a.b", "x+y"]) + "@"
+             + rng.choice(hosts) + rng.choice(tails) for _ in range(2000)]
+    uris += ["mailto:bob@example.com", "mailto:Bob@WWW.Example.CO.UK", "mailto:a@b@c.com", "mailto:nobody",
+             "mailto:x@" + "a" * 9000 + ".com"]
+    ux = _extractor()
+    got = [ux._canonicalize(u) for u in uris]
+    assert sum(bool(g[1]) for g in got) > 300
+    general()
+    ref = _extractor()
+    assert got == [_general_canonical(ref, u) for u in uris]

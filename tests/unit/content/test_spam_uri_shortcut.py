@@ -55,8 +55,11 @@ def _uris() -> list[str]:
 
 
 @pytest.mark.parametrize("redirectors", [REDIRECTORS, [], REDIRECTORS[:1]], ids=["three", "none", "one"])
-def test_shortcut_gives_the_general_result(redirectors, monkeypatch):
+def test_shortcut_gives_the_general_result(redirectors, impl, monkeypatch):
     uris = _uris()
+    su = impl("spamuri")
+    monkeypatch.setattr(U, "_simple_http", su.simple_http)
+    monkeypatch.setattr(U, "_plain_canonical", su.plain_canonical)
     ux = _extractor(redirectors)
     general_calls = []
     real = U.uri_list_canonicalize
@@ -76,6 +79,7 @@ def test_shortcut_gives_the_general_result(redirectors, monkeypatch):
     if redirectors:
         assert "http://www.google.com/url?q=http://evil.com/x&y" in general_calls
     monkeypatch.setattr(U, "_simple_http", lambda uri: None)     # the general steps only
+    monkeypatch.setattr(U, "_plain_canonical", lambda uri, lits, memo, host_domain: None)
     ref = _extractor(redirectors)
     assert got == [ref._canonicalize(u) for u in uris]
     assert sum(bool(g[1]) for g in got) > 500

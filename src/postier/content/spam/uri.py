@@ -44,13 +44,22 @@ positions near each hit (UriExtractor._window_match) instead of a search
 that, finding nothing, would read the rest of the line from every position.
 With ASCII TLDs ([a-z][a-z0-9-]*) that whole search runs in C
 (spamuri.UriMatcher: the pattern's alternatives matched by hand at the same
-start positions, the same groups as the regex's) and the regex is not run.
+start positions, the same groups as the regex's) and the regex is not run
+(nor built: the regex and its RE2 prefilter are cached properties, built
+only for the fallback).  The plain-URL shortcut is one compiled call
+(spamuri.plain_canonical) and also takes dotted numeric hosts that no
+step rewrites and an "@" after the host; a plain mailto: URI takes its
+host's domain directly; and detail_list's loops (memo look-ups, entries,
+merges, anchor texts) run in C (spamuri.detail_entries), calling back
+only for what no memo holds yet.
 
 Parameters read: none (the rule set supplies the TLD lists and redirector
 patterns).
 """
 
 from __future__ import annotations
+
+from functools import cached_property
 
 from postier import native
 from postier.content.spam import bre as re
@@ -59,6 +68,8 @@ from postier.content.spam.uripattern import START_CHARS, tlds_re, trie_re, uri_p
 
 _su = native.load("spamuri")
 _simple_http = _su.simple_http
+_plain_canonical = _su.plain_canonical      # _canonicalize's plain-URL shortcut
+_detail_entries = _su.detail_entries        # detail_list's loops, compiled
 _uri_host = _su.uri_host
 _match_start = _su.match_start
 _any_in = _su.any_in                        # lowercase literals in a target
@@ -661,17 +672,10 @@ class UriExtractor:
             self._redirector_lits = ()
         elif self.redirector_set is not None:
             self._redirector_lits = getattr(self.redirector_set, "postier_literals", None)
-        self.re = uri_pattern(rb.tlds_re)
-        # what every match of self.re contains (a scheme, www./ftp., mailto:,
-        # an @ or a dot and a TLD): lines without any are skipped cheaply
-        self.maybe = None
-        try:
-            import re2
-            self.maybe = re2.compile(
-                rb"(?i)(?:(?:https?|ftp)://|(?:www[0-9]{0,2}|ftp)\.|mailto:|@|\.(?:"
-                + rb.tlds_alts.encode("latin-1") + rb"))")
-        except Exception:  # noqa: BLE001 - pyre2 raises several types; then no shortcut
-            self.maybe = None
+        # self.re (the linkified-URI regex), self.maybe and self.hit (its
+        # prefilter) are built when first asked for (cached properties
+        # below): with the compiled matcher, only the fallback for TLDs
+        # outside [a-z][a-z0-9-]* and the tests ask
         # spamuri.uri_lines keeps the lines holding "@", ":", a "." after
         # [wWpP0-9] or a "." before [A-Za-z\x80-\xff]: every hit of self.maybe
         # holds one (a scheme's or mailto:'s ":", "@", the "." of www./www1./
@@ -680,16 +684,7 @@ class UriExtractor:
         self.lines_filter = None
         if all(t and ("a" <= t[0].lower() <= "z" or t[0] >= "\x80") for t in rb.tlds):
             self.lines_filter = _uri_lines
-        # self.hit(line, pos): the start of self.maybe's first hit at or after
-        # pos, or -1: spamuri.UriPrefilter's compiled scan when the TLDs are
-        # ASCII (the same answers: tests/unit/content/test_spam_uri_lines.py),
-        # else self.maybe's search; None without either (finditer then)
-        self.hit = None
         tl = rb.tlds or {"no_tlds_defined"}          # (tlds_alts for no TLDs)
-        if all(t.isascii() for t in tl):
-            self.hit = _su.UriPrefilter(tl).search
-        elif self.maybe is not None:
-            self.hit = _re2_hit(self.maybe.search)
         # text_uris' matcher: spamuri.UriMatcher, self.re's matches found in C
         # (the same groups and lengths: tests/unit/content/test_spam_uri_matcher.py)
         # when every TLD is [a-z][a-z0-9-]*, else None (self._matches)
@@ -697,6 +692,37 @@ class UriExtractor:
             self.matcher = _su.UriMatcher(tl)
         except ValueError:
             self.matcher = None
+
+    @cached_property
+    def re(self):
+        """PerMsgStatus::_tbirdurire with the registry's TLDs."""
+        return uri_pattern(self.rb.tlds_re)
+
+    @cached_property
+    def maybe(self):
+        """What every match of self.re contains (a scheme, www./ftp., mailto:,
+        an @ or a dot and a TLD), an RE2 regex on bytes: lines without any
+        are skipped cheaply.  None without pyre2."""
+        try:
+            import re2
+            return re2.compile(
+                rb"(?i)(?:(?:https?|ftp)://|(?:www[0-9]{0,2}|ftp)\.|mailto:|@|\.(?:"
+                + self.rb.tlds_alts.encode("latin-1") + rb"))")
+        except Exception:  # noqa: BLE001 - pyre2 raises several types; then no shortcut
+            return None
+
+    @cached_property
+    def hit(self):
+        """hit(line, pos): the start of self.maybe's first hit at or after
+        pos, or -1: spamuri.UriPrefilter's compiled scan when the TLDs are
+        ASCII (the same answers: tests/unit/content/test_spam_uri_lines.py),
+        else self.maybe's search; None without either (finditer then)."""
+        tl = self.rb.tlds or {"no_tlds_defined"}          # (tlds_alts for no TLDs)
+        if all(t.isascii() for t in tl):
+            return _su.UriPrefilter(tl).search
+        if self.maybe is not None:
+            return _re2_hit(self.maybe.search)
+        return None
 
     def _matches(self, lines: list[bytes]):
         """The matches of self.re in each line, as re.finditer finds them."""
@@ -861,6 +887,18 @@ class UriExtractor:
 
     def detail_list(self, lines: list[bytes], html_all: list[dict]) -> dict[str, dict]:
         """get_uri_detail_list: {raw uri: {"cleaned": [...], "types": {...}, ...}}."""
+        if self.matcher is not None:
+            found = self.matcher.matches(lines)
+        else:
+            found = [(m.groups(), m.end() - m.start()) for m in self._matches(lines)]
+        # text_uris, then add for each of its URIs and for each HTML part's
+        # (the same entries in the same order), in one compiled call
+        return _detail_entries(found, html_all, self._text_memo, self._text_uri, self._canon_memo,
+                               self._canonicalize, _DETAIL_LIMITS)
+
+    def _detail_list(self, lines: list[bytes], html_all: list[dict]) -> dict[str, dict]:
+        """detail_list spelt out with text_uris and add (what
+        spamuri.detail_entries does in one call; the tests compare them)."""
         udl: dict[str, dict] = {}
         memo: dict = {}
         for uri, types in self.text_uris(lines):
@@ -951,19 +989,25 @@ class UriExtractor:
         (no embedded URL) and no bare-name form (https, or a "." in its host
         after a leading "www.") is its only canonical form, and its host
         part is its host lowercased (spamuri.uri_host's answer for it):
-        answered here without the general steps (the same result)."""
-        simple = _simple_http(uri)
-        if simple is not None and len(uri) <= MAX_URI_LENGTH:
-            proto, host, rest = simple
-            lits = self._redirector_lits
-            if ":" not in rest and lits is not None and not (lits and _any_in(uri.encode("ascii"), lits)):
-                nhost = host.lower()
-                if not (proto == "http://" and ("." not in nhost
-                                                or (nhost.startswith("www.") and "." not in nhost[4:]))):
-                    d = self.rb._host_domain(nhost)
-                    if d is None:
-                        return [uri], {}, {}, False
-                    return [uri], {d[0]: 1}, {d[1]: d[0]}, False
+        answered in one compiled call without the general steps (the same
+        result; spamuri.plain_canonical).  So is a plain mailto: URI (printable,
+        without "?", "&", "<" or "%"): its only form is itself, its domain the
+        one of the host after its only "@"."""
+        rb = self.rb
+        got = _plain_canonical(uri, self._redirector_lits, rb._host_memo, rb._host_domain)
+        if got is not None:
+            return got
+        if uri[:7] == "mailto:" and len(uri) <= MAX_URI_LENGTH and _PLAIN_MAILTO(uri) is not None:
+            # printable, no "?", "&", "<" or "%": uri_list_canonicalize keeps
+            # it as its only form (none of its mail forms applies) and
+            # uri_to_domain takes the host after its only "@"
+            i = uri.find("@")
+            if i < 0 or uri.find("@", i + 1) >= 0:
+                return [uri], {}, {}, False
+            d = rb._host_domain(uri[i + 1:].lower())
+            if d is None:
+                return [uri], {}, {}, False
+            return [uri], {d[0]: 1}, {d[1]: d[0]}, False
         cleaned: dict[str, None] = {}
         domains: dict[str, int] = {}
         hosts: dict[str, str] = {}
@@ -983,10 +1027,12 @@ class UriExtractor:
         return list(cleaned), domains, hosts, truncated
 
 
+_PLAIN_MAILTO = re.compile(r"mailto:[!-$'-;=>@-~]*\Z").match
 _CANON_MEMO_MAX = 4096         # URIs remembered (then forgotten all at once)
 _CANON_MEMO_URI_MAX = 1024     # longer ones are not remembered
 _TEXT_MEMO_MAX = 2048          # text_uris: matches remembered (then forgotten all at once)
 _TEXT_MEMO_URI_MAX = 512       # longer ones are not remembered
+_DETAIL_LIMITS = (_TEXT_MEMO_MAX, _TEXT_MEMO_URI_MAX, _CANON_MEMO_MAX, _CANON_MEMO_URI_MAX)
 _BEFORE_HIT = 256        # >= the 252 characters a host or mailbox may have before its hit
 _LONG_REST = 128         # _matches: a longer rest of the line is searched window by window
 _WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")   # re.A's \w
