@@ -60,8 +60,9 @@ only at the line starts its loose form passes: count_line_starts).  The
 line-area rules a scan always has to confirm with a long RE2 regex share
 union gates (_line_gates): one failing search of the union rules them all
 out (on ASCII text, the union restricted to ASCII: _ascii_gate); past a
-gate (or a family gate: _family_gates) its rules are confirmed only on
-the subjects the gate matches.  A rule whose Hyperscan entry is inexact only
+gate (or a family gate: _family_gates; or a rule's own Hyperscan scan of
+a superset of it: _wide_gates) its rules are confirmed only on the
+subjects the gate matches.  A rule whose Hyperscan entry is inexact only
 by one negative look-ahead of plain text takes the report as final where
 the buffer lacks that text (_lookahead_gap).  The body area's databases
 of long and 8-bit expressions have ASCII twins (hsdb: ascii_long), the rawbody and uri
@@ -95,7 +96,7 @@ from postier.content.spam import perlre, rulecache
 from postier.content.spam.asciire import VERSION as _ASCII_VERSION
 from postier.content.spam.asciire import ascii_only
 from postier.content.spam.gateatom import atom_gate
-from postier.content.spam.gatehs import HsGate, MixedGate, hs_gate
+from postier.content.spam.gatehs import HsGate, MixedGate, hs_gate, wide_gate
 from postier.content.spam.headers import HeaderView, plain_name
 from postier.content.spam.hsdb import (
     CHATTY_REPORTS,
@@ -1060,7 +1061,9 @@ def _line_gates(rules: list[RRule], db: AreaDatabase,
     share a family gate (_family_gates), appended to the list.  Each gate
     is (RE2 regex, member rule indexes); past a gate, Run._lines confirms
     its members only on the subjects it matches alone (a member's match
-    in a subject is one of the gate's there)."""
+    in a subject is one of the gate's there).  A rule left out of these
+    whose RE2 form is at least WIDE_GATE_MIN long gets a gate of its own
+    where Hyperscan takes its wide form (_wide_gates)."""
     groups: dict[bool, list[tuple[int, object]]] = {}
     for i, rr in enumerate(rules):
         if i not in db.always and not (rr.entry is not None and rr.entry.solo):
@@ -1079,7 +1082,33 @@ def _line_gates(rules: list[RRule], db: AreaDatabase,
         except Exception:  # noqa: BLE001, S112 - pyre2 raises several types: no gate
             continue
         out.append((urx, frozenset(i for i, _f in members)))
-    return out + _family_gates(rules, db, cache_dir)
+    out += _family_gates(rules, db, cache_dir)
+    return out + _wide_gates(rules, db, frozenset().union(*(m for _g, m in out)), cache_dir)
+
+
+WIDE_GATE_MIN = 4000        # RE2 forms this long (not in another gate) get a wide gate
+
+
+def _wide_gates(rules: list[RRule], db: AreaDatabase, taken: frozenset,
+                cache_dir: str | None = None) -> list[tuple[object, frozenset]]:
+    """Gates of one rule each (gatehs.wide_gate: a Hyperscan scan of a
+    superset of the rule's joined form) for the rules of a line area a scan
+    always (or nearly always: a solo entry) confirms with an RE2 form of
+    at least WIDE_GATE_MIN bytes that no other gate holds (the rules of
+    `taken`): __FILL_THIS_FORM_PARTIAL and _RAW, whose RE2 search cost
+    ~15-25 us per body on a first pass (their Hyperscan prefilter form
+    reports on nearly every body; the wide form on ~2-8%)."""
+    out = []
+    for i, rr in enumerate(rules):
+        if i in taken or (i not in db.always and not (rr.entry is not None and rr.entry.solo)):
+            continue
+        form = _gate_form(rr, i in db.exact)
+        if form is None or len(form.pattern) < WIDE_GATE_MIN:
+            continue
+        gate = wide_gate(*rr.source, form.pattern, cache_dir)
+        if gate is not None:
+            out.append((gate, frozenset((i,))))
+    return out
 
 
 class _NoMatch:
@@ -1667,7 +1696,9 @@ class Run:
                 key = (gate, b is not buf)
                 nb = narrowed.get(key)
                 if nb is None:
-                    sub = [s for s in ls if gate.contains(perlre.joined_buffer([s]))]
+                    subjects = getattr(gate, "subjects", None)  # one scan (AtomGate, HsGate)
+                    sub = (subjects(b, ls) if subjects is not None
+                           else [s for s in ls if gate.contains(perlre.joined_buffer([s]))])
                     nb = narrowed[key] = (perlre.joined_buffer(sub), sub)
                 b, ls = nb
                 if not ls:
@@ -1690,7 +1721,9 @@ class Run:
                         self.hit(rr.name, n, True)
                 else:
                     lo = rr.loose() if rx is None else rx
-                    if lo is None or lo.contains(b):
+                    # (past a gate, a loose form that is also the per-line
+                    # pre-check answers in _line_rule's pass alone, as below)
+                    if lo is None or (lo is rr.pre and i in gated) or lo.contains(b):
                         self._line_rule(rr, ls)
                 continue
             if i in exact and b is buf:

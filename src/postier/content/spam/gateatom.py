@@ -251,11 +251,37 @@ class AtomGate:
         self.exact = exact
 
     def contains(self, data: bytes) -> bool:
+        return self._walk(data, True) is not None
+
+    def subjects(self, data: bytes, subjects: list[bytes]) -> list[bytes]:
+        """The subjects of the joined buffer data (perlre.joined_buffer of
+        subjects) that contains() matches alone, from data's one scan: a
+        report of the atom lies in one subject, and the walks after it see
+        that subject's bytes and the separators around it, as in the
+        subject's own joined buffer."""
+        ends = self._walk(data, False)
+        if not ends:
+            return []
+        out = []
+        pos = 0             # the separator before subjects[k]
+        k = 0
+        for e in ends:
+            while pos + len(subjects[k]) + 1 < e:
+                pos += len(subjects[k]) + 1
+                k += 1
+            out.append(subjects[k])
+        return out
+
+    def _walk(self, data: bytes, first: bool) -> list | None:
+        """first: a report end of the first subject where the gate matches,
+        else None; not first: the report ends (one per subject) of all the
+        subjects where it matches."""
         ends = self.scan.ends(data)
         later = self.n - 1      # atom ends a match holds after its first one
         m = len(ends)
         rest = self.rest.contains
         find = data.find
+        out: list = []
         k = 0
         while k + later < m:
             # the subject holding ends[k] - 1 (a report end may be that
@@ -267,11 +293,13 @@ class AtomGate:
             for e in ends[k:max(k, j - later)]:
                 # the rest anchored at e - 1 (the atom's match ends there)
                 if rest(data[e - 2:hi + 1]):
-                    if self.exact:
-                        return True
-                    lo = data.rfind(b"\x00", 0, e - 1) + 1
-                    if self.rx.contains(perlre.joined_buffer([data[lo:hi]])):
-                        return True
-                    break       # the subject is answered
+                    if not self.exact:
+                        lo = data.rfind(b"\x00", 0, e - 1) + 1
+                        if not self.rx.contains(perlre.joined_buffer([data[lo:hi]])):
+                            break       # the subject is answered
+                    if first:
+                        return [e]
+                    out.append(e)
+                    break
             k = j
-        return False
+        return out if not first else None

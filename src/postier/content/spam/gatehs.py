@@ -22,6 +22,21 @@ the HS_GATE_SPARE most recently used others are kept).
 MixedGate answers for any text with that form and the gate's own RE2
 regex on the non-ASCII subjects only (its docstring).
 
+Wide gates (wide_gate) serve single line-area rules that every scan has
+to confirm with a long RE2 regex (__FILL_THIS_FORM_PARTIAL and _RAW:
+~9 kB, a search of every body costing ~15-25 us on a first pass, which
+passes on ~8% of bodies at most).  Hyperscan refuses their exact joined
+form ("Pattern is too large": bounded repeats of the <FF_ALL>
+alternation), and its HS_FLAG_PREFILTER approximation of it reports on
+nearly every body.  Their joined form with every bounded repeat's
+optional copies made unbounded ({m,n} -> {m,}) and atomic groups as
+plain groups matches a superset of the subjects the rule matches, and
+Hyperscan takes it exactly (~1 MB, ~1 s of CPU to build, kept in
+cache_dir as spam-widegate-HASH): one scan of ~1-3 us per body that
+reports nearly only where the rule matches.  No report: the rule cannot
+match; else engine.Run._lines confirms it on the subjects the gate
+matches alone.
+
 Only patterns without anchors other than \\b / \\B, look-arounds,
 back-references or atomic groups are taken (on them Hyperscan and RE2
 mean the same for ASCII text).
@@ -73,6 +88,11 @@ def _compile(pattern: bytes):
     exprs = _exprs(pattern)
     if not exprs:
         return None
+    return _compile_exprs(exprs)
+
+
+def _compile_exprs(exprs: list[bytes]):
+    """The Hyperscan database of exact expressions, or None when refused."""
     db = hs.Database(mode=hs.HS_MODE_BLOCK)
     try:
         # no SINGLEMATCH (Vectorscan 5.4 misses matches with it: hsdb.BASE_FLAGS);
@@ -103,6 +123,65 @@ def _loadb(data: bytes):
         return None         # (another Hyperscan build: made again)
 
 
+WIDE_SPARE = 4          # spam-widegate-* files kept besides the one in use
+_WIDE_PREFIX = "spam-widegate-"
+
+
+def _unbounded(node):
+    """node with every repeat's optional copies unbounded and atomic groups
+    as plain groups (each matches a superset of what it replaces), or None
+    when it holds a look-around or a back-reference."""
+    kind = node[0]
+    if kind == "rep":
+        sub = _unbounded(node[1])
+        if sub is None:
+            return None
+        mn, mx = node[2], node[3]
+        return ("rep", sub, mn, None if mx is not None and mx > mn else mx) + tuple(node[4:])
+    if kind in ("seq", "alt"):
+        kids = [_unbounded(c) for c in node[1]]
+        return None if any(k is None for k in kids) else (kind, kids)
+    if kind in ("group", "atomic"):
+        sub = _unbounded(node[1])
+        return None if sub is None else ("group", sub, node[2] if kind == "group" else None)
+    if kind in ("set", "anchor"):
+        return node
+    return None
+
+
+def wide_expr(pattern: str, mods: str) -> bytes | None:
+    """The Hyperscan expression of a Perl regex's wide form (module
+    docstring) for a joined buffer (perlre.joined_buffer): it matches there
+    wherever some subject holds a match of the regex; None when there is
+    no such form (look-arounds, back-references, an expression Hyperscan
+    would not take exactly, one that may match empty)."""
+    tree = perlre._parse(pattern, mods)
+    if tree is None:
+        return None
+    wide = _unbounded(perlre._joined(tree, True, True, []))
+    if wide is None or perlre._min_len(wide) < 1:
+        return None
+    try:
+        em = resyntax.emit(wide, "hs")
+    except (resyntax.Unsupported, RecursionError):
+        return None
+    return em.pattern if em.exact else None
+
+
+def wide_gate(pattern: str, mods: str, gate_pattern: bytes,
+              cache_dir: str | None = None) -> HsGate | None:
+    """The wide gate of a Perl regex (module docstring) as an HsGate whose
+    pattern is gate_pattern (the rule's RE2 form the gate stands before),
+    or None (no wide form, or Hyperscan refuses it: remembered in
+    cache_dir)."""
+    expr = wide_expr(pattern, mods)
+    if expr is None:
+        return None
+    db = cached_database(b"wide\0" + expr, lambda: _compile_exprs([expr]), cache_dir,
+                         _WIDE_PREFIX, WIDE_SPARE)
+    return None if db is None else HsGate(gate_pattern, db)
+
+
 def hs_gate(pattern: bytes, cache_dir: str | None = None) -> HsGate | None:
     """The Hyperscan form of an RE2 gate pattern (module docstring), or None."""
     db = cached_database(pattern, lambda: _compile(pattern), cache_dir, _PREFIX)
@@ -130,6 +209,26 @@ class HsGate:
         except hs.ScanTerminated:
             pass
         return bool(hits)
+
+    def subjects(self, data: bytes, subjects: list[bytes]) -> list[bytes]:
+        """The subjects of the joined buffer data (perlre.joined_buffer of
+        subjects) holding a report end of one scan of data, or a separator
+        next to one (hsdb.report_subjects): every subject contains()
+        matches alone, and at most its neighbours besides (a joined form's
+        match takes one subject and the separators around it)."""
+        loc = self._local
+        sc = getattr(loc, "scratch", None)
+        if sc is None:
+            sc = loc.scratch = hs.Scratch(self.db)
+        flat: list = []
+        self.db.scan(data, _eng.on_match_end, 0, flat, sc)
+        if not flat:
+            return []
+        lens = [len(x) for x in subjects]
+        ks: set[int] = set()
+        for i in set(flat[::2]):
+            ks.update(_eng.report_subjects([(flat, None)], i, lens))
+        return [subjects[k] for k in sorted(ks)]
 
 
 class MixedGate:
