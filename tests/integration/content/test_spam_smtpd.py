@@ -117,6 +117,36 @@ def test_discard_destiny_queues_nothing(start_postier, rules_dir):
     assert queued(srv) == []
 
 
+def test_concurrent_sessions_each_get_their_own_verdict(start_postier, rules_dir):
+    """Sessions ending DATA at the same time (their scans may run as one
+    batch: spam_scan_batch_limit): every message gets the verdict of its own
+    text -- rejected, tagged or clean -- and nothing else's."""
+    import concurrent.futures
+    srv = start_postier(spam_params(rules_dir, final_spam_destiny="reject",
+                                    spam_kill_level="5"))
+    kinds = ["spam", "tag", "ham"] * 6
+    bodies = {"spam": b"xyzzyspam\n", "tag": b"plughtag\n", "ham": b"nothing to see\n"}
+
+    def send(k: int):
+        return smtp_send(srv.port, plain(bodies[kinds[k]] + b"message %d\n" % k,
+                                         subject=f"m{k}"))[1]
+
+    with concurrent.futures.ThreadPoolExecutor(len(kinds)) as ex:
+        replies = list(ex.map(send, range(len(kinds))))
+    for k, r in enumerate(replies):
+        if kinds[k] == "spam":
+            assert r.code == 554 and r.text.endswith("SPAM, score=10"), (k, r.text)
+            continue
+        assert r.code == 250 and "queued as" in r.text, (k, r.text)
+        head = head_of(queue_cat(srv.etc, r.text.rsplit(" ", 1)[1]))
+        assert f"\nSubject: m{k}" in "\n" + head
+        if kinds[k] == "tag":
+            assert "X-Spam-Score: 3\n" in head and "POSTIER_T_TAGTOKEN" in head, (k, head)
+        else:
+            assert "X-Spam" not in head, (k, head)
+    assert len(queued(srv)) == 12
+
+
 def test_empty_rules_directory_fails_startup(start_postier, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -2,6 +2,7 @@
 
     scanner = SpamScanner(cfg)                  # reads the rules, compiles (cached)
     v = scanner.scan(message_bytes)             # Verdict(score, hits, required)
+    vs = scanner.scan_many([m1, m2, ...])       # the same, run phase by phase (faster)
     v.is_spam                                   # score >= required (required_score, 5.0)
 
 This is the entry point postier.content.scan (end of DATA), `postier rules`
@@ -93,3 +94,11 @@ class SpamScanner:
     def scan(self, data: bytes) -> Verdict:
         r = self.run(data)
         return Verdict(round(r.score, 3), list(r.hits), self.required)
+
+    def scan_many(self, datas: list[bytes]) -> list[Verdict | Exception]:
+        """scan() of each message, the batch run phase by phase
+        (CompiledRules.run_many: less CPU per message); a message whose scan
+        raised gets that exception instead of its Verdict."""
+        return [r if isinstance(r, Exception) else
+                Verdict(round(r.score, 3), list(r.hits), self.required)
+                for r in self.compiled.run_many(datas)]
