@@ -1,6 +1,6 @@
 """spamuri.detail_entries (UriExtractor.detail_list's loops in one call)
-gives the entries UriExtractor._detail_list gives with text_uris and add
-spelt out -- same keys in the same order, same lists and dicts -- for text
+gives the entries _spelt_out (below) gives with UriExtractor.text_uris and
+add -- same keys in the same order, same lists and dicts -- for text
 and HTML URIs together (a URI in both, twice in a part, in two parts,
 with and without anchor texts, types None or marked noclean, cut to
 MAX_URI_LENGTH, without a domain), on both twins; and it leaves the
@@ -54,6 +54,20 @@ def _ordered(udl: dict) -> list:
             for u, e in udl.items()]
 
 
+def _spelt_out(ux: U.UriExtractor, lines: list[bytes], html_all: list[dict]) -> dict[str, dict]:
+    """detail_list spelt out with text_uris and add: the reference."""
+    udl: dict[str, dict] = {}
+    memo: dict = {}
+    for uri, types in ux.text_uris(lines):
+        ux.add(udl, uri, types, True, memo)
+    for html in html_all:
+        for uri, info in (html.get("uri_detail") or {}).items():
+            if ux.add(udl, uri, info.get("types"), False, memo) and info.get("anchor_text"):
+                ent = udl[uri].setdefault("anchor_text", [])
+                ent.extend(dict.fromkeys(info["anchor_text"]))       # once per part
+    return udl
+
+
 @pytest.fixture
 def entries(impl, monkeypatch):
     monkeypatch.setattr(U, "_detail_entries", impl("spamuri").detail_entries)
@@ -66,7 +80,7 @@ def test_same_entries_as_spelt_out(entries):
     for _ in range(400):
         lines = [rng.choice(TEXTS) for _ in range(rng.randrange(0, 4))]
         html_all = [_html(rng) for _ in range(rng.randrange(0, 3))]
-        want = slow._detail_list(lines, copy.deepcopy(html_all))
+        want = _spelt_out(slow, lines, copy.deepcopy(html_all))
         got = fast.detail_list(lines, html_all)
         assert _ordered(got) == _ordered(want), (lines, html_all)
         nonempty += bool(got)

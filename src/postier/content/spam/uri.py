@@ -896,25 +896,6 @@ class UriExtractor:
         return _detail_entries(found, html_all, self._text_memo, self._text_uri, self._canon_memo,
                                self._canonicalize, _DETAIL_LIMITS)
 
-    def _detail_list(self, lines: list[bytes], html_all: list[dict]) -> dict[str, dict]:
-        """detail_list spelt out with text_uris and add (what
-        spamuri.detail_entries does in one call; the tests compare them)."""
-        udl: dict[str, dict] = {}
-        memo: dict = {}
-        for uri, types in self.text_uris(lines):
-            self.add(udl, uri, types, True, memo)
-        for html in html_all:
-            for uri, info in (html.get("uri_detail") or {}).items():
-                if self.add(udl, uri, info.get("types"), False, memo):
-                    if info.get("anchor_text"):
-                        ent = udl[uri].setdefault("anchor_text", [])
-                        seen: set[str] = set()
-                        for a in info["anchor_text"]:
-                            if a not in seen:
-                                seen.add(a)
-                                ent.append(a)
-        return udl
-
     @staticmethod
     def truncated_in(udl: dict) -> bool:
         """PerMsgStatus's uri_truncated: a canonical URI was cut to MAX_URI_LENGTH."""
