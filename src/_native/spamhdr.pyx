@@ -191,23 +191,22 @@ cdef class _Plan:
             G.skip = bool(g[6])
             G.dbpart = g[7]
             G.idx = n
-            for i in <tuple>g[2]:
-                self._rule_index(i)
-                self.arr[n] = i
-                n += 1
+            n = self._copy_ids(<tuple>g[2], n)
             G.nidx = n - G.idx
             G.always = n
-            for i in <tuple>g[3]:
-                self._rule_index(i)
-                self.arr[n] = i
-                n += 1
+            n = self._copy_ids(<tuple>g[3], n)
             G.nalways = n - G.always
             G.negs = n
-            for i in <tuple>g[4]:
-                self._rule_index(i)
-                self.arr[n] = i
-                n += 1
+            n = self._copy_ids(<tuple>g[4], n)
             G.nnegs = n - G.negs
+
+    cdef Py_ssize_t _copy_ids(self, tuple ids, Py_ssize_t n) except -1:
+        """The rule indexes of ids into arr from n on (each checked); the next n."""
+        for i in ids:
+            self._rule_index(i)
+            self.arr[n] = i
+            n += 1
+        return n
 
     cdef int _rule_index(self, Py_ssize_t i) except -1:
         if i < 0 or i >= self.nrules:
