@@ -159,7 +159,7 @@ cdef dict _PARSED = {"parsed": 1}
 
 cdef bint _detail_add(dict udl, dict memo, dict canon_memo, canonicalize, Py_ssize_t canon_memo_max,
                       Py_ssize_t canon_uri_max, str uri, object types, bint valid_domain) except -1:
-    """UriExtractor.add (the twin's detail_entries.add)."""
+    """One URI into the detail list (the twin's detail_entries.add)."""
     cdef object got, have
     cdef tuple t
     cdef dict ent, merged, td

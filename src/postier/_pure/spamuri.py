@@ -49,9 +49,12 @@ each URI with a copy of its types) then each HTML part's uri_detail, each
 URI's canonical forms, domains and hosts (from canon_memo or
 canonicalize(uri), remembered when the URI is at most limits[3] long,
 canon_memo emptied at limits[2] entries; once per message) merged into its
-entry as UriExtractor.add does (a text URI without a domain is left out;
+entry (a URI without canonical forms, or a text URI without a domain, is left out;
 a new entry holds the remembered lists and dicts themselves, a second one
-merges into new ones), an HTML URI's anchor texts appended once each.
+merges into new ones: types and the domain and host dicts updated, the
+cleaned forms appended where new, "truncated" kept), an HTML URI's anchor
+texts appended once each; a URI without types gets {"parsed": 1}, and
+one whose types hold "noclean" adds no cleaned forms.
 
 uri_host(uri) -> str | None: for a URI whose every character is printable
 ASCII and that does not start with javascript:, cid:, file: or mailto:

@@ -1,6 +1,6 @@
 """spamuri.detail_entries (UriExtractor.detail_list's loops in one call)
 gives the entries _spelt_out (below) gives with UriExtractor.text_uris and
-add -- same keys in the same order, same lists and dicts -- for text
+_add -- same keys in the same order, same lists and dicts -- for text
 and HTML URIs together (a URI in both, twice in a part, in two parts,
 with and without anchor texts, types None or marked noclean, cut to
 MAX_URI_LENGTH, without a domain), on both twins; and it leaves the
@@ -54,15 +54,44 @@ def _ordered(udl: dict) -> list:
             for u, e in udl.items()]
 
 
+def _add(ux: U.UriExtractor, udl: dict, uri: str, types: dict | None, valid_domain: bool,
+         memo: dict) -> bool:
+    """PerMsgStatus's per-URI step: uri's canonical forms, domains and hosts
+    into udl (a second add of a URI merges; a new entry holds the remembered
+    lists and dicts themselves)."""
+    if types is None:
+        types = {"parsed": 1}
+    got = memo.get(uri)
+    if got is None:
+        got = memo[uri] = ux._canonical(uri)
+    cleaned, domains, hosts, truncated = got
+    if not cleaned or (valid_domain and not domains):
+        return False
+    ent = udl.get(uri)
+    if ent is None:
+        ent = udl[uri] = {"truncated": True} if truncated else {}
+        if not types.get("noclean"):
+            ent["cleaned"] = cleaned
+        ent.update(domains=domains, hosts=hosts, types=types)
+        return True
+    if truncated:
+        ent["truncated"] = True
+    if not types.get("noclean"):
+        ent["cleaned"] = list({**dict.fromkeys(ent.get("cleaned") or []), **dict.fromkeys(cleaned)})
+    for key, more in (("domains", domains), ("hosts", hosts), ("types", types)):
+        ent[key] = {**ent[key], **more} if ent.get(key) else more
+    return True
+
+
 def _spelt_out(ux: U.UriExtractor, lines: list[bytes], html_all: list[dict]) -> dict[str, dict]:
-    """detail_list spelt out with text_uris and add: the reference."""
+    """detail_list spelt out with text_uris and _add: the reference."""
     udl: dict[str, dict] = {}
     memo: dict = {}
     for uri, types in ux.text_uris(lines):
-        ux.add(udl, uri, types, True, memo)
+        _add(ux, udl, uri, types, True, memo)
     for html in html_all:
         for uri, info in (html.get("uri_detail") or {}).items():
-            if ux.add(udl, uri, info.get("types"), False, memo) and info.get("anchor_text"):
+            if _add(ux, udl, uri, info.get("types"), False, memo) and info.get("anchor_text"):
                 ent = udl[uri].setdefault("anchor_text", [])
                 ent.extend(dict.fromkeys(info["anchor_text"]))       # once per part
     return udl

@@ -901,53 +901,6 @@ class UriExtractor:
         """PerMsgStatus's uri_truncated: a canonical URI was cut to MAX_URI_LENGTH."""
         return any(info.get("truncated") for info in udl.values())
 
-    def add(self, udl: dict, uri: str, types: dict | None, valid_domain: bool,
-            memo: dict | None = None) -> bool:
-        """Add uri's canonical forms, domains and hosts to udl.  memo: a dict
-        kept across the calls for one message (a URI found in the text and
-        in the HTML is canonicalised once).
-
-        A new entry holds the remembered list and dicts of _canonical and the
-        caller's types dict themselves, not copies (its readers only read
-        them); a second add of the same URI replaces them with merged copies
-        instead of updating them in place."""
-        if types is None:
-            types = {"parsed": 1}
-        got = memo.get(uri) if memo is not None else None
-        if got is None:
-            got = self._canonical(uri)
-            if memo is not None:
-                memo[uri] = got
-        cleaned, domains, hosts, truncated = got
-        if not cleaned:
-            return False
-        if valid_domain and not domains:
-            return False
-        ent = udl.get(uri)
-        if ent is None:
-            # a new entry: the keys in the order the merge below gives them
-            ent = udl[uri] = {"truncated": True} if truncated else {}
-            if not types.get("noclean"):
-                ent["cleaned"] = cleaned
-            ent["domains"] = domains
-            ent["hosts"] = hosts
-            ent["types"] = types
-            return True
-        if truncated:
-            ent["truncated"] = True
-        if not types.get("noclean"):
-            old = ent.get("cleaned")
-            if old:
-                merged = dict.fromkeys(old)
-                merged.update(dict.fromkeys(cleaned))
-                ent["cleaned"] = list(merged)
-            else:
-                ent["cleaned"] = cleaned
-        for key, add in (("domains", domains), ("hosts", hosts), ("types", types)):
-            have = ent.get(key)
-            ent[key] = {**have, **add} if have else add
-        return True
-
     def _canonical(self, uri: str) -> tuple[list, dict, dict, bool]:
         """(cleaned, domains, hosts, truncated) of uri, remembered across messages
         (a function of uri: the registry and redirectors do not change)."""
