@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Per-message loops of the spam engine's eval rules, compiled (twin:
 postier._pure.spameval, where the API is documented): uppercase_counts,
-vertical_words, rfc822_date_fast, run_calls, ma_counts, rcvd_date, qp_lines,
+vertical_words, rfc822_date_fast, date_seconds, run_calls, ma_counts, rcvd_date, qp_lines,
 rcvd_times, text_part_stats, forged_received.  The same results as the twin for every
 input (tests/unit/content/test_spam_evals_native.py).
 
@@ -152,7 +152,7 @@ cdef long _days_before(long y) noexcept:
 
 def rfc822_date_fast(str date):
     cdef Py_ssize_t n = len(date), i = 0, j, k
-    cdef long dd, y, month, hh, mi, ss, tzh, tzm, maxd, t, off
+    cdef long dd, y, month, hh, mi, ss, tzh, tzm
     cdef bint neg
     while i < n and _uws(date[i]):
         i += 1
@@ -242,7 +242,13 @@ def rfc822_date_fast(str date):
             i += 1
         if i < n:
             return False
-    if dd < 1:
+    return _seconds(y, month, dd, hh, mi, ss, -((tzh * 60 + tzm) * 60) if neg else (tzh * 60 + tzm) * 60)
+
+
+cdef object _seconds(long y, long month, long dd, long hh, long mi, long ss, long zone):
+    """Util::parse_rfc822_date's clamps and sum (see date_seconds)."""
+    cdef long maxd, t
+    if dd < 1 or month < 1 or month > 12:
         return None
     if hh > 23:
         hh = 23
@@ -262,11 +268,35 @@ def rfc822_date_fast(str date):
     elif y > 2037:
         y = 2037
     t = ((_days_before(y) + (_CUM1[month - 1] if _leap(y) else _CUM0[month - 1]) + dd - 1) * 86400
-         + hh * 3600 + mi * 60 + ss)
-    off = (tzh * 60 + tzm) * 60
-    if neg:
-        return t + off
-    return 0 if t < off else t - off
+         + hh * 3600 + mi * 60 + ss) - zone
+    return 0 if t < 0 else t
+
+
+def date_seconds(y, month, dd, hh, mi, ss, zone):
+    """See the twin: the clamped fields of a parsed date as seconds."""
+    # (fields past their clamps give the same answer as the clamp's bound:
+    # a day above 31 is past every month's end; huge numbers fit no C long)
+    if y < 0 or month < 0 or dd < 0 or hh < 0 or mi < 0 or ss < 0:
+        raise ValueError("a negative date field")
+    if month > 13:
+        month = 13
+    if dd > 32:
+        dd = 32
+    if hh > 24:
+        hh = 24
+    if mi > 60:
+        mi = 60
+    if ss > 60:
+        ss = 60
+    if y > 9999:              # (a year of the same leap kind)
+        y = 9996 if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0) else 9999
+    if -(1 << 40) <= zone <= 1 << 40:
+        return _seconds(y, month, dd, hh, mi, ss, zone)
+    t = _seconds(y, month, dd, hh, mi, ss, 0)      # (a zone no C long holds)
+    if t is None:
+        return None
+    t -= zone
+    return 0 if t < 0 else t
 
 
 def run_calls(list calls, ctx, dict values):

@@ -4,6 +4,7 @@ spam engine's eval rules (postier.content.spam.evals).
     uppercase_counts(lines, jis)   # MIMEEval check_for_uppercase's counts over body lines
     vertical_words(lines)          # BodyEval tvd_vertical_words's value
     rfc822_date_fast(date)         # Util::parse_rfc822_date of a date in the common shape
+    date_seconds(y, month, dd, hh, mi, ss, zone)  # its clamps and sum, for any parsed date
     run_calls(calls, ctx, values)  # the engine's eval calls of one area (Run._evals)
     ma_counts(text, uni, counts)   # multipart_alternative_difference's words, counted
     rcvd_date(line)                # the date of a Received line (check_for_shifted_date)
@@ -30,6 +31,15 @@ Util::parse_rfc822_date does (fields clamped, the day past the month's end
 taken as the 1st of the next month, the year to 1970..2037, the zone
 offset applied, never below 0); None for day 0; False for any other shape
 (the caller takes the general way).
+
+date_seconds(y, month, dd, hh, mi, ss, zone) -> int | None: the fields of
+a parsed date (ints >= 0 of any size, ValueError for a negative one; zone
+any int) as Util::parse_rfc822_date sums them: None
+for day < 1 (or a month outside 1..12), hour/minute/second clamped to
+23/59/59, a day past the month's end the 1st of the next month, the year
+then clamped to 1970..2037, zone (the offset in seconds east of UTC)
+taken away, never below 0.  rfc822_date_fast and the general parser
+(postier.content.spam.evals) both end here.
 
 ma_counts(text, uni, counts) -> None: adds to counts (word -> count) the
 maximal runs of non-space characters of text that hold a word character
@@ -142,26 +152,29 @@ def rfc822_date_fast(date: str) -> int | None | bool:
     dd, mon, yyyy, hh, mi, ss, sign, tzh, tzm = m.groups()
     y = int(yyyy)
     month = _MONTHS[mon]
-    d = int(dd)
-    if d < 1:
+    off = (int(tzh) * 60 + int(tzm)) * 60
+    return date_seconds(y, month, int(dd), int(hh), int(mi), int(ss), -off if sign == "-" else off)
+
+
+def date_seconds(y: int, month: int, dd: int, hh: int, mi: int, ss: int, zone: int) -> int | None:
+    if y < 0 or month < 0 or dd < 0 or hh < 0 or mi < 0 or ss < 0:
+        raise ValueError("a negative date field")
+    if dd < 1 or not 1 <= month <= 12:
         return None
-    hh = min(int(hh), 23)
-    mi = min(int(mi), 59)
-    ss = min(int(ss), 59)
+    hh = min(hh, 23)
+    mi = min(mi, 59)
+    ss = min(ss, 59)
     maxd = 29 if month == 2 and _leap(y) else _MAXD[month]
-    if d > maxd:
-        d = 1
+    if dd > maxd:
+        dd = 1
         month += 1
         if month > 12:
             month = 1
             y += 1
     y = min(max(y, 1970), 2037)
-    t = ((_YEAR_DAYS[y] + _CUM_DAYS[_leap(y)][month - 1] + d - 1) * 86400
-         + hh * 3600 + mi * 60 + ss)
-    off = (int(tzh) * 60 + int(tzm)) * 60
-    if sign == "-":
-        return t + off
-    return 0 if t < off else t - off
+    t = ((_YEAR_DAYS[y] + _CUM_DAYS[_leap(y)][month - 1] + dd - 1) * 86400
+         + hh * 3600 + mi * 60 + ss) - zone
+    return 0 if t < 0 else t
 
 
 def run_calls(calls: list, ctx, values: dict) -> None:

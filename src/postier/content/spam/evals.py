@@ -52,23 +52,28 @@ of a host, a MIME part's header summary, check_equal_from_domains's
 domains), the address lists of the stock rules (*@domain) are matched as
 string suffixes (_AddrMatcher), a few groups of rules run as one call
 (bind_calls: the check_for_shifted_date rules, the HTML evals, nothing
-to do without HTML, and the forged Received checks of a From domain,
-nothing to do unless the From address holds it), EvalContext.get_list
-answers a header the message lacks without asking HeaderView, and the
+to do without HTML, the forged Received checks of a From domain,
+nothing to do unless the From address holds it, and the rules that test
+one per-message value: the MIME summary, the image summary, the body
+length, the uppercase ratio), similar_recipients's pairs are counted by
+group (not pair by pair: 256 addresses cost 2.2 ms that way),
+EvalContext.get_list answers a header the message lacks without asking
+HeaderView, and the
 per-line loops of check_for_uppercase, tvd_vertical_words and MIMEEval's
 quoted-printable and text-part counts, the Received dates, the common
-shape of a date and the forged Received trail run in
-postier._native.spameval (twin: postier._pure.spameval).
+shape of a date, the clamps and sum of every parsed date (date_seconds,
+for the common shape and _parse_date_slow alike) and the forged Received
+trail run in postier._native.spameval (twin: postier._pure.spameval).
 
 Parameters read: none.
 """
 
 from __future__ import annotations
 
-import calendar
 import re as ure
 import struct
 import time as _time
+from collections import Counter
 
 from postier.content.spam import bre as re
 from postier.content.spam import perlre
@@ -209,39 +214,11 @@ def _parse_date_slow(date: str) -> int | None:
         if m and m.group(1) in _TZ:
             tz = _TZ[m.group(1)]
     tz = tz or "-0000"
-    month = _MONTH.get(mon, 0)
-    d = int(dd)
-    ss = min(ss, 59)
-    mm = min(mm, 59)
-    hh = min(hh, 23)
-    maxd = 31
-    if month in (4, 6, 9, 11):
-        maxd = 30
-    elif month == 2:
-        maxd = 29 if (y % 4 == 0 and (y % 100 or y % 400 == 0)) else 28
-    if d > maxd:
-        d = 1
-        month += 1
-        if month > 12:
-            month = 1
-            y += 1
-    y = min(max(y, 1970), 2037)
-    if month < 1 or d < 1:
-        return None
-    try:
-        t = calendar.timegm((y, month, d, hh, mm, ss, 0, 0, 0))
-    except (ValueError, OverflowError):
-        return None
+    # (the clamps and the sum: spameval.date_seconds, as for the common shape)
     m = _D_TZOFF.search(tz)
-    if m:
-        off = (int(m.group(2)) * 60 + int(m.group(3))) * 60
-        if m.group(1) == "-":
-            t += off
-        elif t < off:
-            t = 0
-        else:
-            t -= off
-    return t
+    zone = (int(m.group(2)) * 60 + int(m.group(3))) * 60 if m else 0
+    return _ev.date_seconds(y, _MONTH.get(mon, 0), int(dd), hh, mm, ss,
+                            -zone if m and m.group(1) == "-" else zone)
 
 
 class _MemoRegistry:
@@ -476,18 +453,23 @@ def gated_through_received_hdr_remover(ctx, rule=None):
     return c
 
 
+_GATED_EZMLM = re.compile(r"^contact \S+@\S+; run by ezmlm$", _MA).search
+_GATED_DLTO = re.compile(r"^mailing list \S+@\S+", _MA).search
+_GATED_QMAIL = re.compile(r"qmail \d+ invoked (?:from network|by .{3,20})\); \d+ ... \d+", re.A).search
+_GATED_MSN = re.compile(r"from groups\.msn\.com \(\S+\.msn\.com ", re.A).search
+
+
 def _gated(ctx) -> int:
     txt = ctx.get_or_none("Mailing-List")
-    if txt is not None and re.search(r"^contact \S+@\S+; run by ezmlm$", txt, _MA):
+    if txt is not None and _GATED_EZMLM(txt):
         dlto = ctx.get("Delivered-To")
         rcvd = ctx.get("Received")
-        if re.search(r"^mailing list \S+@\S+", dlto, _MA) and \
-                re.search(r"qmail \d+ invoked (?:from network|by .{3,20})\); \d+ ... \d+", rcvd, re.A):
+        if _GATED_DLTO(dlto) and _GATED_QMAIL(rcvd):
             return 1
     rcvd = ctx.get_or_none("Received")
     if rcvd is None:
         return 1
-    if re.search(r"from groups\.msn\.com \(\S+\.msn\.com ", rcvd, re.A):
+    if _GATED_MSN(rcvd):
         return 1
     return 0
 
@@ -686,6 +668,10 @@ def check_for_matching_env_and_hdr_from(ctx, rule):
     return 1 if ctx.get("EnvelopeFrom:addr").lower() == ctx.get("From:addr").lower() else 0
 
 
+def _pairs(counts: Counter) -> int:
+    return sum(k * (k - 1) // 2 for k in counts.values() if k > 1)
+
+
 def _recipients(ctx):
     c = ctx.cache.get("recips")
     if c is not None:
@@ -708,18 +694,14 @@ def _recipients(ctx):
     srt = len(address) >= 7 and ",".join(address) == ",".join(sorted(address))
     similar = 0.0
     if len(address) >= 5:
-        user = [a[:2] for a in address]
+        # SpamAssassin counts over every pair: the pairs whose users start
+        # alike, and those whose hosts start alike but differ: counted by
+        # group (the pairs of a group of k are k(k-1)/2), the same integers
         fqhn = [(_AT_REST_S(a).group(1) if "@" in a else None) for a in address]
-        host = [f[:2] if f is not None else None for f in fqhn]
-        hits = comb = 0
-        for i in range(len(address)):
-            for j in range(i + 1, len(address)):
-                if user[i] == user[j]:
-                    hits += 1
-                if host[i] == host[j] and fqhn[i] != fqhn[j]:
-                    hits += 1
-                comb += 1
-        similar = hits / comb
+        n = len(address)
+        hits = _pairs(Counter([a[:2] for a in address])) + \
+            _pairs(Counter([f[:2] if f is not None else None for f in fqhn])) - _pairs(Counter(fqhn))
+        similar = hits / (n * (n - 1) // 2)
     c = ctx.cache["recips"] = (srt, similar)
     return c
 
@@ -934,10 +916,14 @@ _RATWARE = re.compile(r"\A(?P<d>[^\0]*)\0(?P<u>[^\0]*)\0(?s:.*?)\b(?P=d).(?P=u)@
 _RATWARE_NAME = re.compile(r"\A(?P<t>[^\0]*)\0(?s:.*?)\"[^\"]+\"\s*<(?P=t)>")
 
 
+_OUTLOOK_MID = re.compile(r"^<[0-9a-f]{4}([0-9a-f]{8})\$[0-9a-f]{8}\$[0-9a-f]{8}@").match
+_OUTLOOK_RCVD = re.compile(r"(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+).*?$", re.A).search
+
+
 @ev()
 def check_outlook_message_id(ctx, rule):
     mid = ctx.get("MESSAGEID")
-    m = re.match(r"^<[0-9a-f]{4}([0-9a-f]{8})\$[0-9a-f]{8}\$[0-9a-f]{8}@", mid)
+    m = _OUTLOOK_MID(mid)
     if not m:
         return 0
     token = int(m.group(1), 16)
@@ -946,7 +932,7 @@ def check_outlook_message_id(ctx, rule):
     if abs(token - int(t * x + y)) < fudge:
         return 0
     rc = ctx.get("Received")
-    m = re.search(r"(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+).*?$", rc, re.A)
+    m = _OUTLOOK_RCVD(rc)
     t = (parse_rfc822_date(m.group(1)) if m else parse_rfc822_date(rc)) or 0
     return 1 if abs(token - int(t * x + y)) >= fudge else 0
 
@@ -986,9 +972,12 @@ def check_unresolved_template(ctx, rule):
     return 0
 
 
+_RATWARE_MID = re.compile(r"<[A-Z]{28}\.([^>]+?)>").search
+
+
 @ev()
 def check_ratware_name_id(ctx, rule):
-    m = re.search(r"<[A-Z]{28}\.([^>]+?)>", ctx.get("MESSAGEID"))
+    m = _RATWARE_MID(ctx.get("MESSAGEID"))
     if not m:
         return 0
     frm = ctx.get("From")
@@ -1000,15 +989,19 @@ def check_ratware_name_id(ctx, rule):
     return 0
 
 
+_SRS_I = re.compile(r"^SRS\d[=+-]", re.I).match
+_USER_AT_DOM_S = re.compile(r"^([^@]+)@(.+)$", re.S).match
+
+
 @ev()
 def check_ratware_envelope_from(ctx, rule):
     to = ctx.get("To:addr")
     frm = ctx.get("EnvelopeFrom:addr")
     if frm == "" or to == "":
         return 0
-    if re.match(r"^SRS\d[=+-]", frm, re.I):
+    if _SRS_I(frm):
         return 0
-    m = re.match(r"^([^@]+)@(.+)$", to, re.S)
+    m = _USER_AT_DOM_S(to)
     if m:
         user, dom = m.group(1), m.group(2)
         dom = ctx.rb.trim_domain(dom)
@@ -2311,12 +2304,15 @@ def check_to_in_all_spam(ctx, rule):
     return check_to_in_list(ctx, rule, "all_spam_to")
 
 
+_MFR_DOMAIN = re.compile(r"@([^@]+\.[^@]+)\Z").search
+
+
 @ev()
 def check_mailfrom_matches_rcvd(ctx, rule):
     sender = ctx.get("EnvelopeFrom:addr")
     if sender == "":
         return 0
-    m = re.search(r"@([^@]+\.[^@]+)\Z", sender)
+    m = _MFR_DOMAIN(sender)
     if not m:
         return 0
     addr_dom = m.group(1).lower()
@@ -2782,6 +2778,54 @@ def _lists_group(members: list):
     return g
 
 
+def _value_group(value, members: list):
+    # members: (name, test) of the calls whose binder marked them per_msg =
+    # (value, test): each hit is a function of one per-message value
+    # (value(ctx), computed once) and of its test, as its bound call tests it
+    if value is _attachments:
+        def g(ctx, rule):
+            st = _attachments(ctx)
+            values = ctx.run.values
+            for name, test in members:
+                if st.get(test) and name not in values:
+                    values[name] = 1
+            return 0
+    elif value is _images:
+        def g(ctx, rule):
+            info = _images(ctx)
+            values = ctx.run.values
+            for name, (key, nmn, nmx) in members:
+                v = info.get(key)
+                if v is None or v < nmn or (nmx is not None and v > nmx):
+                    continue
+                if name not in values:
+                    values[name] = 1
+            return 0
+    elif value is check_for_uppercase:
+        # (as each bound call: the first works the value out and answers
+        # as check_for_uppercase does, the others compare)
+        def g(ctx, rule):
+            values = ctx.run.values
+            for name, (mn, mx, nmn, nmx) in members:
+                v = ctx.cache.get("uppercase")
+                try:
+                    hit = check_for_uppercase(ctx, rule, mn, mx) if v is None else nmn < v <= nmx
+                except Exception:   # noqa: BLE001 - a failing eval is "no hit" (run_calls)
+                    continue
+                if hit and name not in values:
+                    values[name] = 1
+            return 0
+    else:       # _body_len
+        def g(ctx, rule):
+            n = len(ctx.msg.pristine_body)
+            values = ctx.run.values
+            for name, most in members:
+                if n <= most and name not in values:
+                    values[name] = 1
+            return 0
+    return g
+
+
 def _shifted_bounds(args: list) -> tuple | None:
     if len(args) != 2:
         return None
@@ -2796,13 +2840,25 @@ def bind_calls(todo: list) -> list:
     (one date difference, compared with each rule's bounds) and so are the
     HTML evals of _HTML_LOOPS (nothing to do without HTML), the forged
     Received checks of _FROM_DOMAIN (nothing to do unless the From address
-    holds their domain) and the address-list evals (those of an empty list
-    left out), each group where its first rule stands; the evals of _NEVER
+    holds their domain), the address-list evals (those of an empty list
+    left out) and the calls whose binder marked them as a test of one
+    per-message value (_value_group: check_for_mime's MIME summary,
+    image_count's and pixel_coverage's image summary, check_body_length's
+    length), each group where its first rule stands; the evals of _NEVER
     (always 0) make no call."""
     shifted = []
     html = []
     fdom = []
     lists = []
+    per_msg: dict = {}          # value function -> [(name, test)], and id(rule) -> value
+    for _k, r, fn in todo:
+        if fn in BINDERS and fn not in _HTML_LOOPS and fn not in _FROM_DOMAIN and \
+                _list_name(fn, r) is None:
+            b = bind(fn, r)[0]
+            pm = getattr(b, "per_msg", None)
+            if pm is not None:
+                per_msg.setdefault(pm[0], []).append((r.name, pm[1]))
+                per_msg[id(r)] = pm[0]
     for _k, r, fn in todo:
         if fn is check_for_shifted_date and _shifted_bounds(r.args) is not None:
             shifted.append(r)
@@ -2833,6 +2889,12 @@ def bind_calls(todo: list) -> list:
                 placed.add("shifted")
                 calls.append((r.name, r, _shifted_group(
                     [(x.name, *_shifted_bounds(x.args)) for x in shifted]), ()))
+            continue
+        value = per_msg.get(id(r))
+        if value is not None and len(per_msg[value]) > 1:
+            if value not in placed:
+                placed.add(value)
+                calls.append((r.name, r, _value_group(value, per_msg[value]), ()))
             continue
         if len(html) > 1 and fn in _HTML_LOOPS:
             if "html" not in placed:
@@ -2997,6 +3059,7 @@ def _b_result_check(key_prefix: str):
             if value is None or value < nmn or (nmx is not None and value > nmx):
                 return 0
             return 1
+        f.per_msg = (_images, (key, nmn, nmx))      # (_value_group's test)
         return f
     return binder
 
@@ -3011,15 +3074,26 @@ def _b_pixel_coverage(typ=None, mn=None, mx=None):
     return _b_result_check("pc_")(typ, mn, mx)
 
 
+def _body_len(ctx) -> int:
+    return len(ctx.msg.pristine_body)
+
+
 @_binds(check_body_length)
 def _b_body_length(mn):
     n = _num(mn)
-    return lambda ctx, rule: 1 if len(ctx.msg.pristine_body) <= n else 0
+
+    def f(ctx, rule):
+        return 1 if len(ctx.msg.pristine_body) <= n else 0
+    f.per_msg = (_body_len, n)
+    return f
 
 
 @_binds(check_for_mime)
 def _b_for_mime(test):
-    return lambda ctx, rule: 1 if _attachments(ctx).get(test) else 0
+    def f(ctx, rule):
+        return 1 if _attachments(ctx).get(test) else 0
+    f.per_msg = (_attachments, test)
+    return f
 
 
 @_binds(html_tag_exists)
@@ -3051,6 +3125,7 @@ def _b_for_uppercase(mn, mx):
         if v is None:                       # the first call works the value out
             return check_for_uppercase(ctx, rule, mn, mx)
         return 1 if nmn < v <= nmx else 0
+    f.per_msg = (check_for_uppercase, (mn, mx, nmn, nmx))
     return f
 
 
