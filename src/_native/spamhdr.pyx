@@ -9,7 +9,9 @@ compile_plan (the plan and rule information in C arrays, _Plan, made once
 per rule set: the walk reads each group's rule lists and each rule's flags
 and confirmation addresses there instead of from tuples, cold objects
 touched per group and candidate on every message; a list plan is compiled
-on each call) and
+on each call), header_rules_many (header_rules of a batch of messages,
+group-major: each group's databases and rules for every message in turn,
+one _group call each) and
 exists_rules (the `exists:NAME` rules of plain header names); new_memo
 (header_rules' memo across messages: a group's results for a short value
 seen before, applied without scanning or confirming).  Reads no
@@ -279,151 +281,164 @@ cdef object _walk(run, _Plan cp, list vals, list pdbs, count, on_match, on_first
                   list memo, Py_ssize_t *cbuf, unsigned char *mark):
     """header_rules over a compiled plan (the same steps and results)."""
     cdef dict values = run.values
+    cdef dict scanned = {}
+    cdef Py_ssize_t part
+    if len(vals) < cp.ngroups:
+        raise IndexError("header_rules: fewer values than groups")
+    for part in range(cp.ngroups):
+        _group(run, values, cp, part, vals[part], pdbs, count, on_match, on_first, terminated,
+               memo, scanned, cbuf, mark)
+    return None
+
+
+cdef int _group(run, dict values, _Plan cp, Py_ssize_t part, object val, list pdbs, count,
+                on_match, on_first, terminated, list memo, dict scanned, Py_ssize_t *cbuf,
+                unsigned char *mark) except -1:
+    """One group of header_rules' walk on one message's value (scanned: that
+    message's partitions scanned so far)."""
     cdef Py_ssize_t npd = len(pdbs)
-    cdef Py_ssize_t part, k, ncand, i, vlen
+    cdef Py_ssize_t k, ncand, i, vlen
     cdef tuple pd, got, pairs, solos, rtup
-    cdef object val, name, n, d, sc, members, cached, c, obj
+    cdef object name, n, d, sc, members, cached, c, obj
     cdef int rc
     cdef bytes buf
     cdef set found
-    cdef dict scanned = {}
     cdef dict mem
     cdef list ment, res
     cdef tuple ints = cp.ints
     cdef list re2c = cp.re2c
     cdef bint checked
-    cdef _GroupC *G
+    cdef _GroupC *G = &cp.gs[part]
     cdef _RuleC *R
-    for part in range(cp.ngroups):
-        G = &cp.gs[part]
-        val = vals[part]
-        if val is None:
-            if <object>G.unset is None:
-                for name in <tuple>G.missing:
-                    if not values.get(name):
-                        values[name] = 1
-                continue
-            val = <object>G.unset
-        mem = None
-        ment = None
-        if memo is not None:
-            cached = memo[part]
-            if cached is not None and len(<bytes>val) <= _MEMO_LEN:
-                ment = <list>cached
-                mem = <dict>ment[0]
-                ment[1] += 1
-                cached = mem.get(val)
-                if cached is not None:
-                    ment[2] += 1
-                    _apply(run, values, cp, G.negs, G.nnegs, <tuple>cached, val)
-                    continue
-        vlen = PyBytes_GET_SIZE(<bytes>val)
-        ncand = 0
-        if G.direct or memchr(PyBytes_AS_STRING(<bytes>val), 0, vlen) != NULL:
-            checked = False             # a NUL: no joined form; every rule is a candidate
-            for k in range(G.nidx):
-                cbuf[ncand] = cp.arr[G.idx + k]
-                ncand += 1
+    if val is None:
+        if <object>G.unset is None:
+            for name in <tuple>G.missing:
+                if not values.get(name):
+                    values[name] = 1
+            return 0
+        val = <object>G.unset
+    mem = None
+    ment = None
+    if memo is not None:
+        cached = memo[part]
+        if cached is not None and len(<bytes>val) <= _MEMO_LEN:
+            ment = <list>cached
+            mem = <dict>ment[0]
+            ment[1] += 1
+            cached = mem.get(val)
+            if cached is not None:
+                ment[2] += 1
+                _apply(run, values, cp, G.negs, G.nnegs, <tuple>cached, val)
+                return 0
+    vlen = PyBytes_GET_SIZE(<bytes>val)
+    ncand = 0
+    if G.direct or memchr(PyBytes_AS_STRING(<bytes>val), 0, vlen) != NULL:
+        checked = False             # a NUL: no joined form; every rule is a candidate
+        for k in range(G.nidx):
+            cbuf[ncand] = cp.arr[G.idx + k]
+            ncand += 1
+    else:
+        members = <object>G.members
+        got = None
+        if members is not None:
+            got = <tuple>scanned.get(G.dbpart)
+        if got is not None and got[0] == val:
+            found = <set>got[1]
         else:
-            members = <object>G.members
-            got = None
+            found = set()
+            if 0 <= G.dbpart < npd:
+                pd = <tuple>pdbs[G.dbpart]
+                pairs = <tuple>pd[0]
+                solos = <tuple>pd[1]
+                buf = _joined_buf(<bytes>val, vlen)
+                for k in range(len(pairs)):
+                    d, sc = <tuple>pairs[k]
+                    d.scan(buf, on_match, 0, found, sc)
+                if not G.skip:
+                    for k in range(len(solos)):
+                        d, sc = <tuple>solos[k]
+                        try:
+                            d.scan(buf, on_first, 0, found, sc)
+                        except terminated:
+                            pass
             if members is not None:
-                got = <tuple>scanned.get(G.dbpart)
-            if got is not None and got[0] == val:
-                found = <set>got[1]
-            else:
-                found = set()
-                if 0 <= G.dbpart < npd:
-                    pd = <tuple>pdbs[G.dbpart]
-                    pairs = <tuple>pd[0]
-                    solos = <tuple>pd[1]
-                    buf = _joined_buf(<bytes>val, vlen)
-                    for k in range(len(pairs)):
-                        d, sc = <tuple>pairs[k]
-                        d.scan(buf, on_match, 0, found, sc)
-                    if not G.skip:
-                        for k in range(len(solos)):
-                            d, sc = <tuple>solos[k]
-                            try:
-                                d.scan(buf, on_first, 0, found, sc)
-                            except terminated:
-                                pass
-                if members is not None:
-                    scanned[G.dbpart] = (val, found)
-            checked = True
-            # the candidates: the reports of the group's rules (2: reported)
-            # and its "always" rules (1), in rule order
-            for obj in found:
-                if members is not None and obj not in members:
-                    continue
-                i = obj
-                cp._rule_index(i)
-                if not mark[i]:
-                    mark[i] = 2
-                    cbuf[ncand] = i
-                    ncand += 1
-            for k in range(G.nalways):
-                i = cp.arr[G.always + k]
-                if not mark[i]:
-                    mark[i] = 1
-                    cbuf[ncand] = i
-                    ncand += 1
-            _isort(cbuf, ncand)
-        res = []
-        try:
-            for k in range(ncand):
-                i = cbuf[k]
-                R = &cp.rules[i]
-                if R.final and checked and mark[i] == 2:
-                    n = 1
-                elif R.kind == _K_COUNT:
-                    n = count(<object>R.rr, val)
-                elif R.kind == _K_PCRE2:
-                    if R.nl_only and not (<bytes>val).endswith(b"\n"):
-                        n = 1 if (<object>R.rr).search(val) else 0
-                    else:
-                        rc = (<_pcre2_match_fn>R.fn)(<const void *>R.code,
-                                                     <const char *>PyBytes_AS_STRING(<bytes>val),
-                                                     vlen, 0, 0, <void *>R.md, NULL)
-                        if rc >= 0:
-                            n = 1
-                        elif rc == -1:          # PCRE2_ERROR_NOMATCH
-                            n = 0
-                        else:                   # an error: the rule itself handles it
-                            n = 1 if (<object>R.rr).search(val) else 0
-                elif R.kind == _K_RE2:
-                    c = re2c[i]
-                    if c is None:
-                        c = re2c[i] = (<object>R.pattern)._re2.contains
-                    n = 1 if c(val) else 0
-                else:
+                scanned[G.dbpart] = (val, found)
+        checked = True
+        # the candidates: the reports of the group's rules (2: reported)
+        # and its "always" rules (1), in rule order
+        for obj in found:
+            if members is not None and obj not in members:
+                continue
+            i = obj
+            cp._rule_index(i)
+            if not mark[i]:
+                mark[i] = 2
+                cbuf[ncand] = i
+                ncand += 1
+        for k in range(G.nalways):
+            i = cp.arr[G.always + k]
+            if not mark[i]:
+                mark[i] = 1
+                cbuf[ncand] = i
+                ncand += 1
+        _isort(cbuf, ncand)
+    res = []
+    try:
+        for k in range(ncand):
+            i = cbuf[k]
+            R = &cp.rules[i]
+            if R.final and checked and mark[i] == 2:
+                n = 1
+            elif R.kind == _K_COUNT:
+                n = count(<object>R.rr, val)
+            elif R.kind == _K_PCRE2:
+                if R.nl_only and not (<bytes>val).endswith(b"\n"):
                     n = 1 if (<object>R.rr).search(val) else 0
-                if n:
-                    res.append((ints[i], n))
-        finally:
-            for k in range(ncand):
-                mark[cbuf[k]] = 0
-        rtup = tuple(res)
-        _apply(run, values, cp, G.negs, G.nnegs, rtup, val)
-        if mem is not None:
-            if len(mem) >= _MEMO_SIZE:
-                mem.clear()
-            mem[val] = rtup
-            if <Py_ssize_t>ment[1] >= _MEMO_TRIAL and <Py_ssize_t>ment[2] * _MEMO_RATIO < <Py_ssize_t>ment[1]:
-                memo[part] = None       # its values hardly repeat: no more look-ups
-    return None
+                else:
+                    rc = (<_pcre2_match_fn>R.fn)(<const void *>R.code,
+                                                 <const char *>PyBytes_AS_STRING(<bytes>val),
+                                                 vlen, 0, 0, <void *>R.md, NULL)
+                    if rc >= 0:
+                        n = 1
+                    elif rc == -1:          # PCRE2_ERROR_NOMATCH
+                        n = 0
+                    else:                   # an error: the rule itself handles it
+                        n = 1 if (<object>R.rr).search(val) else 0
+            elif R.kind == _K_RE2:
+                c = re2c[i]
+                if c is None:
+                    c = re2c[i] = (<object>R.pattern)._re2.contains
+                n = 1 if c(val) else 0
+            else:
+                n = 1 if (<object>R.rr).search(val) else 0
+            if n:
+                res.append((ints[i], n))
+    finally:
+        for k in range(ncand):
+            mark[cbuf[k]] = 0
+    rtup = tuple(res)
+    _apply(run, values, cp, G.negs, G.nnegs, rtup, val)
+    if mem is not None:
+        if len(mem) >= _MEMO_SIZE:
+            mem.clear()
+        mem[val] = rtup
+        if <Py_ssize_t>ment[1] >= _MEMO_TRIAL and <Py_ssize_t>ment[2] * _MEMO_RATIO < <Py_ssize_t>ment[1]:
+            memo[part] = None       # its values hardly repeat: no more look-ups
+    return 0
+
+
+cdef _Plan _as_plan(plan, info):
+    if type(plan) is _Plan:
+        return <_Plan>plan
+    return _Plan(plan, info)
 
 
 def header_rules(run, plan, info, list vals, list pdbs, count, on_match,
                  on_first, terminated, list memo=None):
     """Run._headers' walk (see postier._pure.spamhdr.header_rules)."""
-    cdef _Plan cp
+    cdef _Plan cp = _as_plan(plan, info)
     cdef Py_ssize_t *cbuf
     cdef unsigned char *mark
-    if type(plan) is _Plan:
-        cp = <_Plan>plan
-    else:
-        cp = _Plan(plan, info)
     cbuf = <Py_ssize_t *>malloc(sizeof(Py_ssize_t) * (cp.nrules or 1))
     mark = <unsigned char *>malloc(cp.nrules or 1)
     if cbuf == NULL or mark == NULL:
@@ -436,6 +451,56 @@ def header_rules(run, plan, info, list vals, list pdbs, count, on_match,
     finally:
         free(cbuf)
         free(mark)
+
+
+def header_rules_many(list runs, plan, info, list valss, list pdbs, count, on_match,
+                      on_first, terminated, list memo=None):
+    """header_rules of each run (valss: the runs' vals) group-major (see
+    postier._pure.spamhdr.header_rules_many); per run None, or the
+    exception its walk raised (its later groups are not walked)."""
+    cdef _Plan cp = _as_plan(plan, info)
+    cdef Py_ssize_t nr = len(runs), part, j
+    cdef list errs = [None] * nr
+    cdef list valuess = [None] * nr
+    cdef list scanneds = [{} for _ in range(nr)]
+    cdef list vals
+    cdef object v
+    cdef Py_ssize_t *cbuf
+    cdef unsigned char *mark
+    if len(valss) != nr:
+        raise ValueError("header_rules_many: one vals per run")
+    cbuf = <Py_ssize_t *>malloc(sizeof(Py_ssize_t) * (cp.nrules or 1))
+    mark = <unsigned char *>malloc(cp.nrules or 1)
+    if cbuf == NULL or mark == NULL:
+        free(cbuf)
+        free(mark)
+        raise MemoryError()
+    memset(mark, 0, cp.nrules or 1)
+    for j in range(nr):
+        # (header_rules' own argument checks, per run)
+        v = runs[j].values
+        if type(v) is not dict:
+            errs[j] = TypeError("run.values: expected dict, got %s" % type(v).__name__)
+        elif type(valss[j]) is not list:
+            errs[j] = TypeError("vals: expected list, got %s" % type(valss[j]).__name__)
+        elif len(<list>valss[j]) < cp.ngroups:
+            errs[j] = IndexError("header_rules: fewer values than groups")
+        valuess[j] = v
+    try:
+        for part in range(cp.ngroups):
+            for j in range(nr):
+                if errs[j] is not None:
+                    continue
+                vals = <list>valss[j]
+                try:
+                    _group(runs[j], <dict>valuess[j], cp, part, vals[part], pdbs, count,
+                           on_match, on_first, terminated, memo, <dict>scanneds[j], cbuf, mark)
+                except Exception as e:  # that run's result
+                    errs[j] = e
+    finally:
+        free(cbuf)
+        free(mark)
+    return errs
 
 
 def exists_rules(dict headers, strings, tuple checks):

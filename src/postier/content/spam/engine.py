@@ -628,9 +628,11 @@ class CompiledRules:
         message than one at a time).  Every message gets what run() gives
         it alone: a phase reads and writes only its own message's state
         besides memos that are functions of their keys.  A message whose
-        run raises gets that exception in its place; the others go on."""
+        run raises gets that exception in its place; the others go on.
+        The header phase walks group-major (spamhdr.header_rules_many: each
+        header group's databases and rules for every message in turn)."""
         out: list[Run | Exception] = []
-        live: list[tuple[int, Run, object]] = []
+        runs: list[tuple[int, Run]] = []
         for k, data in enumerate(datas):
             try:
                 r = Run(self, data)
@@ -638,7 +640,30 @@ class CompiledRules:
                 out.append(e)
                 continue
             out.append(r)
-            live.append((k, r, r.steps()))
+            runs.append((k, r))
+        db = self.dbs.get("header")
+        done = db is not None and len(runs) > 1
+        if done:
+            ok, valss = [], []
+            for k, r in runs:
+                try:
+                    valss.append(r.hv.values(self.header_requests, self.header_names))
+                except Exception as e:  # noqa: BLE001 - that message's result
+                    r.eval_ctx = None           # as in run()
+                    out[k] = e
+                    continue
+                ok.append((k, r))
+            errs = _hdr.header_rules_many([r for _, r in ok], self.header_cplan, None, valss,
+                                          db.part_dbs(), _header_count, _eng.on_match,
+                                          _eng.on_first_match, _ScanTerminated, self.header_memo)
+            runs = []
+            for (k, r), e in zip(ok, errs, strict=True):
+                if e is None:
+                    runs.append((k, r))
+                else:
+                    r.eval_ctx = None
+                    out[k] = e
+        live = [(k, r, r.steps(headers_done=done)) for k, r in runs]
         while live:
             nxt = []
             for k, r, st in live:
@@ -1554,14 +1579,16 @@ class Run:
         for _ in self.steps():
             pass
 
-    def steps(self):
+    def steps(self, headers_done: bool = False):
         """The rule areas in Plugin::Check's order (head, head evals, body,
         uri, body evals, rawbody, rawbody evals, full, full evals, metas):
         an eval may change what later areas see (FreeMail edits the body).
         A generator that pauses between phases: CompiledRules.run_many
-        runs a batch of messages phase by phase."""
+        runs a batch of messages phase by phase (headers_done: it has
+        walked the header rules (_headers) of the batch already)."""
         cr = self.cr
-        self._headers()
+        if not headers_done:
+            self._headers()
         # exists: a plain name the message lacks falls back to its metadata
         # string (HeaderView.get's way)
         for name in _hdr.exists_rules(self.msg.headers, self.msg.metadata.get("strings", {}),
