@@ -106,6 +106,7 @@ from postier.content.spam.hsdb import (
     report_subjects,
 )
 from postier.content.spam.message import Message
+from postier.content.spam.nulsubject import nul_plan
 from postier.content.spam.received import parse_relays
 from postier.content.spam.uri import Registry, UriExtractor, uri_list
 from postier.maps.reflib import Pcre2Regex, RegexExecError, pcre2_match_address
@@ -1899,8 +1900,52 @@ class Run:
             self.hit(rr.name, total, True)
 
     def _lines_slow(self, area: str, lines: list[bytes], subject_first: bool) -> None:
-        for rr in self.cr.area_rules[area]:
-            self._line_rule(rr, lines[1:] if subject_first and rr.nosubject else lines)
+        """_lines when a subject holds a NUL (the joined buffer's separator):
+        each rule checked on each subject alone (_line_rule), but only on
+        the subjects where it can match.  Those come from one Hyperscan
+        scan of the joined buffer with each NUL replaced by a stand-in byte
+        (nulsubject.nul_plan: a sound prefilter for every rule but the
+        `unsafe` ones, which are checked on every NUL-holding subject) and
+        report_subjects; an exact report in NUL-free subjects only is final.
+        Rules run in the area's order, as SpamAssassin's loop does."""
+        cr = self.cr
+        db = cr.dbs[area]
+        rules = cr.area_rules[area]
+        plans = cr.__dict__.setdefault("_nul_plans", {})
+        plan = plans.get(area)
+        if plan is None:
+            plan = plans[area] = nul_plan([rr.source for rr in rules], cr.cache_dir, area)
+        stand_in, unsafe = plan
+        nul = frozenset(k for k, s in enumerate(lines) if _SEPB in s)
+        buf = perlre.joined_buffer([s.replace(_SEPB, stand_in) for s in lines])
+        found, ends = db.scan_ends(buf)
+        lens = [len(s) for s in lines]
+        exact, always, entries = db.exact, db.always, db.entries
+        rest = None
+        for i in sorted(found.union(always, unsafe)):
+            rr = rules[i]
+            first = 1 if subject_first and rr.nosubject else 0
+            ks = None           # None: every subject from `first` on
+            if i in found and not entries[i].solo:
+                ks = report_subjects(ends, i, lens)
+                if (ks and ks[0] >= first and nul.isdisjoint(ks) and i in exact
+                        and not rr.multiple and rr.capture is None):
+                    self.hit(rr.name)
+                    continue
+                if i in unsafe:
+                    ks = sorted(nul.union(ks))
+            elif i not in found and i not in always:
+                ks = sorted(nul)        # unsafe, not reported: its NUL subjects
+            elif rr.direct and i not in unsafe:
+                rx = rr.joined()[0]     # RE2 of its joined form: a prefilter here too
+                if rx is not None:
+                    if first and rest is None:
+                        rest = buf[lens[0] + 1:]
+                    if not rx.contains(rest if first else buf):
+                        continue
+            sub = lines[first:] if ks is None else [lines[k] for k in ks if k >= first]
+            if sub:
+                self._line_rule(rr, sub)
 
     def _mimeheaders(self) -> None:
         """The mimeheader rules, group by group (one header of each MIME
