@@ -135,5 +135,6 @@ def test_past_a_gate_the_loose_pre_check_runs_per_line_only():
     assert seen == {"__BR", "BR"}
     assert spy.joined == 0
     sc.compiled.__dict__["_line_gates"] = {"body": []}     # no gate: the joined search runs
+    rr._direct = False      # (nor libpcre2 alone on the reported subjects: engine._direct)
     sc.run(HEAD + b"abc-abd here\n")
     assert spy.joined > 0
