@@ -31,7 +31,8 @@ writes it out for each):
 Module settings (read when a set is built): DEFAULT_ENGINE ("auto": Hyperscan
 from SMALL_SET patterns up, else plain RE2/re; "hyperscan"; "re2"),
 SMALL_SET, and CACHE_DIR (a directory for serialized Hyperscan databases,
-keyed by a hash of the expressions and flags; None = no cache).
+keyed by a hash of the expressions, their flags and exactness and the
+positions of the patterns without one; None = no cache).
 
 Parameters read: none (callers pass what they took from main.cf).
 """
@@ -366,9 +367,15 @@ class PatternSet:
                 items.append((i, p.hs_expr, self._flags(p)))
         key = None
         if cache_dir:
-            h = hashlib.sha256(b"postier-hs-1\0" + str(_hs.__version__).encode())
+            # everything the cached answers depend on: each expression with
+            # its flags and exactness (a report of an exact one is final),
+            # and which patterns have none (always candidates)
+            h = hashlib.sha256(b"postier-hs-2\0" + str(_hs.__version__).encode()
+                               + b"\0%d\0" % len(self.patterns))
             for i, e, f in items:
-                h.update(b"%d\0%d\0%d\0" % (i, f, len(e)) + e)
+                h.update(b"%d\0%d\0%d\0%d\0" % (i, f, int(bool(self.patterns[i].hs_exact)), len(e))
+                         + e)
+            h.update(b"always\0" + b",".join(b"%d" % i for i in sorted(always)))
             key = h.hexdigest()
             if self._load_cache(cache_dir, key):
                 return
