@@ -160,6 +160,32 @@ def plain_canonical(uri: str, lits: tuple[bytes, ...] | None, memo: dict,
     return [uri], {d[0]: 1}, {d[1]: d[0]}, False
 
 
+def text_uri_list(found: list, text_memo: dict, text_uri, text_memo_max: int,
+                  text_uri_max: int) -> list[tuple[str, dict]]:
+    """The text URIs of the matches `found` (detail_entries' first step,
+    and UriExtractor.text_uris): each match's (raw, (uri, types) or None)
+    from text_memo or text_uri(groups) (remembered when the match is at
+    most text_uri_max long; text_memo emptied at text_memo_max entries), a
+    raw URI once, each URI with a copy of its types."""
+    out = []
+    seen: set = set()
+    for key, length in found:
+        got = text_memo.get(key)
+        if got is None:
+            got = text_uri(key)
+            if length <= text_uri_max:
+                if len(text_memo) >= text_memo_max:
+                    text_memo.clear()
+                text_memo[key] = got
+        raw, res = got
+        if raw in seen:
+            continue
+        seen.add(raw)
+        if res is not None:
+            out.append((res[0], dict(res[1])))
+    return out
+
+
 def detail_entries(found: list, html_all: list, text_memo: dict, text_uri, canon_memo: dict,
                    canonicalize, limits: tuple[int, int, int, int]) -> dict:
     text_memo_max, text_uri_max, canon_memo_max, canon_uri_max = limits
@@ -208,21 +234,8 @@ def detail_entries(found: list, html_all: list, text_memo: dict, text_uri, canon
             ent[key] = {**have, **new} if have else new
         return True
 
-    seen: set = set()
-    for key, length in found:
-        got = text_memo.get(key)
-        if got is None:
-            got = text_uri(key)
-            if length <= text_uri_max:
-                if len(text_memo) >= text_memo_max:
-                    text_memo.clear()
-                text_memo[key] = got
-        raw, res = got
-        if raw in seen:
-            continue
-        seen.add(raw)
-        if res is not None:
-            add(res[0], dict(res[1]), True)
+    for uri, types in text_uri_list(found, text_memo, text_uri, text_memo_max, text_uri_max):
+        add(uri, types, True)
     for html in html_all:
         for uri, info in (html.get("uri_detail") or {}).items():
             if add(uri, info.get("types"), False):

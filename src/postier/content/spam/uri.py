@@ -62,6 +62,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from postier import native
+from postier._pure import spamuri as _pure_spamuri
 from postier.content.spam import bre as re
 from postier.content.spam.received import IP
 from postier.content.spam.uripattern import START_CHARS, tlds_re, trie_re, uri_pattern
@@ -70,6 +71,8 @@ _su = native.load("spamuri")
 _simple_http = _su.simple_http
 _plain_canonical = _su.plain_canonical      # _canonicalize's plain-URL shortcut
 _detail_entries = _su.detail_entries        # detail_list's loops, compiled
+# text_uris alone (tests, inspection: not on the scan's path): the twin's
+_text_uri_list = _pure_spamuri.text_uri_list
 _uri_host = _su.uri_host
 _match_start = _su.match_start
 _any_in = _su.any_in                        # lowercase literals in a target
@@ -816,28 +819,14 @@ class UriExtractor:
 
     def text_uris(self, lines: list[bytes]) -> list[tuple[str, dict]]:
         """(_process_text_uri_list) URIs linkified from the rendered text."""
-        out = []
-        seen: set[str] = set()
-        memo = self._text_memo
+        return _text_uri_list(self._found(lines), self._text_memo, self._text_uri,
+                              _TEXT_MEMO_MAX, _TEXT_MEMO_URI_MAX)
+
+    def _found(self, lines: list[bytes]) -> list[tuple[tuple, int]]:
+        """(groups, length) of each linkified match in lines."""
         if self.matcher is not None:
-            found = self.matcher.matches(lines)
-        else:
-            found = [(m.groups(), m.end() - m.start()) for m in self._matches(lines)]
-        for key, length in found:
-            got = memo.get(key)
-            if got is None:
-                got = self._text_uri(key)
-                if length <= _TEXT_MEMO_URI_MAX:
-                    if len(memo) >= _TEXT_MEMO_MAX:
-                        memo.clear()
-                    memo[key] = got
-            raw, res = got
-            if raw in seen:
-                continue
-            seen.add(raw)
-            if res is not None:
-                out.append((res[0], dict(res[1])))
-        return out
+            return self.matcher.matches(lines)
+        return [(m.groups(), m.end() - m.start()) for m in self._matches(lines)]
 
     def _text_uri(self, groups: tuple) -> tuple[str, tuple[str, dict] | None]:
         """(raw, (uri, types) or None) of one match of self.re: a function of
@@ -887,13 +876,9 @@ class UriExtractor:
 
     def detail_list(self, lines: list[bytes], html_all: list[dict]) -> dict[str, dict]:
         """get_uri_detail_list: {raw uri: {"cleaned": [...], "types": {...}, ...}}."""
-        if self.matcher is not None:
-            found = self.matcher.matches(lines)
-        else:
-            found = [(m.groups(), m.end() - m.start()) for m in self._matches(lines)]
-        # text_uris, then add for each of its URIs and for each HTML part's
-        # (the same entries in the same order), in one compiled call
-        return _detail_entries(found, html_all, self._text_memo, self._text_uri, self._canon_memo,
+        # text_uris, then each of its URIs and each HTML part's into the
+        # entries (the same entries in the same order), in one compiled call
+        return _detail_entries(self._found(lines), html_all, self._text_memo, self._text_uri, self._canon_memo,
                                self._canonicalize, _DETAIL_LIMITS)
 
     @staticmethod
