@@ -433,24 +433,29 @@ cdef _Plan _as_plan(plan, info):
     return _Plan(plan, info)
 
 
+cdef Py_ssize_t *_work(_Plan cp) except NULL:
+    """The walk's work space, one block (one free): nrules candidate
+    slots, then nrules marks, zeroed."""
+    cdef Py_ssize_t n = cp.nrules or 1
+    cdef Py_ssize_t *w = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t) + n)
+    if w == NULL:
+        raise MemoryError()
+    memset(<unsigned char *>(w + n), 0, n)
+    return w
+
+
 def header_rules(run, plan, info, list vals, list pdbs, count, on_match,
                  on_first, terminated, list memo=None):
     """Run._headers' walk (see postier._pure.spamhdr.header_rules)."""
     cdef _Plan cp = _as_plan(plan, info)
     cdef Py_ssize_t *cbuf
     cdef unsigned char *mark
-    cbuf = <Py_ssize_t *>malloc(sizeof(Py_ssize_t) * (cp.nrules or 1))
-    mark = <unsigned char *>malloc(cp.nrules or 1)
-    if cbuf == NULL or mark == NULL:
-        free(cbuf)
-        free(mark)
-        raise MemoryError()
-    memset(mark, 0, cp.nrules or 1)
+    cbuf = _work(cp)
+    mark = <unsigned char *>(cbuf + (cp.nrules or 1))
     try:
         _walk(run, cp, vals, pdbs, count, on_match, on_first, terminated, memo, cbuf, mark)
     finally:
         free(cbuf)
-        free(mark)
 
 
 def header_rules_many(list runs, plan, info, list valss, list pdbs, count, on_match,
@@ -469,13 +474,6 @@ def header_rules_many(list runs, plan, info, list valss, list pdbs, count, on_ma
     cdef unsigned char *mark
     if len(valss) != nr:
         raise ValueError("header_rules_many: one vals per run")
-    cbuf = <Py_ssize_t *>malloc(sizeof(Py_ssize_t) * (cp.nrules or 1))
-    mark = <unsigned char *>malloc(cp.nrules or 1)
-    if cbuf == NULL or mark == NULL:
-        free(cbuf)
-        free(mark)
-        raise MemoryError()
-    memset(mark, 0, cp.nrules or 1)
     for j in range(nr):
         # (header_rules' own argument checks, per run)
         v = runs[j].values
@@ -486,6 +484,8 @@ def header_rules_many(list runs, plan, info, list valss, list pdbs, count, on_ma
         elif len(<list>valss[j]) < cp.ngroups:
             errs[j] = IndexError("header_rules: fewer values than groups")
         valuess[j] = v
+    cbuf = _work(cp)
+    mark = <unsigned char *>(cbuf + (cp.nrules or 1))
     try:
         for part in range(cp.ngroups):
             for j in range(nr):
@@ -499,7 +499,6 @@ def header_rules_many(list runs, plan, info, list valss, list pdbs, count, on_ma
                     errs[j] = e
     finally:
         free(cbuf)
-        free(mark)
     return errs
 
 
