@@ -277,20 +277,6 @@ cdef inline void _isort(Py_ssize_t *a, Py_ssize_t n) noexcept:
         a[j + 1] = x
 
 
-cdef object _walk(run, _Plan cp, list vals, list pdbs, count, on_match, on_first, terminated,
-                  list memo, Py_ssize_t *cbuf, unsigned char *mark):
-    """header_rules over a compiled plan (the same steps and results)."""
-    cdef dict values = run.values
-    cdef dict scanned = {}
-    cdef Py_ssize_t part
-    if len(vals) < cp.ngroups:
-        raise IndexError("header_rules: fewer values than groups")
-    for part in range(cp.ngroups):
-        _group(run, values, cp, part, vals[part], pdbs, count, on_match, on_first, terminated,
-               memo, scanned, cbuf, mark)
-    return None
-
-
 cdef int _group(run, dict values, _Plan cp, Py_ssize_t part, object val, list pdbs, count,
                 on_match, on_first, terminated, list memo, dict scanned, Py_ssize_t *cbuf,
                 unsigned char *mark) except -1:
@@ -446,16 +432,12 @@ cdef Py_ssize_t *_work(_Plan cp) except NULL:
 
 def header_rules(run, plan, info, list vals, list pdbs, count, on_match,
                  on_first, terminated, list memo=None):
-    """Run._headers' walk (see postier._pure.spamhdr.header_rules)."""
-    cdef _Plan cp = _as_plan(plan, info)
-    cdef Py_ssize_t *cbuf
-    cdef unsigned char *mark
-    cbuf = _work(cp)
-    mark = <unsigned char *>(cbuf + (cp.nrules or 1))
-    try:
-        _walk(run, cp, vals, pdbs, count, on_match, on_first, terminated, memo, cbuf, mark)
-    finally:
-        free(cbuf)
+    """Run._headers' walk (see postier._pure.spamhdr.header_rules): the
+    batch walk of one run, its error raised."""
+    cdef object e = header_rules_many([run], plan, info, [vals], pdbs, count, on_match,
+                                      on_first, terminated, memo)[0]
+    if e is not None:
+        raise e
 
 
 def header_rules_many(list runs, plan, info, list valss, list pdbs, count, on_match,

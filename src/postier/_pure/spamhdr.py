@@ -112,15 +112,12 @@ def header_rules(run, plan, info, vals: list, pdbs: list, count, on_match,
     distinct value.  memo (new_memo, kept by the caller across messages):
     a group's results for a value it has seen before (the rules that
     matched it and their counts: a function of the value alone) are
-    applied without scanning or confirming again."""
-    if isinstance(plan, tuple):
-        plan, info = plan               # compile_plan's
-    values = run.values
-    npd = len(pdbs)
-    scanned: dict = {}
-    for part, g in enumerate(plan):
-        _group(run, values, info, part, g, vals[part], pdbs, npd, count, on_match, on_first,
-               terminated, memo, scanned)
+    applied without scanning or confirming again.  (The batch walk of
+    one run, its error raised.)"""
+    e = _walk_many([run], plan, info, [vals], pdbs, count, on_match, on_first,
+                   terminated, memo)[0]
+    if e is not None:
+        raise e
 
 
 def header_rules_many(runs: list, plan, info, valss: list, pdbs: list, count, on_match,
@@ -131,6 +128,12 @@ def header_rules_many(runs: list, plan, info, valss: list, pdbs: list, count, on
     what header_rules gives it alone (the memo's results are functions of
     the values).  Per run None, or the exception its walk raised (its
     later groups are not walked; the other runs go on)."""
+    return _walk_many(runs, plan, info, valss, pdbs, count, on_match, on_first, terminated,
+                      memo)
+
+
+def _walk_many(runs: list, plan, info, valss: list, pdbs: list, count, on_match, on_first,
+               terminated, memo: list | None) -> list:
     if isinstance(plan, tuple):
         plan, info = plan
     nr = len(runs)
