@@ -269,9 +269,8 @@ class SpamBatcher:
 _BATCHERS: dict[int, SpamBatcher] = {}
 
 
-def _spam_batcher(cfg: Any) -> SpamBatcher:
-    """The batcher of the spam engine for `cfg` (one per engine)."""
-    eng = _spam_engine(cfg)
+def _spam_batcher(eng: Any, cfg: Any) -> SpamBatcher:
+    """The batcher of spam engine `eng` (one per engine)."""
     with _SPAM_LOCK:
         b = _BATCHERS.get(id(eng))
         if b is None or b.engine is not eng:
@@ -280,9 +279,10 @@ def _spam_batcher(cfg: Any) -> SpamBatcher:
 
 
 def _run_spam(cfg: Any, data: bytes) -> SpamResult | None:
-    if _spam_engine(cfg) is None:
+    eng = _spam_engine(cfg)
+    if eng is None:
         return None
-    return SpamResult.from_engine(_spam_batcher(cfg).scan(data))
+    return SpamResult.from_engine(_spam_batcher(eng, cfg).scan(data))
 
 
 # --------------------------------------------------------------------------- bad header

@@ -651,7 +651,6 @@ class CompiledRules:
                 try:
                     valss.append(r.hv.values(self.header_requests, self.header_names))
                 except Exception as e:  # noqa: BLE001 - that message's result
-                    r.eval_ctx = None           # as in run()
                     out[k] = e
                     continue
                 ok.append((k, r))
@@ -663,7 +662,6 @@ class CompiledRules:
                 if e is None:
                     runs.append((k, r))
                 else:
-                    r.eval_ctx = None
                     out[k] = e
         live = [(k, r, r.steps(headers_done=done)) for k, r in runs]
         while live:
