@@ -18,9 +18,9 @@ test_spam_bench:
    * postier in-process: one fresh process loads the warm cache and scans
      every message sequentially (SpamScanner.run);
    * postier xN: the same process forks N scanning workers (N = spamd's
-     children) that take messages from a shared queue, a few at a time
-     (1/16 of each worker's share: one message per task cost ~0.6 ms of
-     multiprocessing IPC CPU per message, harness cost, not postier's);
+     children) that take messages one at a time from one shared pipe, as
+     smtpd workers take connections from one listening socket (the kernel
+     hands each task to one of them; no dispatcher process in between);
    * postier xN batched: the same, each task a batch of BATCH messages
      (spam_scan_batch_limit's default, 8) scanned by SpamScanner.scan_many,
      phase by phase: what a scanning smtpd process does when scans pile up
@@ -37,7 +37,7 @@ test_spam_bench:
    scans them before forking its workers, which inherit what the first
    scans built lazily (RE2's DFA states, per-value memos), as spamd's
    children inherit the rules its parent compiled; then each worker scans
-   its share of them again (untimed), as spamd's children have scanned
+   every N-th of them again (untimed), as spamd's children have scanned
    theirs: a forked worker's first scans copy the pages they write
    (reference counts, memos, RE2 states), a once-per-worker cost that a
    long-running worker has paid long before.  Without a warm-up
@@ -46,9 +46,9 @@ test_spam_bench:
    spamd is the fair one, spamd's children being busy all the time too;
    the target is 100x; xN one message at a time is shown too), CPU
    milliseconds per message (user+system
-   time of all the scanning side's processes -- postier's parent and
-   workers, spamd's parent and children, not spamc -- less sensitive to
-   this shared box's noise),
+   time of all the scanning side's processes -- postier's workers (the
+   parent only waits for them), spamd's parent and children, not spamc nor
+   the feeding threads -- less sensitive to this shared box's noise),
    and memory: each side's peak per-process RSS (VmHWM) and the peak of the
    summed PSS of all its processes (spamd parent + children; postier
    parent + workers), sampled every 0.5 s.
@@ -261,31 +261,79 @@ if mode == "scan":
             res = [one(p) for p in paths]
             wall, cpu = time.perf_counter() - t1, cpu_s() - c1
     else:
-        import multiprocessing
-        pool = multiprocessing.get_context("fork").Pool(workers)
-        kids = [p.pid for p in pool._pool]
-        pool.map(int, range(workers))          # the workers are up
-        # each worker's share of the warm-up too, as spamd's children get theirs:
-        # a forked worker's first scans copy the pages they write (refcounts,
-        # memos, RE2 states), a once-per-worker cost, not a per-message one
-        list(pool.imap_unordered(one, args["warmup"], chunksize=max(1, len(args["warmup"]) // (workers * 16))))
-        tk = os.sysconf("SC_CLK_TCK")
+        # N forked scanning processes take their tasks (one message, or a batch)
+        # from one pipe, as smtpd workers take connections from one listening
+        # socket: the kernel hands each 4-byte read to one of them; no
+        # dispatcher in between (a multiprocessing Pool cost its parent
+        # ~0.2 ms of CPU per message in IPC: harness cost, not postier's)
+        import struct
+        import tempfile
+        n = len(paths)
+        starts = list(range(0, n, batch))
+        task_r, task_w = os.pipe()
+        ready_r, ready_w = os.pipe()
+        go_r, go_w = os.pipe()
+        quit_r, quit_w = os.pipe()
+        tmp = tempfile.mkdtemp(prefix="spambench")
+        kids = []
+        for w in range(workers):
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    for fd in (task_w, ready_r, go_w, quit_w):
+                        os.close(fd)
+                    # this worker's share of the warm-up too, as spamd's children
+                    # get theirs: a forked worker's first scans copy the pages they
+                    # write (refcounts, memos, RE2 states), a once-per-worker cost
+                    for p in args["warmup"][w::workers]:
+                        one(p)
+                    os.write(ready_w, b"r")
+                    os.read(go_r, 1)
+                    c1 = cpu_s()
+                    mine = []
+                    while True:
+                        b = os.read(task_r, 4)
+                        if not b:
+                            break
+                        i = struct.unpack("=I", b)[0]
+                        ps = paths[i:i + batch]
+                        mine.extend(many(ps) if batch > 1 else [one(ps[0])])
+                    done = time.perf_counter()
+                    with open(os.path.join(tmp, f"{w}.json"), "w") as f:
+                        json.dump({"results": mine, "cpu_s": cpu_s() - c1, "done": done}, f)
+                    code = 0
+                finally:
+                    os.write(ready_w, b"d")
+                    os.read(quit_r, 1)      # stay (and be measured) until all are done
+                    os._exit(code)
+            kids.append(pid)
+        for fd in (task_r, ready_w, go_r, quit_r):
+            os.close(fd)
+        for _ in kids:
+            assert os.read(ready_r, 1) == b"r", "a worker failed in its warm-up"
+        for i in starts:                   # (a pipe holds 16384 of them)
+            os.write(task_w, struct.pack("=I", i))
+        os.close(task_w)
         with MemorySampler(lambda: [me] + kids) as mem:
-            k0, s0 = sum(cpu_ticks(k) for k in kids), cpu_s()
             t1 = time.perf_counter()
-            # a few messages per task: one task per message cost ~0.6 ms
-            # of Pool IPC CPU per message (more than a quarter of a scan)
-            chunk = max(1, len(paths) // (workers * 16))
-            if batch > 1:
-                tasks = [paths[i:i + batch] for i in range(0, len(paths), batch)]
-                res = [x for b in pool.imap_unordered(many, tasks) for x in b]
-            else:
-                res = list(pool.imap_unordered(one, paths, chunksize=chunk))
-            wall = time.perf_counter() - t1
-            cpu = (sum(cpu_ticks(k) for k in kids) - k0) / tk + cpu_s() - s0
-            assert [p.pid for p in pool._pool] == kids, "a worker was replaced"
-        pool.close()
-        pool.join()
+            os.write(go_w, b"g" * workers)
+            for _ in kids:
+                os.read(ready_r, 1)
+        os.close(quit_w)
+        for k in kids:
+            os.waitpid(k, 0)
+        parts = []
+        for w in range(workers):
+            with open(os.path.join(tmp, f"{w}.json")) as f:
+                parts.append(json.load(f))
+            os.unlink(os.path.join(tmp, f"{w}.json"))
+        os.rmdir(tmp)
+        res = [tuple(x) for part in parts for x in part["results"]]
+        # scanning processes only: the parent just waits (as a dispatcher, spamc
+        # and the feeding threads are not counted on spamd's side)
+        wall = max(part["done"] for part in parts) - t1
+        cpu = sum(part["cpu_s"] for part in parts)
     out.update(results=res, wall_s=wall, cpu_s=cpu, peak_pss_kb=mem.peak_pss,
                peak_rss_kb=mem.peak_rss)
 print(json.dumps(out))
