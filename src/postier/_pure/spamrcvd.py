@@ -449,6 +449,12 @@ _ENV_STRIP = re.compile(r"[\s\000\#\[\]\(\)\<\>\|]", re.A).sub
 _WS_RUNS = re.compile(r"\s+", re.A).sub
 
 
+def _collapse_ws(line: str) -> str:
+    """s/\\s+/ /g (re.A's \\s: [ \\t\\n\\v\\f\\r]); the native twin walks a
+    Latin-1 line's bytes instead of running the regex."""
+    return _WS_RUNS(" ", line)
+
+
 def _ws_odd(line: str) -> bool:
     """Would s/\\s+/ /g change line (tabs, newlines, ... or two spaces in a row)?"""
     return ("  " in line or "\t" in line or "\n" in line or "\r" in line or "\f" in line
@@ -654,7 +660,7 @@ class Parser:
     def parse_line(self, line: str):
         """parse_received_line: the relay's fields (a dict), 0 (not a handover: skip),
         or None (unparseable)."""
-        s = _WS_RUNS(" ", line) if _ws_odd(line) else line       # s/\s+/ /g
+        s = _collapse_ws(line) if _ws_odd(line) else line       # s/\s+/ /g
         if s.startswith(" "):
             s = s[1:]
         if s.endswith(" "):
