@@ -26,16 +26,28 @@ C integers next to the `inside` dict; `<tag/>` is rewritten by a C scan;
 and an absolute "scheme://" URI without a base and without dot segments is
 its own target.  space_count (the white space of a rendered text, for
 non_space_len) is one pass with a 256-entry table instead of a str.count
-per space character.
+per space character.  Further: render's rewrites of a text Perl holds as
+bytes (&nbsp;, the self-closing tag rewrite, the curly quotes, the latin-1
+encoding) are one C pass (_prepare1); a text event of white space alone
+outside script, a and title takes on_text's outcome without making its
+string (_ws_text); texts and attribute values without "&" skip
+decode_entities; each known tag has a number (in its _TAGINFO bits) that
+the handlers and the style stack compare instead of names, and its
+`inside` count is a C integer (the dict gets the key when the tag is first
+seen, for its order, and the counts when read: the `inside` property and
+_end); a style copied from another keeps its _contrast answer while its
+colors are the same string objects; _style_attrs switches on a number per
+allowed attribute name.
 
 Reads no main.cf parameters.
 """
 
 cimport cython
+from libc.string cimport memchr
 from libc.math cimport pow
 from cpython.unicode cimport (Py_UNICODE_ISALNUM, Py_UNICODE_ISSPACE, PyUnicode_1BYTE_DATA, PyUnicode_DecodeLatin1,
                               PyUnicode_DecodeUTF8, PyUnicode_GET_LENGTH, PyUnicode_KIND,
-                              PyUnicode_1BYTE_KIND)
+                              PyUnicode_1BYTE_KIND, PyUnicode_DATA, PyUnicode_READ)
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 
@@ -86,6 +98,7 @@ cdef enum:
     T_WS_PARA = 64
     T_TESTS = 128        # a tag _tests looks at
     T_COUNTED = 256      # script, style, a, title: inside counts on_text reads
+    T_ID_SHIFT = 16      # info >> T_ID_SHIFT: the tag's number (0: not a known tag)
 
 
 cdef dict _tag_table():
@@ -101,10 +114,36 @@ cdef dict _tag_table():
     for names, bit in groups:
         for name in names:
             t[name] = t.get(name, 0) | bit
+    # each known tag's own number above the bits (T_ID_SHIFT): the
+    # handlers compare numbers, not names
+    for i, name in enumerate(sorted(t), 1):
+        t[name] |= i << T_ID_SHIFT
     return t
 
 
 cdef dict _TAGINFO = _tag_table()
+# the known tags by number (index 0: none)
+cdef tuple _TAGNAMES = (None,) + tuple(sorted(_TAGINFO))
+cdef enum:
+    _NTAGS = 256         # room for the known tags' numbers (checked below)
+if len(_TAGNAMES) > _NTAGS:
+    raise ImportError("spamhtml: more known tags than _NTAGS")
+
+
+cdef inline int _tid(str name) except -1:
+    return <int>_TAGINFO[name] >> T_ID_SHIFT
+
+
+# the numbers of the tags the handlers test for by name
+cdef int ID_A = _tid("a"), ID_AREA = _tid("area"), ID_LINK = _tid("link")
+cdef int ID_BODY = _tid("body"), ID_TABLE = _tid("table"), ID_TR = _tid("tr")
+cdef int ID_TD = _tid("td"), ID_TH = _tid("th"), ID_IMG = _tid("img")
+cdef int ID_FRAME = _tid("frame"), ID_IFRAME = _tid("iframe"), ID_EMBED = _tid("embed")
+cdef int ID_SCRIPT = _tid("script"), ID_BGSOUND = _tid("bgsound"), ID_FORM = _tid("form")
+cdef int ID_BASE = _tid("base"), ID_META = _tid("meta"), ID_FONT = _tid("font")
+cdef int ID_BASEFONT = _tid("basefont"), ID_BIG = _tid("big"), ID_SMALL = _tid("small")
+cdef int ID_HTML = _tid("html"), ID_TITLE = _tid("title"), ID_OBJECT = _tid("object")
+cdef int ID_STYLE = _tid("style")
 
 
 # the known tag names (_TAGINFO's keys) looked up straight from the bytes of
@@ -146,6 +185,11 @@ def _attr_need() -> dict:
 
 cdef dict _ATTR_NEED = _attr_need()
 cdef dict _OK_ATTR_T = {k: tuple(sorted(v)) for k, v in _OK_ATTR.items()}
+# _OK_ATTR_T with what _style_attrs does with each name: 1 foreground color
+# (text, color), 2 size, 3 style, 4 bgcolor, 0 nothing (the size bounds
+# check after it only)
+cdef dict _ATTR_CODE = {"text": 1, "color": 1, "size": 2, "style": 3, "bgcolor": 4}
+cdef dict _OK_ATTR_C = {k: tuple((n, _ATTR_CODE.get(n, 0)) for n in v) for k, v in _OK_ATTR_T.items()}
 
 cdef _TagEnt _TAGTAB[_TT_SIZE]
 cdef _TagEnt _ATTRTAB[_TT_SIZE]      # the attribute names some _ATTR_NEED set holds
@@ -247,6 +291,24 @@ _RE_CHARSET = re.compile(r"""\bcharset\s*=\s*["']?([^"']+)""", re.I)
 
 
 cdef class HtmlRenderer
+
+
+cdef inline dict _sub_dict(dict d, object key):
+    """d.setdefault(key, {}) without making a dict when key is there."""
+    cdef object got = d.get(key)
+    if got is None:
+        got = d[key] = {}
+    return <dict>got
+
+
+cdef inline list _anchor_texts(dict uri, object key):
+    """uri.setdefault(key, {}).setdefault("anchor_text", []) without the
+    throw-away dict and list."""
+    cdef dict ent = _sub_dict(uri, key)
+    cdef object got = ent.get("anchor_text")
+    if got is None:
+        got = ent["anchor_text"] = []
+    return <list>got
 
 
 cdef bint _has_visible(str text) except -1:
@@ -354,14 +416,16 @@ cdef str _self_close(str text, bint u):
     disjoint, so a "/>" ends at most one match, and matches cannot overlap.)"""
     cdef Py_ssize_t j = text.find("/>"), k, w, start = 0
     cdef list parts = None
+    cdef int kind = PyUnicode_KIND(text)
+    cdef void *data = PyUnicode_DATA(text)
     while j >= 0:
         k = j
-        while k > start and _re_s(text[k - 1], u):
+        while k > start and _re_s(PyUnicode_READ(kind, data, k - 1), u):
             k -= 1
         w = k
-        while w > start and _re_w(text[w - 1], u):
+        while w > start and _re_w(PyUnicode_READ(kind, data, w - 1), u):
             w -= 1
-        if w < k and w > start and text[w - 1] == 0x3C:
+        if w < k and w > start and PyUnicode_READ(kind, data, w - 1) == 0x3C:
             if parts is None:
                 parts = []
             parts.append(text[start:k])
@@ -372,6 +436,64 @@ cdef str _self_close(str text, bint u):
         return text
     parts.append(text[start:])
     return "".join(parts)
+
+
+cdef bytes _prepare1(str text):
+    """render's rewrites of a one-byte-kind text Perl holds as bytes, in one
+    pass: text.replace("&nbsp;", " "), then _self_close(., False), then the
+    two "\xe2\x80\x9c"/"\xe2\x80\x9d" -> '"' replaces, then
+    .encode("latin-1").  (None of the rewrites makes or breaks what another
+    looks for: "&nbsp;" and the quotes hold no "/" or ">", and neither a
+    quote's bytes nor '"' are re.A's \s or \w, which _self_close steps back
+    over; its "<" test sees '"' where it would see the quote's last byte.)"""
+    cdef const unsigned char *p = <const unsigned char *>PyUnicode_1BYTE_DATA(text)
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0, o = 0, start = 0, k, w
+    cdef unsigned char c
+    cdef unsigned char *out = <unsigned char *>PyMem_Malloc(n + 1)
+    if out == NULL:
+        raise MemoryError()
+    try:
+        while i < n:
+            c = p[i]
+            if c == 0x26:         # &
+                if i + 5 < n and p[i + 1] == 0x6E and p[i + 2] == 0x62 and p[i + 3] == 0x73 \
+                        and p[i + 4] == 0x70 and p[i + 5] == 0x3B:
+                    out[o] = 0x20
+                    o += 1
+                    i += 6
+                    continue
+            elif c == 0x2F:       # "/>": _self_close, stepping back over the output
+                if i + 1 < n and p[i + 1] == 0x3E:
+                    k = o
+                    while k > start and _ws1(out[k - 1]):
+                        k -= 1
+                    w = k
+                    while w > start and out[w - 1] < 0x80 and _re_w(out[w - 1], False):
+                        w -= 1
+                    if w < k and w > start and out[w - 1] == 0x3C:
+                        o = k
+                        out[o] = 0x3E
+                        o += 1
+                        start = o
+                        i += 2
+                        continue
+                    out[o] = 0x2F
+                    out[o + 1] = 0x3E
+                    o += 2
+                    i += 2
+                    continue
+            elif c == 0xE2:
+                if i + 2 < n and p[i + 1] == 0x80 and (p[i + 2] == 0x9C or p[i + 2] == 0x9D):
+                    out[o] = 0x22
+                    o += 1
+                    i += 3
+                    continue
+            out[o] = c
+            o += 1
+            i += 1
+        return (<const char *>out)[:o]
+    finally:
+        PyMem_Free(out)
 
 
 cdef str _collapse_ws(str text):
@@ -469,17 +591,21 @@ cdef class _Style:
     hold, the ones something reads (the tag, the colors, the size, CSS
     display and visibility); the rest are written and never read."""
     cdef str tag
+    cdef int tid                 # the tag's number (_TAGINFO), 0 for none
     cdef str fgcolor
     cdef str bgcolor
     cdef object size
     cdef object display          # style_display, None when not set
     cdef object visibility       # style_visibility, None when not set
+    cdef object cfg, cbg         # the colors `code` is _contrast's answer for (None: none yet)
+    cdef int code
 
 
-cdef _Style _new_style(str tag, object size):
+cdef _Style _new_style(str tag, object size, int tid=0):
     """{"tag": tag, "fgcolor": "#000000", "bgcolor": "#ffffff", "size": size}"""
     cdef _Style n = _Style.__new__(_Style)
     n.tag = tag
+    n.tid = tid
     n.fgcolor = "#000000"
     n.bgcolor = "#ffffff"
     n.size = size
@@ -488,24 +614,28 @@ cdef _Style _new_style(str tag, object size):
     return n
 
 
-cdef inline _Style _copy_style(_Style st, str tag):
+cdef inline _Style _copy_style(_Style st, str tag, int tid):
     """dict(st) with "tag" set to tag."""
     cdef _Style n = _Style.__new__(_Style)
     n.tag = tag
+    n.tid = tid
     n.fgcolor = st.fgcolor
     n.bgcolor = st.bgcolor
     n.size = st.size
     n.display = st.display
     n.visibility = st.visibility
+    n.cfg = st.cfg
+    n.cbg = st.cbg
+    n.code = st.code
     return n
 
 
-cdef bint _in_style_stack(list ts, str tag) except -1:
-    """Some style on the stack has that tag (looked for from the top, where
-    the one an end tag closes usually is)."""
+cdef bint _in_style_stack(list ts, int tid) except -1:
+    """Some style on the stack has that tag (by its number, not 0: looked
+    for from the top, where the one an end tag closes usually is)."""
     cdef Py_ssize_t i = len(ts) - 1
     while i >= 0:
-        if (<_Style>ts[i]).tag == tag:
+        if (<_Style>ts[i]).tid == tid:
             return True
         i -= 1
     return False
@@ -954,11 +1084,23 @@ cdef class Tokenizer:
     cdef void _ev_text(self, const unsigned char* p, Py_ssize_t s, Py_ssize_t e) except *:
         cdef str text
         cdef bint flagged
+        cdef HtmlRenderer r = self.r
+        cdef Py_ssize_t i
         if self.ms == 4:
             return
+        if r is not None and r.n_script == 0 and r.n_a == 0 and r.n_title == 0:
+            # white space alone (two thirds of the text events): on_text's
+            # outcome without the string (see _ws_text)
+            i = s
+            while i < e and _ws1(p[i]):
+                i += 1
+            if i == e:
+                if r.n_style == 0:
+                    r._ws_text(e > s, self.utf8)
+                return
         text = self._dec(p, s, e)
         flagged = self.utf8
-        if not self.is_cdata:
+        if not self.is_cdata and memchr(p + s, 0x26, e - s) != NULL:
             text, flagged = decode_entities(text, flagged, True)
         if self.r is not None:
             self.r.on_text(text, self.is_cdata, flagged)
@@ -1298,6 +1440,10 @@ cdef class Tokenizer:
             if name is None:
                 name = self._dec(b, an, ae)
             val = name
+        elif memchr(b + vs, 0x26, ve - vs) == NULL:      # no "&": decode_entities changes nothing
+            val = self._dec(b, vs, ve)
+            if self.utf8:
+                self._aflag = True
         else:
             val, f = decode_entities(self._dec(b, vs, ve), self.utf8, False)
             if f:
@@ -1556,7 +1702,7 @@ cdef class HtmlRenderer:
     cdef public list text_ws
     cdef public list text_inv
     cdef public bint text_flag
-    cdef public dict inside
+    cdef dict _inside             # inside (its known tags' counts: _cnt)
     cdef public dict uri
     cdef public list anchor
     cdef public str anchor_last
@@ -1581,6 +1727,15 @@ cdef class HtmlRenderer:
     cdef object _inv_style            # _font_invisible: the style _inv_value is for
     cdef bint _inv_value
     cdef Py_ssize_t n_script, n_style, n_a, n_title     # inside["script"], ... (0: none)
+    # inside[name] of the known tags by number, -1 while not in inside
+    # (inside gets the key when first seen, for its order, and the counts
+    # when rendering ends: _sync_inside)
+    cdef Py_ssize_t _cnt[_NTAGS]
+
+    def __cinit__(self):
+        cdef Py_ssize_t i
+        for i in range(_NTAGS):
+            self._cnt[i] = -1
 
     def __init__(self):
         self.results = {}
@@ -1588,7 +1743,7 @@ cdef class HtmlRenderer:
         self.text_ws = []
         self.text_inv = []
         self.text_flag = False
-        self.inside = {}
+        self._inside = {}
         self.uri = {}
         self.anchor = []
         self.anchor_last = ""
@@ -1611,6 +1766,12 @@ cdef class HtmlRenderer:
         self.text_style = []
 
     @property
+    def inside(self) -> dict:
+        """HTML.pm's inside: tag -> open count."""
+        self._sync_inside()
+        return self._inside
+
+    @property
     def counts(self) -> dict:
         return {"elements": self.n_elements, "elements_seen": self.n_elements_seen,
                 "tags": self.n_tags, "tags_seen": self.n_tags_seen,
@@ -1619,37 +1780,49 @@ cdef class HtmlRenderer:
     # -- driver (HTML.pm parse)
     def render(self, str text, bint flagged) -> None:
         cdef Tokenizer tok
-        cdef dict ins = self.inside
-        cdef object before
+        cdef Py_ssize_t before
         self.results["html"] = 1
         self.basefont = 3
         self.text_style = [_new_style("default", self.basefont)]
         self.length += len(text)
-        text = text.replace("&nbsp;", " ")
-        text = _self_close(text, flagged)
-        if flagged:
-            text = text.replace("\u201c", '"').replace("\u201d", '"')
+        if not flagged and PyUnicode_KIND(text) == PyUnicode_1BYTE_KIND:
+            data = _prepare1(text)
         else:
-            text = text.replace("\xe2\x80\x9c", '"').replace("\xe2\x80\x9d", '"')
+            text = text.replace("&nbsp;", " ")
+            text = _self_close(text, flagged)
+            if flagged:
+                text = text.replace("\u201c", '"').replace("\u201d", '"')
+            else:
+                text = text.replace("\xe2\x80\x9c", '"').replace("\xe2\x80\x9d", '"')
+            data = text.encode("utf-8", "surrogatepass") if flagged else text.encode("latin-1")
         self.text_flag = flagged
-        data = text.encode("utf-8", "surrogatepass") if flagged else text.encode("latin-1")
         tok = Tokenizer(self, flagged)
         tok.parse(data)
-        while ins.get("style", 0) > 0:
-            before = ins.get("style", 0)
+        # (n_style and n_script: inside's "style" and "script" counts)
+        while self.n_style > 0:
+            before = self.n_style
             tok.parse(b"</style>")
-            if ins.get("style", 0) >= before:
+            if self.n_style >= before:
                 break
-        while ins.get("script", 0) > 0:
-            before = ins.get("script", 0)
+        while self.n_script > 0:
+            before = self.n_script
             tok.parse(b"</script>")
-            if ins.get("script", 0) >= before:
+            if self.n_script >= before:
                 break
         tok.eof()
         self._end()
 
+    cdef void _sync_inside(self) except *:
+        """inside's counts of the known tags from _cnt."""
+        cdef dict ins = self._inside
+        cdef Py_ssize_t i
+        for i in range(1, len(_TAGNAMES)):
+            if self._cnt[i] >= 0:
+                ins[_TAGNAMES[i]] = self._cnt[i]
+
     cdef void _end(self) except *:
         r = self.results
+        self._sync_inside()
         self.text_style = []
         r["uri"] = list(self.uri)
         r["anchor"] = self.anchor
@@ -1664,7 +1837,7 @@ cdef class HtmlRenderer:
         r["comment"] = self.comment
         r["script"] = self.script
         r["title"] = self.title
-        r["inside"] = self.inside
+        r["inside"] = self._inside
         if self.backhair:
             r["backhair_count"] = len(self.backhair)
         if self.n_elements and self.n_tags:
@@ -1709,7 +1882,7 @@ cdef class HtmlRenderer:
         self._tag(tag, None, -1, -1)
 
     cpdef on_text(self, str text, bint is_cdata, bint flagged):
-        cdef dict ins = self.inside
+        cdef dict ins = self._inside
         cdef bint invisible, u, s_ok, e_ok
         cdef list at
         cdef str last, k
@@ -1721,8 +1894,7 @@ cdef class HtmlRenderer:
             if self.n_style > 0:
                 return
             if self.n_a > 0:
-                ent = self.uri.setdefault(self.anchor_last, {})
-                at = ent.setdefault("anchor_text", [])
+                at = _anchor_texts(self.uri, self.anchor_last)
                 if at:
                     at[-1] += text
                 else:
@@ -1763,6 +1935,15 @@ cdef class HtmlRenderer:
                     self.backhair[k] = self.backhair.get(k, 0) + 1
         self.display_text(text, False, invisible)
 
+    cdef void _ws_text(self, bint nonempty, bint flagged) except *:
+        """on_text(text, ., flagged) for a text of [ \t\n\r\f\v] alone
+        outside script, style, a and title: no visible character (so not
+        invisible), a first character _punct_class rejects (no obfuscation
+        or backhair count), collapsed to " " (or "" when empty)."""
+        if flagged:
+            self.text_flag = True
+        self.display_text(" " if nonempty else "", False, False)
+
     def on_comment(self, str text) -> None:
         self.comment.append(text)
 
@@ -1770,46 +1951,58 @@ cdef class HtmlRenderer:
         if _DOCTYPE.match(text):
             self.n_elements += 1
             self.n_tags += 1
-            self.inside["!doctype"] = 0
+            self._inside["!doctype"] = 0
 
     # -- HTML.pm html_tag and friends
     cdef void _tag(self, str tag, dict attr, int num, int info) except *:
         """html_tag; info: tag's _TAGINFO bits, -1 when not looked up yet.
         attr may be None where none of the handlers reads it."""
-        cdef dict ins = self.inside
-        cdef object cur = ins.get(tag)
+        cdef dict ins = self._inside
+        cdef object o
+        cdef Py_ssize_t cur = -1           # inside[tag], -1 when not there
         cdef object infoo
         cdef bint maybe_ns = False
         cdef bint is_elem
         cdef Py_ssize_t v
+        cdef int tid
         if info < 0:
             infoo = _TAGINFO.get(tag)
             info = 0 if infoo is None else infoo
+        tid = info >> T_ID_SHIFT
+        if tid:
+            cur = self._cnt[tid]
+        else:
+            o = ins.get(tag)
+            if o is not None:
+                cur = o
         if info == 0:           # (no known tag holds a ":")
             maybe_ns = ":" in tag and _NAMESPACE.match(tag) is not None
         is_elem = info & T_ELEM
         if is_elem or maybe_ns:
             self.n_elements += 1
-            if cur is None:
+            if cur < 0:
                 self.n_elements_seen += 1
         self.n_tags += 1
-        if cur is None:
+        if cur < 0:
             self.n_tags_seen += 1
             v = num
         else:
             v = cur + num
         if v < 0:
-            ins[tag] = 0
             self.n_closed_extra += 1
             v = 0
+        if tid:
+            if cur < 0:
+                ins[tag] = v        # (the key's place; the count: _sync_inside)
+            self._cnt[tid] = v
         else:
             ins[tag] = v
         if info & T_COUNTED:
-            if tag == "a":
+            if tid == ID_A:
                 self.n_a = v
-            elif tag == "script":
+            elif tid == ID_SCRIPT:
                 self.n_script = v
-            elif tag == "style":
+            elif tid == ID_STYLE:
                 self.n_style = v
             else:
                 self.n_title = v
@@ -1817,7 +2010,7 @@ cdef class HtmlRenderer:
             return
         if info & (T_ELEM | T_TRICK):
             if info & T_STYLE:
-                self._text_style(tag, attr, num)
+                self._text_style(tag, attr, num, tid)
             if info & T_WS_NL:
                 self.display_text("\n", True, False)
             elif info & T_WS_SP:
@@ -1826,13 +2019,13 @@ cdef class HtmlRenderer:
                 self.display_text("\n\n", True, False)
             if num == 1:
                 if info & T_URI:
-                    self._html_uri(tag, attr)
+                    self._html_uri(tag, attr, tid)
                 if info & T_TESTS:
-                    self._tests(tag, attr)
+                    self._tests(tag, attr, tid)
             else:
-                if tag == "html":
+                if tid == ID_HTML:
                     self.closed_html = 1
-                if tag == "body":
+                elif tid == ID_BODY:
                     self.closed_body = 1
 
     cpdef str canon_uri(self, str uri):
@@ -1872,13 +2065,13 @@ cdef class HtmlRenderer:
         ent = self.uri.get(target)
         if ent is None:
             ent = self.uri[target] = {}
-        ent.setdefault("types", {})[typ] = 1
+        _sub_dict(ent, "types")[typ] = 1
 
-    cdef void _html_uri(self, str tag, dict attr) except *:
-        if tag in ("body", "table", "tr", "td"):
+    cdef void _html_uri(self, str tag, dict attr, int tid) except *:
+        if tid == ID_BODY or tid == ID_TABLE or tid == ID_TR or tid == ID_TD:
             if attr.get("background") is not None:
                 self.push_uri(tag, attr["background"])
-        elif tag in ("a", "area", "link"):
+        elif tid == ID_A or tid == ID_AREA or tid == ID_LINK:
             for k in list(attr):
                 if "/href" in k and _RE_NS_HREF.search(k):
                     attr["href"] = attr.pop(k)
@@ -1889,16 +2082,17 @@ cdef class HtmlRenderer:
                 self.push_uri(tag, href)
             if attr.get("data-saferedirecturl") is not None:
                 self.push_uri(tag, attr["data-saferedirecturl"])
-        elif tag in ("img", "frame", "iframe", "embed", "script", "bgsound"):
+        elif tid == ID_IMG or tid == ID_FRAME or tid == ID_IFRAME or tid == ID_EMBED or \
+                tid == ID_SCRIPT or tid == ID_BGSOUND:
             for k in list(attr):
                 if "/src" in k and _RE_NS_SRC.search(k):
                     attr["src"] = attr.pop(k)
             if attr.get("src") is not None:
                 self.push_uri(tag, attr["src"])
-        elif tag == "form":
+        elif tid == ID_FORM:
             if attr.get("action") is not None:
                 self.push_uri(tag, attr["action"])
-        elif tag == "base":
+        elif tid == ID_BASE:
             uri = attr.get("href")
             if uri:
                 uri = self.canon_uri(uri)
@@ -1908,7 +2102,7 @@ cdef class HtmlRenderer:
                     if not uri.endswith("/"):
                         uri += "/"
                     self.base_href = uri
-        elif tag == "meta":
+        elif tid == ID_META:
             he = attr.get("http-equiv")
             content = attr.get("content")
             if he is not None and content is not None and _RE_REFRESH.search(he) and \
@@ -1917,51 +2111,52 @@ cdef class HtmlRenderer:
                 uri = _RE_SEMI_REST.sub("", uri, count=1)
                 self.push_uri(tag, uri)
 
-    cdef void _close_table_tag(self, str tag) except *:
-        cdef dict st
+    cdef void _close_table_tag(self, int tid) except *:
         cdef list ts = self.text_style
-        cdef str top
-        if not _in_style_stack(ts, tag):
+        cdef int top
+        if not _in_style_stack(ts, tid):
             return
         while ts:
-            top = (<_Style>ts[-1]).tag
+            top = (<_Style>ts[-1]).tid
             if not top:
                 break
-            if (tag == "td" and (top == "font" or top == "td")) or \
-                    (tag == "tr" and (top == "font" or top == "td" or top == "tr")):
+            if (tid == ID_TD and (top == ID_FONT or top == ID_TD)) or \
+                    (tid == ID_TR and (top == ID_FONT or top == ID_TD or top == ID_TR)):
                 ts.pop()
             else:
                 break
 
-    cdef void _close_tag(self, str tag) except *:
+    cdef void _close_tag(self, int tid) except *:
         cdef _Style st
         cdef list ts = self.text_style
-        if not _in_style_stack(ts, tag):
+        if not _in_style_stack(ts, tid):
             return
         while ts:
             st = ts.pop()
-            if st.tag == tag:
+            if st.tid == tid:
                 break
 
-    cdef void _text_style(self, str tag, dict attr, int num) except *:
+    cdef void _text_style(self, str tag, dict attr, int num, int tid) except *:
+        """(tid: tag's number, not 0: the tags with T_STYLE are known)"""
         cdef _Style new
-        if tag == "th":
+        if tid == ID_TH:
             tag = "td"
+            tid = ID_TD
         if num == 1:
-            if tag == "basefont" and "size" in attr:
+            if tid == ID_BASEFONT and "size" in attr:
                 m = _RE_LEAD_NUM.match(attr["size"] or "")
                 if m:
                     self.basefont = int(m.group(1))
                     return
-            if tag == "td" or tag == "tr":
-                self._close_table_tag(tag)
-            new = _copy_style(self.text_style[-1], tag) if self.text_style else \
-                _new_style(tag, 3)
-            if tag == "big":
+            if tid == ID_TD or tid == ID_TR:
+                self._close_table_tag(tid)
+            new = _copy_style(self.text_style[-1], tag, tid) if self.text_style else \
+                _new_style(tag, 3, tid)
+            if tid == ID_BIG:
                 new.size += 1
                 self.text_style.append(new)
                 return
-            if tag == "small":
+            if tid == ID_SMALL:
                 new.size -= 1
                 self.text_style.append(new)
                 return
@@ -1969,8 +2164,8 @@ cdef class HtmlRenderer:
                 self._style_attrs(tag, attr, new)
             self.text_style.append(new)
         else:
-            if tag != "body":
-                self._close_tag(tag)
+            if tid != ID_BODY:
+                self._close_tag(tid)
 
     cdef void _style_attrs(self, str tag, dict attr, _Style new) except *:
         # (the keys HTML.pm also sets that nothing reads: "style", the other
@@ -1978,20 +2173,21 @@ cdef class HtmlRenderer:
         # (by the allowed names, not the attributes' order: no tag allows
         # both a color attribute and style, the other assignments do not
         # interact, and the size bounds are checked after each one)
-        ok = _OK_ATTR_T.get(tag)
+        cdef int code
+        ok = _OK_ATTR_C.get(tag)
         if ok is None:
             return
-        for name in <tuple>ok:
+        for name, code in <tuple>ok:
             val = attr.get(name)
             if val is None:
                 continue
-            if name == "text" or name == "color":
+            if code == 1:
                 new.fgcolor = _rgb(val)
-            elif name == "size":
+            elif code == 2:
                 m = _font_size(val)
                 if m is not None:
                     new.size = self.basefont + m[1] if m[0] else m[1]
-            elif name == "style":
+            elif code == 3:
                 for k, v in _css_ops(val):
                     if k == "fgcolor":
                         new.fgcolor = v
@@ -2005,7 +2201,7 @@ cdef class HtmlRenderer:
                     new.bgcolor = (<_Style>self.text_style[-1]).bgcolor if self.text_style else "#ffffff"
                 if new.fgcolor == "transparent":
                     new.fgcolor = new.bgcolor
-            elif name == "bgcolor":
+            elif code == 4:
                 attr["bgcolor"] = _rgb(val)
             if new.size > self.max_size:
                 self.max_size = new.size
@@ -2024,7 +2220,14 @@ cdef class HtmlRenderer:
         return self._inv_value
 
     cdef bint _font_invisible_of(self, _Style st) except -1:
-        cdef int code = _contrast(st.fgcolor, st.bgcolor)
+        cdef int code
+        if st.cfg is st.fgcolor and st.cbg is st.bgcolor:
+            code = st.code                # (the same string objects: the same answer)
+        else:
+            code = _contrast(st.fgcolor, st.bgcolor)
+            st.cfg = st.fgcolor
+            st.cbg = st.bgcolor
+            st.code = code
         size = st.size
         display = st.display
         visibility = st.visibility
@@ -2042,14 +2245,13 @@ cdef class HtmlRenderer:
             return True
         return False
 
-    cdef void _tests(self, str tag, dict attr) except *:
-        if tag == "font" and "face" in attr:
-            if not _font_face_ok(attr["face"] or ""):
+    cdef void _tests(self, str tag, dict attr, int tid) except *:
+        if tid == ID_FONT:
+            if "face" in attr and not _font_face_ok(attr["face"] or ""):
                 self.results["font_face_bad"] = 1
-        if tag == "img":
+        elif tid == ID_IMG:
             if self.n_a > 0:
-                ent = self.uri.setdefault(self.anchor_last, {})
-                at = ent.setdefault("anchor_text", [])
+                at = _anchor_texts(self.uri, self.anchor_last)
                 if at:
                     at[-1] += "<img>\n"
                 else:
@@ -2071,22 +2273,22 @@ cdef class HtmlRenderer:
                 if height <= 0:
                     height = 200
                 self.image_area += width * height
-        elif tag == "form":
+        elif tid == ID_FORM:
             if "action" in attr:
                 if _RE_MAILTO.search(attr["action"] or ""):
                     self.results["form_action_mailto"] = 1
-        elif tag == "object" or tag == "embed":
+        elif tid == ID_OBJECT or tid == ID_EMBED:
             self.results["embeds"] = 1
-        elif tag == "a":
+        elif tid == ID_A:
             uri = self.anchor_last = self.canon_uri(attr["href"] or "") if "href" in attr else ""
-            self.uri.setdefault(uri, {}).setdefault("anchor_text", []).append("")
+            _anchor_texts(self.uri, uri).append("")
             self.anchor.append("")
-        elif tag == "title":
+        elif tid == ID_TITLE:
             self.title_index += 1
             while len(self.title) <= self.title_index:
                 self.title.append("")
             self.title[self.title_index] = ""
-        elif tag == "meta":
+        elif tid == ID_META:
             he = attr.get("http-equiv")
             content = attr.get("content")
             if he is not None and content is not None and _RE_CONTENT_TYPE.search(he):
