@@ -1,8 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Per-message loops of the spam engine's eval rules, compiled (twin:
 postier._pure.spameval, where the API is documented): uppercase_counts,
-vertical_words, rfc822_date_fast, date_seconds, run_calls, ma_counts, rcvd_date, qp_lines,
-rcvd_times, text_part_stats, forged_received.  The same results as the twin for every
+vertical_words, rfc822_date_fast, date_seconds, run_calls, ma_counts,
+ma_dropped, rcvd_date, qp_lines, rcvd_times, text_part_stats,
+illegal_counts, forged_received.  The same results as the twin for every
 input (tests/unit/content/test_spam_evals_native.py).
 
 Reads no main.cf parameters.
@@ -10,6 +11,16 @@ Reads no main.cf parameters.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport Py_UNICODE_ISALNUM, Py_UNICODE_ISSPACE
+from libc.string cimport memchr
+
+
+from cpython.dict cimport PyDict_GetItem, PyDict_Next
+from cpython.object cimport PyObject
+
+cdef extern from "Python.h":
+    int PyUnicode_KIND(object o)
+    void *PyUnicode_DATA(object o)
+    Py_UCS4 PyUnicode_READ(int kind, void *data, Py_ssize_t i) nogil
 
 
 cdef inline bint _ws(unsigned char c) noexcept nogil:
@@ -68,28 +79,44 @@ def uppercase_counts(list lines, jis):
     return (ln, counts[1], counts[2])
 
 
-# byte class for uppercase_counts: 1 [a-z0-9], 2 [A-Z], 0 the rest
-cdef unsigned char _CLASS[256]
-for _c in range(256):
-    _CLASS[_c] = 1 if (97 <= _c <= 122 or 48 <= _c <= 57) else (2 if 65 <= _c <= 90 else 0)
-
-
 cdef inline void _count_classes(const unsigned char *p, Py_ssize_t n, Py_ssize_t *counts) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        counts[_CLASS[p[i]]] += 1
+    # counts[1] += the [a-z0-9] bytes, counts[2] += the [A-Z] ones (counts[0]
+    # is not used): comparisons summed in bytes over blocks of 255, loops
+    # the C compiler vectorizes
+    cdef Py_ssize_t i = 0, j, m
+    cdef unsigned char c, lower, upper
+    while i < n:
+        m = i + 255 if n - i > 255 else n
+        lower = upper = 0
+        for j in range(i, m):
+            c = p[j]
+            lower += (<unsigned char>(c - 97) < 26) | (<unsigned char>(c - 48) < 10)
+            upper += <unsigned char>(c - 65) < 26
+        counts[1] += lower
+        counts[2] += upper
+        i = m
 
 
 cdef inline bint memchr_byte(const unsigned char *p, Py_ssize_t n, unsigned char b) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        if p[i] == b:
-            return True
-    return False
+    return n > 0 and memchr(p, b, <size_t>n) != NULL
+
+
+cdef inline Py_ssize_t _spaces(const unsigned char *p, Py_ssize_t n) noexcept nogil:
+    # the spaces of p[:n], summed in bytes over blocks of 255 (vectorized)
+    cdef Py_ssize_t i = 0, j, m, total = 0
+    cdef unsigned char b
+    while i < n:
+        m = i + 255 if n - i > 255 else n
+        b = 0
+        for j in range(i, m):
+            b += p[j] == 32
+        total += b
+        i = m
+    return total
 
 
 def vertical_words(list lines):
-    cdef Py_ssize_t v = -1, ln, spaces, non, i, pct
+    cdef Py_ssize_t v = -1, ln, spaces, non, pct
     cdef const unsigned char *p
     cdef bytes line
     for obj in lines:
@@ -98,10 +125,7 @@ def vertical_words(list lines):
         if ln <= 5:
             continue
         p = <const unsigned char *>PyBytes_AS_STRING(line)
-        spaces = 0
-        for i in range(ln):
-            if p[i] == 32:
-                spaces += 1
+        spaces = _spaces(p, ln)
         non = ln - spaces
         if spaces > non or non == 0:
             pct = 100
@@ -328,18 +352,20 @@ cdef inline bint _word_a(Py_UCS4 c) noexcept:
 def ma_counts(str text, bint uni, dict counts):
     """See the twin: the words of text counted into counts."""
     cdef Py_ssize_t n = len(text), i = 0, start
+    cdef int kind = PyUnicode_KIND(text)
+    cdef void *d = PyUnicode_DATA(text)     # (read in place: no per-character dispatch)
     cdef Py_UCS4 c
     cdef bint word
     cdef object w, got
     while i < n:
-        c = text[i]
+        c = PyUnicode_READ(kind, d, i)
         if (Py_UNICODE_ISSPACE(c) if uni else _uws(c)):
             i += 1
             continue
         start = i
         word = False
         while i < n:
-            c = text[i]
+            c = PyUnicode_READ(kind, d, i)
             if (Py_UNICODE_ISSPACE(c) if uni else _uws(c)):
                 break
             if not word:
@@ -349,12 +375,6 @@ def ma_counts(str text, bint uni, dict counts):
             w = text[start:i]
             got = counts.get(w)
             counts[w] = 1 if got is None else got + 1
-
-
-cdef extern from "Python.h":
-    int PyUnicode_KIND(object o)
-    void *PyUnicode_DATA(object o)
-    Py_UCS4 PyUnicode_READ(int kind, void *data, Py_ssize_t i) nogil
 
 
 cdef inline bint _uws_n(Py_UCS4 c) noexcept nogil:
@@ -493,6 +513,28 @@ def qp_lines(list lines, qp_count):
     return (fc if isf else ic), kept, longest, size
 
 
+def ma_dropped(dict html, dict text):
+    """See the twin: the words whose html count the text count matches or exceeds."""
+    cdef dict a = text, b = html
+    cdef bint text_first = True
+    cdef Py_ssize_t pos = 0, dropped = 0
+    cdef PyObject *k
+    cdef PyObject *v
+    cdef PyObject *o
+    if len(text) > len(html):
+        a, b, text_first = html, text, False
+    while PyDict_Next(a, &pos, &k, &v):
+        o = PyDict_GetItem(b, <object>k)
+        if o == NULL:
+            continue
+        if text_first:
+            if (<object>o) - (<object>v) < 1:
+                dropped += 1
+        elif (<object>v) - (<object>o) < 1:
+            dropped += 1
+    return dropped
+
+
 def rcvd_times(list lines):
     """See the twin: the dates of Received lines (strings where
     rfc822_date_fast gives False), and whether there is such a string."""
@@ -515,29 +557,54 @@ cdef inline bint _hex_uc(unsigned char c) noexcept nogil:
     return (48 <= c <= 57) or (65 <= c <= 70)
 
 
+def illegal_counts(bytes raw):
+    """See the twin: (control bytes, control and 0x7f-0xff bytes) of raw."""
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(raw)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(raw), i = 0, j, m, ctrl = 0, high = 0
+    cdef unsigned char c, bc, bh
+    # (comparisons summed in bytes over blocks of 255, no table: loops the
+    # C compiler vectorizes)
+    while i < n:
+        m = i + 255 if n - i > 255 else n
+        bc = bh = 0
+        for j in range(i, m):
+            c = p[j]
+            bc += (c < 32) & (c != 9) & (c != 10) & (c != 13)
+            bh += c >= 127
+        ctrl += bc
+        high += bh
+        i = m
+    return ctrl, ctrl + high
+
+
 def text_part_stats(list lines):
     """See the twin: (size, lines with NUL/CR/8-bit bytes, &#xNNNN; entities)."""
     cdef Py_ssize_t size = 0, illegal = 0, ents = 0, n, i
     cdef const unsigned char *p
-    cdef unsigned char c
-    cdef bint bad
+    cdef const unsigned char *q
+    cdef unsigned char c, acc
     cdef bytes line
     for obj in lines:
         line = <bytes?>obj
         p = <const unsigned char *>PyBytes_AS_STRING(line)
         n = PyBytes_GET_SIZE(line)
         size += n
-        bad = False
+        # (a NUL, CR or 8-bit byte anywhere: OR-ed over the line, a loop
+        # the C compiler vectorizes)
+        acc = 0
         for i in range(n):
             c = p[i]
-            if c == 0 or c == 13 or c >= 128:
-                bad = True
-                break
-        if bad:
+            acc |= (c == 0) | (c == 13) | (c >= 128)
+        if acc:
             illegal += 1
+        # (each '&' that can start an 8-byte entity found by memchr)
         i = 0
         while i + 8 <= n:
-            if p[i] == 38 and p[i + 1] == 35 and p[i + 2] == 120 and _hex_uc(p[i + 3]) and \
+            q = <const unsigned char *>memchr(p + i, 38, <size_t>(n - 7 - i))
+            if q == NULL:
+                break
+            i = q - p
+            if p[i + 1] == 35 and p[i + 2] == 120 and _hex_uc(p[i + 3]) and \
                     _hex_uc(p[i + 4]) and _hex_uc(p[i + 5]) and _hex_uc(p[i + 6]) and p[i + 7] == 59:
                 ents += 1
                 i += 8

@@ -7,10 +7,12 @@ spam engine's eval rules (postier.content.spam.evals).
     date_seconds(y, month, dd, hh, mi, ss, zone)  # its clamps and sum, for any parsed date
     run_calls(calls, ctx, values)  # the engine's eval calls of one area (Run._evals)
     ma_counts(text, uni, counts)   # multipart_alternative_difference's words, counted
+    ma_dropped(html, text)         # ... and the words the text part covers
     rcvd_date(line)                # the date of a Received line (check_for_shifted_date)
     qp_lines(lines, qp_count)      # MIMEEval's quoted-printable counts over a part's lines
     rcvd_times(lines)              # the dates of Received lines, as rfc822_date_fast gives them
     text_part_stats(lines)         # MIMEEval's size, illegal-line and &#xNNNN; counts of a part
+    illegal_counts(raw)            # HeaderEval check_illegal_chars's byte counts
     forged_received(untrusted, is_private)  # RelayEval's forged trail and helo-ip counts
 
 uppercase_counts(lines, jis) -> (length, lower, upper): over the lines that
@@ -64,6 +66,10 @@ None, in order, rfc822_date_fast of that date when it is an int, or the
 date string itself when rfc822_date_fast is False (the caller parses those
 the general way; slow tells whether there is one); lines without a date or
 with a None date left out.
+
+illegal_counts(raw) -> (ctrl, illegal): the bytes of raw that are
+control characters other than TAB, LF and CR (0x00-0x08, 0x0b, 0x0c,
+0x0e-0x1f), and those plus the bytes 0x7f-0xff.
 
 text_part_stats(lines) -> (size, illegal, entities): over a text part's
 raw lines, their summed length, how many hold a NUL, CR or a byte above
@@ -202,6 +208,13 @@ def ma_counts(text: str, uni: bool, counts: dict) -> None:
         counts[w] = counts.get(w, 0) + 1
 
 
+def ma_dropped(html: dict, text: dict) -> int:
+    """multipart_alternative_difference's dropped words: those of both
+    counts (word -> count, as ma_counts makes them) whose html count the
+    text count matches or exceeds (html[w] - text[w] < 1)."""
+    return sum(1 for k in text.keys() & html.keys() if html[k] - text[k] < 1)
+
+
 _RT_DATE = re.compile(r"(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+)", re.A)
 
 
@@ -254,6 +267,14 @@ def rcvd_times(lines: list[str]) -> tuple[list, bool]:
 
 _ILLEGAL_ASCII = re.compile(rb"[\x00\x0d\x80-\xff]")
 _UNICODE_ENT = re.compile(rb"&#x[0-9A-F]{4};")
+
+
+_CTRL = bytes(list(range(0x00, 0x09)) + [0x0b, 0x0c] + list(range(0x0e, 0x20)))
+_ILLEGAL = _CTRL + bytes(range(0x7f, 0x100))
+
+
+def illegal_counts(raw: bytes) -> tuple[int, int]:
+    return len(raw) - len(raw.translate(None, _CTRL)), len(raw) - len(raw.translate(None, _ILLEGAL))
 
 
 def text_part_stats(lines: list[bytes]) -> tuple[int, int, int]:

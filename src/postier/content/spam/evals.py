@@ -58,9 +58,11 @@ one per-message value: the MIME summary, the image summary, the body
 length, the uppercase ratio), similar_recipients's pairs are counted by
 group (not pair by pair: 256 addresses cost 2.2 ms that way),
 EvalContext.get_list answers a header the message lacks without asking
-HeaderView, and the
+HeaderView, the address lists' answers are remembered by address, and the
 per-line loops of check_for_uppercase, tvd_vertical_words and MIMEEval's
-quoted-printable and text-part counts, the Received dates, the common
+quoted-printable and text-part counts, check_illegal_chars's byte counts,
+multipart_alternative_difference's word counts and their comparison,
+the Received dates, the common
 shape of a date, the clamps and sum of every parsed date (date_seconds,
 for the common shape and _parse_date_slow alike) and the forged Received
 trail run in postier._native.spameval (twin: postier._pure.spameval).
@@ -118,7 +120,6 @@ _BRACKETED_RE = re.compile(r"^\[(.*)\]\Z").match
 _DOTCOM_HELO_I = re.compile(r"(?:\.|^)(lycos\.com|lycos\.co\.uk|hotmail\.com|localhost\.com|excite\.com|"
                             r"caramail\.com|cs\.com|aol\.com|msn\.com|yahoo\.com|drizzle\.com)$", re.I).search
 _DOTS_SUB = re.compile(r"\.+").sub
-_AT_REST_S = re.compile(r"@(.*)", re.S).search
 _ISO_CHARSET_I = re.compile(r"iso-\S+-\S+\b", re.I).search
 _LETTER_I = re.compile(r"[a-z]", re.I).search
 _RATIO_SHAPE = re.compile(r"\d{0,3}\.\d{1,3}").fullmatch
@@ -435,9 +436,6 @@ def check_for_faraway_charset_in_headers(ctx, rule, *args):
     return 0
 
 
-_CTRL_BYTES = bytes(list(range(0x00, 0x09)) + [0x0b, 0x0c] + list(range(0x0e, 0x20)))
-_ILLEGAL_BYTES = _CTRL_BYTES + bytes(range(0x7f, 0x100))
-
 
 @ev()
 def check_illegal_chars(ctx, rule, header, ratio, count):
@@ -697,7 +695,8 @@ def _recipients(ctx):
         # SpamAssassin counts over every pair: the pairs whose users start
         # alike, and those whose hosts start alike but differ: counted by
         # group (the pairs of a group of k are k(k-1)/2), the same integers
-        fqhn = [(_AT_REST_S(a).group(1) if "@" in a else None) for a in address]
+        # (/\@(.*)/s: what follows the first @)
+        fqhn = [(a[a.index("@") + 1:] if "@" in a else None) for a in address]
         n = len(address)
         hits = _pairs(Counter([a[:2] for a in address])) + \
             _pairs(Counter([f[:2] if f is not None else None for f in fqhn])) - _pairs(Counter(fqhn))
@@ -852,22 +851,20 @@ _CLTFAC = r"[-_a-z0-9]*(?:koi|jp|jis|euc|gb|big5|isoir|cp1251|windows-1251|georg
 
 
 # subject_is_all_caps's and check_equal_from_domains's patterns (compiled once)
-_SAC_LEAD = re.compile(r"^\s+", re.A).sub
-_SAC_TRAIL = re.compile(r"\s+$", re.A).sub
 _SAC_PREFIX = re.compile(r"^(?:(?:Re|Fwd|Fw|Aw|Antwort|WG|SV|VB|VS|VL):\s*)+", _IA).sub
 _SAC_SPACE = re.compile(r"\s", re.A).search
 _SAC_UPPER = re.compile(r"[A-Z]").search
 _SAC_LOWER = re.compile(r"[a-z]").search
 _SAC_CHARSET = re.compile(r"=\?" + _CLTFAC + r"\?", re.I).search
 _EFD_AT = re.compile(r"@([^@]*)\Z").search
-_EFD_TAIL = re.compile(r"^.+\.([^\.]+\.[^\.]+)$").sub
+_EFD_TAIL = re.compile(r"^.+\.([^\.]+\.[^\.]+)$").match
 
 
 @ev()
 def subject_is_all_caps(ctx, rule):
-    subj = ctx.get("Subject")
-    subj = _SAC_LEAD("", subj)
-    subj = _SAC_TRAIL("", subj)
+    # (s/^\s+//; s/\s+$//: the ASCII white space at either end; \s+ takes
+    # a final newline too, so $ before it leaves nothing else)
+    subj = ctx.get("Subject").strip(_ASCII_WS)
     subj = _SAC_PREFIX("", subj)
     if not _SAC_SPACE(subj):
         return 0
@@ -1007,6 +1004,12 @@ def check_ratware_envelope_from(ctx, rule):
         dom = ctx.rb.trim_domain(dom)
         if not ctx.rb.is_domain_valid(dom):
             return 0
+        # (a match holds the domain and "user@" in frm, in any ASCII case:
+        # Latin-1 text, whose lower() is one character for one, has them
+        # lowercased too; without them no search)
+        low = frm.lower()
+        if dom.lower() not in low or (user + "@").lower() not in low:
+            return 0
         if "\0" not in dom + user + frm:
             if _RATWARE.search(dom + "\0" + user + "\0" + frm):
                 return 1
@@ -1035,7 +1038,11 @@ def _efd_domain(addr: str) -> str:
     got = _EFD_MEMO.get(addr)
     if got is None:
         m = _EFD_AT(addr)
-        got = _EFD_TAIL(r"\1", m.group(1) if m else "")
+        d = m.group(1) if m else ""
+        # s/^.+\.([^\.]+\.[^\.]+)$/$1/: the anchored pattern matches at most
+        # once, and what its $ left (a final newline) stays
+        t = _EFD_TAIL(d)
+        got = d if t is None else t.group(1) + d[t.end():]
         if len(_EFD_MEMO) >= 20000:
             _EFD_MEMO.clear()
         _EFD_MEMO[addr] = got
@@ -1091,7 +1098,7 @@ def _madiff(ctx):
         res[1] = orig
         res[2] = len(text)
         # the html words whose count the text matches or exceeds are dropped
-        dropped = sum(1 for k in text.keys() & html.keys() if html[k] - text[k] < 1)
+        dropped = _ev.ma_dropped(html, text)
         diff = (orig - dropped) / orig * 100
         if diff > res[0]:
             res[0] = diff
@@ -1454,6 +1461,18 @@ _CT_CHARSET = tuple(re.compile(p, re.I).search
                     for p in (r"charset=\"([^\"]+)\"", r"charset='([^']+)'", r"charset=(\S+)"))
 _CT_CHARSETS: dict[str, str | None] = {}
 _CLTFAC_FULL = re.compile(_CLTFAC, re.I).fullmatch
+_FARAWAY: dict[str, bool] = {}      # _CLTFAC_FULL's answer by charset (a few repeat)
+
+
+def _faraway(charset: str) -> bool:
+    got = _FARAWAY.get(charset)
+    if got is None:
+        got = _CLTFAC_FULL(charset) is not None
+        if len(charset) <= 256:
+            if len(_FARAWAY) >= 4096:
+                _FARAWAY.clear()
+            _FARAWAY[charset] = got
+    return got
 
 
 def _charset_from_ct(t: str | None) -> str | None:
@@ -1493,7 +1512,7 @@ def check_for_uppercase(ctx, rule, mn, mx):
             charsets.append(t)
         if "mime_html_charsets" in st:
             charsets += st["mime_html_charsets"].split()
-        if any(_CLTFAC_FULL(c) for c in charsets):
+        if any(_faraway(c) for c in charsets):
             ctx.cache["uppercase"] = 0
             return 0
         ln, lower, upper = _ev.uppercase_counts(ctx.body(), _UC_JIS)
@@ -2205,6 +2224,9 @@ class _AddrMatcher:
         self.exact = exact
         self.suffixes = tuple(suffixes)
         self.at_suffixes = tuple(at_suffixes)
+        # match()'s answers by address (fast lists: their string tests are
+        # fixed here; senders come back)
+        self._known: dict[str, bool] = {}
 
     def _at(self, a: str) -> bool:
         """Does a *@*LIT entry match a (no final newline)?"""
@@ -2214,6 +2236,16 @@ class _AddrMatcher:
 
     def match(self, addr: str) -> bool:
         """_in_list(lst, addr) for an address already lowercased."""
+        got = self._known.get(addr)
+        if got is None:
+            got = self._match(addr)
+            if self.fast and len(addr) <= 256:     # (the string tests of a fixed list)
+                if len(self._known) >= 20000:
+                    self._known.clear()
+                self._known[addr] = got
+        return got
+
+    def _match(self, addr: str) -> bool:
         lst = self.lst
         if addr in lst:
             return True
@@ -2581,8 +2613,10 @@ def check_https_http_mismatch(ctx, rule, minanchors=None, maxanchors=None):
     for h in ctx.html_all():
         detail = h.get("uri_detail") or {}
         # a hit needs an anchor text holding an https:// host: without one
-        # the part cannot answer 1 (its domain work is skipped)
-        if not any(_HTTPS_HOST_I(a) for v in detail.values() for a in (v.get("anchor_text") or ())):
+        # the part cannot answer 1 (its domain work is skipped); an anchor
+        # text without "://" (in every case of "https") has none
+        if not any("://" in a and _HTTPS_HOST_I(a)
+                   for v in detail.values() for a in (v.get("anchor_text") or ())):
             continue
         hit = False
         anchors = 0
@@ -2700,9 +2734,55 @@ _HTML_LOOPS = {html_range, html_image_only, html_image_ratio, html_tag_exists, h
 
 
 def _html_group(calls: list):
+    # the html_tag_exists, html_test and html_range calls (their binders
+    # mark them: f.html) tested here, each as its function tests it (a
+    # range's comparison that fails is its "no hit"), the others by
+    # run_calls
+    tags = [(c[0], c[2].html[1]) for c in calls if getattr(c[2], "html", ("",))[0] == "tag"]
+    tests = [(c[0], c[2].html[1]) for c in calls if getattr(c[2], "html", ("",))[0] == "test"]
+    ranges = [(c[0], *c[2].html[1]) for c in calls if getattr(c[2], "html", ("",))[0] == "range"]
+    rest = [c for c in calls if getattr(c[2], "html", None) is None]
+
     def g(ctx, rule):
-        if ctx.html_all():
-            _ev.run_calls(calls, ctx, ctx.run.values)
+        html = ctx.html_all()
+        if not html:
+            return 0
+        values = ctx.run.values
+        if tags:
+            inside = [h.get("inside") or {} for h in html]
+            for name, tag in tags:
+                for ins in inside:
+                    if tag in ins:
+                        if name not in values:
+                            values[name] = 1
+                        break
+        for name, test in tests:
+            for h in html:
+                if h.get(test):
+                    if name not in values:
+                        values[name] = 1
+                    break
+        for name, test, nmn, nmx, open_ended in ranges:
+            try:
+                for h in html:
+                    v = h.get(test)
+                    if v is None:
+                        continue
+                    if open_ended:
+                        if v > nmn:
+                            break
+                    elif v == "inf":
+                        continue
+                    elif nmn < v <= nmx:
+                        break
+                else:
+                    continue
+            except Exception:   # noqa: BLE001 - a failing eval is "no hit" (run_calls)
+                continue
+            if name not in values:
+                values[name] = 1
+        if rest:
+            _ev.run_calls(rest, ctx, values)
         return 0
     return g
 
@@ -2764,16 +2844,44 @@ def _list_name(fn, r) -> str | None:
     return None
 
 
+# what each list eval tests: the From addresses, the Reply-To address, or the To ones
+_LIST_FROM = {check_from_in_list, check_from_in_blocklist}
+_LIST_REPLYTO = {check_replyto_in_list}
+
+
 def _lists_group(members: list):
     # members: (list name, call); the calls of the non-empty lists worked out
-    # on the first message (kept on the CompiledRules: the lists are its)
+    # on the first message (kept on the CompiledRules: the lists are its),
+    # and the plan the group runs: (rule name, 0/1/2 for From/Reply-To/To,
+    # the list's matcher), each test as its function makes it
     def g(ctx, rule):
-        memo = ctx.run.cr.__dict__.setdefault("_list_calls", {})
+        cr_dict = ctx.run.cr.__dict__
+        memo = cr_dict.setdefault("_list_calls", {})
         todo = memo.get(id(members))
         if todo is None or todo[0] is not members:
-            todo = memo[id(members)] = (members, [c for name, c in members if _addrlist(ctx, name)])
-        if todo[1]:
-            _ev.run_calls(todo[1], ctx, ctx.run.values)
+            calls = [c for name, c in members if _addrlist(ctx, name)]
+            plan = [(c[0], 0 if c[2] in _LIST_FROM else 1 if c[2] in _LIST_REPLYTO else 2,
+                     _matcher(cr_dict, ctx, name))
+                    for name, c in members if _addrlist(ctx, name)]
+            todo = memo[id(members)] = (members, calls, plan)
+        values = ctx.run.values
+        for name, what, m in todo[2]:
+            try:        # (a failing eval is "no hit", as in run_calls)
+                if what == 0:
+                    hit = False
+                    for a in _from_lc(ctx):
+                        if m.match(a):
+                            hit = True
+                            break
+                elif what == 1:
+                    rt = ctx.get("Reply-To:addr")
+                    hit = rt != "" and m.match(rt.lower())
+                else:
+                    hit = any(m.match(a.lower()) for a in ctx.all_to_addrs())
+            except Exception:   # noqa: BLE001
+                continue
+            if hit and name not in values:
+                values[name] = 1
         return 0
     return g
 
@@ -2926,15 +3034,17 @@ def _b_illegal_chars(header, ratio, count):
             raw = hv.get_str(header)
             if not hv.get(header) or not raw or raw.isspace():
                 return 0
+        # (the control bytes other than TAB, LF, CR, and those plus 0x7f-0xff,
+        # counted in one compiled pass)
+        ctrl, illegal = _ev.illegal_counts(raw)
         if not raw.isascii():
             try:
                 raw.decode("utf-8")
                 valid = True
             except UnicodeDecodeError:
                 valid = False
-            if valid and len(raw.translate(None, _CTRL_BYTES)) == len(raw):
+            if valid and ctrl == 0:
                 return 0
-        illegal = len(raw) - len(raw.translate(None, _ILLEGAL_BYTES))
         if illegal > 0 and subject:
             if raw.count(b"\xa2") + raw.count(b"\xa3") + raw.count(b"\xae") == 1:
                 illegal -= 1
@@ -2974,6 +3084,7 @@ def _b_html_range(test, mn, mx=None):
             elif nmn < v <= nmx:
                 return 1
         return 0
+    f.html = ("range", (test, nmn, nmx, open_ended))       # (_html_group's test)
     return f
 
 
@@ -3103,6 +3214,7 @@ def _b_html_tag_exists(tag):
             if tag in (h.get("inside") or {}):
                 return 1
         return 0
+    f.html = ("tag", tag)
     return f
 
 
@@ -3113,6 +3225,7 @@ def _b_html_test(test):
             if h.get(test):
                 return 1
         return 0
+    f.html = ("test", test)
     return f
 
 
