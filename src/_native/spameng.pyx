@@ -2,16 +2,22 @@
 """The spam engine's per-message loops, compiled (twin: postier._pure.spameng).
 
 Same API and results as the pure module (see its docstring): Hyperscan match
-handlers (on_match, on_first_match, on_match_end), report_subjects, count_literals, LiteralCounter (one
-pass over the data, stopping at the limit), count_iter, long_line, first_hit;
-literal_set (run when rules are built) is the pure module's; header_values
+handlers (on_match, on_first_match, on_match_end), report_subjects, report_lines, count_literals, LiteralCounter (one
+pass over the data, stopping at the limit), LineLiteralCounter (likewise),
+count_iter, long_line, first_hit; literal_set and line_literal_form (run when
+rules are built) are the pure module's; header_values
 (the joined values of the plain header names a header rule group reads).  Reads no
 main.cf parameters.
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.string cimport memchr
 
-from postier._pure.spameng import MAX_LITERALS, literal_set  # noqa: F401 - re-exported
+from postier._pure.spameng import (  # noqa: F401 - re-exported
+    MAX_LITERALS,
+    line_literal_form,
+    literal_set,
+)
 
 
 def on_match(unsigned int i, unsigned long long start, unsigned long long end,
@@ -31,6 +37,16 @@ def on_match_end(unsigned int i, unsigned long long start, unsigned long long en
 def report_subjects(list ends, long long i, list lens):
     """The subjects (indexes into lens) holding a report end of entry i,
     in order (see the pure module)."""
+    return _report_subjects(ends, i, lens, False)
+
+
+def report_lines(list ends, long long i, list subjects):
+    """report_subjects(ends, i, [len(s) for s in subjects]), the lengths
+    read here."""
+    return _report_subjects(ends, i, subjects, True)
+
+
+cdef list _report_subjects(list ends, long long i, list lens, bint are_subjects):
     cdef set out = set()
     cdef list flat
     cdef object sub
@@ -54,7 +70,10 @@ def report_subjects(list ends, long long i, list lens):
                     seps[0] = 0
                     pos = 0
                     for k in range(m):
-                        pos += <long long>lens[sub[k] if sub is not None else k] + 1
+                        if are_subjects:
+                            pos += len(<bytes>lens[sub[k] if sub is not None else k]) + 1
+                        else:
+                            pos += <long long>lens[sub[k] if sub is not None else k] + 1
                         seps[k + 1] = pos
                 p = <long long>flat[x + 1] - 1
                 if p < 0:
@@ -152,6 +171,125 @@ cdef class LiteralCounter:
                 i += L
             else:
                 i += 1
+        return c
+
+
+cdef class LineLiteralCounter:
+    """The pure module's count_line_literals for one line_literal_form
+    (excluded first bytes X, literals holding no NUL or newline), stopping
+    at the limit.  The count is that of the lines (the text after a NUL or
+    newline s, up to the next one) holding a literal at t where either
+    t >= s + 2 and data[s + 1] is not in X (a match from s), or data[s]
+    is a newline after another separator and X lacks the newline (a match
+    from the empty line before, whose newline is the byte after its
+    start): a match's text after its first byte is one line, it ends in
+    that line, and the next one starts at a later separator.  So the
+    walk goes from one literal to the next (memchr on their first byte
+    when they share it) and looks at a line's bounds only where a literal
+    lies."""
+
+    cdef readonly bytes excluded
+    cdef readonly tuple lits
+    cdef list by_first              # first byte -> literals starting with it
+    cdef unsigned char kind[256]    # 1: a separator (NUL, newline), 2: a literal's first byte
+    cdef unsigned char excl[256]
+    cdef unsigned char pairs[8192]  # bit (a << 8 | b): some literal starts with a, b (or is a)
+    cdef int fb                     # the literals' one first byte, or -1
+
+    def __init__(self, excluded, lits):
+        self.excluded = bytes(excluded)
+        self.lits = tuple(lits)
+        self.by_first = [None] * 256
+        cdef int b, x
+        for b in range(256):
+            self.kind[b] = 0
+            self.excl[b] = 0
+        for b in range(8192):
+            self.pairs[b] = 0
+        self.kind[0] = 1
+        self.kind[10] = 1
+        for b in self.excluded:
+            self.excl[b] = 1
+        if not self.lits:
+            raise ValueError("no literal")
+        cdef bytes lit
+        self.fb = self.lits[0][0] if self.lits[0] else -1
+        for lit in self.lits:
+            if not lit or b"\0" in lit or b"\n" in lit:
+                raise ValueError("empty literal or one holding a separator")
+            b = lit[0]
+            if self.by_first[b] is None:
+                self.by_first[b] = []
+            self.by_first[b].append(lit)
+            self.kind[b] = 2
+            if b != self.fb:
+                self.fb = -1
+            if len(lit) == 1:
+                for x in range(256):
+                    self.pairs[(b << 5) | (x >> 3)] |= 1 << (x & 7)
+            else:
+                x = lit[1]
+                self.pairs[(b << 5) | (x >> 3)] |= 1 << (x & 7)
+
+    cdef bint _at(self, const unsigned char *p, Py_ssize_t n, Py_ssize_t t):
+        """Does a literal start at p[t] (p[t] a first byte)?"""
+        cdef int x = p[t + 1] if t + 1 < n else 0
+        cdef Py_ssize_t L, k
+        cdef const unsigned char *q
+        cdef bytes lit
+        if not self.pairs[(p[t] << 5) | (x >> 3)] & (1 << (x & 7)):
+            return False
+        for lit in self.by_first[p[t]]:
+            L = len(lit)
+            if t + L > n:
+                continue
+            q = lit
+            k = 1
+            while k < L and p[t + k] == q[k]:
+                k += 1
+            if k == L:
+                return True
+        return False
+
+    cdef Py_ssize_t _next(self, const unsigned char *p, Py_ssize_t n, Py_ssize_t t):
+        """The offset of the next literal's first byte at or after t, or n."""
+        cdef const unsigned char *kind = self.kind
+        cdef const void *r
+        if self.fb >= 0:
+            r = memchr(p + t, self.fb, n - t)
+            return (<const unsigned char *>r - p) if r != NULL else n
+        while t < n and kind[p[t]] != 2:
+            t += 1
+        return t
+
+    def count(self, bytes data, Py_ssize_t limit=0):
+        cdef const unsigned char *p = data
+        cdef const unsigned char *kind = self.kind
+        cdef Py_ssize_t n = len(data), t = 0, s, e = -1, c = 0
+        cdef bint nl_ok = not self.excl[10]
+        s = -1                  # the separator before the line of t (when t < e)
+        while True:
+            t = self._next(p, n, t)
+            if t >= n:
+                break
+            if not self._at(p, n, t):
+                t += 1
+                continue
+            if t >= e:          # a new line: its bounds
+                s = t - 1
+                while s >= 0 and kind[p[s]] != 1:
+                    s -= 1
+                e = t + 1
+                while e < n and kind[p[e]] != 1:
+                    e += 1
+            if s >= 0 and ((t >= s + 2 and not self.excl[p[s + 1]])
+                           or (nl_ok and p[s] == 10 and s >= 1 and kind[p[s - 1]] == 1)):
+                c += 1
+                if limit and c >= limit:
+                    break
+                t = e + 1       # the line is counted
+            else:
+                t += 1
         return c
 
 

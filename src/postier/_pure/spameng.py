@@ -4,6 +4,7 @@
     db.scan(buf, match_event_handler=on_match, context=hits)   # Hyperscan callbacks
     db.scan(buf, match_event_handler=on_match_end, context=ends)   # ids and match ends
     report_subjects([(ends, None)], i, lens)    # the subjects holding entry i's report ends
+    report_lines([(ends, None)], i, subjects)   # the same, from the subjects themselves
     count_literals(buf, (b"e", b"\\xc3\\xa8"), 230)            # `tflags multiple` by counting
     LiteralCounter(lits).count(buf, 230)                    # the same, for a set used often
     count_iter(rx, data, limit)          # matches of rx.finditer(data), capped at limit
@@ -11,14 +12,18 @@
     long_line(data, 998)                 # a line starting with 998 bytes but CR/LF? (__LONGLINE)
     header_values(headers, names)        # joined header values by lower-cased name
     literal_set(re2_pattern)             # the literals an RE2 pattern stands for, or None
+    LineLiteralCounter(*line_literal_form(re2_pattern)).count(buf, 100)   # /^[^>].*?<a href=/im
 
 postier.content.spam.engine and .hsdb use these on every message (selected
 with postier.native.load("spameng"); POSTIER_PURE=1 selects this twin).
 literal_set runs when rules are built: a `multiple` rule whose regex is a
 set of literals that can never overlap is counted by looking for the
 literals instead of walking a regex (SpamAssassin's __LOWER_E,
-__E_LIKE_LETTER).  Reads no
-main.cf parameters.
+__E_LIKE_LETTER); line_literal_form likewise finds the rules whose joined
+form is a line start, an allowed first byte, then a literal set on the
+rest of the line (__HAS_HREF, __HAS_IMG_SRC and their ONECASE forms),
+counted by LineLiteralCounter in one walk instead of RE2's finditer.
+Reads no main.cf parameters.
 """
 
 from __future__ import annotations
@@ -70,6 +75,12 @@ def report_subjects(ends: list, i: int, lens: list) -> list[int]:
             for k in ks:
                 out.add(sub[k] if sub is not None else k)
     return sorted(out)
+
+
+def report_lines(ends: list, i: int, subjects: list) -> list[int]:
+    """report_subjects(ends, i, [len(s) for s in subjects]) (the compiled
+    twin reads the lengths itself)."""
+    return report_subjects(ends, i, [len(s) for s in subjects])
 
 
 def on_first_match(i: int, start: int, end: int, flags: int, hits: set) -> bool:
@@ -256,6 +267,86 @@ def literal_set(pattern: bytes) -> tuple | None:
                 if a[-k:] == b[:k]:
                     return None
     return tuple(out)
+
+
+_LINE_HEAD = b"[\\x00\\x0a][^"
+_LINE_GAP = b"[^\\x00\\x0a]*?"
+
+
+def line_literal_form(pattern: bytes) -> tuple | None:
+    """(excluded first bytes, literals) when an RE2 pattern (as resyntax
+    emits a joined line form) is [\\x00\\x0a][^X][^\\x00\\x0a]*?L, X a
+    class holding the NUL and L a literal set (literal_set's syntax) whose
+    literals are not empty and hold no NUL or newline: a line start, a
+    first byte not in X, then the first literal of L on the rest of that
+    line (SpamAssassin's /^[^>].*?<a href=/im, counted by
+    LineLiteralCounter); else None."""
+    if isinstance(pattern, str):
+        pattern = pattern.encode("latin-1")
+    if not pattern.startswith(_LINE_HEAD):
+        return None
+    try:
+        members, i = _parse_class(pattern, len(_LINE_HEAD))
+        if not pattern.startswith(_LINE_GAP, i):
+            return None
+        lits, j = _parse_alt(pattern, i + len(_LINE_GAP), 0)
+    except (ValueError, IndexError):
+        return None
+    if j != len(pattern) or not lits or b"\0" not in members:
+        return None
+    if any(not a or 0 in a or 10 in a for a in lits):
+        return None
+    return b"".join(sorted(members)), tuple(sorted(lits))
+
+
+def count_line_literals(data: bytes, excluded: bytes, lits: tuple, limit: int = 0) -> int:
+    """Matches of [\\x00\\x0a][^X][^\\x00\\x0a]*?L in data (line_literal_form:
+    X the bytes of excluded, L the literals), as RE2's finditer counts them
+    (leftmost, not overlapping), capped at limit (0: no cap).  A match
+    starts at the first separator (NUL or newline) s from which one can:
+    data[s + 1] not in X, then a literal at or after s + 2 before the next
+    separator; the next match starts at that separator or later."""
+    n = len(data)
+    pos = c = 0
+    while pos < n:
+        s = _next_sep(data, pos)
+        if s + 1 >= n:
+            break
+        if data[s + 1] in excluded:
+            pos = s + 1
+            continue
+        e = _next_sep(data, s + 2)
+        t = min((k for k in (data.find(lit, s + 2, e) for lit in lits) if k >= 0), default=-1)
+        if t < 0:
+            pos = s + 1
+            continue
+        c += 1
+        if limit and c >= limit:
+            break
+        pos = e
+    return c
+
+
+def _next_sep(data: bytes, pos: int) -> int:
+    """The offset of the first NUL or newline at or after pos, or len(data)."""
+    a = data.find(b"\0", pos)
+    b = data.find(b"\n", pos)
+    if a < 0:
+        return b if b >= 0 else len(data)
+    return a if b < 0 or a < b else b
+
+
+class LineLiteralCounter:
+    """count_line_literals for one line_literal_form, built once per rule."""
+
+    def __init__(self, excluded: bytes, lits: tuple):
+        self.excluded = bytes(excluded)
+        self.lits = tuple(lits)
+        if not self.lits or any(not a or 0 in a or 10 in a for a in self.lits):
+            raise ValueError("empty literal or one holding a separator")
+
+    def count(self, data: bytes, limit: int = 0) -> int:
+        return count_line_literals(data, self.excluded, self.lits, limit)
 
 
 def header_values(headers: dict, names: tuple) -> list:

@@ -218,13 +218,25 @@ class RRule:
         return b
 
     def literals(self):
-        """A spameng.LiteralCounter of the literals whose counts sum to the
-        joined form's match count (spameng.literal_set), or None."""
+        """A counter whose count(data, limit) is the joined form's match
+        count (capped at limit) without walking its regex, or None: a
+        spameng.LiteralCounter of the literals whose counts sum to it
+        (spameng.literal_set), else a spameng.LineLiteralCounter when the
+        form is a line start, an allowed byte, then a literal on the rest
+        of the line (spameng.line_literal_form: __HAS_HREF, __HAS_IMG_SRC;
+        7 -> 1.4 us per rule and message over the corpus's rawbody)."""
         lits = self._lits
         if lits is False:
             rx, _ex, countable = self.joined()
-            lits = _eng.literal_set(rx.pattern) if countable and rx is not None else None
-            lits = self._lits = _eng.LiteralCounter(lits) if lits is not None else None
+            lits = None
+            if countable and rx is not None:
+                found = _eng.literal_set(rx.pattern)
+                if found is not None:
+                    lits = _eng.LiteralCounter(found)
+                else:
+                    form = _eng.line_literal_form(rx.pattern)
+                    lits = _eng.LineLiteralCounter(*form) if form is not None else None
+            self._lits = lits
         return lits
 
     def joined(self, max_mem: int = perlre.RE2_MAX_MEM) -> tuple:
@@ -1167,6 +1179,19 @@ def _line_gates(rules: list[RRule], db: AreaDatabase,
     return out + _wide_gates(rules, db, frozenset().union(*(m for _g, m in out)), cache_dir)
 
 
+def _final_reports(rules: list[RRule], db: AreaDatabase,
+                   subject_first: bool) -> frozenset:
+    """The rules of a line area whose Hyperscan report is their hit in
+    Run._lines (exact, not `multiple`, no capture, scanned with the whole
+    buffer: not `nosubject` where the area's first subject is the
+    Subject): the loop's own test (i in exact and b is buf) picks the same
+    rules, one at a time (7.4k of the 19.5k rules reported on 1200 corpus
+    messages' line areas)."""
+    return frozenset(i for i, rr in enumerate(rules)
+                     if i in db.exact and not rr.multiple and rr.capture is None
+                     and not (subject_first and rr.nosubject))
+
+
 WIDE_GATE_MIN = 4000        # RE2 forms this long (not in another gate) get a wide gate
 
 
@@ -1782,6 +1807,19 @@ class Run:
         prefilter = db.prefilter    # confirmed where Hyperscan reported (_reported)
         low = None          # buf.lower(), for the rules with a look-ahead gap
         rest = None
+        finals = cr.__dict__.setdefault("_line_finals", {})
+        final = finals.get((area, subject_first))
+        if final is None:
+            final = finals[area, subject_first] = _final_reports(rules, db, subject_first)
+        done = found & final
+        if done:
+            # Hyperscan's report is their hit (hit(name) without the loop's tests)
+            values = self.values
+            for i in done:
+                name = rules[i].name
+                if not values.get(name):
+                    values[name] = 1
+            found = found - done
         for i in found:
             rr = rules[i]
             if subject_first and rr.nosubject:
@@ -1806,7 +1844,10 @@ class Run:
                 if not ls:
                     continue
             elif rr.capture is None:
-                if rr.multiple and i in prefilter and not db.entries[i].solo:
+                # (an exact entry's reports, too, hold every match's end: a
+                # count line by line needs only the subjects holding them)
+                if (rr.multiple and (i in prefilter or (i in exact and not rr.joined()[2]))
+                        and not db.entries[i].solo):
                     b, ls = self._reported(i, ends, lines, b, ls)
             if rr.capture is not None:
                 self._line_rule(rr, ls)
@@ -1879,7 +1920,7 @@ class Run:
         lines[1:] for a `nosubject` rule) holding a Hyperscan report of
         entry i (not solo, not always: hsdb.report_subjects), the only ones
         where the rule can match; (b, ls) when that is all of them."""
-        ks = report_subjects(ends, i, [len(x) for x in lines])
+        ks = _eng.report_lines(ends, i, lines)
         if len(ls) < len(lines):
             ks = [k - 1 for k in ks if k]
         if not ks or len(ks) >= len(ls):
