@@ -3,9 +3,12 @@
 (twin: postier._pure.spamuri, where the API is documented): simple_http,
 plain_canonical (a plain URL's canonical forms in one call: the scan,
 the redirector literals, the bare-name test and the host's memo),
+quick_canonical (plain_canonical's answers and plain mailto: URIs'),
+text_quick (a plain http(s) match's text URI),
 detail_entries (the URI detail list's loops over text matches and HTML
 URIs, the memo look-ups and the entries built in C; canonical forms and
-text matches not remembered yet come from the caller's functions), uri_host, uri_lines (the lines a URI prefilter hit needs, one C loop per
+text matches not remembered yet come from quick_canonical and text_quick
+when they answer, else from the caller's functions), uri_host, uri_lines (the lines a URI prefilter hit needs, one C loop per
 line), UriPrefilter (the URI prefilter's hits, one C scan), any_in
 (lowercase literals in a target, by memmem), host_to_domain
 (a lowercased ASCII host's labels checked and its registry domain cut out
@@ -20,7 +23,8 @@ Reads no main.cf parameters.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_SIZE
-from cpython.unicode cimport PyUnicode_1BYTE_DATA, PyUnicode_READ_CHAR, PyUnicode_GET_LENGTH
+from cpython.unicode cimport (PyUnicode_1BYTE_DATA, PyUnicode_1BYTE_KIND, PyUnicode_GET_LENGTH, PyUnicode_KIND,
+                              PyUnicode_READ_CHAR)
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memchr, memcpy
@@ -116,6 +120,11 @@ cdef object _MISSING = object()
 
 def plain_canonical(str uri, object lits, dict memo, host_domain):
     """See the twin."""
+    return _plain(uri, lits, memo, host_domain)
+
+
+cdef object _plain(str uri, object lits, dict memo, host_domain):
+    """plain_canonical's answer."""
     cdef Py_ssize_t start, end = 0, n, i, dots = 0, firstdot = -1
     cdef const unsigned char *p
     cdef bint upper = False
@@ -146,19 +155,64 @@ def plain_canonical(str uri, object lits, dict memo, host_domain):
         nhost = nhost.lower()
     if start == 7 and (dots == 0 or (dots == 1 and firstdot == start + 3 and nhost.startswith("www."))):
         return None                 # a bare-name form too
-    d = memo.get(nhost, _MISSING)
+    return _with_domain(uri, nhost, memo, host_domain)
+
+
+cdef tuple _with_domain(str uri, str host, dict memo, host_domain):
+    """([uri], {domain: 1}, {host: domain}, False) with host's registry
+    domain (memo, else host_domain(host)), or ([uri], {}, {}, False)."""
+    d = memo.get(host, _MISSING)
     if d is _MISSING:
-        d = host_domain(nhost)
+        d = host_domain(host)
     if d is None:
         return [uri], {}, {}, False
     return [uri], {d[0]: 1}, {d[1]: d[0]}, False
+
+
+def quick_canonical(str uri, object lits, dict memo, host_domain):
+    """See the twin."""
+    return _quick(uri, lits, memo, host_domain)
+
+
+cdef object _quick(str uri, object lits, dict memo, host_domain):
+    """quick_canonical's answer."""
+    cdef Py_ssize_t n, i, at = -1
+    cdef const unsigned char *p
+    cdef unsigned char c
+    cdef str host
+    n = PyUnicode_GET_LENGTH(uri)
+    if n >= 7 and PyUnicode_READ_CHAR(uri, 0) == 0x6d and PyUnicode_READ_CHAR(uri, 6) == 0x3a \
+            and uri.startswith("mailto:"):
+        # mailto:[!-$'-;=>@-~]*, at most MAX_URI_LENGTH characters
+        if n > 8192 or PyUnicode_KIND(uri) != PyUnicode_1BYTE_KIND:
+            return None
+        p = <const unsigned char *>PyUnicode_1BYTE_DATA(uri)
+        for i in range(7, n):
+            c = p[i]
+            if c < 0x21 or c > 0x7e or c == 0x25 or c == 0x26 or c == 0x3c or c == 0x3f:
+                return None
+            if c == 0x40:
+                if at >= 0:
+                    at = -2
+                elif at == -1:
+                    at = i
+        if at < 0:
+            return [uri], {}, {}, False
+        host = uri[at + 1:]
+        for i in range(at + 1, n):
+            if 0x41 <= p[i] <= 0x5a:
+                host = host.lower()
+                break
+        return _with_domain(uri, host, memo, host_domain)
+    return _plain(uri, lits, memo, host_domain)
 
 
 cdef dict _PARSED = {"parsed": 1}
 
 
 cdef bint _detail_add(dict udl, dict memo, dict canon_memo, canonicalize, Py_ssize_t canon_memo_max,
-                      Py_ssize_t canon_uri_max, str uri, object types, bint valid_domain) except -1:
+                      Py_ssize_t canon_uri_max, str uri, object types, bint valid_domain,
+                      tuple quick) except -1:
     """One URI into the detail list (the twin's detail_entries.add)."""
     cdef object got, have
     cdef tuple t
@@ -168,16 +222,22 @@ cdef bint _detail_add(dict udl, dict memo, dict canon_memo, canonicalize, Py_ssi
     if types is None:
         types = dict(_PARSED)
     td = <dict?>types
-    got = memo.get(uri)
+    got = canon_memo.get(uri)
     if got is None:
-        got = canon_memo.get(uri)
+        # (a URI too long for canon_memo is remembered for this message)
+        if PyUnicode_GET_LENGTH(uri) > canon_uri_max:
+            got = memo.get(uri)
         if got is None:
-            got = canonicalize(uri)
+            if quick is not None:
+                got = _quick(uri, quick[0], <dict?>quick[1], quick[2])
+            if got is None:
+                got = canonicalize(uri)
             if PyUnicode_GET_LENGTH(uri) <= canon_uri_max:
                 if len(canon_memo) >= canon_memo_max:
                     canon_memo.clear()
                 canon_memo[uri] = got
-        memo[uri] = got
+            else:
+                memo[uri] = got
     t = <tuple?>got
     cleaned = t[0]
     domains = t[1]
@@ -217,8 +277,36 @@ cdef bint _detail_add(dict udl, dict memo, dict canon_memo, canonicalize, Py_ssi
     return True
 
 
+cdef str _PUNCT = "-~!@#^&*()_+=:;'?,."
+
+
+cdef object _text_quick(tuple g):
+    """UriExtractor._text_uri(g) for a match that is an http:// or https://
+    URL (lowercase scheme; group 1 only) without ")" or a line feed: the URL
+    with the trailing punctuation cut, linkified as it is with types
+    {"parsed": 1} (None as its (uri, types) when only the scheme is left);
+    None (no answer) for every other match."""
+    cdef str raw
+    if PyTuple_GET_SIZE(g) != 4 or g[1] is not None or g[2] is not None or g[3] is not None:
+        return None
+    if type(g[0]) is not str:
+        return None
+    raw = <str>g[0]
+    if not (raw.startswith("http://") or raw.startswith("https://")) or ")" in raw or "\n" in raw:
+        return None
+    raw = raw.rstrip(_PUNCT)
+    if raw == "http://" or raw == "https://":
+        return raw, None
+    return raw, (raw, {"parsed": 1})
+
+
+def text_quick(tuple groups):
+    """See the twin."""
+    return _text_quick(groups)
+
+
 def detail_entries(list found, list html_all, dict text_memo, text_uri, dict canon_memo, canonicalize,
-                   tuple limits):
+                   tuple limits, tuple quick=None):
     """See the twin."""
     cdef Py_ssize_t text_memo_max = limits[0], text_uri_max = limits[1]
     cdef Py_ssize_t canon_memo_max = limits[2], canon_uri_max = limits[3]
@@ -233,7 +321,9 @@ def detail_entries(list found, list html_all, dict text_memo, text_uri, dict can
         key = m[0]
         res = text_memo.get(key)
         if res is None:
-            res = text_uri(key)
+            res = _text_quick(<tuple?>key)
+            if res is None:
+                res = text_uri(key)
             if <Py_ssize_t>m[1] <= text_uri_max:
                 if len(text_memo) >= text_memo_max:
                     text_memo.clear()
@@ -246,7 +336,7 @@ def detail_entries(list found, list html_all, dict text_memo, text_uri, dict can
         res = got[1]
         if res is not None:
             _detail_add(udl, memo, canon_memo, canonicalize, canon_memo_max, canon_uri_max,
-                        (<tuple?>res)[0], dict((<tuple?>res)[1]), True)
+                        (<tuple?>res)[0], dict((<tuple?>res)[1]), True, quick)
     for html in html_all:
         ud = (<dict?>html).get("uri_detail")
         if not ud:
@@ -254,7 +344,7 @@ def detail_entries(list found, list html_all, dict text_memo, text_uri, dict can
         for uri, infoo in (<dict?>ud).items():
             info = <dict?>infoo
             if _detail_add(udl, memo, canon_memo, canonicalize, canon_memo_max, canon_uri_max,
-                           uri, info.get("types"), False):
+                           uri, info.get("types"), False, quick):
                 at = info.get("anchor_text")
                 if at:
                     ent = <list>(<dict>udl[uri]).setdefault("anchor_text", [])

@@ -3,7 +3,9 @@ URI canonicalisation (postier.content.spam.uri) recognised cheaply.
 
     simple_http(uri)   # (proto, host, rest) of a plain http(s) URL, or None
     plain_canonical(uri, lits, memo, host_domain)   # its canonical forms, or None
-    detail_entries(found, html_all, text_memo, text_uri, canon_memo, canonicalize, limits)
+    quick_canonical(uri, lits, memo, host_domain)   # the same and plain mailto: URIs', or None
+    text_quick(groups)   # UriExtractor._text_uri's answer for a plain http(s) URL match, or None
+    detail_entries(found, html_all, text_memo, text_uri, canon_memo, canonicalize, limits, quick)
     uri_host(uri)      # uri_to_domain's host part of a plain URI, or None
     match_start(s, pos, hit)   # where a linkified URI before hit can start
     uri_lines(lines)   # the lines (bytes) in which the URI prefilter may hit
@@ -38,17 +40,25 @@ patterns' literals, any_in; None: no answer) and without a bare-name form
 lowercased host's memo[host], or host_domain(host) when memo lacks it
 ({} and {} for None).  None for every other URI (the general way).
 
+quick_canonical(uri, lits, memo, host_domain) -> (cleaned, domains, hosts,
+truncated) | None: plain_canonical's answer, and for a plain mailto: URI
+(printable, without "?", "&", "<" or "%", at most MAX_URI_LENGTH long)
+([uri], {domain: 1}, {host: domain}, False) with the domain of the host
+after its only "@", lowercased (memo, else host_domain; {} and {} without
+one, or with no or several "@"): UriExtractor._canonicalize's answers for
+them.  None for every other URI (the general way).
+
 detail_entries(found, html_all, text_memo, text_uri, canon_memo,
-canonicalize, limits) -> dict: UriExtractor.detail_list's URI detail list
+canonicalize, limits, quick=None) -> dict: UriExtractor.detail_list's URI detail list
 (PerMsgStatus::get_uri_detail_list) from the text matches `found` (a list
 of (groups, length), UriMatcher.matches's) and the HTML parts' results
 html_all: the text URIs (text_uris: a match's (raw, (uri, types) or None)
 from text_memo or text_uri(groups), remembered when the match is at most
 limits[1] long, text_memo emptied at limits[0] entries; a raw URI once;
 each URI with a copy of its types) then each HTML part's uri_detail, each
-URI's canonical forms, domains and hosts (from canon_memo or
-canonicalize(uri), remembered when the URI is at most limits[3] long,
-canon_memo emptied at limits[2] entries; once per message) merged into its
+URI's canonical forms, domains and hosts (from canon_memo, else
+quick_canonical(uri, *quick) when quick is given, else canonicalize(uri), remembered when the URI is at most limits[3] long,
+canon_memo emptied at limits[2] entries; a longer one for the message) merged into its
 entry (a URI without canonical forms, or a text URI without a domain, is left out;
 a new entry holds the remembered lists and dicts themselves, a second one
 merges into new ones: types and the domain and host dicts updated, the
@@ -160,6 +170,56 @@ def plain_canonical(uri: str, lits: tuple[bytes, ...] | None, memo: dict,
     return [uri], {d[0]: 1}, {d[1]: d[0]}, False
 
 
+_PLAIN_MAILTO = re.compile(r"mailto:[!-$'-;=>@-~]*\Z").match
+
+
+def quick_canonical(uri: str, lits: tuple[bytes, ...] | None, memo: dict,
+                    host_domain) -> tuple[list, dict, dict, bool] | None:
+    """(cleaned, domains, hosts, truncated) of the URI shapes whose only
+    canonical form is the URI itself, else None (the general steps then):
+    plain_canonical's, and a plain mailto: URI (printable, without "?", "&",
+    "<" or "%", at most MAX_URI_LENGTH characters), whose domain is the one
+    of the host after its only "@" (lowercased; memo, else host_domain)."""
+    if uri[:7] == "mailto:":
+        if len(uri) > 8192 or _PLAIN_MAILTO(uri) is None:     # uri.MAX_URI_LENGTH
+            return None
+        i = uri.find("@")
+        if i < 0 or uri.find("@", i + 1) >= 0:
+            return [uri], {}, {}, False
+        host = uri[i + 1:].lower()
+        d = memo.get(host, _MISSING)
+        if d is _MISSING:
+            d = host_domain(host)
+        if d is None:
+            return [uri], {}, {}, False
+        return [uri], {d[0]: 1}, {d[1]: d[0]}, False
+    return plain_canonical(uri, lits, memo, host_domain)
+
+
+_PUNCT = "-~!@#^&*()_+=:;'?,."
+
+
+def text_quick(groups: tuple) -> tuple[str, tuple[str, dict] | None] | None:
+    """UriExtractor._text_uri(groups) for a match that is an http:// or
+    https:// URL (lowercase scheme; group 1 only) without ")" or a line
+    feed: (raw, (raw, {"parsed": 1})), raw the URL with its trailing
+    punctuation cut, or (raw, None) when only the scheme is left; None
+    for every other match (the general way).  The native detail_entries
+    tries it before text_uri; this twin's calls text_uri (the same answers:
+    tests/unit/content/test_spam_uri_quick.py)."""
+    if len(groups) != 4 or groups[1] is not None or groups[2] is not None or groups[3] is not None:
+        return None
+    raw = groups[0]
+    if type(raw) is not str:
+        return None
+    if not raw.startswith(("http://", "https://")) or ")" in raw or "\n" in raw:
+        return None
+    raw = raw.rstrip(_PUNCT)
+    if raw in ("http://", "https://"):
+        return raw, None
+    return raw, (raw, {"parsed": 1})
+
+
 def text_uri_list(found: list, text_memo: dict, text_uri, text_memo_max: int,
                   text_uri_max: int) -> list[tuple[str, dict]]:
     """The text URIs of the matches `found` (detail_entries' first step,
@@ -187,7 +247,7 @@ def text_uri_list(found: list, text_memo: dict, text_uri, text_memo_max: int,
 
 
 def detail_entries(found: list, html_all: list, text_memo: dict, text_uri, canon_memo: dict,
-                   canonicalize, limits: tuple[int, int, int, int]) -> dict:
+                   canonicalize, limits: tuple[int, int, int, int], quick: tuple | None = None) -> dict:
     text_memo_max, text_uri_max, canon_memo_max, canon_uri_max = limits
     udl: dict = {}
     memo: dict = {}
@@ -195,16 +255,22 @@ def detail_entries(found: list, html_all: list, text_memo: dict, text_uri, canon
     def add(uri, types, valid_domain):
         if types is None:
             types = {"parsed": 1}
-        got = memo.get(uri)
+        got = canon_memo.get(uri)
         if got is None:
-            got = canon_memo.get(uri)
+            long = len(uri) > canon_uri_max      # then remembered for this message
+            if long:
+                got = memo.get(uri)
             if got is None:
-                got = canonicalize(uri)
-                if len(uri) <= canon_uri_max:
+                if quick is not None:
+                    got = quick_canonical(uri, *quick)
+                if got is None:
+                    got = canonicalize(uri)
+                if not long:
                     if len(canon_memo) >= canon_memo_max:
                         canon_memo.clear()
                     canon_memo[uri] = got
-            memo[uri] = got
+                else:
+                    memo[uri] = got
         cleaned, domains, hosts, truncated = got
         if not cleaned:
             return False

@@ -27,14 +27,14 @@ def fast(impl, monkeypatch):
     shortcuts off (the general code only)."""
     su = impl("spamuri")
     monkeypatch.setattr(U, "_simple_http", su.simple_http)
-    monkeypatch.setattr(U, "_plain_canonical", su.plain_canonical)
+    monkeypatch.setattr(U, "_quick_canonical", su.quick_canonical)
     monkeypatch.setattr(U, "_uri_host", su.uri_host)
     monkeypatch.setattr(U, "_match_start", su.match_start)
     monkeypatch.setattr(U, "_host_to_domain", su.host_to_domain)
 
     def general():
         monkeypatch.setattr(U, "_simple_http", lambda uri: None)
-        monkeypatch.setattr(U, "_plain_canonical", lambda uri, lits, memo, host_domain: None)
+        monkeypatch.setattr(U, "_quick_canonical", lambda uri, lits, memo, host_domain: None)
         monkeypatch.setattr(U, "_uri_host", lambda uri: None)
         monkeypatch.setattr(U, "_match_start", lambda s, pos, hit: pos)
         monkeypatch.setattr(U, "_host_to_domain", _general_host_to_domain)

@@ -59,7 +59,7 @@ def test_shortcut_gives_the_general_result(redirectors, impl, monkeypatch):
     uris = _uris()
     su = impl("spamuri")
     monkeypatch.setattr(U, "_simple_http", su.simple_http)
-    monkeypatch.setattr(U, "_plain_canonical", su.plain_canonical)
+    monkeypatch.setattr(U, "_quick_canonical", su.quick_canonical)
     ux = _extractor(redirectors)
     general_calls = []
     real = U.uri_list_canonicalize
@@ -79,7 +79,7 @@ def test_shortcut_gives_the_general_result(redirectors, impl, monkeypatch):
     if redirectors:
         assert "http://www.google.com/url?q=http://evil.com/x&y" in general_calls
     monkeypatch.setattr(U, "_simple_http", lambda uri: None)     # the general steps only
-    monkeypatch.setattr(U, "_plain_canonical", lambda uri, lits, memo, host_domain: None)
+    monkeypatch.setattr(U, "_quick_canonical", lambda uri, lits, memo, host_domain: None)
     ref = _extractor(redirectors)
     assert got == [ref._canonicalize(u) for u in uris]
     assert sum(bool(g[1]) for g in got) > 500

@@ -69,7 +69,7 @@ from postier.content.spam.uripattern import START_CHARS, tlds_re, trie_re, uri_p
 
 _su = native.load("spamuri")
 _simple_http = _su.simple_http
-_plain_canonical = _su.plain_canonical      # _canonicalize's plain-URL shortcut
+_quick_canonical = _su.quick_canonical      # _canonicalize's plain-URL and plain-mailto: shortcut
 _detail_entries = _su.detail_entries        # detail_list's loops, compiled
 # text_uris alone (tests, inspection: not on the scan's path): the twin's
 _text_uri_list = _pure_spamuri.text_uri_list
@@ -675,6 +675,8 @@ class UriExtractor:
             self._redirector_lits = ()
         elif self.redirector_set is not None:
             self._redirector_lits = getattr(self.redirector_set, "postier_literals", None)
+        # spamuri.quick_canonical's arguments after the URI
+        self._quick = (self._redirector_lits, rb._host_memo, rb._host_domain)
         # self.re (the linkified-URI regex), self.maybe and self.hit (its
         # prefilter) are built when first asked for (cached properties
         # below): with the compiled matcher, only the fallback for TLDs
@@ -877,9 +879,11 @@ class UriExtractor:
     def detail_list(self, lines: list[bytes], html_all: list[dict]) -> dict[str, dict]:
         """get_uri_detail_list: {raw uri: {"cleaned": [...], "types": {...}, ...}}."""
         # text_uris, then each of its URIs and each HTML part's into the
-        # entries (the same entries in the same order), in one compiled call
+        # entries (the same entries in the same order), in one compiled call;
+        # the plain URLs and mailto: URIs (_canonicalize's shortcut) are
+        # canonicalised there too, the others by _general
         return _detail_entries(self._found(lines), html_all, self._text_memo, self._text_uri, self._canon_memo,
-                               self._canonicalize, _DETAIL_LIMITS)
+                               self._general, _DETAIL_LIMITS, self._quick)
 
     @staticmethod
     def truncated_in(udl: dict) -> bool:
@@ -909,24 +913,20 @@ class UriExtractor:
         after a leading "www.") is its only canonical form, and its host
         part is its host lowercased (spamuri.uri_host's answer for it):
         answered in one compiled call without the general steps (the same
-        result; spamuri.plain_canonical).  So is a plain mailto: URI (printable,
+        result; spamuri.quick_canonical).  So is a plain mailto: URI (printable,
         without "?", "&", "<" or "%"): its only form is itself, its domain the
         one of the host after its only "@"."""
-        rb = self.rb
-        got = _plain_canonical(uri, self._redirector_lits, rb._host_memo, rb._host_domain)
+        # (a mailto: URI so: uri_list_canonicalize keeps it as its only
+        # form, none of its mail forms applying, and uri_to_domain takes
+        # the host after its only "@")
+        got = _quick_canonical(uri, *self._quick)
         if got is not None:
             return got
-        if uri[:7] == "mailto:" and len(uri) <= MAX_URI_LENGTH and _PLAIN_MAILTO(uri) is not None:
-            # printable, no "?", "&", "<" or "%": uri_list_canonicalize keeps
-            # it as its only form (none of its mail forms applies) and
-            # uri_to_domain takes the host after its only "@"
-            i = uri.find("@")
-            if i < 0 or uri.find("@", i + 1) >= 0:
-                return [uri], {}, {}, False
-            d = rb._host_domain(uri[i + 1:].lower())
-            if d is None:
-                return [uri], {}, {}, False
-            return [uri], {d[0]: 1}, {d[1]: d[0]}, False
+        return self._general(uri)
+
+    def _general(self, uri: str) -> tuple[list, dict, dict, bool]:
+        """_canonicalize's general steps (any URI; detail_entries calls it
+        for those its quick_canonical does not answer)."""
         cleaned: dict[str, None] = {}
         domains: dict[str, int] = {}
         hosts: dict[str, str] = {}
@@ -946,7 +946,6 @@ class UriExtractor:
         return list(cleaned), domains, hosts, truncated
 
 
-_PLAIN_MAILTO = re.compile(r"mailto:[!-$'-;=>@-~]*\Z").match
 _CANON_MEMO_MAX = 4096         # URIs remembered (then forgotten all at once)
 _CANON_MEMO_URI_MAX = 1024     # longer ones are not remembered
 _TEXT_MEMO_MAX = 2048          # text_uris: matches remembered (then forgotten all at once)
