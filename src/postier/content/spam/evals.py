@@ -79,6 +79,7 @@ from collections import Counter
 
 from postier.content.spam import bre as re
 from postier.content.spam import perlre
+from postier.content.spam.headers import plain_name as _plain_name
 from postier.content.spam.message import parse_content_type
 from postier.content.spam.received import IP, IP_PRIVATE, IPV4_ADDRESS
 from postier.content.spam.uri import idn_to_ascii, is_fqdn_valid
@@ -278,6 +279,17 @@ def _memo_registry(cr) -> _MemoRegistry:
     return m
 
 
+_PLAIN: dict[str, bool] = {}       # request -> a plain header name (EvalContext.get)
+
+
+def _plain(req: str) -> bool:
+    """True for a plain header name (headers.plain_name), remembered."""
+    got = _PLAIN[req] = _plain_name(req) is not None
+    if len(_PLAIN) > 4096:
+        _PLAIN.clear()
+    return got
+
+
 class EvalContext:
     """What eval functions see of a scan (the PerMsgStatus fields they use)."""
 
@@ -300,8 +312,21 @@ class EvalContext:
         """Scalar get(): the joined value, "" when missing."""
         v = self._str.get(req)      # (most requests are new to a message: no KeyError)
         if v is None:
-            # (a header the message lacks: "" without building get()'s answer)
-            v = self._str[req] = "" if self.hv.lacks(req) else _s(self.hv.get_str(req))
+            hv = self.hv
+            plain = _PLAIN.get(req)
+            if plain is None:
+                plain = _plain(req)
+            if plain:
+                # a plain header name whose value() is made (the header phase
+                # makes most): get_str's answer, None when the message lacks it
+                j = hv._values.get(req, hv)
+                if j is not hv:
+                    v = self._str[req] = "" if j is None else j.decode("latin-1")
+                    return v
+            # (a header the message lacks: "" without building get()'s answer;
+            # no need to ask when get()'s answer is made)
+            v = self._str[req] = _s(hv.get_str(req)) if req in hv._cache or not hv.lacks(req) \
+                else ""
         return v
 
     def get_or_none(self, req: str) -> str | None:
@@ -315,12 +340,16 @@ class EvalContext:
         v = self._lists.get(req)
         if v is not None:
             return v
-        # a request of a header the message lacks (most of the address and
-        # name ones the evals make): HeaderView's answer, [], without asking it
-        if self.hv.lacks(req):
-            v = self._lists[req] = []
-            return v
-        v = self._lists[req] = [_s(x) for x in self.hv.get(req)]
+        hv = self.hv
+        r = hv._cache.get(req)      # (get()'s answer, when the header phase made it)
+        if r is None:
+            # a request of a header the message lacks (most of the address and
+            # name ones the evals make): HeaderView's answer, [], without asking it
+            if hv.lacks(req):
+                v = self._lists[req] = []
+                return v
+            r = hv.get(req)
+        v = self._lists[req] = [_s(x) for x in r]
         return v
 
     def first(self, req: str) -> str | None:
