@@ -14,6 +14,10 @@ like Postfix on the same system:
   nor textbook leftmost-longest), and a confirmation engine for constructs
   neither RE2 nor Python `re` can run.
 
+A Pcre2Regex matches through its `call` (postier._native.pcre2call:
+pcre2_match_8 called from compiled code on the pattern's addresses, no ctypes
+argument conversion per match; the pure twin uses ctypes).
+
 Everything is byte-based and runs in the "C" locale, as Postfix does (it
 never calls setlocale()), whatever LC_CTYPE this Python process has.  When a
 library is missing, `posix_available()` / `pcre2_available()` say so and the
@@ -218,13 +222,27 @@ def pcre2_match_address() -> int:
     return ctypes.cast(_pcre2.pcre2_match_8, ctypes.c_void_p).value or 0
 
 
-_UNSET = ctypes.c_size_t(-1).value      # PCRE2_UNSET: an ovector slot of an unset group
+_pcre2call_mod = None
+
+
+def _pcre2call():
+    """postier._native.pcre2call (or its ctypes twin), imported once."""
+    global _pcre2call_mod
+    if _pcre2call_mod is None:
+        from postier import native
+        _pcre2call_mod = native.load("pcre2call")
+    return _pcre2call_mod
+
+
+def _exec_error(code: int) -> RegexExecError:
+    """The exception a pcre2_match error code raises."""
+    return RegexExecError(_pcre2_message(code))
 
 
 class Pcre2Regex:
     """One pcre2_compile()'d pattern (no UTF, default tables: what Postfix does)."""
 
-    __slots__ = ("_code", "_md", "_ov", "capture_count")
+    __slots__ = ("_code", "_md", "_ov", "capture_count", "call")
 
     def __init__(self, pattern: bytes, options: int):
         if not pcre2_available():
@@ -246,6 +264,12 @@ class Pcre2Regex:
             raise MemoryError("pcre2_match_data_create_from_pattern")
         # the ovector lives in the match data block: one pointer for its life
         self._ov = _pcre2.pcre2_get_ovector_pointer_8(self._md)
+        # pcre2_match_8 called from compiled code (postier._native.pcre2call:
+        # no ctypes argument conversion per call; its twin uses ctypes);
+        # valid while this object lives
+        self.call = _pcre2call().Pcre2Call(
+            pcre2_match_address(), code, self._md,
+            ctypes.cast(self._ov, ctypes.c_void_p).value, self.capture_count, _exec_error)
 
     @property
     def addresses(self) -> tuple[int, int]:
@@ -255,49 +279,19 @@ class Pcre2Regex:
 
     def matches(self, data: bytes) -> bool:
         """search(data) is not None, without building the offsets."""
-        rc = _pcre2.pcre2_match_8(self._code, data, len(data), 0, 0, self._md, None)
-        if rc == _PCRE2_ERROR_NOMATCH:
-            return False
-        if rc < 0:
-            raise RegexExecError(_pcre2_message(rc))
-        return True
+        return self.call.matches(data)
 
     def count(self, data: bytes, limit: int = 0) -> int:
         """The non-overlapping matches in data (Perl's while //g: each
         search starts where the last match ended, one byte further after
         an empty one, so a multi-line ^ sees the byte before it), at most
         limit when it is not 0."""
-        match = _pcre2.pcre2_match_8
-        code, md, ov = self._code, self._md, self._ov
-        n = pos = 0
-        end = len(data)
-        while pos <= end:
-            rc = match(code, data, end, pos, 0, md, None)
-            if rc == _PCRE2_ERROR_NOMATCH:
-                break
-            if rc < 0:
-                raise RegexExecError(_pcre2_message(rc))
-            s, e = ov[0], ov[1]
-            n += 1
-            if limit and n >= limit:
-                break
-            pos = e if e > s else e + 1
-        return n
+        return self.call.count(data, limit)
 
     def search(self, data: bytes) -> list[tuple[int, int]] | None:
         """pcre2_match(): None on no match, else (start, end) for group 0 and
         every capture group, (-1, -1) for an unset group."""
-        rc = _pcre2.pcre2_match_8(self._code, data, len(data), 0, 0, self._md, None)
-        if rc == _PCRE2_ERROR_NOMATCH:
-            return None
-        if rc < 0:
-            raise RegexExecError(_pcre2_message(rc))
-        ov = self._ov
-        out = []
-        for i in range(self.capture_count + 1):
-            s, e = ov[2 * i], ov[2 * i + 1]
-            out.append((-1, -1) if s == _UNSET else (s, e))
-        return out
+        return self.call.spans(data)
 
     def __del__(self) -> None:
         if _pcre2 is None:

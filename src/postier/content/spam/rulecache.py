@@ -92,6 +92,22 @@ class _Lazy:
         return v
 
 
+class _LazyRefCall:
+    """A LazyPattern's libpcre2 yes/no answer: the bound matches_retry of
+    its Pcre2Regex's compiled caller (reflib.Pcre2Regex.call), looked up
+    once and then kept in the instance (which also keeps the Pcre2Regex,
+    as _ref, that the caller's addresses belong to)."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        v = obj.__dict__[self.name] = obj._ref.call.matches_retry
+        return v
+
+
 def _build_re2(spec):
     rx = spec[0]
     return compile_re2(rx[0], rx[1]) if rx is not None else None
@@ -156,15 +172,18 @@ class LazyPattern(patterns.Pattern):
     _re2 = _Lazy(_build_re2)
     _py = _Lazy(_build_py)
     _ref = _Lazy(_build_ref)
+    _ref_test = _LazyRefCall()
 
     def search(self, data: bytes) -> bool:
+        # libpcre2's yes/no straight from compiled code (no offsets list,
+        # no ctypes): ~1.5 us less per confirmation than _ref_search
         if self._ref_confirms:
-            return self._ref_search(data, 0) is not None
+            return self._ref_test(data)
         r = self._re2
         if r is not None and not (self._nl_unsafe and data.endswith(b"\n")):
             return r.contains(data)
         if self._ref is not None:
-            return self._ref_search(data, 0) is not None
+            return self._ref_test(data)
         return self._py.search(data) is not None
 
     def _ref_search(self, data: bytes, n: int):
@@ -183,7 +202,7 @@ class LazyPattern(patterns.Pattern):
         if ref is None:
             return None
         try:
-            return ref.count(data, limit)
+            return ref.call.count(data, limit)
         except reflib.RegexExecError:
             return None         # a JIT stack or match limit: not an answer
 
