@@ -43,11 +43,12 @@ Reads no main.cf parameters.
 """
 
 cimport cython
-from libc.string cimport memchr
+from libc.string cimport memchr, memcpy
 from libc.math cimport pow
 from cpython.unicode cimport (Py_UNICODE_ISALNUM, Py_UNICODE_ISSPACE, PyUnicode_1BYTE_DATA, PyUnicode_DecodeLatin1,
                               PyUnicode_DecodeUTF8, PyUnicode_GET_LENGTH, PyUnicode_KIND,
                               PyUnicode_1BYTE_KIND, PyUnicode_DATA, PyUnicode_READ)
+from cpython.dict cimport PyDict_SetDefault
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 
@@ -83,6 +84,17 @@ __all__ = ["ENTITIES", "HTML_COLORS", "MAX_URI_LENGTH", "HtmlRenderer", "Tokeniz
 cdef dict _ENTITIES = ENTITIES
 cdef dict _LITERAL = {b"script": True, b"style": True, b"xmp": True, b"iframe": True,
                       b"plaintext": True, b"title": False, b"textarea": False}
+
+
+cdef inline bint _lit_ends(unsigned char first, unsigned char last) noexcept nogil:
+    """first and last (ASCII letters folded) can be those of a _LITERAL
+    name: s/x/i/p/t and t/e/p/a."""
+    first |= 0x20
+    last |= 0x20
+    return (first == 0x73 or first == 0x78 or first == 0x69 or first == 0x70 or first == 0x74) and \
+        (last == 0x74 or last == 0x65 or last == 0x70 or last == 0x61)
+
+
 cdef dict _LOWER = {c: c + 32 for c in range(0x41, 0x5B)}
 cdef dict _MS_ORDER = {"include": 1, "rcdata": 2, "cdata": 3, "ignore": 4}
 
@@ -301,6 +313,14 @@ cdef inline dict _sub_dict(dict d, object key):
     return <dict>got
 
 
+cdef bint _has_slash_key(dict attr) except -1:
+    """Some key of attr holds a "/"."""
+    for k in attr:
+        if "/" in <str>k:
+            return True
+    return False
+
+
 cdef inline list _anchor_texts(dict uri, object key):
     """uri.setdefault(key, {}).setdefault("anchor_text", []) without the
     throw-away dict and list."""
@@ -345,6 +365,11 @@ cdef inline bint _ws1(unsigned char c) noexcept nogil:
     return c == 0x20 or 9 <= c <= 13
 
 
+cdef unsigned char _CW1_SPECIAL[256]      # [ \t\n\v\f\r] and \xc2: _collapse_ws1 looks closer
+for _c in (0x20, 9, 10, 11, 12, 13, 0xC2):
+    _CW1_SPECIAL[_c] = 1
+
+
 cdef str _collapse_ws1(str text):
     """_collapse_ws of a one-byte-kind string: one pass, one new string."""
     cdef const unsigned char *p = <const unsigned char *>PyUnicode_1BYTE_DATA(text)
@@ -356,6 +381,9 @@ cdef str _collapse_ws1(str text):
     # single " ", or "\xc2\xa0"
     while i < n:
         c = p[i]
+        if not _CW1_SPECIAL[c]:
+            i += 1
+            continue
         if _ws1(c):
             if c == 0x20 and (i + 1 == n or not _ws1(p[i + 1])):
                 i += 1
@@ -378,6 +406,11 @@ cdef str _collapse_ws1(str text):
         o = i
         while i < n:
             c = p[i]
+            if not _CW1_SPECIAL[c]:
+                out[o] = c
+                o += 1
+                i += 1
+                continue
             if _ws1(c):
                 i += 1
                 while i < n and _ws1(p[i]):
@@ -438,6 +471,20 @@ cdef str _self_close(str text, bint u):
     return "".join(parts)
 
 
+cdef unsigned char _CL[256]       # 1: _space, 2: ">", 4: "=" (a start tag's scan)
+for _c in (0x20, 9, 10, 11, 12, 13):
+    _CL[_c] = 1
+_CL[0x3E] = 2
+_CL[0x3D] = 4
+
+
+cdef inline Py_ssize_t _memidx(const unsigned char *p, Py_ssize_t i, Py_ssize_t n,
+                               unsigned char c) noexcept nogil:
+    """The index of the first c in p[i:n], n when none."""
+    cdef const unsigned char *q = <const unsigned char *>memchr(p + i, c, n - i)
+    return n if q == NULL else q - p
+
+
 cdef bytes _prepare1(str text):
     """render's rewrites of a one-byte-kind text Perl holds as bytes, in one
     pass: text.replace("&nbsp;", " "), then _self_close(., False), then the
@@ -448,12 +495,31 @@ cdef bytes _prepare1(str text):
     over; its "<" test sees '"' where it would see the quote's last byte.)"""
     cdef const unsigned char *p = <const unsigned char *>PyUnicode_1BYTE_DATA(text)
     cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0, o = 0, start = 0, k, w
+    cdef Py_ssize_t na = -1, ns = -1, ne = -1
     cdef unsigned char c
     cdef unsigned char *out = <unsigned char *>PyMem_Malloc(n + 1)
     if out == NULL:
         raise MemoryError()
     try:
         while i < n:
+            # (a run of bytes none of the rewrites starts at, copied at once;
+            # the next "&", "/" and "\xe2" found by memchr, each searched
+            # again only once passed)
+            if na < i:
+                na = _memidx(p, i, n, 0x26)
+            if ns < i:
+                ns = _memidx(p, i, n, 0x2F)
+            if ne < i:
+                ne = _memidx(p, i, n, 0xE2)
+            k = na if na < ns else ns
+            if ne < k:
+                k = ne
+            if k > i:
+                memcpy(out + o, p + i, k - i)
+                o += k - i
+                i = k
+                if i >= n:
+                    break
             c = p[i]
             if c == 0x26:         # &
                 if i + 5 < n and p[i + 1] == 0x6E and p[i + 2] == 0x62 and p[i + 3] == 0x73 \
@@ -708,13 +774,23 @@ cdef str _rgb(str color):
     return v
 
 
+cdef object _LAST_FG = None, _LAST_BG = None    # _contrast's last question (by identity)
+cdef int _LAST_CODE = 0
+
+
 cdef int _contrast(str fg, str bg) except -1:
     """_font_invisible's color checks: 1 low contrast, 2 invalid color, else 0."""
-    cdef tuple key = (fg, bg)
-    cdef object v = _CONTRAST.get(key)
+    global _LAST_FG, _LAST_BG, _LAST_CODE
+    cdef tuple key
+    cdef object v
     cdef int code = 0
     cdef double r, g, b, dist
+    if fg is _LAST_FG and bg is _LAST_BG:
+        return _LAST_CODE                     # (the same string objects as last time)
+    key = (fg, bg)
+    v = _CONTRAST.get(key)
     if v is not None:
+        _LAST_FG, _LAST_BG, _LAST_CODE = fg, bg, v
         return v
     if fg[-6:] == bg[-6:]:
         code = 1
@@ -733,6 +809,7 @@ cdef int _contrast(str fg, str bg) except -1:
         if not code and (fg == "invalid" or bg == "invalid"):
             code = 2
     _remember(_CONTRAST, key, code)
+    _LAST_FG, _LAST_BG, _LAST_CODE = fg, bg, code
     return code
 
 
@@ -949,19 +1026,27 @@ cdef bint _plain_absolute(str r) except -1:
     """_target_uri_parts("", r) is r itself: r is "scheme://...", without
     dot segments (no "/.") and without a newline (the fragment's "." stops
     at one)."""
-    cdef Py_ssize_t i, n = len(r)
+    cdef Py_ssize_t i, n = PyUnicode_GET_LENGTH(r)
+    cdef int kind = PyUnicode_KIND(r)
+    cdef void *data = PyUnicode_DATA(r)
     cdef Py_UCS4 c
     for i in range(n):
-        c = r[i]
+        c = PyUnicode_READ(kind, data, i)
         if c == 0x3A:          # ":" ending a non-empty scheme, then "//"
-            if i == 0 or i + 2 >= n or r[i + 1] != 0x2F or r[i + 2] != 0x2F:
+            if i == 0 or i + 2 >= n or PyUnicode_READ(kind, data, i + 1) != 0x2F or \
+                    PyUnicode_READ(kind, data, i + 2) != 0x2F:
                 return False
             break
         if c == 0x2F or c == 0x3F or c == 0x23 or c == 0x0A:
             return False
     else:
         return False
-    return "/." not in r and "\n" not in r
+    # no "/." and no "\n" in the rest (the part before holds neither)
+    for i in range(i + 3, n):
+        c = PyUnicode_READ(kind, data, i)
+        if c == 0x0A or (c == 0x2E and PyUnicode_READ(kind, data, i - 1) == 0x2F):
+            return False
+    return True
 
 
 cdef str _target_uri(str base, str r):
@@ -1285,8 +1370,8 @@ cdef class Tokenizer:
                 if c == 0x22 or c == 0x27:
                     q = c
                     s += 1
-                    while s < end and b[s] != q:
-                        s += 1
+                    if s < end:                 # (the closing quote: memchr)
+                        s = _memidx(b, s, end, q)
                     if s >= end:
                         return beg
                     s += 1
@@ -1343,27 +1428,27 @@ cdef class Tokenizer:
         it is not a tag.  _attr sets self._aflag when a value got flagged."""
         cdef Py_ssize_t s = beg + 2, an, ae, vs, ve
         cdef unsigned char q
-        while s < end and not _space(b[s]) and b[s] != 0x3E:
+        while s < end and not (_CL[b[s]] & 3):
             s += 1
-        while s < end and _space(b[s]):
+        while s < end and _CL[b[s]] & 1:
             s += 1
         if s >= end:
             return beg
-        while s < end and not _space(b[s]) and b[s] != 0x3E:
+        while s < end and not (_CL[b[s]] & 3):
             an = s
             s += 1
-            while s < end and not _space(b[s]) and b[s] != 0x3D and b[s] != 0x3E:
+            while s < end and not (_CL[b[s]] & 7):
                 s += 1
             if s >= end:
                 return beg
             ae = s
-            while s < end and _space(b[s]):
+            while s < end and _CL[b[s]] & 1:
                 s += 1
             if s >= end:
                 return beg
             if b[s] == 0x3D:
                 s += 1
-                while s < end and _space(b[s]):
+                while s < end and _CL[b[s]] & 1:
                     s += 1
                 if s >= end:
                     return beg
@@ -1375,8 +1460,8 @@ cdef class Tokenizer:
                     q = b[s]
                     s += 1
                     vs = s
-                    while s < end and b[s] != q:
-                        s += 1
+                    if s < end:                 # (the closing quote: memchr)
+                        s = _memidx(b, s, end, q)
                     if s >= end:
                         return beg
                     ve = s
@@ -1385,13 +1470,13 @@ cdef class Tokenizer:
                         self._attr(d, b, an, ae, vs, ve, need)
                 else:
                     vs = s
-                    while s < end and not _space(b[s]) and b[s] != 0x3E:
+                    while s < end and not (_CL[b[s]] & 3):
                         s += 1
                     if s >= end:
                         return beg
                     if d is not None:
                         self._attr(d, b, an, ae, vs, s, need)
-                while s < end and _space(b[s]):
+                while s < end and _CL[b[s]] & 1:
                     s += 1
                 if s >= end:
                     return beg
@@ -1433,9 +1518,8 @@ cdef class Tokenizer:
                 key = name.lower()
             if need is not None and key not in need and "/" not in key:
                 return
-        if key in d:
-            if need is not None:
-                return              # (the first one wins; _aflag is not ours)
+        if need is not None and key in d:
+            return                  # (the first one wins; _aflag is not ours)
         if vs < 0:
             if name is None:
                 name = self._dec(b, an, ae)
@@ -1448,8 +1532,7 @@ cdef class Tokenizer:
             val, f = decode_entities(self._dec(b, vs, ve), self.utf8, False)
             if f:
                 self._aflag = True
-        if key not in d:
-            d[key] = val
+        PyDict_SetDefault(d, key, val)      # (d[key] = val unless d has key)
 
     cdef Py_ssize_t _parse_start(self, const unsigned char* b, Py_ssize_t beg,
                                  Py_ssize_t end) except -2:
@@ -1461,7 +1544,7 @@ cdef class Tokenizer:
         cdef _TagEnt *te = NULL
         cdef int info = 0
         ne = beg + 2
-        while ne < end and not _space(b[ne]) and b[ne] != 0x3E:
+        while ne < end and not (_CL[b[ne]] & 3):
             ne += 1
         if self.ms != 4 and self.r is not None:
             # our renderer: the attributes only for the tags whose handlers
@@ -1494,7 +1577,8 @@ cdef class Tokenizer:
             if not tag.isascii() or not tag.islower():
                 tag = tag.translate(_LOWER)
             self.h.on_start(tag, d, self._aflag)
-        if ne - beg - 1 in (3, 5, 6, 8, 9):      # the lengths of the _LITERAL names
+        if ne - beg - 1 in (3, 5, 6, 8, 9) and _lit_ends(b[beg + 1], b[ne - 1]):
+            # (the lengths, first and last letters of the _LITERAL names)
             lit = (<const char*>b)[beg + 1:ne].lower()
             islit = _LITERAL.get(lit)
             if islit is not None:
@@ -1546,8 +1630,8 @@ cdef class Tokenizer:
                 lit = self.literal
                 lp = lit
                 litlen = len(lit)
-                while s < end and b[s] != 0x3C:
-                    s += 1
+                if s < end:                 # (the next "<": memchr)
+                    s = _memidx(b, s, end, 0x3C)
                 if s >= end:
                     return t
                 end_text = s
@@ -1589,8 +1673,8 @@ cdef class Tokenizer:
                 if s >= end:
                     return t
             if not self.ms:
-                while s < end and b[s] != 0x3C:
-                    s += 1
+                if s < end:                 # (the next "<": memchr)
+                    s = _memidx(b, s, end, 0x3C)
             while s < end and b[s] != 0x3C:
                 if self.ms and b[s] == 0x5D:
                     end_text = s
@@ -2072,21 +2156,29 @@ cdef class HtmlRenderer:
             if attr.get("background") is not None:
                 self.push_uri(tag, attr["background"])
         elif tid == ID_A or tid == ID_AREA or tid == ID_LINK:
-            for k in list(attr):
-                if "/href" in k and _RE_NS_HREF.search(k):
-                    attr["href"] = attr.pop(k)
+            if _has_slash_key(attr):
+                for k in list(attr):
+                    if "/href" in k and _RE_NS_HREF.search(k):
+                        attr["href"] = attr.pop(k)
             if attr.get("href") is not None:
-                href = attr["href"].replace("\ufeff", "") if self.text_flag else \
-                    attr["href"].replace("\xef\xbb\xbf", "")
-                attr["href"] = href
+                href = attr["href"]
+                # (str.replace gives href itself where it finds nothing)
+                if self.text_flag:
+                    if "\ufeff" in href:
+                        href = href.replace("\ufeff", "")
+                        attr["href"] = href
+                elif "\xef\xbb\xbf" in href:
+                    href = href.replace("\xef\xbb\xbf", "")
+                    attr["href"] = href
                 self.push_uri(tag, href)
             if attr.get("data-saferedirecturl") is not None:
                 self.push_uri(tag, attr["data-saferedirecturl"])
         elif tid == ID_IMG or tid == ID_FRAME or tid == ID_IFRAME or tid == ID_EMBED or \
                 tid == ID_SCRIPT or tid == ID_BGSOUND:
-            for k in list(attr):
-                if "/src" in k and _RE_NS_SRC.search(k):
-                    attr["src"] = attr.pop(k)
+            if _has_slash_key(attr):
+                for k in list(attr):
+                    if "/src" in k and _RE_NS_SRC.search(k):
+                        attr["src"] = attr.pop(k)
             if attr.get("src") is not None:
                 self.push_uri(tag, attr["src"])
         elif tid == ID_FORM:
