@@ -117,6 +117,26 @@ def count_literals(bytes data, tuple lits, Py_ssize_t limit=0):
     return n
 
 
+cdef inline Py_ssize_t _literal_at(list lits, const unsigned char *p, Py_ssize_t n,
+                                   Py_ssize_t t):
+    """The length of the first of lits (all starting with the byte p[t])
+    that starts at p[t], or 0."""
+    cdef Py_ssize_t L, k
+    cdef const unsigned char *q
+    cdef bytes lit
+    for lit in lits:
+        L = len(lit)
+        if t + L > n:
+            continue
+        q = lit
+        k = 1
+        while k < L and p[t + k] == q[k]:
+            k += 1
+        if k == L:
+            return L
+    return 0
+
+
 cdef class LiteralCounter:
     """count_literals for one literal set (from literal_set: no literal
     contains or overlaps another, so at most one starts at any offset):
@@ -144,27 +164,13 @@ cdef class LiteralCounter:
 
     def count(self, bytes data, Py_ssize_t limit=0):
         cdef const unsigned char *p = data
-        cdef const unsigned char *q
-        cdef Py_ssize_t n = len(data), i = 0, c = 0, L, k
-        cdef bytes lit
-        cdef bint hit
+        cdef Py_ssize_t n = len(data), i = 0, c = 0, L
         while i < n:
             if not self.first[p[i]]:
                 i += 1
                 continue
-            hit = False
-            for lit in self.by_first[p[i]]:
-                L = len(lit)
-                if i + L > n:
-                    continue
-                q = lit
-                k = 1
-                while k < L and p[i + k] == q[k]:
-                    k += 1
-                if k == L:
-                    hit = True
-                    break
-            if hit:
+            L = _literal_at(self.by_first[p[i]], p, n, i)
+            if L:
                 c += 1
                 if limit and c >= limit:
                     return limit
@@ -234,22 +240,9 @@ cdef class LineLiteralCounter:
     cdef bint _at(self, const unsigned char *p, Py_ssize_t n, Py_ssize_t t):
         """Does a literal start at p[t] (p[t] a first byte)?"""
         cdef int x = p[t + 1] if t + 1 < n else 0
-        cdef Py_ssize_t L, k
-        cdef const unsigned char *q
-        cdef bytes lit
         if not self.pairs[(p[t] << 5) | (x >> 3)] & (1 << (x & 7)):
             return False
-        for lit in self.by_first[p[t]]:
-            L = len(lit)
-            if t + L > n:
-                continue
-            q = lit
-            k = 1
-            while k < L and p[t + k] == q[k]:
-                k += 1
-            if k == L:
-                return True
-        return False
+        return _literal_at(self.by_first[p[t]], p, n, t) != 0
 
     cdef Py_ssize_t _next(self, const unsigned char *p, Py_ssize_t n, Py_ssize_t t):
         """The offset of the next literal's first byte at or after t, or n."""
