@@ -75,7 +75,9 @@ from __future__ import annotations
 import re as ure
 import struct
 import time as _time
+from bisect import bisect_right as _bisect_right
 from collections import Counter
+from itertools import accumulate as _accumulate
 
 from postier.content.spam import bre as re
 from postier.content.spam import perlre
@@ -1937,8 +1939,14 @@ class _FreeMail:
         self.wl = wl
         self.available = bool(doms or wc)
         self._known: dict[str, bool] = {}      # is_freemail() by address
+        # (FreeMail's "(?=.{0,64}@)(?<![local char])" with the two assertions
+        # swapped and the look-ahead over local chars and dots only: the same
+        # matches, since a match's local part (<= 64 of those) ends at its
+        # first "@", but most start positions fail at once instead of after
+        # a 64-character scan; -25% on the corpus bodies' "@" lines)
         self.email_re = re.compile(
-            r"(?=.{0,64}@)(?<![a-z0-9!#$%&'*+/=?^_`{|}~-])([a-z0-9!#$%&'*+/=?^_`{|}~-]+"
+            r"(?<![a-z0-9!#$%&'*+/=?^_`{|}~-])(?=[a-z0-9!#$%&'*+/=?^_`{|}~.-]{0,64}@)"
+            r"([a-z0-9!#$%&'*+/=?^_`{|}~-]+"
             r"(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,59}[a-z0-9])?\.){1,4}"
             + ctx.rb.tlds_re + ")", _IAS)
         # built once: these patterns are kilobytes (the TLD list)
@@ -1977,6 +1985,9 @@ def _fm(ctx) -> _FreeMail:
     return fm
 
 
+_FM_URL_AT = re.compile(r"<?https?://\S{0,255}(?:@|%40)\S{0,255}", _IA)
+
+
 def _fm_body(ctx) -> dict | None:
     if "fm_body" in ctx.cache:
         return ctx.cache["fm_body"]
@@ -1999,13 +2010,30 @@ def _fm_body(ctx) -> dict | None:
     # an @ and addresses followed by "word:" are blanked); every body rule and
     # body eval that runs afterwards sees the edited text
     lines = list(ctx.body())
-    for li, line in enumerate(lines):
-        if b"@" not in line and b"%40" not in line:
-            continue            # no pattern below can match: the line stays as it is
-        s = line.decode("latin-1")
-        s = re.sub(r"<?https?://\S{0,255}(?:@|%40)\S{0,255}", " ", s, flags=_IA)
+    # only the lines holding "@" or "%40" can change (no pattern below matches
+    # without one): found in the joined body by bytes.find and bisect instead
+    # of two tests per line in Python
+    joined = b"\n".join(lines)
+    todo: set[int] = set()
+    ends = None
+    for needle in (b"@", b"%40"):
+        p = joined.find(needle)
+        if p < 0:
+            continue
+        if ends is None:        # (ends[i]: where the line after line i starts)
+            ends = list(_accumulate([len(x) + 1 for x in lines]))
+        while p >= 0:
+            li = _bisect_right(ends, p)
+            todo.add(li)
+            p = joined.find(needle, ends[li])
+    for li in sorted(todo):
+        s = lines[li].decode("latin-1")
+        if "://" in s:
+            s = _FM_URL_AT.sub(" ", s)
         s = fm.blank_re.sub(" ", s)
         lines[li] = s.encode("latin-1")
+        if "@" not in s:
+            continue
         for m in fm.email_re.finditer(s):
             e = m.group(1).lower()
             if e not in seen:
