@@ -604,14 +604,19 @@ def fast_addresses(str s, host_invalid):
     if s.find(",") < 0:
         one = _fast_one(s, host_invalid)
         return None if one is None else [one]
-    if s.find('"') >= 0:
-        return None
     n = len(s)
     for k in range(n - 1):
         if s[k] == "," and not _ws(s[k + 1]):
             return None
+    items = s.split(",")
+    if s.find('"') >= 0:
+        # a comma inside quotes leaves an odd count in a piece (_fast_one
+        # takes one leading "name" only)
+        for item in items:
+            if (<str>item).count('"') & 1:
+                return None
     out = []
-    for item in s.split(","):
+    for item in items:
         one = _fast_one(item.rstrip(" \t\n\r\f\v"), host_invalid)
         if one is None:
             return None

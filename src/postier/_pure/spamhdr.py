@@ -54,8 +54,8 @@ fast_addresses is the shortcut of postier.content.spam.headers.
 parse_header_addresses for the shapes most address headers take: a bare
 address, <address>, "quoted name" <address>, plain name <address> (no
 backslash, colon, semicolon, comment or nested angle brackets anywhere; in
-a list no quote, and a space after every comma), one dict per comma-
-separated item as that parser gives it (phrase, user, host, address,
+a list no comma inside quotes, and a space after every comma), one dict
+per comma-separated item as that parser gives it (phrase, user, host, address,
 comment, invalid: host_invalid(host)); None for any other value.
 
 Same API and results as the compiled module (tests run both).  Reads no
@@ -309,10 +309,13 @@ def fast_addresses(s: str, host_invalid) -> list | None:
     if "," not in s:
         one = _fast_one(s, host_invalid)
         return None if one is None else [one]
-    if '"' in s or _COMMA_TIGHT.search(s):
-        return None     # a comma inside quotes; "<a>,<b>": the general parser's \S+ spans both
+    if _COMMA_TIGHT.search(s):
+        return None     # "<a>,<b>": the general parser's \S+ spans both
+    items = s.split(",")
+    if '"' in s and any(item.count('"') & 1 for item in items):
+        return None     # a comma inside quotes (_fast_one takes one leading "name" only)
     out = []
-    for item in s.split(","):
+    for item in items:
         one = _fast_one(item.rstrip(_WS), host_invalid)
         if one is None:
             return None
