@@ -37,20 +37,27 @@ the handlers and the style stack compare instead of names, and its
 seen, for its order, and the counts when read: the `inside` property and
 _end); a style copied from another keeps its _contrast answer while its
 colors are the same string objects; _style_attrs switches on a number per
-allowed attribute name.
+allowed attribute name.  Short attribute values decode through a cache
+keyed on their bytes (a repeated value is the same string, its hash
+known); the Tokenizer keeps which needed names a start tag holds as bits
+(the tag table's masks instead of frozenset checks; a repeated name is
+dropped without a dict look-up) and hands them to the renderer, whose
+_style_attrs, _html_uri and _tests skip the look-ups of absent names
+(_style_attrs in the attributes' order, as the pure twin).
 
 Reads no main.cf parameters.
 """
 
 cimport cython
-from libc.string cimport memchr, memcpy
+from libc.string cimport memchr, memcmp, memcpy
 from libc.math cimport pow
 from cpython.unicode cimport (Py_UNICODE_ISALNUM, Py_UNICODE_ISSPACE, PyUnicode_1BYTE_DATA, PyUnicode_DecodeLatin1,
                               PyUnicode_DecodeUTF8, PyUnicode_GET_LENGTH, PyUnicode_KIND,
                               PyUnicode_1BYTE_KIND, PyUnicode_DATA, PyUnicode_READ)
-from cpython.dict cimport PyDict_SetDefault
+from cpython.dict cimport PyDict_Next, PyDict_SetDefault
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 
 import re
 
@@ -172,6 +179,7 @@ cdef struct _TagEnt:
     PyObject *s
     int info
     PyObject *need               # _ATTR_NEED[name]
+    unsigned long long mask      # its names as bits (_ATTRTAB: info is the bit's number)
 
 
 def _attr_need() -> dict:
@@ -219,7 +227,28 @@ cdef inline unsigned int _tt_hash(const unsigned char *p, Py_ssize_t n) noexcept
     return h
 
 
-cdef void _tt_insert(_TagEnt *tab, str name, int info, object need):
+# Attribute values decode through a small direct-mapped cache keyed on the
+# value's bytes and the decoding mode: a repeated value ("#ffffff", "2",
+# "100%", a font face) is the same str object again, so its hash is already
+# computed when the memos (_rgb, _font_size, _dim, _font_face_ok, _css_ops)
+# look it up, and no new string is built (str is immutable: same results).
+cdef enum:
+    _VC_SIZE = 1024
+    _VC_MAX = 32
+
+
+cdef struct _ValEnt:
+    PyObject *s
+    int n
+    int mode
+    unsigned char b[_VC_MAX]
+
+
+cdef _ValEnt _VALCACHE[_VC_SIZE]
+
+
+cdef void _tt_insert(_TagEnt *tab, str name, int info, object need,
+                     unsigned long long mask=0):
     """tab[name] (name: lower-case ASCII, kept alive by the caller)."""
     cdef bytes nb = name.encode("ascii")
     cdef Py_ssize_t i, n = len(nb)
@@ -235,19 +264,64 @@ cdef void _tt_insert(_TagEnt *tab, str name, int info, object need):
     tab[h].s = <PyObject *>name
     tab[h].info = info
     tab[h].need = <PyObject *>need
+    tab[h].mask = mask
 
 
 cdef tuple _ATTR_NAMES = tuple(sorted(set().union(*_ATTR_NEED.values())))
 
 
 cdef void _tt_init():
+    cdef unsigned long long mask
+    if len(_ATTR_NAMES) > 64:
+        raise ValueError("more than 64 attribute names")
     for name, info in _TAGINFO.items():
-        _tt_insert(_TAGTAB, name, info, _ATTR_NEED[name])
-    for name in _ATTR_NAMES:
-        _tt_insert(_ATTRTAB, name, 0, None)
+        mask = 0
+        for an in _ATTR_NEED[name]:
+            mask |= 1ULL << _ATTR_NAMES.index(an)
+        _tt_insert(_TAGTAB, name, info, _ATTR_NEED[name], mask)
+    for i, name in enumerate(_ATTR_NAMES):
+        _tt_insert(_ATTRTAB, name, i, None)
 
 
 _tt_init()
+
+
+# _OK_ATTR_C by tag number, with each name's _ATTRTAB bit: _style_attrs
+# skips the names the Tokenizer says the tag lacks without a dict look-up
+cdef enum:
+    _OK_MAXN = 8
+cdef int _OKA_N[_NTAGS]
+cdef PyObject *_OKA_NAME[_NTAGS][_OK_MAXN]
+cdef int _OKA_CODE[_NTAGS][_OK_MAXN]
+cdef unsigned long long _OKA_BIT[_NTAGS][_OK_MAXN]
+cdef unsigned long long _OKA_MASK[_NTAGS]
+
+
+cdef void _oka_init() except *:
+    cdef int t, k
+    for tag, ok in _OK_ATTR_C.items():
+        if tag not in _TAGINFO:
+            continue
+        t = _tid(tag)
+        if len(ok) > _OK_MAXN:
+            raise ImportError("spamhtml: more allowed attributes than _OK_MAXN")
+        _OKA_N[t] = len(ok)
+        for k, (name, code) in enumerate(ok):
+            _OKA_NAME[t][k] = <PyObject *>name
+            _OKA_CODE[t][k] = code
+            _OKA_BIT[t][k] = 1ULL << _ATTR_NAMES.index(name)
+            _OKA_MASK[t] |= _OKA_BIT[t][k]
+
+
+_oka_init()
+
+# the _ATTRTAB bits of the names _html_uri and _tests look up
+cdef unsigned long long B_BACKGROUND = 1ULL << _ATTR_NAMES.index("background")
+cdef unsigned long long B_HREF = 1ULL << _ATTR_NAMES.index("href")
+cdef unsigned long long B_SAFEREDIR = 1ULL << _ATTR_NAMES.index("data-saferedirecturl")
+cdef unsigned long long B_SRC = 1ULL << _ATTR_NAMES.index("src")
+cdef unsigned long long B_FACE = 1ULL << _ATTR_NAMES.index("face")
+cdef unsigned long long B_WH = (1ULL << _ATTR_NAMES.index("width")) | (1ULL << _ATTR_NAMES.index("height"))
 
 
 cdef inline _TagEnt *_tt_find(const unsigned char *p, Py_ssize_t n,
@@ -1131,6 +1205,8 @@ cdef class Tokenizer:
     cdef public object pending_end_tag
     cdef public bint no_dash_dash
     cdef bint _aflag              # start tag being built: some attribute value got flagged
+    cdef bint _slash              # and some key not in _ATTRTAB (one with a "/") was kept
+    cdef unsigned long long _seen # the _ATTRTAB names of the last complete start tag's dict
 
     def __init__(self, handler, bint utf8):
         self.h = handler
@@ -1148,6 +1224,31 @@ cdef class Tokenizer:
         if self.utf8:
             return PyUnicode_DecodeUTF8(<const char*>p + s, e - s, "surrogateescape")
         return PyUnicode_DecodeLatin1(<const char*>p + s, e - s, NULL)
+
+    cdef str _dec_val(self, const unsigned char* p, Py_ssize_t s, Py_ssize_t e):
+        """_dec of an attribute value, through _VALCACHE (short values)."""
+        cdef Py_ssize_t n = e - s, i
+        cdef unsigned int h
+        cdef int mode = 1 if self.utf8 else 0
+        cdef _ValEnt *ent
+        cdef str v
+        if n <= 0 or n > _VC_MAX:
+            return self._dec(p, s, e)
+        h = 2166136261u ^ <unsigned int>mode
+        for i in range(s, e):
+            h = (h ^ p[i]) * 16777619u
+        ent = &_VALCACHE[(h ^ (h >> 15)) & (_VC_SIZE - 1)]
+        if ent.s != NULL and ent.n == n and ent.mode == mode and \
+                memcmp(ent.b, p + s, n) == 0:
+            return <str>ent.s
+        v = self._dec(p, s, e)
+        Py_INCREF(v)
+        Py_XDECREF(ent.s)
+        ent.s = <PyObject*>v
+        ent.n = <int>n
+        ent.mode = mode
+        memcpy(ent.b, p + s, n)
+        return v
 
     # -- events
     cdef inline void _flush(self) except *:
@@ -1421,12 +1522,15 @@ cdef class Tokenizer:
         return beg
 
     cdef Py_ssize_t _scan_start(self, const unsigned char* b, Py_ssize_t beg, Py_ssize_t end,
-                                dict d, frozenset need=None) except -2:
+                                dict d, frozenset need=None,
+                                unsigned long long mask=0) except -2:
         """Scan a start tag from `beg` ("<" + name); with d, fill it with the
         attributes (the tag is known to be complete then).  Returns the
         position of the closing ">", beg when more data is needed, -1 when
-        it is not a tag.  _attr sets self._aflag when a value got flagged."""
+        it is not a tag.  _attr sets self._aflag when a value got flagged.
+        (mask: need's names as _ATTRTAB bits)"""
         cdef Py_ssize_t s = beg + 2, an, ae, vs, ve
+        cdef unsigned long long seen = 0        # the _ATTRTAB names d holds
         cdef unsigned char q
         while s < end and not (_CL[b[s]] & 3):
             s += 1
@@ -1454,7 +1558,7 @@ cdef class Tokenizer:
                     return beg
                 if b[s] == 0x3E:
                     if d is not None:
-                        self._attr(d, b, an, ae, s, s, need)
+                        self._attr(d, b, an, ae, s, s, need, mask, &seen)
                     break
                 if b[s] == 0x22 or b[s] == 0x27:
                     q = b[s]
@@ -1467,7 +1571,7 @@ cdef class Tokenizer:
                     ve = s
                     s += 1
                     if d is not None:
-                        self._attr(d, b, an, ae, vs, ve, need)
+                        self._attr(d, b, an, ae, vs, ve, need, mask, &seen)
                 else:
                     vs = s
                     while s < end and not (_CL[b[s]] & 3):
@@ -1475,21 +1579,26 @@ cdef class Tokenizer:
                     if s >= end:
                         return beg
                     if d is not None:
-                        self._attr(d, b, an, ae, vs, s, need)
+                        self._attr(d, b, an, ae, vs, s, need, mask, &seen)
                 while s < end and _CL[b[s]] & 1:
                     s += 1
                 if s >= end:
                     return beg
             elif d is not None:
-                self._attr(d, b, an, ae, -1, -1, need)
+                self._attr(d, b, an, ae, -1, -1, need, mask, &seen)
         if s < end and b[s] == 0x3E:
+            self._seen = seen
             return s
         return -1
 
     cdef void _attr(self, dict d, const unsigned char* b, Py_ssize_t an, Py_ssize_t ae,
-                    Py_ssize_t vs, Py_ssize_t ve, frozenset need) except *:
+                    Py_ssize_t vs, Py_ssize_t ve, frozenset need,
+                    unsigned long long mask, unsigned long long *seen) except *:
         """d[name] = value unless d has name (or need is given and neither
-        holds name nor does name hold a "/")."""
+        holds name nor does name hold a "/").  With need, mask holds its
+        names as _ATTRTAB bits and seen the _ATTRTAB names d holds (the
+        others, with a "/", are looked up in d)."""
+        cdef unsigned long long bit = 0
         cdef str key = None, val
         cdef str name = None
         cdef bint f
@@ -1501,9 +1610,10 @@ cdef class Tokenizer:
             # its bytes, ASCII letters folded, are; it is then that name)
             ae_ent = _tt_find(b + an, ae - an, _ATTRTAB)
             if ae_ent != NULL:
+                bit = 1ULL << ae_ent.info
+                if not (mask & bit) or seen[0] & bit:
+                    return              # (not needed; or the first one wins)
                 key = <str>ae_ent.s
-                if key not in need:
-                    return
             else:
                 for i in range(an, ae):
                     if b[i] == 0x2F:
@@ -1518,20 +1628,24 @@ cdef class Tokenizer:
                 key = name.lower()
             if need is not None and key not in need and "/" not in key:
                 return
-        if need is not None and key in d:
+        if need is not None and not bit and key in d:
             return                  # (the first one wins; _aflag is not ours)
         if vs < 0:
             if name is None:
                 name = self._dec(b, an, ae)
             val = name
         elif memchr(b + vs, 0x26, ve - vs) == NULL:      # no "&": decode_entities changes nothing
-            val = self._dec(b, vs, ve)
+            val = self._dec_val(b, vs, ve)
             if self.utf8:
                 self._aflag = True
         else:
             val, f = decode_entities(self._dec(b, vs, ve), self.utf8, False)
             if f:
                 self._aflag = True
+        if bit:
+            seen[0] |= bit
+        else:
+            self._slash = True
         PyDict_SetDefault(d, key, val)      # (d[key] = val unless d has key)
 
     cdef Py_ssize_t _parse_start(self, const unsigned char* b, Py_ssize_t beg,
@@ -1555,7 +1669,11 @@ cdef class Tokenizer:
                 info = te.info
                 if info & (T_ELEM | T_TRICK) and info & (T_STYLE | T_URI | T_TESTS):
                     d = {}
-            gt = self._scan_start(b, beg, end, d, <frozenset>te.need if d is not None else None)
+            if d is not None:
+                self._slash = False
+                gt = self._scan_start(b, beg, end, d, <frozenset>te.need, te.mask)
+            else:
+                gt = self._scan_start(b, beg, end, None)
         else:
             gt = self._scan_start(b, beg, end, None)
         if gt <= beg:
@@ -1563,7 +1681,16 @@ cdef class Tokenizer:
         self._flush()
         if self.ms != 4 and self.r is not None:
             if te != NULL:
-                self.r._tag(<str>te.s, d, 1, info)
+                if d is not None:
+                    # (what d holds, for _html_uri and _style_attrs)
+                    self.r._noslash = not self._slash
+                    self.r._aseen = self._seen
+                    self.r._aseen_ok = True
+                    self.r._tag(<str>te.s, d, 1, info)
+                    self.r._noslash = False
+                    self.r._aseen_ok = False
+                else:
+                    self.r._tag(<str>te.s, d, 1, info)
             else:
                 tag = self._dec(b, beg + 1, ne)
                 if not tag.isascii() or not tag.islower():
@@ -1787,6 +1914,9 @@ cdef class HtmlRenderer:
     cdef public list text_inv
     cdef public bint text_flag
     cdef dict _inside             # inside (its known tags' counts: _cnt)
+    cdef bint _noslash            # the Tokenizer says: no key of _tag's attr holds a "/"
+    cdef bint _aseen_ok           # and _aseen: the _ATTRTAB names it holds (bits)
+    cdef unsigned long long _aseen
     cdef public dict uri
     cdef public list anchor
     cdef public str anchor_last
@@ -2151,16 +2281,21 @@ cdef class HtmlRenderer:
             ent = self.uri[target] = {}
         _sub_dict(ent, "types")[typ] = 1
 
+    cdef inline bint _lacks(self, unsigned long long bits) noexcept:
+        """The Tokenizer says attr (its dict, no key with a "/") holds
+        none of the names of bits: no need to look them up."""
+        return self._aseen_ok and self._noslash and not (self._aseen & bits)
+
     cdef void _html_uri(self, str tag, dict attr, int tid) except *:
         if tid == ID_BODY or tid == ID_TABLE or tid == ID_TR or tid == ID_TD:
-            if attr.get("background") is not None:
+            if not self._lacks(B_BACKGROUND) and attr.get("background") is not None:
                 self.push_uri(tag, attr["background"])
         elif tid == ID_A or tid == ID_AREA or tid == ID_LINK:
-            if _has_slash_key(attr):
+            if not self._noslash and _has_slash_key(attr):
                 for k in list(attr):
                     if "/href" in k and _RE_NS_HREF.search(k):
                         attr["href"] = attr.pop(k)
-            if attr.get("href") is not None:
+            if not self._lacks(B_HREF) and attr.get("href") is not None:
                 href = attr["href"]
                 # (str.replace gives href itself where it finds nothing)
                 if self.text_flag:
@@ -2171,15 +2306,15 @@ cdef class HtmlRenderer:
                     href = href.replace("\xef\xbb\xbf", "")
                     attr["href"] = href
                 self.push_uri(tag, href)
-            if attr.get("data-saferedirecturl") is not None:
+            if not self._lacks(B_SAFEREDIR) and attr.get("data-saferedirecturl") is not None:
                 self.push_uri(tag, attr["data-saferedirecturl"])
         elif tid == ID_IMG or tid == ID_FRAME or tid == ID_IFRAME or tid == ID_EMBED or \
                 tid == ID_SCRIPT or tid == ID_BGSOUND:
-            if _has_slash_key(attr):
+            if not self._noslash and _has_slash_key(attr):
                 for k in list(attr):
                     if "/src" in k and _RE_NS_SRC.search(k):
                         attr["src"] = attr.pop(k)
-            if attr.get("src") is not None:
+            if not self._lacks(B_SRC) and attr.get("src") is not None:
                 self.push_uri(tag, attr["src"])
         elif tid == ID_FORM:
             if attr.get("action") is not None:
@@ -2253,52 +2388,73 @@ cdef class HtmlRenderer:
                 self.text_style.append(new)
                 return
             if attr:
-                self._style_attrs(tag, attr, new)
+                self._style_attrs(tag, attr, new, tid)
             self.text_style.append(new)
         else:
             if tid != ID_BODY:
                 self._close_tag(tid)
 
-    cdef void _style_attrs(self, str tag, dict attr, _Style new) except *:
+    cdef void _style_attrs(self, str tag, dict attr, _Style new, int tid) except *:
         # (the keys HTML.pm also sets that nothing reads: "style", the other
         # CSS properties, and the other attributes _OK_ATTR allows)
-        # (by the allowed names, not the attributes' order: no tag allows
-        # both a color attribute and style, the other assignments do not
-        # interact, and the size bounds are checked after each one)
-        cdef int code
+        # (in the attributes' order, as the pure twin: the size bounds are
+        # checked after each allowed one)
+        cdef int code, k, n
+        cdef Py_ssize_t pos = 0
+        cdef PyObject *kp
+        cdef PyObject *vp
+        if 0 < tid < _NTAGS and _OKA_N[tid]:
+            if self._aseen_ok and not (self._aseen & _OKA_MASK[tid]):
+                return              # (none of the allowed names)
+            n = _OKA_N[tid]
+            # (code 4 replaces the value of a key the dict has: no resize)
+            while PyDict_Next(attr, &pos, &kp, &vp):
+                for k in range(n):
+                    if _OKA_NAME[tid][k] == kp or (<str>_OKA_NAME[tid][k]) == <object>kp:
+                        break
+                else:
+                    continue
+                self._style_one(attr, new, _OKA_CODE[tid][k], <object>vp if <object>vp is not None else "")
+            return
         ok = _OK_ATTR_C.get(tag)
         if ok is None:
             return
-        for name, code in <tuple>ok:
-            val = attr.get(name)
-            if val is None:
-                continue
-            if code == 1:
-                new.fgcolor = _rgb(val)
-            elif code == 2:
-                m = _font_size(val)
-                if m is not None:
-                    new.size = self.basefont + m[1] if m[0] else m[1]
-            elif code == 3:
-                for k, v in _css_ops(val):
-                    if k == "fgcolor":
-                        new.fgcolor = v
-                    elif k == "bgcolor":
-                        new.bgcolor = v
-                    elif k == "style_display":
-                        new.display = v
-                    elif k == "style_visibility":
-                        new.visibility = v
-                if new.bgcolor == "transparent":
-                    new.bgcolor = (<_Style>self.text_style[-1]).bgcolor if self.text_style else "#ffffff"
-                if new.fgcolor == "transparent":
-                    new.fgcolor = new.bgcolor
-            elif code == 4:
-                attr["bgcolor"] = _rgb(val)
-            if new.size > self.max_size:
-                self.max_size = new.size
-            elif new.size < self.min_size:
-                self.min_size = new.size
+        okd = dict(<tuple>ok)
+        for name in list(attr):
+            got = okd.get(name)
+            if got is not None:
+                val = attr[name]
+                self._style_one(attr, new, got, val if val is not None else "")
+
+    cdef void _style_one(self, dict attr, _Style new, int code, object val) except *:
+        """_style_attrs for one allowed attribute present (what code says)
+        and the size bounds check after it."""
+        if code == 1:
+            new.fgcolor = _rgb(val)
+        elif code == 2:
+            m = _font_size(val)
+            if m is not None:
+                new.size = self.basefont + m[1] if m[0] else m[1]
+        elif code == 3:
+            for k, v in _css_ops(val):
+                if k == "fgcolor":
+                    new.fgcolor = v
+                elif k == "bgcolor":
+                    new.bgcolor = v
+                elif k == "style_display":
+                    new.display = v
+                elif k == "style_visibility":
+                    new.visibility = v
+            if new.bgcolor == "transparent":
+                new.bgcolor = (<_Style>self.text_style[-1]).bgcolor if self.text_style else "#ffffff"
+            if new.fgcolor == "transparent":
+                new.fgcolor = new.bgcolor
+        elif code == 4:
+            attr["bgcolor"] = _rgb(val)
+        if new.size > self.max_size:
+            self.max_size = new.size
+        elif new.size < self.min_size:
+            self.min_size = new.size
 
     cdef bint _font_invisible(self) except -1:
         """_font_invisible_of the style on top (remembered for that style
@@ -2339,7 +2495,7 @@ cdef class HtmlRenderer:
 
     cdef void _tests(self, str tag, dict attr, int tid) except *:
         if tid == ID_FONT:
-            if "face" in attr and not _font_face_ok(attr["face"] or ""):
+            if not self._lacks(B_FACE) and "face" in attr and not _font_face_ok(attr["face"] or ""):
                 self.results["font_face_bad"] = 1
         elif tid == ID_IMG:
             if self.n_a > 0:
@@ -2352,7 +2508,7 @@ cdef class HtmlRenderer:
                     self.anchor[-1] += "<img>\n"
                 else:
                     self.anchor.append("<img>\n")
-            if "width" in attr and "height" in attr:
+            if not self._lacks(B_WH) and "width" in attr and "height" in attr:
                 width = height = 0
                 m = _dim(attr["width"] or "")
                 if m is not None:
@@ -2372,7 +2528,8 @@ cdef class HtmlRenderer:
         elif tid == ID_OBJECT or tid == ID_EMBED:
             self.results["embeds"] = 1
         elif tid == ID_A:
-            uri = self.anchor_last = self.canon_uri(attr["href"] or "") if "href" in attr else ""
+            uri = self.anchor_last = self.canon_uri(attr["href"] or "") \
+                if not self._lacks(B_HREF) and "href" in attr else ""
             _anchor_texts(self.uri, uri).append("")
             self.anchor.append("")
         elif tid == ID_TITLE:
