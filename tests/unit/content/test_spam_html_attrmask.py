@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from html_twin import snapshot
 
 from postier._pure import spamhtml as P
 
@@ -39,15 +40,6 @@ PIECES = [
 ]
 
 
-def _snapshot(mod, texts: list[str], flagged: bool) -> tuple:
-    h = mod.HtmlRenderer()
-    for text in texts:
-        h.render(text, flagged)
-    return (h.results, list(h.text), list(h.text_ws), list(h.text_inv), h.text_flag,
-            dict(h.inside), h.uri, h.anchor, h.rendered_text(), h.rendered_text(False),
-            h.rendered_text(True))
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_attribute_markup_matches_pure(impl, seed):
     m = impl("spamhtml")
@@ -55,7 +47,7 @@ def test_attribute_markup_matches_pure(impl, seed):
     for _ in range(250):
         text = "".join(rnd.choice(PIECES) for _ in range(rnd.randint(1, 25)))
         for flagged in (False, True):
-            assert _snapshot(m, [text], flagged) == _snapshot(P, [text], flagged), (text, flagged)
+            assert snapshot(m, [text], flagged) == snapshot(P, [text], flagged), (text, flagged)
 
 
 def test_same_value_bytes_in_both_modes(impl):
@@ -64,8 +56,8 @@ def test_same_value_bytes_in_both_modes(impl):
     text = "<font face=\"\xc3\xa9t\xc3\xa9\" color=\"\xc3\xa9\">x</font>"
     for order in ((False, True, False), (True, False, True)):
         for flagged in order:
-            got = _snapshot(m, [text], flagged)
-            assert got == _snapshot(P, [text], flagged)
+            got = snapshot(m, [text], flagged)
+            assert got == snapshot(P, [text], flagged)
 
 
 def test_first_repeated_attribute_wins(impl):
@@ -76,8 +68,8 @@ def test_first_repeated_attribute_wins(impl):
     assert "http://two.example/" not in h.uri
     h = m.HtmlRenderer()
     h.render("<font color=white COLOR=black><body bgcolor=white>hidden</font>", False)
-    assert h.results == _snapshot(P, ["<font color=white COLOR=black><body bgcolor=white>hidden</font>"],
-                                  False)[0]
+    assert h.results == snapshot(P, ["<font color=white COLOR=black><body bgcolor=white>hidden</font>"],
+                                 False)[0]
 
 
 def test_namespaced_href_only_when_present(impl):
@@ -98,4 +90,4 @@ def test_style_attrs_in_attribute_order_regression(impl):
     for text in ("<big><big><FONT SIZE=1 Color=red>x", "<big><big><font color=red size=1>x",
                  "<small><small><FONT SIZE=7 Color=red>x"):
         for flagged in (False, True):
-            assert _snapshot(m, [text], flagged) == _snapshot(P, [text], flagged), (text, flagged)
+            assert snapshot(m, [text], flagged) == snapshot(P, [text], flagged), (text, flagged)

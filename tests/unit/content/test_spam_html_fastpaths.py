@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from html_twin import latin1, snapshot
 
 from postier._pure import spamhtml as P
 
@@ -34,18 +35,6 @@ FRAGMENTS = [
 ]
 
 
-def _snapshot(mod, texts: list[str], flagged: bool) -> tuple:
-    h = mod.HtmlRenderer()
-    for text in texts:
-        h.render(text, flagged)
-    return (h.results, list(h.text), list(h.text_ws), list(h.text_inv), h.text_flag,
-            dict(h.inside), h.rendered_text(), h.rendered_text(False), h.rendered_text(True))
-
-
-def _latin1(text: str) -> str:
-    return "".join(c if ord(c) < 256 else "?" for c in text)
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_generated_markup_matches_pure(impl, seed):
     m = impl("spamhtml")
@@ -54,8 +43,8 @@ def test_generated_markup_matches_pure(impl, seed):
         text = "".join(rnd.choice(FRAGMENTS) for _ in range(rnd.randint(0, 40)))
         for flagged in (False, True):
             if not flagged:
-                text = _latin1(text)
-            assert _snapshot(m, [text], flagged) == _snapshot(P, [text], flagged), (text, flagged)
+                text = latin1(text)
+            assert snapshot(m, [text], flagged) == snapshot(P, [text], flagged), (text, flagged)
 
 
 def test_two_renders_on_one_renderer(impl):
@@ -63,7 +52,7 @@ def test_two_renders_on_one_renderer(impl):
     m = impl("spamhtml")
     texts = ["<html><td><a href=http://a.example/>x", "</a></td>\n </td></html></style><a>y"]
     for flagged in (False, True):
-        assert _snapshot(m, texts, flagged) == _snapshot(P, texts, flagged)
+        assert snapshot(m, texts, flagged) == snapshot(P, texts, flagged)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -86,7 +75,7 @@ def test_empty_text_in_marked_section(impl):
     for flagged in (False, True):
         h = m.HtmlRenderer()
         h.render("<p>a<![include[]]>b", flagged)
-        assert list(h.text) == list(_snapshot(P, ["<p>a<![include[]]>b"], flagged)[1])
+        assert list(h.text) == list(snapshot(P, ["<p>a<![include[]]>b"], flagged)[1])
         assert "" in list(h.text)
 
 

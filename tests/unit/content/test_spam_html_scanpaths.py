@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from html_twin import latin1, snapshot
 
 from postier._pure import spamhtml as P
 
@@ -33,18 +34,6 @@ PIECES = [
 ]
 
 
-def _snapshot(mod, texts: list[str], flagged: bool) -> tuple:
-    h = mod.HtmlRenderer()
-    for text in texts:
-        h.render(text, flagged)
-    return (h.results, list(h.text), list(h.text_ws), list(h.text_inv), h.text_flag,
-            dict(h.inside), h.rendered_text(), h.rendered_text(False), h.rendered_text(True))
-
-
-def _latin1(text: str) -> str:
-    return "".join(c if ord(c) < 256 else "?" for c in text)
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_generated_markup_matches_pure(impl, seed):
     m = impl("spamhtml")
@@ -52,8 +41,8 @@ def test_generated_markup_matches_pure(impl, seed):
     for _ in range(200):
         text = "".join(rnd.choice(PIECES) for _ in range(rnd.randint(0, 30)))
         for flagged in (False, True):
-            t = text if flagged else _latin1(text)
-            assert _snapshot(m, [t], flagged) == _snapshot(P, [t], flagged), (t, flagged)
+            t = text if flagged else latin1(text)
+            assert snapshot(m, [t], flagged) == snapshot(P, [t], flagged), (t, flagged)
 
 
 @pytest.mark.parametrize("tag", ["script", "SCRIPT", "Style", "xmp", "IFRAME", "plaintext",
@@ -62,7 +51,7 @@ def test_literal_tags_in_any_case(impl, tag):
     m = impl("spamhtml")
     text = f"a<{tag}>b <p> c</{tag}>d"
     for flagged in (False, True):
-        assert _snapshot(m, [text], flagged) == _snapshot(P, [text], flagged)
+        assert snapshot(m, [text], flagged) == snapshot(P, [text], flagged)
 
 
 @pytest.mark.parametrize("tag", ["table", "tbody", "strong", "small", "sxp", "piece"])
@@ -90,8 +79,8 @@ def test_namespaced_href_and_src(impl):
     text = ('<a x:href="http://x.example/">t</a><a xlink/href="http://ns.example/">t</a>'
             '<img v/src="http://i.example/i.gif"><a a/b=c>u</a>')
     for flagged in (False, True):
-        got = _snapshot(m, [text], flagged)
-        assert got == _snapshot(P, [text], flagged)
+        got = snapshot(m, [text], flagged)
+        assert got == snapshot(P, [text], flagged)
         assert "http://ns.example/" in got[0]["uri"] and "http://i.example/i.gif" in got[0]["uri"]
 
 
@@ -101,8 +90,8 @@ def test_same_colors_again(impl):
     text = ("<font color=#ffffff>a</font><body bgcolor=#ffffff><font color=#ffffff>b</font>"
             "<font color=#000000>c</font><font color=#ffffff>d</font>")
     for flagged in (False, True):
-        got = _snapshot(m, [text], flagged)
-        assert got == _snapshot(P, [text], flagged)
+        got = snapshot(m, [text], flagged)
+        assert got == snapshot(P, [text], flagged)
         assert got[0].get("font_low_contrast") == 1
 
 
@@ -112,4 +101,4 @@ def test_unterminated_quote_and_long_runs(impl):
     for text in (f"<a href='{long_run}", f"{long_run}<p>{long_run}&nbsp;{long_run}/>",
                  f"<p title=\"{long_run}\">z", "<" * 300 + ">" * 300):
         for flagged in (False, True):
-            assert _snapshot(m, [text], flagged) == _snapshot(P, [text], flagged)
+            assert snapshot(m, [text], flagged) == snapshot(P, [text], flagged)

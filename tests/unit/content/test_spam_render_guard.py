@@ -24,6 +24,7 @@ import random
 import sys
 
 import pytest
+from html_twin import snapshot
 
 from postier._pure import spamhtml as P
 
@@ -117,13 +118,6 @@ FRAGMENTS = [
 ]
 
 
-def _snapshot(mod, text: str, flagged: bool) -> tuple:
-    h = mod.HtmlRenderer()
-    h.render(text, flagged)
-    return (h.results, list(h.text), list(h.text_ws), list(h.text_inv), h.text_flag,
-            h.rendered_text(), h.rendered_text(False), h.rendered_text(True))
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_generated_markup_matches_pure(impl, seed):
     m = impl("spamhtml")
@@ -133,7 +127,7 @@ def test_generated_markup_matches_pure(impl, seed):
         for flagged in (False, True):
             if not flagged:
                 text = "".join(c if ord(c) < 256 else "?" for c in text)
-            assert _snapshot(m, text, flagged) == _snapshot(P, text, flagged), (text, flagged)
+            assert snapshot(m, text, flagged) == snapshot(P, text, flagged), (text, flagged)
 
 
 def test_self_closing_tags(impl):
