@@ -58,26 +58,19 @@ cdef class Pcre2Call:
     def matches(self, bytes data not None):
         """A match anywhere in data?  An error code raises error(rc)."""
         cdef int rc = self._match(data, 0, 0)
-        if rc >= 0:
-            return True
-        if rc == _NOMATCH:
-            return False
-        raise self.error(rc)
+        if rc < 0 and rc != _NOMATCH:
+            raise self.error(rc)
+        return rc >= 0
 
     def matches_retry(self, bytes data not None):
         """matches(data), asking the interpreter (PCRE2_NO_JIT) after an
         error; a second error raises error(rc)."""
         cdef int rc = self._match(data, 0, 0)
-        if rc >= 0:
-            return True
-        if rc == _NOMATCH:
-            return False
-        rc = self._match(data, 0, _NO_JIT)
-        if rc >= 0:
-            return True
-        if rc == _NOMATCH:
-            return False
-        raise self.error(rc)
+        if rc < 0 and rc != _NOMATCH:
+            rc = self._match(data, 0, _NO_JIT)
+            if rc < 0 and rc != _NOMATCH:
+                raise self.error(rc)
+        return rc >= 0
 
     def count(self, bytes data not None, Py_ssize_t limit=0):
         """Non-overlapping matches (each search starts where the last match

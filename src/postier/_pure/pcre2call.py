@@ -53,27 +53,20 @@ class Pcre2Call:
         """A match anywhere in data?  An error code raises error(rc)."""
         self._check(data)
         rc = self._fn(self._code, data, len(data), 0, 0, self._md, None)
-        if rc >= 0:
-            return True
-        if rc == _NOMATCH:
-            return False
-        raise self._error(rc)
+        if rc < 0 and rc != _NOMATCH:
+            raise self._error(rc)
+        return rc >= 0
 
     def matches_retry(self, data: bytes) -> bool:
         """matches(data), asking the interpreter (PCRE2_NO_JIT) after an
         error; a second error raises error(rc)."""
         self._check(data)
         rc = self._fn(self._code, data, len(data), 0, 0, self._md, None)
-        if rc >= 0:
-            return True
-        if rc == _NOMATCH:
-            return False
-        rc = self._fn(self._code, data, len(data), 0, _NO_JIT, self._md, None)
-        if rc >= 0:
-            return True
-        if rc == _NOMATCH:
-            return False
-        raise self._error(rc)
+        if rc < 0 and rc != _NOMATCH:
+            rc = self._fn(self._code, data, len(data), 0, _NO_JIT, self._md, None)
+            if rc < 0 and rc != _NOMATCH:
+                raise self._error(rc)
+        return rc >= 0
 
     def count(self, data: bytes, limit: int = 0) -> int:
         """Non-overlapping matches (each search starts where the last match
