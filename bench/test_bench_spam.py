@@ -303,6 +303,10 @@ if mode == "scan":
                     with open(os.path.join(tmp, f"{w}.json"), "w") as f:
                         json.dump({"results": mine, "cpu_s": cpu_s() - c1, "done": done}, f)
                     code = 0
+                except BaseException:
+                    import traceback
+                    traceback.print_exc()       # (os._exit below prints nothing)
+                    raise
                 finally:
                     os.write(ready_w, b"d")
                     os.read(quit_r, 1)      # stay (and be measured) until all are done
@@ -325,9 +329,12 @@ if mode == "scan":
             os.waitpid(k, 0)
         parts = []
         for w in range(workers):
-            with open(os.path.join(tmp, f"{w}.json")) as f:
+            path = os.path.join(tmp, f"{w}.json")
+            if not os.path.exists(path):
+                raise RuntimeError(f"scanning worker {w} failed (its traceback is above)")
+            with open(path) as f:
                 parts.append(json.load(f))
-            os.unlink(os.path.join(tmp, f"{w}.json"))
+            os.unlink(path)
         os.rmdir(tmp)
         res = [tuple(x) for part in parts for x in part["results"]]
         # scanning processes only: the parent just waits (as a dispatcher, spamc
