@@ -9,25 +9,11 @@ from __future__ import annotations
 import random
 import re
 
+from eval_refs import JIS, same_as_plain_calls, uppercase_reference
+
 from postier.content.spam import evals as E
 
-_JIS = re.compile(rb"\x1b\$B.*\x1b\(B", re.S)
 _CTRL = bytes(list(range(0x00, 0x09)) + [0x0b, 0x0c] + list(range(0x0e, 0x20)))
-
-
-def _uppercase_reference(lines):
-    ln = lower = upper = 0
-    for line in lines:
-        if not re.search(rb"\S\s+\S", line):
-            continue
-        if re.match(rb"^(?:[A-Za-z0-9+/=]{60,76} ){2}", line):
-            continue
-        if b"\x1b" in line:
-            line = _JIS.sub(b"", line)
-        ln += len(line)
-        lower += len(re.findall(rb"[a-z0-9]", line))
-        upper += len(re.findall(rb"[A-Z]", line))
-    return ln, lower, upper
 
 
 def _text_part_reference(lines):
@@ -53,11 +39,11 @@ def test_uppercase_counts_of_long_lines(impl):
     m = impl("spameval")
     # 600 upper-case letters and 600 digits in one line: sums past a byte
     line = b"A" * 600 + b" " + b"7" * 600
-    assert m.uppercase_counts([line], _JIS) == (1201, 600, 600)
+    assert m.uppercase_counts([line], JIS) == (1201, 600, 600)
     rnd = random.Random(11)
     for _ in range(200):
         lines = _long_lines(rnd)
-        assert m.uppercase_counts(lines, _JIS) == _uppercase_reference(lines), lines
+        assert m.uppercase_counts(lines, JIS) == uppercase_reference(lines), lines
 
 
 def test_vertical_words_of_long_lines(impl):
@@ -232,16 +218,7 @@ def test_html_group_gives_the_plain_calls_results():
     rs = C.parse_text(HTML_RULES, "rules.cf")
     assert rs.warnings == []
     sc = SpamScanner(rules=rs, cache_dir=None)
-    hit: set[str] = set()
-    for msg in HTML_MESSAGES:
-        run = sc.run(msg)
-        for _k, r, _f in sc.compiled.evals:
-            try:
-                want = E.FUNCTIONS[r.function](E.EvalContext(run), r, *r.args)
-            except Exception:  # noqa: BLE001 - a failing eval is "no hit"
-                want = 0
-            assert (r.name in run.values) == bool(want), (r.name, msg)
-        hit |= set(run.values)
+    hit = same_as_plain_calls(sc, HTML_MESSAGES)
     assert {"T_B", "T_SCRIPT", "T_HTML", "R_LEN", "R_LEN2", "I_ONLY", "T_TXT"} <= hit
     assert not {"T_EMB", "R_TITLE", "R_INSIDE"} & hit       # (the last two: comparisons that fail)
     # all eleven rules are one call

@@ -9,26 +9,9 @@ import random
 import re
 
 import pytest
+from eval_refs import JIS, uppercase_reference
 
 from postier.content.spam import evals as E
-
-_JIS = re.compile(rb"\x1b\$B.*\x1b\(B", re.S)
-
-
-def _uppercase_reference(lines):
-    """check_for_uppercase's per-line loop as MIMEEval writes it."""
-    ln = lower = upper = 0
-    for line in lines:
-        if not re.search(rb"\S\s+\S", line):
-            continue
-        if re.match(rb"^(?:[A-Za-z0-9+/=]{60,76} ){2}", line):
-            continue
-        if b"\x1b" in line:
-            line = _JIS.sub(b"", line)
-        ln += len(line)
-        lower += len(re.findall(rb"[a-z0-9]", line))
-        upper += len(re.findall(rb"[A-Z]", line))
-    return ln, lower, upper
 
 
 def _vertical_reference(lines):
@@ -63,12 +46,12 @@ TRICKY = [b"", b" ", b"a", b"a b", b" a ", b"ab  ", b"\x1b$BAB\x1b(B x Y", b"A" 
 
 def test_uppercase_counts(impl):
     m = impl("spameval")
-    assert m.uppercase_counts(TRICKY, _JIS) == _uppercase_reference(TRICKY)
-    assert m.uppercase_counts([b"Hello World 42"], _JIS) == (14, 10, 2)
+    assert m.uppercase_counts(TRICKY, JIS) == uppercase_reference(TRICKY)
+    assert m.uppercase_counts([b"Hello World 42"], JIS) == (14, 10, 2)
     rnd = random.Random(7)
     for _ in range(300):
         lines = _random_lines(rnd, rnd.randrange(0, 12))
-        assert m.uppercase_counts(lines, _JIS) == _uppercase_reference(lines), lines
+        assert m.uppercase_counts(lines, JIS) == uppercase_reference(lines), lines
 
 
 def test_vertical_words(impl):

@@ -11,6 +11,7 @@ import random
 import re
 
 import pytest
+from eval_refs import same_as_plain_calls
 
 from postier.content.spam import bre
 from postier.content.spam import conf as C
@@ -214,22 +215,6 @@ MESSAGES = [_msg(b"x@gmail.com"), _msg(b"X@GMAIL.COM"), _msg(b"x@yahoo.com"), _m
             _msg(b"x@notgmail.com.example"), _msg(b"\"gmail.com\" <x@example.com>")]
 
 
-def _same_as_plain_calls(sc: SpamScanner, messages) -> set[str]:
-    """Each eval rule's hit in a run equals its plain function call's
-    answer on that run (a failing call is "no hit"); the names that hit."""
-    hit: set[str] = set()
-    for msg in messages:
-        run = sc.run(msg)
-        for _k, r, _f in sc.compiled.evals:
-            try:
-                want = E.FUNCTIONS[r.function](E.EvalContext(run), r, *r.args)
-            except Exception:  # noqa: BLE001 - a failing eval is "no hit"
-                want = 0
-            assert (r.name in run.values) == bool(want), (r.name, msg)
-        hit |= set(run.values)
-    return hit
-
-
 @pytest.fixture(scope="module")
 def sc() -> SpamScanner:
     rs = C.parse_text(RULES, "rules.cf")
@@ -238,7 +223,7 @@ def sc() -> SpamScanner:
 
 
 def test_from_domain_group_gives_the_plain_calls_results(sc):
-    hit = _same_as_plain_calls(sc, MESSAGES)
+    hit = same_as_plain_calls(sc, MESSAGES)
     assert {"FG", "FY", "FJ", "FE", "FH", "FH2"} <= hit
     assert "FBAD" not in hit
     # the group stands for the six rules (the failing call is one of them)
@@ -294,7 +279,7 @@ def test_list_group_and_never_hit_evals_give_the_plain_calls_results():
     rs = C.parse_text(LIST_RULES, "rules.cf")
     assert rs.warnings == []
     sc = SpamScanner(rules=rs, cache_dir=None)
-    hit = _same_as_plain_calls(sc, LIST_MESSAGES)
+    hit = same_as_plain_calls(sc, LIST_MESSAGES)
     assert {"FL_BANKS", "RL_BANKS", "TL_BANKS", "BL_FROM"} <= hit
     assert not {"FL_NONE", "WL_TO", "BL_BAD", "FAR_H", "FAR_B"} & hit
     calls = sc.compiled.__dict__["_eval_calls"]
