@@ -2791,55 +2791,9 @@ _HTML_LOOPS = {html_range, html_image_only, html_image_ratio, html_tag_exists, h
 
 
 def _html_group(calls: list):
-    # the html_tag_exists, html_test and html_range calls (their binders
-    # mark them: f.html) tested here, each as its function tests it (a
-    # range's comparison that fails is its "no hit"), the others by
-    # run_calls
-    tags = [(c[0], c[2].html[1]) for c in calls if getattr(c[2], "html", ("",))[0] == "tag"]
-    tests = [(c[0], c[2].html[1]) for c in calls if getattr(c[2], "html", ("",))[0] == "test"]
-    ranges = [(c[0], *c[2].html[1]) for c in calls if getattr(c[2], "html", ("",))[0] == "range"]
-    rest = [c for c in calls if getattr(c[2], "html", None) is None]
-
     def g(ctx, rule):
-        html = ctx.html_all()
-        if not html:
-            return 0
-        values = ctx.run.values
-        if tags:
-            inside = [h.get("inside") or {} for h in html]
-            for name, tag in tags:
-                for ins in inside:
-                    if tag in ins:
-                        if name not in values:
-                            values[name] = 1
-                        break
-        for name, test in tests:
-            for h in html:
-                if h.get(test):
-                    if name not in values:
-                        values[name] = 1
-                    break
-        for name, test, nmn, nmx, open_ended in ranges:
-            try:
-                for h in html:
-                    v = h.get(test)
-                    if v is None:
-                        continue
-                    if open_ended:
-                        if v > nmn:
-                            break
-                    elif v == "inf":
-                        continue
-                    elif nmn < v <= nmx:
-                        break
-                else:
-                    continue
-            except Exception:   # noqa: BLE001 - a failing eval is "no hit" (run_calls)
-                continue
-            if name not in values:
-                values[name] = 1
-        if rest:
-            _ev.run_calls(rest, ctx, values)
+        if ctx.html_all():
+            _ev.run_calls(calls, ctx, ctx.run.values)
         return 0
     return g
 
@@ -2901,44 +2855,16 @@ def _list_name(fn, r) -> str | None:
     return None
 
 
-# what each list eval tests: the From addresses, the Reply-To address, or the To ones
-_LIST_FROM = {check_from_in_list, check_from_in_blocklist}
-_LIST_REPLYTO = {check_replyto_in_list}
-
-
 def _lists_group(members: list):
     # members: (list name, call); the calls of the non-empty lists worked out
-    # on the first message (kept on the CompiledRules: the lists are its),
-    # and the plan the group runs: (rule name, 0/1/2 for From/Reply-To/To,
-    # the list's matcher), each test as its function makes it
+    # on the first message (kept on the CompiledRules: the lists are its)
     def g(ctx, rule):
-        cr_dict = ctx.run.cr.__dict__
-        memo = cr_dict.setdefault("_list_calls", {})
+        memo = ctx.run.cr.__dict__.setdefault("_list_calls", {})
         todo = memo.get(id(members))
         if todo is None or todo[0] is not members:
-            calls = [c for name, c in members if _addrlist(ctx, name)]
-            plan = [(c[0], 0 if c[2] in _LIST_FROM else 1 if c[2] in _LIST_REPLYTO else 2,
-                     _matcher(cr_dict, ctx, name))
-                    for name, c in members if _addrlist(ctx, name)]
-            todo = memo[id(members)] = (members, calls, plan)
-        values = ctx.run.values
-        for name, what, m in todo[2]:
-            try:        # (a failing eval is "no hit", as in run_calls)
-                if what == 0:
-                    hit = False
-                    for a in _from_lc(ctx):
-                        if m.match(a):
-                            hit = True
-                            break
-                elif what == 1:
-                    rt = ctx.get("Reply-To:addr")
-                    hit = rt != "" and m.match(rt.lower())
-                else:
-                    hit = any(m.match(a.lower()) for a in ctx.all_to_addrs())
-            except Exception:   # noqa: BLE001
-                continue
-            if hit and name not in values:
-                values[name] = 1
+            todo = memo[id(members)] = (members, [c for name, c in members if _addrlist(ctx, name)])
+        if todo[1]:
+            _ev.run_calls(todo[1], ctx, ctx.run.values)
         return 0
     return g
 
@@ -3141,7 +3067,6 @@ def _b_html_range(test, mn, mx=None):
             elif nmn < v <= nmx:
                 return 1
         return 0
-    f.html = ("range", (test, nmn, nmx, open_ended))       # (_html_group's test)
     return f
 
 
@@ -3271,7 +3196,6 @@ def _b_html_tag_exists(tag):
             if tag in (h.get("inside") or {}):
                 return 1
         return 0
-    f.html = ("tag", tag)
     return f
 
 
@@ -3282,7 +3206,6 @@ def _b_html_test(test):
             if h.get(test):
                 return 1
         return 0
-    f.html = ("test", test)
     return f
 
 
