@@ -69,9 +69,9 @@ def test_get_and_get_list_are_the_plain_answers(sc, msg):
 def test_the_header_phase_left_the_answers_read(sc):
     # (the quick paths are taken: the values and lines they read are there)
     run = sc.run(MESSAGES[0])
-    assert {"Subject", "Received", "Content-Type", "To", "X-Missing"} <= set(run.hv._values)
-    assert run.hv._values["X-Missing"] is None
-    assert run.hv._cache.get("Reply-To:addr") == [b"b@example.com", b"c@example.com"]
+    assert {"Subject", "Received", "Content-Type", "To", "X-Missing"} <= set(run.hv.made_values)
+    assert run.hv.made_values["X-Missing"] is None
+    assert run.hv.made_lists.get("Reply-To:addr") == [b"b@example.com", b"c@example.com"]
     ctx = E.EvalContext(run)
     assert ctx.get("Subject") == "s\n"
     assert ctx.get("Cc") == "\n"

@@ -199,7 +199,7 @@ def test_illegal_chars_on_all_reads_the_joined_lines(data, hit):
             return 0
         # check_illegal_chars' arithmetic on that string, through a header
         # name that takes its general branch
-        hv._cache["X-Same:raw"] = [raw]
+        hv.made_lists["X-Same:raw"] = [raw]
         Ref.hv = hv
         return evals.check_illegal_chars(Ref(), None, "X-Same", ratio, count)
 

@@ -321,13 +321,13 @@ class EvalContext:
             if plain:
                 # a plain header name whose value() is made (the header phase
                 # makes most): get_str's answer, None when the message lacks it
-                j = hv._values.get(req, hv)
+                j = hv.made_values.get(req, hv)
                 if j is not hv:
                     v = self._str[req] = "" if j is None else j.decode("latin-1")
                     return v
             # (a header the message lacks: "" without building get()'s answer;
             # no need to ask when get()'s answer is made)
-            v = self._str[req] = _s(hv.get_str(req)) if req in hv._cache or not hv.lacks(req) \
+            v = self._str[req] = _s(hv.get_str(req)) if req in hv.made_lists or not hv.lacks(req) \
                 else ""
         return v
 
@@ -343,7 +343,7 @@ class EvalContext:
         if v is not None:
             return v
         hv = self.hv
-        r = hv._cache.get(req)      # (get()'s answer, when the header phase made it)
+        r = hv.made_lists.get(req)      # (get()'s answer, when the header phase made it)
         if r is None:
             # a request of a header the message lacks (most of the address and
             # name ones the evals make): HeaderView's answer, [], without asking it

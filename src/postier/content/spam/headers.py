@@ -329,10 +329,14 @@ class HeaderView:
         self.relays = relays
         self.esh = envelope_sender_header
         self.rb = registry
-        self._cache: dict[str, list[bytes]] = {}
+        # the answers made so far, by request: get()'s (made_lists) and
+        # value()'s (made_values; None: the message lacks the header).
+        # Callers may read them to reuse an answer without asking for it
+        # (EvalContext reuses the header phase's); only HeaderView writes.
+        self.made_lists: dict[str, list[bytes]] = {}
         self._addrs: dict[bytes, list[dict]] = {}      # _fast's parses by stripped header line
         self._slow: dict[bytes, list[dict]] = {}       # the general parser's, by header line
-        self._values: dict[str, bytes | None] = {}     # value() by request
+        self.made_values: dict[str, bytes | None] = {}
         self._envfrom: list[bytes] | None = None
         self._relay_strs: dict[str, bytes] = {}
         self._all: tuple[bytes, list[int]] | None | bool = False     # _all_value
@@ -352,12 +356,12 @@ class HeaderView:
         return {lc: self.relay_str(lc) for lc in _METADATA}
 
     def get(self, request: str) -> list[bytes]:
-        r = self._cache.get(request)
+        r = self.made_lists.get(request)
         if r is None:
             direct = _DIRECT.get(request)
             if direct is not None:
                 # ToCc, EnvelopeFrom, MESSAGEID, ...: _get's answer without its dispatch
-                r = self._cache[request] = direct(self)
+                r = self.made_lists[request] = direct(self)
                 return r
             lc = request.lower()
             if ":" not in request and lc not in _SPECIAL and lc not in _METADATA_SET:
@@ -378,7 +382,7 @@ class HeaderView:
                     r = []          # a header the message lacks, with modifiers: _get's []
                 else:
                     r = [x for x in self._get(request) if x is not None]
-            self._cache[request] = r
+            self.made_lists[request] = r
         return r
 
     def lacks(self, request: str) -> bool:
@@ -401,7 +405,7 @@ class HeaderView:
         """bool(get(request)); a plain header name whose value() is made
         answers from it (None exactly when get() has no lines) without
         building get()'s lines."""
-        v = self._values.get(request, self)
+        v = self.made_values.get(request, self)
         if v is not self and ":" not in request:
             lc = request.lower()
             if lc not in _SPECIAL and lc not in _METADATA_SET:
@@ -422,7 +426,7 @@ class HeaderView:
             if request in _ALL_TAILS:
                 # the decoded header lines all end in a newline
                 return self.value(request) or b""
-            j = self._values.get(request, self)
+            j = self.made_values.get(request, self)
             if j is not self and ":" not in request:
                 lc = request.lower()
                 if lc not in _SPECIAL and lc not in _METADATA_SET:
@@ -442,7 +446,7 @@ class HeaderView:
         """The string a header rule matches (None: undefined).  ALL, and
         ALL-UNTRUSTED / ALL-EXTERNAL (its tail from a Received line on),
         come from _all_value's one piece when it has one."""
-        v = self._values.get(request, self)
+        v = self.made_values.get(request, self)
         if v is self:
             if request in _ALL_TAILS:
                 av = self._all_value()
@@ -455,19 +459,19 @@ class HeaderView:
                         start = (relays.last_trusted_index if request == "ALL-UNTRUSTED"
                                  else relays.last_internal_index) + 1
                         if start < 0:
-                            v = self._values[request] = _joined(self.get(request))
+                            v = self.made_values[request] = _joined(self.get(request))
                             return v
                         v = joined[starts[start]:] if start < len(starts) else None
-                    self._values[request] = v
+                    self.made_values[request] = v
                     return v
             if request == "ALL:raw":
                 # the header block without its ending empty line, when
                 # _all_raw's lines tile it (spamhdr.all_raw)
                 v = _all_raw_value(self.msg.pristine_headers)
                 if v is not None:
-                    self._values[request] = v
+                    self.made_values[request] = v
                     return v
-            v = self._values[request] = _joined(self.get(request))
+            v = self.made_values[request] = _joined(self.get(request))
         return v
 
     def _all_value(self) -> tuple[bytes, list[int]] | None:
@@ -499,11 +503,11 @@ class HeaderView:
                 tuple(i for i, n in enumerate(names) if n is not None), requests,
                 tuple(item for item in kinds if item[2].__class__ is tuple))
         strings = msg.metadata.get("strings")
-        _fast_values(msg.raw_headers, msg.headers, strings, split[4], self._cache, self._values,
+        _fast_values(msg.raw_headers, msg.headers, strings, split[4], self.made_lists, self.made_values,
                      out, _ADDR_OUT, _ADDR_OUT_LEN, _ADDR_OUT_SIZE, self._addrs, _no_host_check,
                      self._line_addr_out)
         value = self.value
-        values = self._values
+        values = self.made_values
         for i, request in split[1]:
             lc = _RELAY_VALUE.get(request)
             if lc is not None:
@@ -516,7 +520,7 @@ class HeaderView:
                 out[i] = value(request)
         # (the others stored their values already; an absent plain header:
         # the metadata string of that name, if any)
-        _store_plain(self._values, requests, names, out, split[2], strings)
+        _store_plain(self.made_values, requests, names, out, split[2], strings)
         return out
 
     def _fast_get(self, request: str) -> list[bytes] | None:
