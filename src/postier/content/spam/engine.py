@@ -1478,8 +1478,80 @@ def _pcre2_fast(rr: RRule) -> tuple | None:
     ref = p._ref if fn else None                # a LazyPattern compiles it here
     if not isinstance(ref, Pcre2Regex):
         return None
+    spec = p.__dict__.get("_spec") if isinstance(p, rulecache.LazyPattern) else None
+    if spec is not None and spec[3] is not None and not spec[3] & _PCRE2_EXTENDED:
+        lazy = _lazy_bridges(spec[2])
+        if lazy is not None:
+            # (the item holds it: its addresses stay valid)
+            ref = Pcre2Regex(lazy, spec[3])
+            rulecache._jit_compile(ref)     # (as the rule cache JIT-compiles its own)
     code, md = ref.addresses
     return (fn, code, md, ref, nl_only)
+
+
+_PCRE2_EXTENDED = 0x00000080
+# an unbounded line bridge of a libpcre2 pattern (SA's "any lines, then ...")
+_LINE_BRIDGE = rb"(?:[^\n]+\n+)*"
+# what _lazy_bridges does not read: \Q..\E, backtracking verbs, comments,
+# extended mode (its # comments), a recursion into the whole pattern
+_BRIDGE_UNSAFE = re.compile(rb"\\Q|\(\*|\(\?#|\(\?[\^a-zA-Z-]*x|\(\?(?:R|[+-]?0\))|\\g[<'{]?[+-]?0")
+
+
+def _lazy_bridges(src: bytes) -> bytes | None:
+    """src with each line bridge (_LINE_BRIDGE) outside any group and
+    class made lazy (`*?`); None when it has none (or constructs this
+    reader does not follow).  Whether a pattern matches a subject at all
+    does not depend on a quantifier being greedy or lazy there (the
+    backtracking search tries the same ways, in another order; nothing
+    around a top-level group can cut it short without a verb): the header
+    walk's confirmation of a yes/no rule (_pcre2_fast) may use this form.
+    Greedy, such a bridge runs to the end of the value and back for every
+    candidate start (__SUBJ_HAS_TO_2 on ALL: ~30% of its time)."""
+    if _LINE_BRIDGE not in src or _BRIDGE_UNSAFE.search(src):
+        return None
+    out = []
+    n = len(src)
+    i = last = depth = 0
+    while i < n:
+        c = src[i]
+        if c == 0x5C:                           # an escape: two bytes
+            i += 2
+            continue
+        if c == 0x5B:                           # a class, up to its closing ]
+            j = i + 1
+            if src[j:j + 1] == b"^":
+                j += 1
+            if src[j:j + 1] == b"]":            # (a leading ] is a member)
+                j += 1
+            while j < n and src[j] != 0x5D:
+                if src[j] == 0x5C:
+                    j += 2
+                    continue
+                if src[j:j + 2] == b"[:":       # [:alpha:]
+                    k = src.find(b":]", j + 2)
+                    if k >= 0:
+                        j = k + 2
+                        continue
+                j += 1
+            i = j + 1
+            continue
+        if c == 0x28:
+            if depth == 0 and src.startswith(_LINE_BRIDGE, i):
+                e = i + len(_LINE_BRIDGE)
+                if src[e:e + 1] not in (b"?", b"+"):
+                    out.append(src[last:e] + b"?")
+                    last = i = e
+                    continue
+            depth += 1
+        elif c == 0x29:
+            depth -= 1
+            if depth < 0:
+                return None
+        i += 1
+    if not out or depth != 0 or i != n:
+        return None
+    out.append(src[last:])
+    return b"".join(out)
 
 
 def _header_count(rr: RRule, data: bytes) -> int:
