@@ -4,8 +4,9 @@
 Same API and results as the pure module (see its docstring): Hyperscan match
 handlers (on_match, on_first_match, on_match_end), report_subjects, report_lines, count_literals, LiteralCounter (one
 pass over the data, stopping at the limit), LineLiteralCounter (likewise),
-count_iter, long_line, first_hit; literal_set and line_literal_form (run when
-rules are built) are the pure module's; header_values
+SubjectCounter (likewise), count_iter, long_line, first_hit; literal_set,
+line_literal_form and subject_form (run when rules are built) are the pure
+module's; header_values
 (the joined values of the plain header names a header rule group reads).  Reads no
 main.cf parameters.
 """
@@ -17,6 +18,7 @@ from postier._pure.spameng import (  # noqa: F401 - re-exported
     MAX_LITERALS,
     line_literal_form,
     literal_set,
+    subject_form,
 )
 
 
@@ -137,6 +139,10 @@ cdef inline Py_ssize_t _literal_at(list lits, const unsigned char *p, Py_ssize_t
     return 0
 
 
+cdef enum:
+    _BLOCK = 64     # LiteralCounter.count's block of bytes
+
+
 cdef class LiteralCounter:
     """count_literals for one literal set (from literal_set: no literal
     contains or overlaps another, so at most one starts at any offset):
@@ -144,7 +150,7 @@ cdef class LiteralCounter:
 
     cdef readonly tuple lits
     cdef list by_first              # first byte -> literals starting with it
-    cdef unsigned char first[256]
+    cdef unsigned char first[256]   # 2: the byte is the only literal starting with it, 1: other first bytes
 
     def __init__(self, lits):
         self.lits = tuple(lits)
@@ -161,12 +167,42 @@ cdef class LiteralCounter:
                 self.by_first[b] = []
             self.by_first[b].append(lit)
             self.first[b] = 1
+        # a byte that is a whole literal, the only one starting with it (so
+        # in any literal_set): a match there without the list walk
+        # (__LOWER_E's "e", __E_LIKE_LETTER's: hundreds per body)
+        for b in range(256):
+            if self.first[b] and len(self.by_first[b]) == 1 and len(self.by_first[b][0]) == 1:
+                self.first[b] = 2
 
     def count(self, bytes data, Py_ssize_t limit=0):
         cdef const unsigned char *p = data
-        cdef Py_ssize_t n = len(data), i = 0, c = 0, L
+        cdef Py_ssize_t n = len(data), i = 0, c = 0, L, j, stop = 0, k
+        cdef unsigned char f, longer
         while i < n:
-            if not self.first[p[i]]:
+            if i >= stop and i + _BLOCK <= n:
+                # a block holding no first byte marked 1: its matches
+                # are its one-byte literals, counted without branches
+                longer = 0
+                k = 0
+                for j in range(i, i + _BLOCK):
+                    f = self.first[p[j]]
+                    longer |= f & 1
+                    k += f >> 1
+                if not longer:
+                    c += k
+                    if limit and c >= limit:
+                        return limit
+                    i += _BLOCK
+                    continue
+                stop = i + _BLOCK       # walked byte by byte up to there
+            f = self.first[p[i]]
+            if not f:
+                i += 1
+                continue
+            if f == 2:
+                c += 1
+                if limit and c >= limit:
+                    return limit
                 i += 1
                 continue
             L = _literal_at(self.by_first[p[i]], p, n, i)
@@ -177,6 +213,42 @@ cdef class LiteralCounter:
                 i += L
             else:
                 i += 1
+        return c
+
+
+cdef class SubjectCounter:
+    """The pure module's SubjectCounter (a subject_form's matches in a
+    joined buffer: its subjects holding a byte outside the class), in one
+    walk stopping at the limit."""
+
+    cdef readonly bytes chars
+    cdef unsigned char inset[256]
+
+    def __init__(self, chars):
+        self.chars = bytes(chars)
+        if 0 in self.chars:
+            raise ValueError("the separator in the class")
+        cdef int b
+        for b in range(256):
+            self.inset[b] = 0
+        for b in self.chars:
+            self.inset[b] = 1
+
+    def count(self, bytes data, Py_ssize_t limit=0):
+        cdef const unsigned char *p = data
+        cdef const unsigned char *q
+        cdef Py_ssize_t n = len(data), i = 0, c = 0
+        while i < n:
+            if p[i] == 0 or self.inset[p[i]]:
+                i += 1
+                continue
+            c += 1          # this subject's first byte outside the class
+            if c == limit:
+                return c
+            q = <const unsigned char *>memchr(p + i, 0, n - i)
+            if q == NULL:
+                break
+            i = q - p + 1
         return c
 
 

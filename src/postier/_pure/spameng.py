@@ -13,6 +13,7 @@
     header_values(headers, names)        # joined header values by lower-cased name
     literal_set(re2_pattern)             # the literals an RE2 pattern stands for, or None
     LineLiteralCounter(*line_literal_form(re2_pattern)).count(buf, 100)   # /^[^>].*?<a href=/im
+    SubjectCounter(subject_form(re2_pattern)).count(buf, 3)     # /^\\s*\\S/
 
 postier.content.spam.engine and .hsdb use these on every message (selected
 with postier.native.load("spameng"); POSTIER_PURE=1 selects this twin).
@@ -22,7 +23,9 @@ literals instead of walking a regex (SpamAssassin's __LOWER_E,
 __E_LIKE_LETTER); line_literal_form likewise finds the rules whose joined
 form is a line start, an allowed first byte, then a literal set on the
 rest of the line (__HAS_HREF, __HAS_IMG_SRC and their ONECASE forms),
-counted by LineLiteralCounter in one walk instead of RE2's finditer.
+counted by LineLiteralCounter in one walk instead of RE2's finditer;
+subject_form, the rules whose joined form is a subject start, bytes of a
+class, then one outside it (__BODY_TEXT_LINE), counted by SubjectCounter.
 Reads no main.cf parameters.
 """
 
@@ -347,6 +350,52 @@ class LineLiteralCounter:
 
     def count(self, data: bytes, limit: int = 0) -> int:
         return count_line_literals(data, self.excluded, self.lits, limit)
+
+
+_SUBJECT_HEAD = b"\\x00["
+
+
+def subject_form(pattern: bytes) -> bytes | None:
+    """The bytes C when an RE2 pattern (as resyntax emits a joined form)
+    is \\x00[C]*[^\\x00C], C a class without the NUL: a subject start, bytes
+    of C, then one that is neither (SpamAssassin's /^\\s*\\S/, counted by
+    SubjectCounter); else None."""
+    if isinstance(pattern, str):
+        pattern = pattern.encode("latin-1")
+    if not pattern.startswith(_SUBJECT_HEAD):
+        return None
+    try:
+        members, i = _parse_class(pattern, len(_SUBJECT_HEAD))
+        if not pattern.startswith(b"*[^", i):
+            return None
+        others, j = _parse_class(pattern, i + 3)
+    except (ValueError, IndexError):
+        return None
+    if j != len(pattern) or not members or b"\0" in members or others != members | {b"\0"}:
+        return None
+    return b"".join(sorted(members))
+
+
+class SubjectCounter:
+    """count(data, limit): the matches (capped at limit, 0: no cap) of a
+    subject_form \\x00[C]*[^\\x00C] in a joined buffer whose subjects hold
+    no NUL: one per subject holding a byte outside C (a match starts at
+    the separator before a subject and ends in it), as RE2's finditer
+    counts them."""
+
+    def __init__(self, chars: bytes):
+        self.chars = bytes(chars)
+        if 0 in self.chars:
+            raise ValueError("the separator in the class")
+
+    def count(self, data: bytes, limit: int = 0) -> int:
+        n = 0
+        for s in data.split(b"\0"):
+            if s.strip(self.chars):
+                n += 1
+                if n == limit:
+                    break
+        return n
 
 
 def header_values(headers: dict, names: tuple) -> list:

@@ -446,3 +446,26 @@ def test_search_pattern_answers_like_compile_pattern():
             assert count_matches(new, s) == count_matches(old, s), (pat, mods, s)
     with pytest.raises(perlre.PerlRegexError):
         perlre.compile_search_pattern("a(b", "")
+
+
+def test_literal_counter_blocks(impl):
+    # LiteralCounter.count takes 64-byte blocks without a longer literal's
+    # first byte at once: literals across block edges, a limit reached
+    # inside a block, one-byte literals next to longer ones
+    eng = impl("spameng")
+    rng = random.Random(3)
+    for pat in (rb"e", E_LIKE, rb"e|\xc3\xa9", rb"ab|c", rb"\xc3\xa9|x|yz"):
+        lits = eng.literal_set(pat)
+        rx = re2.compile(pat)
+        counter = eng.LiteralCounter(lits)
+        bufs = [b"e" * 1000, b"x" * 63 + b"\xc3\xa9" + b"e" * 200, b"ab" * 100 + b"c" * 100]
+        for n in (63, 64, 65, 127, 128, 129, 5000):
+            for _ in range(20):
+                bufs.append(bytes(rng.choice(b"eeexyzabc \xc3\xa9\xa8\x00") for _ in range(n)))
+        for k in (60, 62, 63, 64, 126, 127):
+            bufs.append(b"e" * k + b"\xc3\xa9yz" + b"e" * 200)
+        for buf in bufs:
+            want = sum(1 for _ in rx.finditer(buf))
+            assert counter.count(buf) == want, (pat, buf)
+            for limit in (1, 63, 64, 65, 100, 230):
+                assert counter.count(buf, limit) == min(want, limit), (pat, buf, limit)

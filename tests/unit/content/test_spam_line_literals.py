@@ -164,3 +164,47 @@ def test_rule_counter_is_the_line_literal_one():
     assert type(counter).__name__ == "LineLiteralCounter"
     subjects = SUBJECTS[::-1]
     assert counter.count(perlre.joined_buffer(subjects), 100) == _per_subject(*src, subjects) > 3
+
+
+def test_subject_counter_equals_re2(impl):
+    """A joined form  SEP [C]* [^SEP C]  (/^\\s*\\S/: __BODY_TEXT_LINE) is
+    counted by spameng.SubjectCounter: RE2's finditer count on joined
+    buffers of random subjects (blank, 8-bit, huge, unterminated), with
+    limits, and the rule's Perl count over the subjects."""
+    from postier.content.spam.engine import RRule
+
+    eng = impl("spameng")
+    src = (r"^\s*\S", "")
+    rr = RRule("__T", "body", perlre.compile_pattern(*src), multiple=True, maxhits=3, source=src)
+    rx, _exact, countable = rr.joined()
+    chars = eng.subject_form(rx.pattern)
+    assert countable and chars == b"\t\n\x0b\x0c\r "
+    assert type(rr.literals()).__name__ == "SubjectCounter"
+    counter = eng.SubjectCounter(chars)
+    rnd = random.Random(4)
+    pieces = [b" ", b"\t", b"\n", b"\r", b"\x0b", b"\x0c", b"\xa0", b"\x85", b"x", b"\xff", b"\"", b""]
+    lists = [[b""], [b" " * 100000], [b" " * 100000 + b"x"], [b"\n", b"", b" \t"], SUBJECTS]
+    for _ in range(500):
+        lists.append([b"".join(rnd.choice(pieces) for _p in range(rnd.randint(0, 8)))
+                      for _s in range(rnd.randint(1, 12))])
+    for subjects in lists:
+        buf = perlre.joined_buffer(subjects)
+        want = sum(1 for _ in rx.finditer(buf))
+        assert want == _per_subject(*src, subjects)
+        for limit in (0, 1, 3, 50):
+            assert counter.count(buf, limit) == (min(want, limit) if limit else want), subjects
+            assert counter.count(buf[len(subjects[0]) + 1:], limit) == eng.count_iter(
+                rx, buf[len(subjects[0]) + 1:], limit)      # a nosubject rule's rest
+
+
+@pytest.mark.parametrize("pattern", [rb"\x00[\x20]*[^\x00\x09]", rb"\x00[\x00\x20]*[^\x00\x20]",
+                                     rb"[\x20]*[^\x00\x20]", rb"\x00[\x20]*[^\x00\x20]x",
+                                     rb"\x00[\x20]*[^\x20]", rb"\x00[^\x20]*[^\x00\x20]",
+                                     rb"\x00[\x20]*[^\x00\x20", rb"\x00[]*[^\x00]",
+                                     rb"[\x00\x0a][\x09-\x0d\x20]*[^\x00\x09-\x0d\x20]"])
+def test_subject_counter_other_forms(impl, pattern):
+    eng = impl("spameng")
+    assert eng.subject_form(pattern) is None
+    assert eng.subject_form(rb"\x00[\x20\x09]*[^\x00\x09\x20]") == b"\t "
+    with pytest.raises(ValueError):
+        eng.SubjectCounter(b" \x00")

@@ -172,6 +172,7 @@ class RRule:
     _needle_try: int = 0
     _needle_ok: int = 0
     _direct: bool | None = None     # engine._direct (None: not looked at)
+    atom: object = None             # its own atom gate, as a family gate's member (_family_gates)
     _pre_pass: int = 0
     _pre_fail: int = 0
 
@@ -224,7 +225,10 @@ class RRule:
         (spameng.literal_set), else a spameng.LineLiteralCounter when the
         form is a line start, an allowed byte, then a literal on the rest
         of the line (spameng.line_literal_form: __HAS_HREF, __HAS_IMG_SRC;
-        7 -> 1.4 us per rule and message over the corpus's rawbody)."""
+        7 -> 1.4 us per rule and message over the corpus's rawbody), else a
+        spameng.SubjectCounter of a subject start, bytes of a class, then
+        one outside it (spameng.subject_form: __BODY_TEXT_LINE, ~17 us of
+        RE2 finditer per body in a scan)."""
         lits = self._lits
         if lits is False:
             rx, _ex, countable = self.joined()
@@ -235,7 +239,11 @@ class RRule:
                     lits = _eng.LiteralCounter(found)
                 else:
                     form = _eng.line_literal_form(rx.pattern)
-                    lits = _eng.LineLiteralCounter(*form) if form is not None else None
+                    if form is not None:
+                        lits = _eng.LineLiteralCounter(*form)
+                    else:
+                        chars = _eng.subject_form(rx.pattern)
+                        lits = _eng.SubjectCounter(chars) if chars is not None else None
             self._lits = lits
         return lits
 
@@ -1358,6 +1366,16 @@ def _family_gates(rules: list[RRule], db: AreaDatabase,
                 # its atom test first where X has one (gateatom: same answers)
                 out.append((atom_gate(big, mods, min(n, m), rx, cache_dir) or rx, frozenset((i, j))))
                 used |= {i, j}
+                for k, (z, c) in ((i, (x, n)), (j, (y, m))):
+                    # each member's own (?:Z){c} as an atom gate (on the same
+                    # atom scan): Run._lines's first test of it on the
+                    # subjects the family gate matched, instead of an RE2
+                    # search of its long joined form (or, without one, of
+                    # its loose form) that builds many DFA states there
+                    own = rules[k].joined()[0]
+                    if own is None:
+                        own = rules[k].loose()
+                    rules[k].atom = None if own is None else atom_gate(z, mods, c, own, cache_dir)
     return out
 
 
@@ -1937,8 +1955,12 @@ class Run:
                 else:
                     lo = rr.loose() if rx is None else rx
                     # (past a gate, a loose form that is also the per-line
-                    # pre-check answers in _line_rule's pass alone, as below)
-                    if lo is None or (lo is rr.pre and i in gated) or lo.contains(b):
+                    # pre-check answers in _line_rule's pass alone, as below;
+                    # an exact entry's reports are matches of its joined form,
+                    # in the subjects _reported kept: that search would pass)
+                    if (lo is None or (lo is rr.pre and i in gated)
+                            or (i in exact and gate is None and b is not rest)
+                            or lo.contains(b)):
                         self._line_rule(rr, ls)
                 continue
             if i in exact and b is buf:
@@ -1961,7 +1983,15 @@ class Run:
                 b, ls = self._reported(i, ends, lines, b, ls)
                 reported = len(ls) < nls or nls <= DIRECT_LINES
             rx, jexact, _c = rr.joined()
-            if rx is not None:
+            if rr.atom is not None:
+                # (a family gate's member: b its subjects; rr.atom.contains is
+                # rx.contains, or a superset of the rule when rx is None)
+                if not rr.atom.contains(b):
+                    continue
+                if jexact:
+                    self.hit(rr.name)
+                    continue
+            elif rx is not None:
                 if not rx.contains(b):
                     continue
                 if jexact:
