@@ -662,6 +662,20 @@ cdef str _h2d(str h):
     return h
 
 
+cdef dict _H2D = {}     # _h2d's answers by host name (the same relays' names recur)
+
+
+cdef str _h2d_known(str h):
+    cdef PyObject *got = PyDict_GetItem(_H2D, h)
+    if got != NULL:
+        return <str>got
+    d = _h2d(h)
+    if len(_H2D) >= 20000:
+        _H2D.clear()
+    _H2D[h] = d
+    return d
+
+
 cdef inline Py_ssize_t _end(str s):
     # the length without one final "\n" ($ matches before it)
     cdef Py_ssize_t n = len(s)
@@ -723,8 +737,8 @@ def forged_received(list untrusted, is_private):
     cdef str b, f, prev, hlo, fip, hc, fc
     for r in untrusted:
         ips.append(r.ip)
-        by.append(_h2d(r.by.lower()))
-        frm.append(_h2d(r.rdns.lower()))
+        by.append(_h2d_known(r.by.lower()))
+        frm.append(_h2d_known(r.rdns.lower()))
         helo.append(r.helo)
     for i in range(n):
         b = <str>by[i]

@@ -248,3 +248,84 @@ def test_part_header_answers_as_parsing_the_value_with_its_newline():
             h["content-disposition"] = [rnd.choice([b"attachment; filename=a", b"inline", b""])]
         assert E._part_header(h) == ref(h), h
         assert E._part_header(dict(h)) == ref(h), h        # remembered
+
+
+def test_outlook_received_search_from_the_last_line_finds_the_first_match():
+    # (check_outlook_message_id's search of _OUTLOOK_RCVD from the newline
+    # before the last line)
+    rnd = random.Random(8)
+    pieces = ["\n", " ", "\t", "\r", "\0", "\xe9", "x", "1", "12", " Jan ", "2024", " 01:02:03",
+              ":", " +0000", "(a b)", " 5 Feb 2023 10:11:12 GMT", "\n 3 Mar 2003 01:01:01 -0100",
+              "from a by b; Mon, 1 Jan 2024 01:59:58 -0100 (XYZ)", "x" * 300]
+    cases = ["", "\n", "\n\n", " 1 Jan 2000 1:2:3 x", " 1 Jan 2000 1:2:3 x\n",
+             " 1 Jan 2000 1:2:3 x\n\n", "\n 1 Jan 2000 1:2:3 x", "a\n 1 Jan 2000 1:2:3 x\nb"]
+    cases += ["".join(rnd.choice(pieces) for _ in range(rnd.randrange(1, 12))) for _ in range(4000)]
+    hits = 0
+    for rc in cases:
+        m1 = E._OUTLOOK_RCVD(rc)
+        m2 = E._outlook_rcvd(rc)
+        assert (m1 and m1.group(1)) == (m2 and m2.group(1)), repr(rc)
+        hits += m1 is not None
+    assert hits > 500
+
+
+def test_shifted_group_hits_each_rule_whose_bounds_hold_the_difference():
+    # (the group's intervals against each rule's own test, at and around
+    # every bound, with open, equal, inverted, overlapping and infinite bounds)
+    import types
+    rnd = random.Random(4)
+    pool = [None, None, -21600.0, -10800.0, 0.0, 3600.0, 10800.0, 10800.0, float("inf"),
+            -float("inf"), 86400.0, 0.5]
+    for _ in range(400):
+        members = [(f"R{k}", rnd.choice(pool), rnd.choice(pool)) for k in range(rnd.randrange(1, 9))]
+        g = E._shifted_group(members)
+        ds = {0, 1, -1, 10 ** 9, -10 ** 9}
+        for _n, lo, hi in members:
+            for x in (lo, hi):
+                if x is not None and abs(x) != float("inf"):
+                    ds |= {int(x) - 1, int(x), int(x) + 1}
+        for d in ds:
+            values = {"R0": 5} if d == 1 else {}
+            ctx = types.SimpleNamespace(cache={"date_diff": d}, run=types.SimpleNamespace(values=values))
+            want = dict(values)
+            for name, lo, hi in members:
+                if (lo is None or d >= lo) and (hi is None or d < hi) and name not in want:
+                    want[name] = 1
+            assert g(ctx, None) == 0
+            assert list(values.items()) == list(want.items()), (members, d)
+
+
+def test_mailto_pretest_letters_are_all_that_match_m_in_any_case():
+    # (check_uri_host_listed tries _MAILTO_I only on URIs starting with one
+    # of _M_CASES: every character that re.I lets match "m" must be there)
+    import sys
+    m = re.compile("m", re.I).match
+    assert {chr(c) for c in range(sys.maxunicode + 1) if m(chr(c))} == set(E._M_CASES)
+    for uri in ("mailto:a@b", "MAILTO:a@b", "MaIlTo:x", "http://m", "", "m", "mailto"):
+        assert bool(uri[:1] in E._M_CASES and E._MAILTO_I(uri)) == bool(E._MAILTO_I(uri))
+
+
+def test_num_is_perls_number_of_a_string_and_a_number_itself():
+    for _ in range(2):          # (the second time from _NUMS)
+        for v, want in (("3", 3.0), (" -2.5e1x", -25.0), ("x", 0.0), ("", 0.0), (None, 0.0),
+                        (".5", 0.5), ("undef", 0.0), ("\t+7.", 7.0)):
+            got = E._num(v)
+            assert got == want and type(got) is float, v
+    for v in (0, 3, -1, 2.5, True, False, float("inf")):
+        assert E._num(v) is v
+
+
+def test_ipv4_matches_start_with_an_ascii_digit():
+    # (helo_ip_mismatch tries IS_IPV4 only on HELO names starting with one)
+    rnd = random.Random(3)
+    octets = ["1", "25", "255", "256", "0", "10", "7", "\u0661", "\xb2", ""]
+    junk = ["", "", "", "\n", " ", "a", "\u0661", "\xb2", "[", "-", "."]
+    hits = 0
+    for _ in range(20000):
+        s = rnd.choice(junk) + ".".join(rnd.choice(octets) for _ in range(rnd.choice((1, 3, 4, 4, 4, 5)))) + \
+            rnd.choice(junk)
+        if E.IS_IPV4.match(s):
+            hits += 1
+            assert s[:1] in E._DIGIT, repr(s)
+    assert hits > 100
+    assert E.IS_IPV4.match("1.2.3.4\n") and not E.IS_IPV4.match(" 1.2.3.4")

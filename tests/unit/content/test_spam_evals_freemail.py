@@ -94,3 +94,26 @@ def test_body_scan_edits_the_lines_of_the_per_line_loop() -> None:
             assert got == dict.fromkeys(fms, 1)
             checked += bool(fms)
     assert checked > 20
+
+
+def test_searches_near_each_at_sign_find_the_matches_of_whole_line_searches() -> None:
+    # (FreeMail's patterns tried only where a match can start, near each
+    # "@": the matches of finditer, the text of sub, on long lines)
+    fm = E._FreeMail(_ctx())
+    rnd = random.Random(13)
+    label = "b" * 59
+    long_pieces = PIECES + ["x" * 200, " " * 80, "\0", "\xff\x80", "\"", "'" * 3, "\r\n",
+                            "q@" + ".".join([label] * 4) + ".com", "q@" + ".".join([label] * 5) + ".com",
+                            "a@b.com" + " " * 10 + "phone:", "a@b.com" + " " * 10 + "faxes:",
+                            "a@b.com" + " " * 11 + "word:", "mailto:" + "c" * 64 + "@d.org>",
+                            "<" + "c" * 64 + "@d.org>", "<" + "c" * 65 + "@d.org>", "<.c@d.org "]
+    hits = 0
+    for i in range(3000):
+        n = rnd.randint(0, 40 if i % 3 else 200)
+        s = "".join(rnd.choice(long_pieces) if rnd.random() < 0.5 else rnd.choice("abc .-@:<>x")
+                    for _ in range(n))
+        want = [m.span(1) for m in fm.email_re.finditer(s)]
+        assert [m.span(1) for m in E._near_at(fm.email_re, s)] == want, s
+        assert fm.blank(s) == fm.blank_re.sub(" ", s), s
+        hits += bool(want)
+    assert hits > 1000

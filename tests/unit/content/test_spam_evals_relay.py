@@ -122,6 +122,8 @@ def test_forged_received_is_the_plain_loop(impl):
         assert got == _forged_reference(u), [(r.ip, r.by, r.helo, r.rdns) for r in u]
         seen.add((min(got[0], 2), min(got[1], 1)))
     assert len(seen) == 6          # every outcome exercised
+    for u in HAND:                 # (again: the host names' domains now remembered)
+        assert m.forged_received(u, E.IS_IP_PRIVATE.match) == _forged_reference(u), u
 
 
 # ---------------------------------------------------------------- Subject tests

@@ -116,6 +116,7 @@ def _undef(v: str) -> bool:
 # regexes of the eval functions below, compiled once (the same patterns and
 # flags as the inline calls they replace)
 _MAILTO_I = re.compile(r"^mailto:", re.I).match
+_M_CASES = ("m", "M")
 _HTTP_HOST_I = re.compile(r"^https?://([^/:?#]+)", re.I).match
 _HTTPS_HOST_I = re.compile(r"https://([^\s/:?#]+)", re.I).search
 _DOTTED4_Z_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+\Z").match
@@ -133,18 +134,20 @@ _NUMS: dict[str, float] = {}
 
 def _num(v) -> float:
     """Perl's numeric value of a string (leading number, else 0)."""
+    got = _NUMS.get(v)          # (the rule arguments, strings: keys; numbers are not)
+    if got is not None:
+        return got
     if isinstance(v, (int, float)):
         return v
-    got = _NUMS.get(v)
-    if got is None:
-        m = re.match(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)", v or "")
-        got = float(m.group(1)) if m else 0.0
-        if len(_NUMS) < 10000:
-            _NUMS[v] = got
+    m = re.match(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)", v or "")
+    got = float(m.group(1)) if m else 0.0
+    if len(_NUMS) < 10000:
+        _NUMS[v] = got
     return got
 
 
 IS_IPV4 = re.compile(r"^" + IPV4_ADDRESS.pattern + r"$", re.X | re.A)
+_DIGIT = frozenset("0123456789")
 IS_IP_PRIVATE = re.compile(r"^(?:" + IP_PRIVATE.pattern + r")$", re.X | _IA)
 _IPRE = re.compile(IP, re.A)
 _MONTH = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep",
@@ -948,6 +951,13 @@ _OUTLOOK_MID = re.compile(r"^<[0-9a-f]{4}([0-9a-f]{8})\$[0-9a-f]{8}\$[0-9a-f]{8}
 _OUTLOOK_RCVD = re.compile(r"(\s.?\d+ \S\S\S \d+ \d+:\d+:\d+ \S+).*?$", re.A).search
 
 
+def _outlook_rcvd(rc: str):
+    """_OUTLOOK_RCVD(rc): a match ends on the last line (.*?$ crosses no
+    newline but a final one) and only its \\s may be the newline before
+    that line, so the search starts there, not at every position."""
+    return _OUTLOOK_RCVD(rc, max(rc.rfind("\n", 0, len(rc) - 1), 0))
+
+
 @ev()
 def check_outlook_message_id(ctx, rule):
     mid = ctx.get("MESSAGEID")
@@ -960,7 +970,7 @@ def check_outlook_message_id(ctx, rule):
     if abs(token - int(t * x + y)) < fudge:
         return 0
     rc = ctx.get("Received")
-    m = _OUTLOOK_RCVD(rc)
+    m = _outlook_rcvd(rc)
     t = (parse_rfc822_date(m.group(1)) if m else parse_rfc822_date(rc)) or 0
     return 1 if abs(token - int(t * x + y)) >= fudge else 0
 
@@ -1336,7 +1346,7 @@ def _attachments(ctx) -> dict:
                 break
         if text is not None and html is not None and html > 0:
             st["mime_multipart_ratio"] = text / html
-    if any(v != 0 for v in ctx.msg.mime_boundary_state.values()):
+    if any(ctx.msg.mime_boundary_state.values()):       # (int counts)
         st["mime_missing_boundary"] = 1
     return st
 
@@ -1613,7 +1623,9 @@ def _illegal_ip(ctx, rule):
 @ev()
 def helo_ip_mismatch(ctx, rule):
     for r in ctx.relays.untrusted:
-        if not (IS_IPV4.match(r.helo) and not IS_IP_PRIVATE.match(r.helo)):
+        # (IS_IPV4 matches only what starts with an ASCII digit: most HELO
+        # names are not tried)
+        if not (r.helo[:1] in _DIGIT and IS_IPV4.match(r.helo) and not IS_IP_PRIVATE.match(r.helo)):
             continue
         m = re.match(r"^(\d+\.\d+\.\d+\.)", r.helo)
         if IS_IPV4.match(r.ip) and not IS_IP_PRIVATE.match(r.ip) and r.helo != r.ip and m and \
@@ -1955,6 +1967,19 @@ class _FreeMail:
                                    r"(?:>|\s{1,10}(?!(?:fa(?:x|csi)|tel|phone|e?-?mail))[a-z]{2,11}:)",
                                    _IAS)
 
+    def blank(self, s: str) -> str:
+        """blank_re.sub(" ", s)."""
+        out = []
+        last = 0
+        for m in _near_at(self.blank_re, s):
+            out.append(s[last:m.start()])
+            out.append(" ")
+            last = m.end()
+        if not out:
+            return s
+        out.append(s[last:])
+        return "".join(out)
+
     def is_freemail(self, email: str) -> bool:
         got = self._known.get(email)
         if got is None:
@@ -1976,6 +2001,45 @@ class _FreeMail:
         if not (domain in self.domains or (self.wc is not None and self.wc.search(email) is not None)):
             return False
         return not _EMAIL_WL.search(email)
+
+
+# the characters of an address's local part and its dots, as _FreeMail's
+# patterns match them (ASCII letters in either case)
+_LOCAL_DOT = "".join(c for c in map(chr, range(256))
+                     if re.fullmatch(r"[a-z0-9!#$%&'*+/=?^_`{|}~.-]", c, _IAS))
+
+
+def _near_at(rx, s: str):
+    """rx.finditer(s) for _FreeMail's email_re and blank_re, tried only at
+    the positions that can start a match: a match holds an address whose
+    local part (<= 64 characters, its look-ahead says) ends at the first
+    "@" after the start, and only characters of _LOCAL_DOT come between,
+    so it starts at the first of those before that "@" (or at a "<" just
+    before it: blank_re's <?) or after one of their dots (the look-behind
+    refuses any other); not at every position of a long line.  (A match
+    tried at pos sees the text before pos, as finditer's tries do.)"""
+    pos = 0
+    while True:
+        a = s.find("@", pos)
+        if a < 0:
+            return
+        lo = max(pos, a - 64)
+        b = lo + len(s[lo:a].rstrip(_LOCAL_DOT))
+        m = None
+        if b < a:
+            if b > pos and s[b - 1] == "<":
+                m = rx.match(s, b - 1)
+            if m is None:
+                m = rx.match(s, b)
+            i = s.find(".", b, a)
+            while m is None and i >= 0:
+                m = rx.match(s, i + 1)
+                i = s.find(".", i + 1, a)
+        if m is None:
+            pos = a + 1
+            continue
+        yield m
+        pos = m.end()
 
 
 def _fm(ctx) -> _FreeMail:
@@ -2030,11 +2094,11 @@ def _fm_body(ctx) -> dict | None:
         s = lines[li].decode("latin-1")
         if "://" in s:
             s = _FM_URL_AT.sub(" ", s)
-        s = fm.blank_re.sub(" ", s)
+        s = fm.blank(s)
         lines[li] = s.encode("latin-1")
         if "@" not in s:
             continue
-        for m in fm.email_re.finditer(s):
+        for m in _near_at(fm.email_re, s):
             e = m.group(1).lower()
             if e not in seen:
                 emails.append(e)
@@ -2112,7 +2176,7 @@ def check_freemail_from(ctx, rule, regex=None):
     rx = _maybe_re(regex)
     if regex is not None and rx is None:
         return 0
-    addrs = {a.lower() for a in ctx.all_from_addrs()}
+    addrs = set(_from_lc(ctx))
     addrs.discard("")
     for e in addrs:
         if not fm.is_freemail(e):
@@ -2469,7 +2533,9 @@ def check_uri_host_listed(ctx, rule, subname):
         # the lists a host is in, by host, for the rule set's lifetime
         known = ctx.run.cr.__dict__.setdefault("_urihostknown", {})
         for uri, info in ctx.run.uri_detail().items():
-            if _MAILTO_I(uri):
+            # (only "m" and "M" match m in any case: the pattern is tried
+            # on the URIs that start with one, not on each)
+            if uri[:1] in _M_CASES and _MAILTO_I(uri):
                 continue
             for host in (info.get("hosts") or {}):
                 if host in seen:
@@ -2799,14 +2865,24 @@ def _html_group(calls: list):
 
 
 def _shifted_group(members: list):
-    # (name, lo, hi) of each rule: _b_shifted_date's test, one date difference
+    # (name, lo, hi) of each rule: _b_shifted_date's test, one date
+    # difference.  The bounds cut the line into intervals [bps[j-1], bps[j])
+    # on each of which every test has one answer: the names hit on each,
+    # in rule order, worked out here, and the difference's interval found
+    # by bisection instead of testing each rule
+    bps = sorted({x for _n, lo, hi in members for x in (lo, hi) if x is not None})
+    hits = [[name for name, lo, hi in members
+             if (lo is None or (j > 0 and lo <= bps[j - 1])) and
+             (hi is None or (j < len(bps) and hi >= bps[j]))]
+            for j in range(len(bps) + 1)]
+
     def g(ctx, rule):
         d = ctx.cache.get("date_diff")
         if d is None:
             d = _date_diff(ctx)
         values = ctx.run.values
-        for name, lo, hi in members:
-            if (lo is None or d >= lo) and (hi is None or d < hi) and name not in values:
+        for name in hits[_bisect_right(bps, d)]:
+            if name not in values:
                 values[name] = 1
         return 0
     return g
