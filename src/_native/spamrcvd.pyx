@@ -616,13 +616,20 @@ cdef class _Typed:
 # the typed entries of a cache (compile_entry tuples by key), by id(cache);
 # the cache is held so that its id is not reused
 cdef dict _TYPED = {}
+cdef dict _LAST_CACHE = None        # the last cache asked for (every Line of a run: the same)
+cdef _Typed _LAST_TYPED = None
 
 
 cdef _Typed _typed_for(dict cache):
+    global _LAST_CACHE, _LAST_TYPED
+    if cache is _LAST_CACHE:
+        return _LAST_TYPED
     got = _TYPED.get(id(cache))
     if got is None:
         got = _TYPED[id(cache)] = (cache, _Typed())
-    return <_Typed>(<tuple>got)[1]
+    _LAST_CACHE = cache
+    _LAST_TYPED = <_Typed>(<tuple>got)[1]
+    return _LAST_TYPED
 
 
 cdef class Line:

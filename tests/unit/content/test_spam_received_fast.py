@@ -133,3 +133,39 @@ def test_trailing_newline_makes_no_difference(rcvd):
     rel = R.parse_relays([base], ["203.0.113.9"], None, None, None)
     assert rel.untrusted_str.startswith("[ ip=192.0.2.1 rdns=mail.example.com ")
     assert "[ ip=203.0.113.9 rdns= helo= by= " in rel.untrusted_str
+
+
+def test_lines_of_other_caches_use_their_own_entries(impl):
+    """Line remembers the last cache's typed table (every Line of a run has
+    the same cache): a Line of another cache must still look its patterns up
+    (and compile them) in its own cache, also when the caches alternate."""
+    mod = impl("spamrcvd")
+    s = "from a.example (b [192.0.2.1]) by c.example"
+    pat = r"^from (\S+) \((\S+) \[(${IP})\]\) by (\S+)"
+    caches = [{}, {}, R._cache]
+    for _ in range(2):
+        for c in caches:
+            line = mod.Line(s, c, R._compile_entry)
+            assert line.m(pat) and line[3] == "192.0.2.1" and line[4] == "c.example"
+            assert pat in c
+            assert not mod.Line("from x by y", c, R._compile_entry).m(pat)
+
+
+def test_network_sets_only_when_configured():
+    """Without trusted_networks and internal_networks the network sets are
+    not parsed (the walk reads none); msa_networks alone changes nothing,
+    and with trusted_networks the msa set applies."""
+    lines = ["from a.example (a.example [198.51.100.7]) by mx.example.org (Postfix) with ESMTP id 1; "
+             "Tue, 10 Nov 2026 12:00:00 +0000",
+             "from b.example (b.example [10.0.0.5]) by a.example (Postfix) with ESMTP id 2; "
+             "Tue, 10 Nov 2026 11:00:00 +0000"]
+
+    def strs(*nets):
+        rel = R.parse_relays(lines, [], *nets)
+        return (rel.trusted_str, rel.untrusted_str, rel.internal_str, rel.external_str,
+                rel.last_trusted_index, rel.last_internal_index)
+    plain = strs(None, None, None)
+    assert strs([], [], []) == plain == strs(None, None, ["198.51.100.0/24"])
+    msa = strs(["198.51.100.0/24"], None, ["198.51.100.0/24"])
+    assert msa != plain and "msa=1" in msa[0]
+    assert strs(["198.51.100.0/24"], None, None) != msa

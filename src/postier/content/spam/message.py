@@ -507,7 +507,7 @@ class Node:
                 self._decoded = qp_decode(raw).replace(b"\r\n", b"\n")
             elif enc == "base64":
                 d = base64_decode(raw)
-                if re.match(r"^(?:text|message)\b/", self.type, re.I):
+                if _TEXT_OR_MESSAGE_SLASH(self.type):
                     d = d.replace(b"\r\n", b"\n")
                 self._decoded = d
             else:
@@ -593,7 +593,7 @@ class Message(Node):
         lines = _split_lines(data)
         if not lines:
             lines = [b"\n"]
-        if re.match(rb"^From\s+(?!:)", lines[0]):
+        if _FROM_SEP(lines[0]):
             self.mbox_sep = lines.pop(0)
         elif _MBX_SEP.match(lines[0]):
             self.mbox_sep = lines.pop(0)
@@ -619,7 +619,7 @@ class Message(Node):
         # CRLF -> LF, and cap runs of blank lines at 20
         body = _mime.body_lines(lines, i, crlf)
         self.type, boundary, _cs, _nm, _miss = parse_content_type(self.header_all("content-type"))
-        if self.type.startswith("multipart/") and len(body) > 1 and re.search(rb"\S", body[0]):
+        if self.type.startswith("multipart/") and len(body) > 1 and _NON_SPACE(body[0]):
             if boundary is None or not body[0].startswith(b"--" + boundary.encode("latin-1")):
                 body.insert(0, b"\n")
         queue = [(self, boundary, body, subparse)]
@@ -762,7 +762,7 @@ class Message(Node):
             part_array.append(cur)
         if line_count:
             for k in range(line_count, 0, -1):
-                if re.search(rb"[^\s.]", body[-k]):
+                if _EPILOGUE_TEXT(body[-k]):
                     self.flags.add("mime_epilogue_exists")
                     break
 
@@ -844,7 +844,7 @@ class Message(Node):
         out: list[bytes] = []
         scansize = self.rawbody_part_scan_size
         for p in self.find_parts(_ANY, True):
-            if not re.match(r"^(?:text|message)\b", p.effective_type()):
+            if not _TEXT_OR_MESSAGE(p.effective_type()):
                 continue
             if p.type == "text/calendar":
                 continue
@@ -873,13 +873,19 @@ _HTML_NAME = re.compile(r"\.s?html?$", re.I)
 
 
 _BLANK = re.compile(rb"\A\r?\n?\Z")
+# (compiled here: bre.match(pattern, ...) looks its pattern up on each call)
+_FROM_SEP = re.compile(rb"^From\s+(?!:)").match
+_NON_SPACE = re.compile(rb"\S").search
+_EPILOGUE_TEXT = re.compile(rb"[^\s.]").search
+_TEXT_OR_MESSAGE = re.compile(r"^(?:text|message)\b").match
+_TEXT_OR_MESSAGE_SLASH = re.compile(r"^(?:text|message)\b/", re.I).match
 
 
 def _add_part_header(part: Node, header: bytes) -> str:
-    kv = re.split(rb":\s*", header, maxsplit=1)
-    key, value = (kv[0], kv[1]) if len(kv) == 2 else (kv[0], None)
-    if value is not None:
-        part.add_header(key, value)
+    # split(/:\s*/, $header, 2): the first colon and the (bytes) \s after it
+    key, colon, value = header.partition(b":")
+    if colon:
+        part.add_header(key, value.lstrip(b" \t\n\r\x0b\x0c"))
     return key.decode("latin-1").lower()
 
 

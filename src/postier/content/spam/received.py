@@ -29,8 +29,9 @@ regex searches.  The walk over the lines (each line parsed, its Relay made
 from relay_fields' tuple and placed by the trust decisions, the intl/msa
 patches of its string) is _rcvd.fill_relays, compiled like the table.
 trusted/internal/msa networks are parsed once per distinct setting
-(_netset); a relay string is patched for intl/msa only when the patch
-changes it.
+(_netset), and not looked up at all when neither trusted_networks nor
+internal_networks is set (the walk then reads none); a relay string is
+patched for intl/msa only when the patch changes it.
 
 Parameters read: none (the engine passes SpamAssassin's trusted_networks,
 internal_networks, msa_networks and originating_ip_headers settings).
@@ -440,6 +441,7 @@ _IP_SEARCH = re.compile("(" + IP + ")").search
 
 
 _NETSETS: dict[tuple, NetSet] = {}     # NetSet by its specs, across messages
+_NO_NETS = NetSet([])
 
 
 def _netset(specs: list[str] | None) -> NetSet:
@@ -465,16 +467,19 @@ def parse_relays(received: list[str], originating: list[str] | None = None,
     if not _warm:
         _compile_all()
     out = Relays()
-    trusted = _netset(trusted_networks)
-    internal = _netset(internal_networks)
-    msa = _netset(msa_networks)
     user_trust = bool(trusted_networks)
     user_internal = bool(internal_networks)
-    if user_trust != user_internal:
-        if not user_internal:
-            internal = trusted
-        else:
-            trusted = internal
+    # (fill_relays reads the network sets only when some are configured)
+    trusted = internal = msa = _NO_NETS
+    if user_trust or user_internal:
+        trusted = _netset(trusted_networks)
+        internal = _netset(internal_networks)
+        msa = _netset(msa_networks)
+        if user_trust != user_internal:
+            if not user_internal:
+                internal = trusted
+            else:
+                trusted = internal
     lines = received
     for val in originating or ():
         if val:             # (the engine passes one value per header, most empty)
