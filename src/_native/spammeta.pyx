@@ -19,8 +19,10 @@ values are counts: far below).  Only the metas that read a value set on
 the message (a rule in the dict, or a meta whose value differs from the
 one it has on a message without values) are interpreted; the others take
 that value, worked out once when the program is built (most of the ~900
-metas of the stock rules read nothing a given message sets).  Reads no
-main.cf parameters.
+metas of the stock rules read nothing a given message sets); nor is a
+meta `... && G && ...` whose rule or meta G still has the value 0 it has
+on a message without values: it is 0.
+Reads no main.cf parameters.
 """
 
 from libc.stdlib cimport free, malloc
@@ -66,9 +68,11 @@ def _jump_code(list code):
     """The postfix code rewritten with jumps (JAND t / JOR t: the left
     operand decides, jump to t keeping it, else pop it; JCOND e t: an error
     condition jumps to t as the result, else pop it and run on, or jump to
-    e when false; JMP t), and where each meta starts in it.  A meta nested
-    too deeply to rewrite keeps its postfix code."""
-    cdef list out = [], starts = [], stack
+    e when false; JMP t), where each meta starts in it, and the rules each
+    meta is a conjunction of (the slots G of `G && ...`, `... && G`: the
+    meta is 0 when one of them is).  A meta nested too deeply to rewrite
+    keeps its postfix code."""
+    cdef list out = [], starts = [], conj = [], stack, todo, gs
     cdef Py_ssize_t i = 0, n = len(code), begin = 0, mark
     cdef int op
     while i < n:
@@ -94,6 +98,15 @@ def _jump_code(list code):
                 stack.append((op, stack.pop(), b))
                 i += 1
         starts.append(len(out))
+        gs = []
+        todo = [stack[0]]
+        while todo:
+            node = todo.pop()
+            if node[0] == AND:
+                todo += node[1:]
+            elif node[0] == SLOT:
+                gs.append(node[1])
+        conj.append(gs)
         mark = len(out)
         try:
             _emit(stack[0], out, 0)
@@ -103,7 +116,7 @@ def _jump_code(list code):
         out.append(END)
         out.append(code[i + 1])
         i += 2
-    return out, starts
+    return out, starts, conj
 
 
 def _emit(node, list out, int depth):
@@ -172,6 +185,8 @@ cdef class MetaProgram:
     cdef Py_ssize_t *rlist
     cdef Py_ssize_t *mof
     cdef Py_ssize_t *touched
+    cdef Py_ssize_t *gstart
+    cdef Py_ssize_t *guard
     cdef char *need
     cdef char *zhas
     cdef double *zsv
@@ -194,6 +209,8 @@ cdef class MetaProgram:
         self.rlist = NULL
         self.mof = NULL
         self.touched = NULL
+        self.gstart = NULL
+        self.guard = NULL
         self.need = NULL
         self.zhas = NULL
         self.zsv = NULL
@@ -262,7 +279,7 @@ cdef class MetaProgram:
             raise MemoryError()
         self.fallback = _pure.MetaProgram(names, code, consts).run
         # the code run: with jumps (the operands `&&`, `||`, `?:` do not pick are skipped)
-        jcode, jstarts = _jump_code(code)
+        jcode, jstarts, jconj = _jump_code(code)
         free(self.code)
         self.ncode = len(jcode)
         self.code = <int *>malloc((self.ncode + 1) * sizeof(int))
@@ -270,12 +287,13 @@ cdef class MetaProgram:
             raise MemoryError()
         for i in range(self.ncode):
             self.code[i] = jcode[i]
-        self._segments(code, jstarts)
+        self._segments(code, jstarts, jconj)
 
-    cdef _segments(self, list code, list starts):
+    cdef _segments(self, list code, list starts, list conj):
         """The metas' segments and their values when nothing they read is
         set (code: the postfix code, read for the slots each meta reads;
-        starts: where each meta starts in the code run)."""
+        starts: where each meta starts in the code run; conj: the rules
+        each meta is a conjunction of, _jump_code's)."""
         cdef Py_ssize_t i = 0, m = 0, k = 0, n = len(code), ns = 0, j
         cdef int op
         cdef list slots = [], ins = [], cur = []
@@ -341,6 +359,22 @@ cdef class MetaProgram:
         for j in range(self.nslots):
             self.zsv[j] = self.sval[j]
             self.zsk[j] = self.skind[j]
+        # a meta `... && G && ...` (or `G`) whose rule G is 0 without values
+        # is 0 while G keeps that value, whatever else it reads (an operand
+        # before G that is 0 or an error makes it 0 too): run() skips it
+        # then.  The guards of meta m: guard[gstart[m]:gstart[m + 1]].
+        gl = [[g for g in conj[m] if self.zsv[g] == 0.0] for m in range(self.nmeta)]
+        self.gstart = <Py_ssize_t *>malloc((self.nmeta + 1) * sizeof(Py_ssize_t))
+        self.guard = <Py_ssize_t *>malloc((sum(map(len, gl)) + 1) * sizeof(Py_ssize_t))
+        if not (self.gstart and self.guard):
+            raise MemoryError()
+        k = 0
+        for m in range(self.nmeta):
+            self.gstart[m] = k
+            for g in gl[m]:
+                self.guard[k] = g
+                k += 1
+        self.gstart[self.nmeta] = k
 
     cdef int _exec(self, Py_ssize_t i, dict v) except -1:
         """Run the meta whose code starts at i, up to its END included."""
@@ -501,6 +535,8 @@ cdef class MetaProgram:
         free(self.rlist)
         free(self.mof)
         free(self.touched)
+        free(self.gstart)
+        free(self.guard)
         free(self.need)
         free(self.zhas)
         free(self.zsv)
@@ -534,7 +570,7 @@ cdef class MetaProgram:
         rule in v, or a meta whose value differs), or whose own name is in
         v, are interpreted; the others have the value worked out once
         (zobj, written to v in its turn: the same order)."""
-        cdef Py_ssize_t pos = 0, s, m
+        cdef Py_ssize_t pos = 0, s, m, k
         cdef PyObject *key
         cdef PyObject *val
         cdef double *sv = self.sval
@@ -572,12 +608,16 @@ cdef class MetaProgram:
             for m in range(self.nmeta):
                 s = self.mslot[m]
                 if need[m]:
-                    if not dirty[s]:            # (its value in v: the value it keeps on no hit)
-                        sv[s] = 0.0
-                        sk[s] = K_INT
-                    self._exec(self.mpos[m], v)
-                    if sv[s] != self.zsv[s] or sk[s] != self.zsk[s]:
-                        self._mark(s)
+                    for k in range(self.gstart[m], self.gstart[m + 1]):
+                        if not dirty[self.guard[k]]:
+                            break               # 0: as without values
+                    else:
+                        if not dirty[s]:        # (its value in v: the value it keeps on no hit)
+                            sv[s] = 0.0
+                            sk[s] = K_INT
+                        self._exec(self.mpos[m], v)
+                        if sv[s] != self.zsv[s] or sk[s] != self.zsk[s]:
+                            self._mark(s)
                 elif zhas[m]:
                     v[self.names[s]] = self.zobj[m]
         finally:

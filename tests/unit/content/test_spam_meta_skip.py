@@ -73,3 +73,35 @@ def test_random_value_sets_through_one_program(impl):
                 v[f"X{rnd.randrange(8)}"] = 2
             sets.append(v)
         _both(impl, metas, sets)
+
+
+def test_conjunctions_skipped_on_a_zero_rule_agree_with_the_twin(impl):
+    # a meta `... && G && ...` is skipped while its rule G is unset (0
+    # without values): the same values, errors and preset values included
+    rnd = random.Random(17)
+    names = "ABCDEF"
+    parts = ["{a}", "!{a}", "{a} / {b}", "({a} || {b})", "{a} + 0.5", "{p}", "!{p}", "({a} - {b})"]
+    for _ in range(60):
+        metas = []
+        for i in range(10):
+            prev = f"Y{rnd.randrange(i)}" if i else "!A"
+            terms = [rnd.choice(parts).format(a=rnd.choice(names), b=rnd.choice(names), p=prev)
+                     for _ in range(rnd.randint(1, 4))]
+            expr = terms[0]
+            for t in terms[1:]:         # left- and right-nested && chains
+                expr = f"({expr}) && {t}" if rnd.random() < 0.5 else f"{t} && ({expr})"
+            metas.append((f"Y{i}", expr))
+        sets = [{}]
+        for _ in range(15):
+            v = {n: rnd.choice([1, 3, 0.5, 0, -1]) for n in names if rnd.random() < 0.35}
+            if rnd.random() < 0.15:
+                v[f"Y{rnd.randrange(10)}"] = rnd.choice([2, 0.25])
+            sets.append(v)
+        _both(impl, metas, sets)
+
+
+def test_conjunctions_of_deep_operands(impl):
+    deep = "+".join(["B"] * 150)            # near meta.MAX_DEPTH
+    metas = [("D1", f"A && ({deep})"), ("D2", f"({deep}) && A && C / B"), ("D3", "D1 || D2")]
+    _both(impl, metas, [{}, {"B": 1}, {"A": 1}, {"A": 1, "B": 2}, {"A": 1, "B": 1, "C": 3},
+                        {"D1": 2}, {"A": 1, "D2": 5}])

@@ -1767,8 +1767,9 @@ class Run:
         table = scored[1]
         values = self.values
         hits: list[tuple[str, float]] = []
-        # (the few scored names sorted, not the ~70 values)
-        for n in sorted([n for n in values if n in table]):
+        # (the few scored names sorted, not the ~70 values; the key views'
+        # intersection looks the values up in the table without bytecode)
+        for n in sorted(values.keys() & table.keys()):
             t = table[n]
             if t[1]:
                 hits.extend([(n, t[0])] * max(1, int(values[n])))
