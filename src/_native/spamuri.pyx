@@ -25,9 +25,8 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.unicode cimport (PyUnicode_1BYTE_DATA, PyUnicode_1BYTE_KIND, PyUnicode_GET_LENGTH, PyUnicode_KIND,
                               PyUnicode_READ_CHAR)
-from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memchr, memcpy
+from libc.string cimport memchr, strcspn
 
 from postier._pure.spamuri import _CI_CO, _PCT_PRINTABLE, _US_STATES, _domain_of
 
@@ -467,18 +466,6 @@ cdef inline bint _lit_at(const unsigned char* p, Py_ssize_t n, Py_ssize_t i,
     return True
 
 
-cdef inline bint _anchor8(const unsigned char* p) noexcept:
-    # one of the 8 bytes at p is ".", "@" or ":" (the has-zero-byte test of
-    # the word xor each byte repeated)
-    cdef uint64_t x, a, b, c
-    memcpy(&x, p, 8)
-    a = x ^ 0x2e2e2e2e2e2e2e2eULL
-    b = x ^ 0x4040404040404040ULL
-    c = x ^ 0x3a3a3a3a3a3a3a3aULL
-    return (((a - 0x0101010101010101ULL) & ~a) | ((b - 0x0101010101010101ULL) & ~b)
-            | ((c - 0x0101010101010101ULL) & ~c)) & 0x8080808080808080ULL != 0
-
-
 cdef class UriPrefilter:
     """See postier._pure.spamuri.UriPrefilter."""
     cdef unsigned char one[32]          # bitset: the one-byte TLDs
@@ -524,9 +511,12 @@ cdef class UriPrefilter:
             pos = 0
         i = pos
         while i < n:
-            # skip 8 bytes at a time while none of them is ".", "@" or ":"
-            while i + 8 <= n and not _anchor8(p + i):
-                i += 8
+            # skip to the next ".", "@" or ":" (glibc's strcspn reads 16 bytes
+            # a step; a bytes object's data ends with a NUL, and a NUL inside
+            # it stops strcspn early: stepped over below)
+            i += <Py_ssize_t>strcspn(<const char*>p + i, ".@:")
+            if i >= n:
+                break
             c = p[i]
             if c != 0x2e and c != 0x40 and c != 0x3a:
                 i += 1

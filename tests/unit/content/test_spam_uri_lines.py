@@ -191,6 +191,27 @@ def test_prefilter_is_the_prefilter_regex(impl):
     assert hits > 1000
 
 
+def test_prefilter_long_runs_and_nuls_match_the_twin(impl):
+    """The compiled scan skips to the next ".", "@" or ":" many bytes at a
+    time (strcspn, which a NUL stops): long runs without them, NULs inside
+    and around them, 8-bit bytes and a huge line give the pure twin's hits."""
+    from postier._pure import spamuri as pure
+    su = impl("spamuri")
+    pf, want = su.UriPrefilter(TLDS), pure.UriPrefilter(TLDS)
+    rnd = random.Random(11)
+    fill = [b"x" * 40, b"\x00" * 17, b"\x00", b"\xff" * 33, b"ab\x00cd" * 9, b" " * 70, b"\x80.\x00@"]
+    lines = [b"".join(rnd.choice(fill + PF_PIECES) for _ in range(rnd.randint(0, 30))) for _ in range(600)]
+    lines += [b"\x00" * 100 + b".com", b"x" * 100 + b"\x00", b"\x00" * 64, b"a\x00b.com\x00"]
+    for line in lines:
+        for pos in sorted({0, 1, len(line) // 2, len(line) - 1, len(line), len(line) + 3,
+                           rnd.randrange(len(line) + 1)}):
+            assert pf.search(line, pos) == want.search(line, pos), (line, pos)
+    huge = (b"\x00" + b"y" * 999) * 1000 + b" www.x"
+    assert pf.search(huge) == len(huge) - 5
+    assert pf.search(bytearray(huge), 10) == len(huge) - 5
+    assert pf.search(huge[:-6] + b"\x00.k") == len(huge) - 5
+
+
 def test_prefilter_hand_picked(impl):
     pf = impl("spamuri").UriPrefilter(TLDS)
     assert pf.search(b"see WWW12.x") == 4
