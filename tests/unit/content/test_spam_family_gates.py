@@ -9,14 +9,12 @@ references, a group that is not optional)."""
 
 from __future__ import annotations
 
-import random
 from types import SimpleNamespace
 
 import pytest
 
 from postier.content.spam import conf as C
 from postier.content.spam import engine as E
-from postier.content.spam import perlre
 from postier.content.spam.scanner import SpamScanner
 
 FAMILY = r"""
@@ -97,39 +95,3 @@ def test_counted_group(pattern, expected):
 ])
 def test_drops_optional(big, small, expected):
     assert E._drops_optional(big, small) is expected
-
-
-def _random_bodies(seed: int, count: int) -> list[bytes]:
-    """Bodies of the family's words, separators, NULs, 8-bit bytes, an
-    unterminated "(" and a huge line."""
-    rnd = random.Random(seed)
-    words = [b"name", b"Name", b"age", b"PHONE", b"(req)", b"(opt)", b"(req", b",", b":", b" ",
-             b"  ", b"\n", b"\x00", b"\xe9", b"\xff", b"x", b"and", b"\t"]
-    out = [b"name, " * 20000 + b"\n", b"(req) " * 5000, b"name (opt\x00age, phone, name"]
-    for _ in range(count):
-        out.append(b"".join(rnd.choice(words) + rnd.choice([b"", b" ", b", "])
-                            for _w in range(rnd.randint(0, 30))))
-    return out
-
-
-def test_members_own_atom_gates_answer_as_their_joined_forms():
-    # each member's own (?:Z){c} atom gate (Run._lines's first test of it
-    # past the family gate) answers as its joined RE2 form on any joined
-    # buffer, and scans with it find what scans without any gate find
-    sc = SpamScanner(rules=C.parse_text(FAMILY, "rules.cf"), cache_dir=None)
-    cr = sc.compiled
-    rules = cr.area_rules["body"]
-    gates = E._family_gates(rules, SimpleNamespace(always=frozenset(range(len(rules)))))
-    members = [rules[i] for _g, m in gates for i in m]
-    assert all(rr.atom is not None for rr in members)
-    plain = SpamScanner(rules=C.parse_text(FAMILY, "rules.cf"), cache_dir=None)
-    plain.compiled.__dict__["_line_gates"] = {"body": []}
-    cr.__dict__["_line_gates"] = {"body": gates}
-    for body in _random_bodies(5, 300) + BODIES:
-        subjects = body.replace(b"\x00", b"").split(b"\n")
-        buf = perlre.joined_buffer(subjects)
-        for rr in members:
-            assert rr.atom.contains(buf) == bool(rr.joined()[0].contains(buf)), (rr.name, body)
-        got = {n: v for n, v in sc.run(_msg(body)).values.items() if n.startswith("__F")}
-        assert got == {n: v for n, v in plain.run(_msg(body)).values.items()
-                       if n.startswith("__F")}, body

@@ -172,7 +172,6 @@ class RRule:
     _needle_try: int = 0
     _needle_ok: int = 0
     _direct: bool | None = None     # engine._direct (None: not looked at)
-    atom: object = None             # its own atom gate, as a family gate's member (_family_gates)
     _pre_pass: int = 0
     _pre_fail: int = 0
 
@@ -1366,16 +1365,6 @@ def _family_gates(rules: list[RRule], db: AreaDatabase,
                 # its atom test first where X has one (gateatom: same answers)
                 out.append((atom_gate(big, mods, min(n, m), rx, cache_dir) or rx, frozenset((i, j))))
                 used |= {i, j}
-                for k, (z, c) in ((i, (x, n)), (j, (y, m))):
-                    # each member's own (?:Z){c} as an atom gate (on the same
-                    # atom scan): Run._lines's first test of it on the
-                    # subjects the family gate matched, instead of an RE2
-                    # search of its long joined form (or, without one, of
-                    # its loose form) that builds many DFA states there
-                    own = rules[k].joined()[0]
-                    if own is None:
-                        own = rules[k].loose()
-                    rules[k].atom = None if own is None else atom_gate(z, mods, c, own, cache_dir)
     return out
 
 
@@ -1984,15 +1973,7 @@ class Run:
                 b, ls = self._reported(i, ends, lines, b, ls)
                 reported = len(ls) < nls or nls <= DIRECT_LINES
             rx, jexact, _c = rr.joined()
-            if rr.atom is not None:
-                # (a family gate's member: b its subjects; rr.atom.contains is
-                # rx.contains, or a superset of the rule when rx is None)
-                if not rr.atom.contains(b):
-                    continue
-                if jexact:
-                    self.hit(rr.name)
-                    continue
-            elif rx is not None:
+            if rx is not None:
                 if not rx.contains(b):
                     continue
                 if jexact:

@@ -121,9 +121,8 @@ def atom_gate(x: str, mods: str, n: int, rx, cache_dir: str | None = None) -> At
             return None
         exprs, atom_exact = found
         scan = _scan_for(exprs, cache_dir)
-        # X{n-1} written out: RE2 refuses X{4} (its nested repeats' product
-        # is too big: __FILL_THIS_FORM_LONG2's own gate, engine._family_gates)
-        rest = ("seq", items[i + 1:] + [xtree] * (n - 1))
+        rest = ("seq", items[i + 1:] + ([("rep", xtree, n - 1, n - 1, True, False)]
+                                        if n > 1 else []))
         changed: list = []
         em = resyntax.emit(perlre._joined(rest, False, False, changed), "re2")
         if changed:
