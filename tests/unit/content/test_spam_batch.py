@@ -7,6 +7,7 @@ and hands each caller its own verdict or exception."""
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -122,6 +123,34 @@ def test_a_failing_message_gets_its_own_exception(monkeypatch):
     assert isinstance(got[2], ValueError) and isinstance(got[-1], RuntimeError)
     assert [g for k, g in enumerate(got) if k not in (2, len(got) - 1)] == \
         [w for k, w in enumerate(want) if k not in (2, len(want) - 1)]
+
+
+def test_a_scan_pauses_the_cyclic_collector_and_restores_it(monkeypatch):
+    sc = _scanner()
+    seen = []
+    real = E.Run._mimeheaders
+
+    def spy(self):
+        seen.append(gc.isenabled())
+        if b"bye" in self.data:
+            raise RuntimeError("a bug in one phase")
+        return real(self)
+
+    monkeypatch.setattr(E.Run, "_mimeheaders", spy)
+    assert gc.isenabled()
+    sc.scan(MESSAGES[0])
+    got = sc.scan_many(MESSAGES)
+    assert isinstance(got[-1], RuntimeError)
+    with pytest.raises(RuntimeError):
+        sc.scan(MESSAGES[-1])
+    assert seen and not any(seen)       # paused inside every scan
+    assert gc.isenabled()               # and back on after each, a failing one too
+    gc.disable()
+    try:
+        sc.scan(MESSAGES[0])
+        assert not gc.isenabled()       # a caller's own pause is left alone
+    finally:
+        gc.enable()
 
 
 class _HeldFirst:

@@ -17,12 +17,22 @@ ConfigError; bad lines inside the files are warnings (`rules.warnings`,
 SpamAssassin's wording with file and line) and are skipped, as
 SpamAssassin does.
 
+A scan runs with Python's cyclic garbage collector paused (_gc_paused): a
+scan makes no cyclic garbage (none found over the benchmark's 900 scans),
+but while it runs its young containers (line lists, value dicts) are large,
+and each young-generation collection that allocation counts trigger then
+walks them for nothing (~50-60 us per message, ~2.5% of a scan's CPU).  The
+collector's counts carry on, so it runs as usual between scans.
+
 Parameters read: spam_rules_directories, spam_rules_cache_directory.
 """
 
 from __future__ import annotations
 
+import gc
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +74,20 @@ def load(directories: list[str], extra_text: str = "") -> C.RuleSet:
     return C.load_rules(directories, extra_text)
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused for one scan (module docstring);
+    left as it was found (a caller that paused it keeps it paused)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 class SpamScanner:
     """A compiled rule set (see the module docstring)."""
 
@@ -89,7 +113,8 @@ class SpamScanner:
 
     def run(self, data: bytes) -> Run:
         """The full run (every rule value, subrules included): `postier rules explain`."""
-        return self.compiled.run(data)
+        with _gc_paused():
+            return self.compiled.run(data)
 
     def scan(self, data: bytes) -> Verdict:
         r = self.run(data)
@@ -99,6 +124,8 @@ class SpamScanner:
         """scan() of each message, the batch run phase by phase
         (CompiledRules.run_many: less CPU per message); a message whose scan
         raised gets that exception instead of its Verdict."""
+        with _gc_paused():
+            runs = self.compiled.run_many(datas)
         return [r if isinstance(r, Exception) else
                 Verdict(round(r.score, 3), list(r.hits), self.required)
-                for r in self.compiled.run_many(datas)]
+                for r in runs]
