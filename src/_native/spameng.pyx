@@ -4,7 +4,7 @@
 Same API and results as the pure module (see its docstring): Hyperscan match
 handlers (on_match, on_first_match, on_match_end), report_subjects, report_lines, count_literals, LiteralCounter (one
 pass over the data, stopping at the limit), LineLiteralCounter (likewise),
-SubjectCounter (likewise), count_iter, long_line, first_hit; literal_set,
+SubjectCounter (likewise), count_iter, long_line, byte_count, first_hit; literal_set,
 line_literal_form and subject_form (run when rules are built) are the pure
 module's; header_values
 (the joined values of the plain header names a header rule group reads).  Reads no
@@ -370,22 +370,36 @@ def count_iter(rx, data, Py_ssize_t limit=0):
 
 def long_line(bytes data, Py_ssize_t n):
     """Does a line of data (from its start or a newline) begin with n
-    bytes none of which is CR or LF (Perl's /^[^\\r\\n]{n}/m)?"""
+    bytes none of which is CR or LF (Perl's /^[^\\r\\n]{n}/m)?  (Each
+    line's end and a CR among its first n bytes found by memchr: several
+    times fewer instructions than a byte loop over a whole message.)"""
     cdef const unsigned char *p = data
-    cdef Py_ssize_t size = len(data), i = 0, j, end
+    cdef const unsigned char *nl
+    cdef Py_ssize_t size = len(data), i = 0, e
     if n <= 0:
         return True
     while i + n <= size:
-        end = i + n
-        j = i
-        while j < end and p[j] != 10 and p[j] != 13:
-            j += 1
-        if j == end:
+        nl = <const unsigned char *>memchr(p + i, 10, size - i)
+        e = nl - p if nl != NULL else size
+        if e - i >= n and memchr(p + i, 13, n) == NULL:
             return True
-        while j < size and p[j] != 10:     # on to the next line
-            j += 1
-        i = j + 1
+        i = e + 1
     return False
+
+
+def byte_count(bytes data, unsigned char c):
+    """data.count(bytes([c])) for a byte that is rare in data (the
+    separators of a joined buffer): one memchr per occurrence."""
+    cdef const unsigned char *p = data
+    cdef const unsigned char *q
+    cdef Py_ssize_t size = len(data), i = 0, k = 0
+    while i < size:
+        q = <const unsigned char *>memchr(p + i, c, size - i)
+        if q == NULL:
+            break
+        k += 1
+        i = q - p + 1
+    return k
 
 
 def first_hit(search, list lines):

@@ -10,6 +10,7 @@
     count_iter(rx, data, limit)          # matches of rx.finditer(data), capped at limit
     first_hit(search, lines)             # index of the first line search() accepts, or -1
     long_line(data, 998)                 # a line starting with 998 bytes but CR/LF? (__LONGLINE)
+    byte_count(buf, 0)                   # buf.count(b"\\0"): a joined buffer's separators
     header_values(headers, names)        # joined header values by lower-cased name
     literal_set(re2_pattern)             # the literals an RE2 pattern stands for, or None
     LineLiteralCounter(*line_literal_form(re2_pattern)).count(buf, 100)   # /^[^>].*?<a href=/im
@@ -133,6 +134,11 @@ def long_line(data: bytes, n: int) -> bool:
     if n <= 0:
         return True
     return any(len(line.split(b"\r", 1)[0]) >= n for line in data.split(b"\n"))
+
+
+def byte_count(data: bytes, c: int) -> int:
+    """data.count(bytes([c]))."""
+    return data.count(bytes((c,)))
 
 
 def first_hit(search, lines: list) -> int:

@@ -53,6 +53,26 @@ def test_long_line_on_big_text(impl):
     assert eng.long_line(text + b"\n" + b"v" * 997 + b"\r" + b"v" * 5, 998) is False
 
 
+def test_long_line_on_random_text(impl):
+    # the memchr line walk against the regex on short random texts of the
+    # bytes that matter (LF, CR, NUL, 8-bit) and lengths around n
+    import random
+    eng = impl("spameng")
+    rnd = random.Random(7)
+    for _ in range(3000):
+        data = bytes(rnd.choice(b"ab\r\n\x00\xff") for _ in range(rnd.randint(0, 40)))
+        n = rnd.randint(1, 9)
+        assert eng.long_line(data, n) == perl_long_line(data, n), (data, n)
+
+
+@pytest.mark.parametrize("data", CASES + [b"\x00", b"\x00\x00a\x00", b"a" * 100 + b"\x00"])
+def test_byte_count_is_bytes_count(impl, data):
+    # (_lines' check that no subject of a joined buffer holds a NUL)
+    eng = impl("spameng")
+    assert eng.byte_count(data, 0) == data.count(b"\x00")
+    assert eng.byte_count(data, 10) == data.count(b"\n")
+
+
 RULES = r"""
 full   __LONG    /^[^\r\n]{20}/m
 full   __LONG_CR /^[^\n\r]{20}/m

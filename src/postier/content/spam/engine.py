@@ -1852,7 +1852,7 @@ class Run:
             return
         rules = cr.area_rules[area]
         buf = perlre.joined_buffer(lines)
-        if buf.count(_SEPB) != len(lines) + 2:
+        if _eng.byte_count(buf, 0) != len(lines) + 2:
             self._lines_slow(area, lines, subject_first)     # a subject holds a NUL
             return
         found, ends = db.scan_ends(buf)
