@@ -8,6 +8,8 @@ straight from the UTF-8 sequences when the text is flagged) and the short
 lines are cut from that buffer, and the header block is walked without a
 regex per line; all_headers makes each "Name: value" line in one
 allocation, the lowercased field names remembered across messages.
+Quoted-printable decoding and header unfolding find the places they change
+with memchr and copy the text between them whole.
 
 Reads no main.cf parameters.
 """
@@ -70,6 +72,22 @@ cdef inline int _uni_space(const unsigned char* b, Py_ssize_t i, Py_ssize_t n) n
     return 0
 
 
+# the octets _collapse has to look at: NUL and the ASCII white space, and
+# with uni the first octets of the other Unicode White_Space (see _uni_space)
+cdef unsigned char _COLLAPSE_A[256]
+cdef unsigned char _COLLAPSE_U[256]
+
+
+cdef void _collapse_tables() noexcept:
+    cdef int c
+    for c in range(256):
+        _COLLAPSE_A[c] = c == 0 or _ascii_space(c)
+        _COLLAPSE_U[c] = _COLLAPSE_A[c] or c == 0xC2 or c == 0xE1 or c == 0xE2 or c == 0xE3
+
+
+_collapse_tables()
+
+
 cdef Py_ssize_t _collapse(const unsigned char* b, Py_ssize_t n, unsigned char* out,
                           bint uni) noexcept nogil:
     """White space runs and NULs of b[:n] as text_lines wants them, into out
@@ -77,8 +95,17 @@ cdef Py_ssize_t _collapse(const unsigned char* b, Py_ssize_t n, unsigned char* o
     cdef Py_ssize_t i = 0, j, o = 0, first_nl, last_nl_end
     cdef int k, nl
     cdef unsigned char c
+    cdef const unsigned char* special = &_COLLAPSE_A[0]
+    if uni:
+        special = &_COLLAPSE_U[0]
     while i < n:
         c = b[i]
+        if not special[c]:
+            # (most octets: one table look-up instead of the space tests)
+            out[o] = c
+            o += 1
+            i += 1
+            continue
         if c == 0:
             out[o] = 10
             o += 1
@@ -326,10 +353,15 @@ cdef bytes _unfold_strip(bytes raw):
     cdef unsigned char* buf
     cdef bint fold = False
     cdef bytes res
-    for i in range(n - 1):
-        if p[i] == 10 and (p[i + 1] == 0x20 or p[i + 1] == 9):
+    cdef const unsigned char* q = <const unsigned char*>memchr(p, 10, n)
+    while q != NULL:                    # a newline followed by a blank?
+        i = q - p + 1
+        if i >= n:
+            break
+        if p[i] == 0x20 or p[i] == 9:
             fold = True
             break
+        q = <const unsigned char*>memchr(p + i, 10, n - i)
     if not fold:
         s = 0
         e = n
@@ -347,16 +379,23 @@ cdef bytes _unfold_strip(bytes raw):
         o = 0
         i = 0
         while i < n:
-            if p[i] == 10 and i + 1 < n and (p[i + 1] == 0x20 or p[i + 1] == 9):
+            # (the text up to the next newline copied whole)
+            q = <const unsigned char*>memchr(p + i, 10, n - i)
+            s = n if q == NULL else q - p
+            memcpy(buf + o, p + i, s - i)
+            o += s - i
+            i = s
+            if i >= n:
+                break
+            if i + 1 < n and (p[i + 1] == 0x20 or p[i + 1] == 9):
                 i += 1
                 while i < n and (p[i] == 0x20 or p[i] == 9):
                     i += 1
                 buf[o] = 0x20
-                o += 1
-                continue
-            buf[o] = p[i]
+            else:
+                buf[o] = 10
+                i += 1
             o += 1
-            i += 1
         s = 0
         e = o
         while s < e and _ascii_space(buf[s]):
@@ -374,13 +413,33 @@ cdef bint _final(bytes dec):
     newline or an encoded word's "=?"."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(dec)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(dec), i
-    cdef unsigned char c
-    for i in range(n):
-        c = p[i]
-        if c >= 0x80 or c == 10:
+    cdef const unsigned char* q
+    if memchr(p, 10, n) != NULL or not _ascii(p, n):
+        return False
+    q = <const unsigned char*>memchr(p, 0x3D, n)
+    while q != NULL:
+        i = q - p + 1
+        if i >= n:
+            break
+        if p[i] == 0x3F:
             return False
-        if c == 0x3D and i + 1 < n and p[i + 1] == 0x3F:
+        q = <const unsigned char*>memchr(p + i, 0x3D, n - i)
+    return True
+
+
+cdef inline bint _ascii(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    """No octet of p[:n] has its high bit set (eight at a time)."""
+    cdef Py_ssize_t i = 0
+    cdef unsigned long long w
+    while i + 8 <= n:
+        memcpy(&w, p + i, 8)
+        if w & 0x8080808080808080ULL:
             return False
+        i += 8
+    while i < n:
+        if p[i] & 0x80:
+            return False
+        i += 1
     return True
 
 
@@ -564,46 +623,53 @@ cdef inline int _hexval(unsigned char c) noexcept nogil:
 
 
 cdef Py_ssize_t _qp_pass(const unsigned char* p, Py_ssize_t n, unsigned char* out, int step) noexcept nogil:
-    """One of Util::qp_decode's substitutions over p[:n] into out; the length written."""
-    cdef Py_ssize_t i = 0, j, o = 0
+    """One of Util::qp_decode's substitutions over p[:n] into out; the length
+    written.  (The text between the places a substitution can apply, found
+    with memchr, is copied whole.)"""
+    cdef Py_ssize_t i = 0, k, e, t, o = 0
     cdef int h1, h2
-    cdef unsigned char c
+    cdef const unsigned char* q
     while i < n:
-        c = p[i]
-        if step == 1 and (c == 0x20 or c == 9):
-            # s/[ \t]+(?=\r?\n)//: a whole run of blanks, when a line end follows it
-            j = i
-            while j < n and (p[j] == 0x20 or p[j] == 9):
-                j += 1
-            if j < n and (p[j] == 10 or (p[j] == 13 and j + 1 < n and p[j + 1] == 10)):
-                i = j
-                continue
-            while i < j:
-                out[o] = p[i]
-                o += 1
-                i += 1
+        q = <const unsigned char*>memchr(p + i, 10 if step == 1 else 0x3D, n - i)
+        if q == NULL:
+            break
+        k = q - p
+        if step == 1:
+            # s/[ \t]+(?=\r?\n)//: the blanks that end the line (before its \r\n or \n)
+            e = k - 1 if k > i and p[k - 1] == 13 else k
+            t = e
+            while t > i and (p[t - 1] == 0x20 or p[t - 1] == 9):
+                t -= 1
+            memcpy(out + o, p + i, t - i)
+            o += t - i
+            memcpy(out + o, p + e, k + 1 - e)
+            o += k + 1 - e
+            i = k + 1
             continue
-        if c == 0x3D and step == 2:
+        memcpy(out + o, p + i, k - i)
+        o += k - i
+        if step == 2:
             # s/=\r?\n//
-            if i + 1 < n and p[i + 1] == 10:
-                i += 2
+            if k + 1 < n and p[k + 1] == 10:
+                i = k + 2
                 continue
-            if i + 2 < n and p[i + 1] == 13 and p[i + 2] == 10:
-                i += 3
+            if k + 2 < n and p[k + 1] == 13 and p[k + 2] == 10:
+                i = k + 3
                 continue
-        elif c == 0x3D and step == 3 and i + 2 < n:
+        elif k + 2 < n:
             # s/=([0-9a-fA-F]{2})/chr(hex($1))/e
-            h1 = _hexval(p[i + 1])
-            h2 = _hexval(p[i + 2])
+            h1 = _hexval(p[k + 1])
+            h2 = _hexval(p[k + 2])
             if h1 >= 0 and h2 >= 0:
                 out[o] = <unsigned char>(h1 * 16 + h2)
                 o += 1
-                i += 3
+                i = k + 3
                 continue
-        out[o] = c
+        out[o] = 0x3D
         o += 1
-        i += 1
-    return o
+        i = k + 1
+    memcpy(out + o, p + i, n - i)
+    return o + n - i
 
 
 cpdef bytes qp_decode(bytes s):

@@ -351,3 +351,35 @@ def test_part_header_split_is_the_regex_split():
             want.add_header(k, v)
         assert (got, part.headers, part.raw_headers, part.header_order) == \
             (key, want.headers, want.raw_headers, want.header_order), h
+
+
+def test_memchr_paths_random_long_inputs(impl):
+    """qp_decode, text_lines and prepare_fields copy the text between the
+    places they act on with memchr/memcpy and test whole words for 8-bit
+    octets: long, mutated inputs (NULs, 8-bit octets, blank runs, lone
+    CRs, a last line without its newline, huge lines) give what the
+    reference substitutions (and the twin) give."""
+    import postier._pure.spammime as pure
+    m = impl("spammime")
+    rnd = random.Random(13)
+    qp_bits = [b"=", b"=3D", b"=C3=A9", b"=\n", b"=\r\n", b"= \t\r\n", b" ", b"\t", b"  \n", b"\t\r\n",
+               b"\r", b"\n", b"\x00", b"\xff", b"word", b"x" * 5000, b"=4", b"=g0", b" \r \n"]
+    for _ in range(250):
+        s = b"".join(rnd.choice(qp_bits) for _ in range(rnd.randrange(0, 60)))
+        assert m.qp_decode(s) == _qp_reference(s), s
+    text_bits = ["word", " ", "  ", "\n", "\n\n", " \n \n ", "\t", "\r", "\x00", "\xa0", "\xe9", "\xc2",
+                 "\u3000", "\u2028", "\u1680", "\u205f", "\u20ac", "y" * 3000, "z " * 1500]
+    for _ in range(200):
+        flagged = rnd.random() < 0.5
+        text = "".join(rnd.choice(text_bits) for _ in range(rnd.randrange(0, 40)))
+        if not flagged:
+            text = "".join(c for c in text if ord(c) < 256)
+        got = m.text_lines(b"S\n", text, flagged)
+        assert b"".join(got) == _reference_text(b"S\n", text, flagged), (text, flagged)
+        assert got == pure.text_lines(b"S\n", text, flagged)
+    field_bits = [b"a", b"value ", b"\n", b"\n ", b"\n\t\t", b"\r\n ", b" ", b"\t", b"=?", b"=", b"?",
+                  b"\xe9", b"\x00", b"\x80", b"b" * 700, b"\n\n"]
+    for _ in range(250):
+        fields = [(b"K", b"".join(rnd.choice(field_bits) for _ in range(rnd.randrange(0, 40))))
+                  for _ in range(rnd.randrange(1, 4))]
+        assert m.prepare_fields(fields) == pure.prepare_fields(fields), fields
