@@ -8,7 +8,8 @@ text_quick (a plain http(s) match's text URI),
 detail_entries (the URI detail list's loops over text matches and HTML
 URIs, the memo look-ups and the entries built in C; canonical forms and
 text matches not remembered yet come from quick_canonical and text_quick
-when they answer, else from the caller's functions), uri_host, uri_lines (the lines a URI prefilter hit needs, one C loop per
+when they answer, else from the caller's functions), uri_bytes (a detail
+list's cleaned URIs once, encoded), uri_host, uri_lines (the lines a URI prefilter hit needs, one C loop per
 line), UriPrefilter (the URI prefilter's hits, one C scan), any_in
 (lowercase literals in a target, by memmem), host_to_domain
 (a lowercased ASCII host's labels checked and its registry domain cut out
@@ -353,6 +354,29 @@ def detail_entries(list found, list html_all, dict text_memo, text_uri, dict can
                             aseen.add(a)
                             ent.append(a)
     return udl
+
+
+def uri_bytes(dict udl):
+    """See the twin."""
+    cdef set seen = set()
+    cdef list out = []
+    cdef str c
+    for info in udl.values():
+        cl = (<dict?>info).get("cleaned")
+        if not cl:
+            continue
+        for co in cl:
+            c = <str?>co
+            if c in seen:
+                continue
+            seen.add(c)
+            # (a str whose characters all fit in one byte is stored so: kind
+            # 1 is exactly "Latin-1 encodes it")
+            if PyUnicode_KIND(c) == PyUnicode_1BYTE_KIND:
+                out.append(PyBytes_FromStringAndSize(<char*>PyUnicode_1BYTE_DATA(c), PyUnicode_GET_LENGTH(c)))
+            else:
+                out.append(c.encode("utf-8", "surrogatepass"))
+    return out
 
 
 def uri_host(str uri):

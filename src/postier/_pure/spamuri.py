@@ -6,6 +6,7 @@ URI canonicalisation (postier.content.spam.uri) recognised cheaply.
     quick_canonical(uri, lits, memo, host_domain)   # the same and plain mailto: URIs', or None
     text_quick(groups)   # UriExtractor._text_uri's answer for a plain http(s) URL match, or None
     detail_entries(found, html_all, text_memo, text_uri, canon_memo, canonicalize, limits, quick)
+    uri_bytes(udl)     # every cleaned URI of a detail list once, as bytes
     uri_host(uri)      # uri_to_domain's host part of a plain URI, or None
     match_start(s, pos, hit)   # where a linkified URI before hit can start
     uri_lines(lines)   # the lines (bytes) in which the URI prefilter may hit
@@ -65,6 +66,11 @@ merges into new ones: types and the domain and host dicts updated, the
 cleaned forms appended where new, "truncated" kept), an HTML URI's anchor
 texts appended once each; a URI without types gets {"parsed": 1}, and
 one whose types hold "noclean" adds no cleaned forms.
+
+uri_bytes(udl) -> list[bytes]: every cleaned form of the detail list udl
+(its entries' "cleaned" lists, in order) once (uri.uri_list), each encoded
+in Latin-1, or in UTF-8 (surrogates passed) when it holds a character
+above U+00FF: the subjects of uri rules (Run.uri_list).
 
 uri_host(uri) -> str | None: for a URI whose every character is printable
 ASCII and that does not start with javascript:, cid:, file: or mailto:
@@ -313,6 +319,20 @@ def detail_entries(found: list, html_all: list, text_memo: dict, text_uri, canon
                             aseen.add(a)
                             ent.append(a)
     return udl
+
+
+def uri_bytes(udl: dict) -> list[bytes]:
+    out: dict[str, None] = {}
+    for info in udl.values():
+        for c in info.get("cleaned") or ():
+            out.setdefault(c, None)
+    got = []
+    for u in out:
+        try:
+            got.append(u.encode("latin-1"))
+        except UnicodeEncodeError:
+            got.append(u.encode("utf-8", "surrogatepass"))
+    return got
 
 
 def uri_host(uri: str) -> str | None:

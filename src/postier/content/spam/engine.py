@@ -108,7 +108,7 @@ from postier.content.spam.hsdb import (
 from postier.content.spam.message import Message
 from postier.content.spam.nulsubject import nul_plan
 from postier.content.spam.received import parse_relays
-from postier.content.spam.uri import Registry, UriExtractor, uri_list
+from postier.content.spam.uri import Registry, UriExtractor
 from postier.maps.reflib import Pcre2Regex, RegexExecError, pcre2_match_address
 from postier.native import load as _load_native
 
@@ -1680,13 +1680,7 @@ class Run:
 
     def uri_list(self) -> list[bytes]:
         if self._uris is None:
-            out = []
-            for u in uri_list(self.uri_detail()):
-                try:
-                    out.append(u.encode("latin-1"))
-                except UnicodeEncodeError:
-                    out.append(u.encode("utf-8", "surrogatepass"))
-            self._uris = out
+            self._uris = self.cr.uris.uri_bytes(self.uri_detail())
         return self._uris
 
     def hit(self, name: str, value: float = 1, multiple: bool = False) -> None:
@@ -2294,16 +2288,27 @@ class Run:
         cache = cr.__dict__.setdefault("_template_cache", {})
         info = cr.__dict__.get("_template_info")
         if info is None:
-            info = cr.__dict__["_template_info"] = [
-                (r, pat, mods, tags, required, cr.rs.has_flag(r.name, "multiple"),
-                 (tags, required, "i" in mods, r.kind,
-                  (r.header, r.if_unset) if r.kind == C.HEADER else None),
-                 None if r.kind == C.HEADER and r.negate
-                 else _template_superset(pat, mods, required))
-                for r, pat, mods in cr.templates
-                for tags, required in [(tuple(sorted({m.group(1)
-                                                     for m in _TEMPLATE.finditer(pat)})),
-                                        _required_templates(pat))]]
+            # the rules as runs of consecutive rules of one group (below),
+            # each run (group key, [(rule, pat, mods, tags, required,
+            # multiple, superset)]): a message whose values rule a group
+            # out passes its run in one step; the group's key a small int (a
+            # nested tuple's hash is not remembered, it would be worked out
+            # at each look-up)
+            groups: dict = {}
+            info = cr.__dict__["_template_info"] = []
+            for r, pat, mods in cr.templates:
+                tags = tuple(sorted({m.group(1) for m in _TEMPLATE.finditer(pat)}))
+                required = _required_templates(pat)
+                gk = groups.setdefault((tags, required, "i" in mods, r.kind,
+                                        (r.header, r.if_unset) if r.kind == C.HEADER else None),
+                                       len(groups))
+                ent = (r, pat, mods, tags, required, cr.rs.has_flag(r.name, "multiple"),
+                       None if r.kind == C.HEADER and r.negate
+                       else _template_superset(pat, mods, required))
+                if info and info[-1][0] == gk:
+                    info[-1][1].append(ent)
+                else:
+                    info.append((gk, [ent]))
         captures = self.captures
         texts: dict = {}        # id(subjects) -> (subjects, {fold: decoded texts})
         # rules of the same tags, required tags, case folding and subjects
@@ -2311,13 +2316,14 @@ class Run:
         # test of their tag values and subjects per message: (vals, the
         # subjects that may match), or None (none of them runs)
         prep: dict = {}
-        for r, pat, mods, tags, required, multiple, gk, sup in info:
+        for gk, run in info:
             if gk in prep:
                 got = prep[gk]
                 if got is None:
                     continue
                 vals, possible = got
             else:
+                r, pat, mods, tags, required = run[0][:5]
                 prep[gk] = None
                 vals = {}
                 for t in tags:
@@ -2346,31 +2352,32 @@ class Run:
                     prep[gk] = (vals, possible)
                 if prep[gk] is None:
                     continue
-            if sup is not None and not _superset_matches(sup, possible):
-                continue        # no match, whatever the values (_template_superset)
-            key = (pat, mods, *(tuple(vals[t]) for t in tags))
-            p = cache.get(key)
-            if p is False:
-                continue
-            if p is None:
-                p = self._template_pattern(cache, key, pat, mods, vals)
+            for r, pat, mods, tags, _required, multiple, sup in run:
+                if sup is not None and not _superset_matches(sup, possible):
+                    continue        # no match, whatever the values (_template_superset)
+                key = (pat, mods, *(tuple(vals[t]) for t in tags))
+                p = cache.get(key)
                 if p is False:
                     continue
-            n = 0
-            try:
-                for s in possible:
-                    if multiple:
-                        n += count_matches(p, s)
-                    elif p.search(s):
-                        n = 1
-                        break
-            except RegexExecError:
-                pass            # libpcre2 gave up (its match limit): no match
-            if r.kind == C.HEADER and r.negate:
-                if not n:
-                    self.hit(r.name)
-            elif n:
-                self.hit(r.name, n if multiple else 1, multiple)
+                if p is None:
+                    p = self._template_pattern(cache, key, pat, mods, vals)
+                    if p is False:
+                        continue
+                n = 0
+                try:
+                    for s in possible:
+                        if multiple:
+                            n += count_matches(p, s)
+                        elif p.search(s):
+                            n = 1
+                            break
+                except RegexExecError:
+                    pass            # libpcre2 gave up (its match limit): no match
+                if r.kind == C.HEADER and r.negate:
+                    if not n:
+                        self.hit(r.name)
+                elif n:
+                    self.hit(r.name, n if multiple else 1, multiple)
 
     @staticmethod
     def _template_pattern(cache: dict, key: tuple, pat: str, mods: str,
@@ -2406,28 +2413,54 @@ class Run:
         the pattern runs on those only, and when there are none it is not
         even compiled for this message's values.  texts caches the decoded
         (and, for fold, lower-cased: a superset of libpcre2's caseless
-        match) subjects by fold.  Values all ASCII (the common case) are
-        looked for in the subjects as bytes, lower-cased by bytes.lower for
-        fold: the same answer (str.lower on Latin-1 text keeps every
-        character ASCII or not, as it was), without decoding them."""
-        need = tuple(tuple(v.lower() for v in values.get(tag, ())) if fold
-                     else tuple(values.get(tag, ())) for tag in required)
+        match) subjects by fold.  Values all ASCII without a line feed (the
+        common case) are looked for in the subjects as bytes, lower-cased
+        by bytes.lower for fold: the same answer (str.lower on Latin-1 text
+        keeps every character ASCII or not, as it was), without decoding
+        them; and in their join alone, each place a value is found telling
+        the subject that holds it."""
+        need = tuple([tuple([v.lower() for v in values.get(tag, ())]) if fold
+                      else tuple(values.get(tag, ())) for tag in required])
         out = texts.get((fold, need))   # the rules of a message often share their values
         if out is not None:
             return out
-        if all(v.isascii() for vals in need for v in vals):
-            bneed = tuple(tuple(v.encode("ascii") for v in vals) for vals in need)
+        bneed = []
+        for vals in need:
+            bvals = [v.encode("ascii") for v in vals if v and v.isascii() and "\n" not in v]
+            if len(bvals) != len(vals):
+                break
+            bneed.append(bvals)
+        else:
             joined = texts.get((fold, b""))
             if joined is None:
                 # (bytes.lower of the join is the join of each lowered)
                 joined = b"\n".join(subjects)
                 joined = texts[fold, b""] = joined.lower() if fold else joined
-            if all(any(v in joined for v in vals) for vals in bneed):
-                out = [s for s in subjects
-                       if all(any(v in (s.lower() if fold else s) for v in vals)
-                              for vals in bneed)]
-            else:
-                out = []
+            # the indices of the subjects holding a value of every tag: a
+            # value without a line feed found in joined lies within one
+            # subject (the one starting last at or before it); the search
+            # goes on from the next subject's start
+            keep = None
+            for bvals in bneed:
+                idx = set()
+                for v in bvals:
+                    i = joined.find(v)
+                    if i >= 0:
+                        # (rarely: a value is in a subject)
+                        from bisect import bisect_right
+                        from itertools import accumulate
+                        starts = texts.get("starts")
+                        if starts is None:
+                            starts = texts["starts"] = list(
+                                accumulate([len(s) + 1 for s in subjects], initial=0))
+                        while i >= 0:
+                            k = bisect_right(starts, i)
+                            idx.add(k - 1)
+                            i = joined.find(v, starts[k])
+                keep = idx if keep is None else keep & idx
+                if not keep:
+                    break
+            out = [subjects[k] for k in sorted(keep)] if keep else []
             texts[fold, need] = out
             return out
         got = texts.get(fold)

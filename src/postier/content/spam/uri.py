@@ -885,6 +885,10 @@ class UriExtractor:
         return _detail_entries(self._found(lines), html_all, self._text_memo, self._text_uri, self._canon_memo,
                                self._general, _DETAIL_LIMITS, self._quick)
 
+    # the uri rules' subjects: every cleaned URI of a detail list once,
+    # encoded (Latin-1, else UTF-8), in one compiled loop
+    uri_bytes = staticmethod(_su.uri_bytes)
+
     @staticmethod
     def truncated_in(udl: dict) -> bool:
         """PerMsgStatus's uri_truncated: a canonical URI was cut to MAX_URI_LENGTH."""
