@@ -3,11 +3,13 @@
 postier._pure.spameval, where the API is documented): uppercase_counts,
 vertical_words, rfc822_date_fast, date_seconds, run_calls, ma_counts,
 ma_dropped, rcvd_date, qp_lines, rcvd_times, text_part_stats,
-illegal_counts, forged_received.  The same results as the twin for every
+illegal_counts, forged_received, at_lines, a_uris, uri_hosts.  The same results as the twin for every
 input (tests/unit/content/test_spam_evals_native.py).
 
 Reads no main.cf parameters.
 """
+
+import re
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport Py_UNICODE_ISALNUM, Py_UNICODE_ISSPACE
@@ -764,3 +766,69 @@ def forged_received(list untrusted, is_private):
                     not (b == "msn.com" and prev == "hotmail.com"):
                 mf += 1
     return mf, mih
+
+
+# ---------------------------------------------------------------- FreeMail's body
+
+def at_lines(list lines):
+    """See the twin: the indexes of the lines holding "@" or "%40"."""
+    cdef list out = []
+    cdef Py_ssize_t i, n, k
+    cdef const unsigned char *p
+    cdef const unsigned char *q
+    for i in range(len(lines)):
+        line = lines[i]
+        if type(line) is not bytes:         # (the twin's test, for any other type)
+            if b"@" in line or b"%40" in line:
+                out.append(i)
+            continue
+        p = <const unsigned char *>PyBytes_AS_STRING(line)
+        n = PyBytes_GET_SIZE(line)
+        if memchr(p, 64, <size_t>n) != NULL:
+            out.append(i)
+            continue
+        # (each "%" that can start "%40" found by memchr)
+        k = 0
+        while k + 3 <= n:
+            q = <const unsigned char *>memchr(p + k, 37, <size_t>(n - 2 - k))
+            if q == NULL:
+                break
+            k = q - p
+            if p[k + 1] == 52 and p[k + 2] == 48:
+                out.append(i)
+                break
+            k += 1
+    return out
+
+
+def a_uris(dict detail):
+    """See the twin: the URIs of detail found in an anchor and not parsed
+    from text."""
+    cdef list out = []
+    for uri, info in detail.items():
+        types = info.get("types") or {}
+        if "a" in types and "parsed" not in types:
+            out.append(uri)
+    return out
+
+
+_MAILTO_I = re.compile(r"^mailto:", re.I | re.A).match     # (a key that is not a str)
+
+
+def uri_hosts(dict detail):
+    """See the twin: the hosts of detail's URIs but mailto: ones, each once."""
+    cdef dict seen = {}
+    cdef str u
+    for uri, info in detail.items():
+        # (^mailto: with re.I | re.A: seven ASCII characters that lowercase to it)
+        if type(uri) is str:
+            u = <str>uri
+            if len(u) >= 7 and (u[0] == "m" or u[0] == "M"):
+                u = u[:7]
+                if u.isascii() and u.lower() == "mailto:":
+                    continue
+        elif uri[:1] in ("m", "M") and _MAILTO_I(uri):
+            continue
+        for host in info.get("hosts") or {}:
+            seen[host] = None
+    return list(seen)

@@ -14,6 +14,9 @@ spam engine's eval rules (postier.content.spam.evals).
     text_part_stats(lines)         # MIMEEval's size, illegal-line and &#xNNNN; counts of a part
     illegal_counts(raw)            # HeaderEval check_illegal_chars's byte counts
     forged_received(untrusted, is_private)  # RelayEval's forged trail and helo-ip counts
+    at_lines(lines)                # FreeMail's body lines that can hold an address
+    a_uris(detail)                 # FreeMail's anchor URIs of the URI detail list
+    uri_hosts(detail)              # WLBLEval check_uri_host_listed's hosts of the list
 
 uppercase_counts(lines, jis) -> (length, lower, upper): over the lines that
 hold a white-space run between two non-space bytes (Perl /\\S\\s+\\S/) and
@@ -85,6 +88,17 @@ shape of a domain and differs from the previous relay's rdns domain (msn.com
 after hotmail.com allowed; a localhost rdns of 127.0.0.1 does not count),
 mih the relays whose helo is a dotted quad of another /16 than their IP
 (is_private(helo) true: not counted).
+
+at_lines(lines) -> list[int]: the indexes, ascending, of the lines (bytes)
+that hold "@" or "%40" (the only ones FreeMail's body patterns can match
+or blank).
+
+a_uris(detail) -> list: the keys of detail (URI -> info dict), in order,
+whose info's "types" holds "a" and not "parsed" (FreeMail's mailto: links).
+
+uri_hosts(detail) -> list: the hosts (the keys of each info's "hosts", when
+it has some) of the URIs of detail that do not match ^mailto: (case
+insensitive, ASCII letters only), each once, in the order first seen.
 
 The native module gives the same results for every input
 (tests/unit/content/test_spam_evals_native.py).  Reads no main.cf
@@ -332,3 +346,31 @@ def forged_received(untrusted: list, is_private) -> tuple[int, int]:
                 not (by[i] == "msn.com" and prev == "hotmail.com"):
             mf += 1
     return mf, mih
+
+
+def at_lines(lines: list[bytes]) -> list[int]:
+    return [i for i, x in enumerate(lines) if b"@" in x or b"%40" in x]
+
+
+def a_uris(detail: dict) -> list:
+    out = []
+    for uri, info in detail.items():
+        types = info.get("types") or {}
+        if "a" in types and "parsed" not in types:
+            out.append(uri)
+    return out
+
+
+_MAILTO_I = re.compile(r"^mailto:", re.I | re.A).match
+
+
+def uri_hosts(detail: dict) -> list:
+    seen: dict = {}
+    for uri, info in detail.items():
+        # (only "m" and "M" match m in any case: the pattern is tried on
+        # the URIs that start with one)
+        if uri[:1] in ("m", "M") and _MAILTO_I(uri):
+            continue
+        for host in info.get("hosts") or {}:
+            seen[host] = None
+    return list(seen)

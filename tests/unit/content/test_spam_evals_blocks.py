@@ -223,3 +223,39 @@ def test_html_group_gives_the_plain_calls_results():
     assert not {"T_EMB", "R_TITLE", "R_INSIDE"} & hit       # (the last two: comparisons that fail)
     # all eleven rules are one call
     assert [len(c) for c in sc.compiled.__dict__["_eval_calls"].values() if c] == [1]
+
+
+def test_html_group_leaves_out_only_image_rules_that_cannot_hit():
+    # the group skips html_image_only / html_image_ratio calls when no part
+    # has an img / an image area: the same hits as every call made, on
+    # random parts (odd values included: a failing call is "no hit")
+    import random
+    import types
+
+    from postier._pure.spameval import run_calls
+
+    specs = [("html_image_only", ("0000", "0400")), ("html_image_only", ("0400", "3200")),
+             ("html_image_ratio", ("0.000", "0.002")), ("html_image_ratio", ("0.002", "5")),
+             ("html_range", ("length", "0", "1024")), ("html_test", ("html",)),
+             ("html_tag_exists", ("img",))]
+    calls = []
+    for i, (fname, args) in enumerate(specs):
+        r = types.SimpleNamespace(name=f"R{i}", args=list(args))
+        calls.append((r.name, r, *E.bind(E.FUNCTIONS[fname], r)))
+    g = E._html_group(calls)
+    rnd = random.Random(9)
+    values_pool = [None, 0, 1, 5, 300, 2000.5, "x", [], {"img": 1}]
+    for _ in range(3000):
+        html = []
+        for _ in range(rnd.randrange(0, 3)):
+            h = {}
+            for key in ("inside", "length", "non_space_len", "image_area", "html"):
+                if rnd.random() < 0.5:
+                    h[key] = rnd.choice(values_pool + [{"img": rnd.choice(values_pool)}, {"b": 1}])
+            html.append(h)
+        ctx = types.SimpleNamespace(html_all=lambda html=html: html)
+        want: dict = {}
+        run_calls(calls, ctx, want)
+        ctx.run = types.SimpleNamespace(values={})
+        g(ctx, None)
+        assert ctx.run.values == want, html

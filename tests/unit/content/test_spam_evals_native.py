@@ -104,3 +104,73 @@ def test_rfc822_date_fast_agrees_with_the_general_parser(impl):
 def test_parse_rfc822_date_bad_input_gives_a_result(date):
     got = E.parse_rfc822_date(date + "\x00\udcff")
     assert got is None or isinstance(got, int)
+
+
+def _at_lines_reference(lines):
+    # FreeMail's lines that can change: the lines of the joined body where
+    # "@" or "%40" is found
+    joined = b"\n".join(lines)
+    starts = [0]
+    for x in lines:
+        starts.append(starts[-1] + len(x) + 1)
+    found = set()
+    for needle in (b"@", b"%40"):
+        p = joined.find(needle)
+        while p >= 0:
+            found.add(max(i for i in range(len(lines)) if starts[i] <= p))
+            p = joined.find(needle, p + 1)
+    return sorted(found)
+
+
+def test_at_lines(impl):
+    m = impl("spameval")
+    tricky = [b"", b"@", b"%40", b"%4", b"%%40", b"%4%40", b"x%40", b"%40x", b"40%", b"%", b"%4",
+              b"a\x00@", b"\x00%40", b"\xff@\xff", b"%\n40", b"%" * 1000 + b"40", b"x" * 100000 + b"@",
+              bytearray(b"a@b"), bytearray(b"plain")]
+    assert m.at_lines(tricky) == _at_lines_reference([bytes(x) for x in tricky])
+    assert m.at_lines([]) == []
+    rnd = random.Random(11)
+    alphabet = [b"@", b"%", b"4", b"0", b"a", b" ", b"\x00", b"\xe9", b"%40"]
+    for _ in range(500):
+        lines = [b"".join(rnd.choice(alphabet) for _ in range(rnd.randrange(0, 12)))
+                 for _ in range(rnd.randrange(0, 8))]
+        assert m.at_lines(lines) == _at_lines_reference(lines), lines
+
+
+def test_a_uris(impl):
+    m = impl("spameval")
+    detail = {"mailto:a@b.com": {"types": {"a": 1}}, "http://x": {"types": {"a": 1, "parsed": 1}},
+              "mailto:c@d.com": {"types": {"parsed": 1}}, "u": {"types": None}, "v": {},
+              "w": {"types": {"img": 1, "a": 1}}, "z": {"types": {}}}
+    assert m.a_uris(detail) == ["mailto:a@b.com", "w"]
+    assert m.a_uris({}) == []
+
+
+def test_uri_hosts(impl):
+    m = impl("spameval")
+    mailto = re.compile(r"^mailto:", re.I | re.A)
+
+    def reference(detail):
+        out = []
+        for uri, info in detail.items():
+            if mailto.match(uri):
+                continue
+            for host in info.get("hosts") or {}:
+                if host not in out:
+                    out.append(host)
+        return out
+
+    detail = {"http://a.com/": {"hosts": {"a.com": 1}}, "MAILTO:x@b.com": {"hosts": {"b.com": 1}},
+              "mailto:": {"hosts": {"c.com": 1}}, "mailt": {"hosts": {"d.com": 1}},
+              "\u212ailto:x": {"hosts": {"k.com": 1}}, "ma\u017flto:x": {"hosts": {"s.com": 1}},
+              "mAiLtO:y@e.org": {"hosts": {"e.org": 1}}, "www.a.com": {"hosts": {"a.com": 1, "f.net": 1}},
+              "x": {"hosts": None}, "y": {}, "m\u00e9ilto:": {"hosts": {"g.com": 1}}}
+    assert m.uri_hosts(detail) == reference(detail)
+    assert m.uri_hosts({}) == []
+    rnd = random.Random(5)
+    pieces = ["m", "M", "a", "A", "i", "l", "t", "o", "O", ":", "\u212a", "\u017f", "\u0130", "\u00e9", "\0", "/"]
+    for _ in range(500):
+        detail = {"".join(rnd.choice(pieces) for _ in range(rnd.randrange(0, 10))):
+                  {"hosts": {rnd.choice("abcde"): 1 for _ in range(rnd.randrange(0, 3))}}
+                  for _ in range(rnd.randrange(0, 6))}
+        assert m.uri_hosts(detail) == reference(detail), detail

@@ -321,3 +321,31 @@ def test_addr_matcher_is_the_lists_regexes():
     for a in ("*@*.gov", "*@x*y.com"):
         E._add_addr(d, a)
     assert not E._AddrMatcher(d).fast
+
+
+# ---------------------------------------------------------------- check_for_no_rdns_dotcom_helo
+
+def _no_rdns_dotcom_reference(untrusted: list) -> int:
+    """RelayEval's loop as written: each public relay resets the hit."""
+    hit = 0
+    for r in untrusted:
+        if r.ip_private:
+            continue
+        hit = 0
+        if bre.search(r"(?:\.|^)(lycos\.com|lycos\.co\.uk|hotmail\.com|localhost\.com|excite\.com|"
+                      r"caramail\.com|cs\.com|aol\.com|msn\.com|yahoo\.com|drizzle\.com)$", r.helo, re.I):
+            if r.no_reverse_dns:
+                hit = 1
+    return hit
+
+
+def test_no_rdns_dotcom_helo_takes_the_last_public_relay() -> None:
+    from types import SimpleNamespace
+    rnd = random.Random(3)
+    helos = ["hotmail.com", "mx.AOL.com", "example.com", "", "yahoo.com\n", "x.msn.com.evil", "\0aol.com"]
+    for _ in range(2000):
+        untrusted = [SimpleNamespace(ip_private=rnd.random() < 0.3, helo=rnd.choice(helos),
+                                     no_reverse_dns=rnd.random() < 0.5)
+                     for _ in range(rnd.randrange(0, 5))]
+        ctx = SimpleNamespace(relays=SimpleNamespace(untrusted=untrusted))
+        assert E.check_for_no_rdns_dotcom_helo(ctx, None) == _no_rdns_dotcom_reference(untrusted), untrusted

@@ -52,8 +52,9 @@ of a host, a MIME part's header summary, check_equal_from_domains's
 domains), the address lists of the stock rules (*@domain) are matched as
 string suffixes (_AddrMatcher), a few groups of rules run as one call
 (bind_calls: the check_for_shifted_date rules, the HTML evals, nothing
-to do without HTML, the forged Received checks of a From domain,
-nothing to do unless the From address holds it, and the rules that test
+to do without HTML and no image rule without an image, the forged
+Received checks of a From domain, nothing to do unless the From address
+holds it, and the rules that test
 one per-message value: the MIME summary, the image summary, the body
 length, the uppercase ratio), similar_recipients's pairs are counted by
 group (not pair by pair: 256 addresses cost 2.2 ms that way),
@@ -64,8 +65,10 @@ quoted-printable and text-part counts, check_illegal_chars's byte counts,
 multipart_alternative_difference's word counts and their comparison,
 the Received dates, the common
 shape of a date, the clamps and sum of every parsed date (date_seconds,
-for the common shape and _parse_date_slow alike) and the forged Received
-trail run in postier._native.spameval (twin: postier._pure.spameval).
+for the common shape and _parse_date_slow alike), the forged Received
+trail, FreeMail's body lines that can hold an address and its anchor URIs,
+and check_uri_host_listed's hosts of the URI list run in
+postier._native.spameval (twin: postier._pure.spameval).
 
 Parameters read: none.
 """
@@ -77,7 +80,6 @@ import struct
 import time as _time
 from bisect import bisect_right as _bisect_right
 from collections import Counter
-from itertools import accumulate as _accumulate
 
 from postier.content.spam import bre as re
 from postier.content.spam import perlre
@@ -115,8 +117,6 @@ def _undef(v: str) -> bool:
 
 # regexes of the eval functions below, compiled once (the same patterns and
 # flags as the inline calls they replace)
-_MAILTO_I = re.compile(r"^mailto:", re.I).match
-_M_CASES = ("m", "M")
 _HTTP_HOST_I = re.compile(r"^https?://([^/:?#]+)", re.I).match
 _HTTPS_HOST_I = re.compile(r"https://([^\s/:?#]+)", re.I).search
 _DOTTED4_Z_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+\Z").match
@@ -762,10 +762,11 @@ def _date_header_time(ctx):
     if "date_time" in ctx.cache:
         return ctx.cache["date_time"]
     t = None
-    # (get_headers' values are these with a "\n" added, which rstrip takes)
-    header_all = ctx.msg.header_all
-    for h in ("Resent-Date", "Date"):
-        for d in header_all(h):
+    # (get_headers' values are these with a "\n" added, which rstrip takes;
+    # msg.header_all(name) is msg.headers.get(name.lower(), []))
+    headers = ctx.msg.headers
+    for h in ("resent-date", "date"):
+        for d in headers.get(h, ()):
             t = parse_rfc822_date(d.decode("latin-1").rstrip("\n"))
             if t is not None:
                 break
@@ -848,8 +849,8 @@ def _date_diff(ctx) -> int:
             diffs = [d - t for t in times]
             if len(diffs) > 1 and diffs[-1] == 0:
                 diffs.pop()
-            diffs.sort(key=abs)
-            diff = diffs[0]
+            # (the first of the smallest by abs: what a stable sort puts first)
+            diff = min(diffs, key=abs)
     ctx.cache["date_diff"] = diff
     return diff
 
@@ -1675,15 +1676,13 @@ def check_for_from_domain_in_received_headers(ctx, rule, domain, desired):
 
 @ev()
 def check_for_no_rdns_dotcom_helo(ctx, rule):
-    hit = 0
-    for r in ctx.relays.untrusted:
+    # (SpamAssassin's loop resets the hit at each public relay: only the
+    # last public one counts, looked at alone)
+    for r in reversed(ctx.relays.untrusted):
         if r.ip_private:
             continue
-        hit = 0        # each relay resets it: only the last public one counts
-        if _DOTCOM_HELO_I(r.helo):
-            if r.no_reverse_dns:
-                hit = 1
-    return hit
+        return 1 if _DOTCOM_HELO_I(r.helo) and r.no_reverse_dns else 0
+    return 0
 
 
 def _forged_received(ctx):
@@ -2058,39 +2057,28 @@ def _fm_body(ctx) -> dict | None:
     fm = _fm(ctx)
     emails: list[str] = []
     seen: set[str] = set()
-    for uri, info in ctx.run.uri_detail().items():
-        types = info.get("types") or {}
-        if "a" in types and "parsed" not in types:
-            m = fm.mailto_re.match(uri)
-            if m:
-                e = m.group(1).lower()
-                if e not in seen:
-                    emails.append(e)
-                seen.add(e)
-                if len(emails) >= 20:
-                    break
+    # (the anchors' URIs, not parsed from text: picked by _ev.a_uris)
+    for uri in _ev.a_uris(ctx.run.uri_detail()):
+        m = fm.mailto_re.match(uri)
+        if m:
+            e = m.group(1).lower()
+            if e not in seen:
+                emails.append(e)
+            seen.add(e)
+            if len(emails) >= 20:
+                break
     stop = False
     # FreeMail's _parse_body edits the rendered body lines in place (URLs with
     # an @ and addresses followed by "word:" are blanked); every body rule and
-    # body eval that runs afterwards sees the edited text
-    lines = list(ctx.body())
-    # only the lines holding "@" or "%40" can change (no pattern below matches
-    # without one): found in the joined body by bytes.find and bisect instead
-    # of two tests per line in Python
-    joined = b"\n".join(lines)
-    todo: set[int] = set()
-    ends = None
-    for needle in (b"@", b"%40"):
-        p = joined.find(needle)
-        if p < 0:
-            continue
-        if ends is None:        # (ends[i]: where the line after line i starts)
-            ends = list(_accumulate([len(x) + 1 for x in lines]))
-        while p >= 0:
-            li = _bisect_right(ends, p)
-            todo.add(li)
-            p = joined.find(needle, ends[li])
-    for li in sorted(todo):
+    # body eval that runs afterwards sees the edited text.  Only the lines
+    # holding "@" or "%40" can change (no pattern below matches without
+    # one): found by _ev.at_lines (memchr), the body copied only when there
+    # is one
+    lines = ctx.body()
+    todo = _ev.at_lines(lines)
+    if todo:
+        lines = list(lines)
+    for li in todo:
         s = lines[li].decode("latin-1")
         if "://" in s:
             s = _FM_URL_AT.sub(" ", s)
@@ -2108,7 +2096,8 @@ def _fm_body(ctx) -> dict | None:
                 break
         if stop:
             break
-    ctx.run.set_body(lines)
+    if todo:
+        ctx.run.set_body(lines)
     body: dict[str, int] = {}
     cnt_all = cnt_fm = 0
     max_emails = _num((ctx.settings("freemail_max_body_emails") or ["5"])[-1])
@@ -2529,25 +2518,17 @@ def check_uri_host_listed(ctx, rule, subname):
     enlisted = ctx.cache.get("urihosts")
     if enlisted is None:
         enlisted = {}
-        seen: set[str] = set()
-        # the lists a host is in, by host, for the rule set's lifetime
+        # the lists a host is in, by host, for the rule set's lifetime; the
+        # hosts of the URIs but mailto: ones, each once (_ev.uri_hosts)
         known = ctx.run.cr.__dict__.setdefault("_urihostknown", {})
-        for uri, info in ctx.run.uri_detail().items():
-            # (only "m" and "M" match m in any case: the pattern is tried
-            # on the URIs that start with one, not on each)
-            if uri[:1] in _M_CASES and _MAILTO_I(uri):
-                continue
-            for host in (info.get("hosts") or {}):
-                if host in seen:
-                    continue
-                seen.add(host)
-                names = known.get(host)
-                if names is None:
-                    if len(known) > 20000:
-                        known.clear()
-                    names = known[host] = _uri_host_lists(lists, host)
-                for nm in names:
-                    enlisted[nm] = host
+        for host in _ev.uri_hosts(ctx.run.uri_detail()):
+            names = known.get(host)
+            if names is None:
+                if len(known) > 20000:
+                    known.clear()
+                names = known[host] = _uri_host_lists(lists, host)
+            for nm in names:
+                enlisted[nm] = host
         ctx.cache["urihosts"] = enlisted
     return 1 if enlisted.get(subname) else 0
 
@@ -2856,10 +2837,34 @@ _HTML_LOOPS = {html_range, html_image_only, html_image_ratio, html_tag_exists, h
                html_title_subject_ratio, html_charset_faraway}
 
 
+def _html_img(html: list) -> bool:
+    """Can an html_image_only rule hit (a part with an img tag inside)?"""
+    try:
+        return any("img" in (h.get("inside") or {}) for h in html)
+    except Exception:   # noqa: BLE001 - then the calls, which fail alike
+        return True
+
+
+def _html_area(html: list) -> bool:
+    """Can an html_image_ratio rule hit (a part with text and image area)?"""
+    try:
+        return any("non_space_len" in h and h.get("image_area", 0) > 0 for h in html)
+    except Exception:   # noqa: BLE001 - then the calls, which fail alike
+        return True
+
+
 def _html_group(calls: list):
+    # the calls without the image rules that cannot hit (most HTML has no
+    # image): one list per answer of _html_img and _html_area, made here
+    need = {id(c): getattr(c[2], "html_needs", None) for c in calls}
+    lists = {(img, area): [c for c in calls if (need[id(c)] != "img" or img) and
+                           (need[id(c)] != "area" or area)]
+             for img in (False, True) for area in (False, True)}
+
     def g(ctx, rule):
-        if ctx.html_all():
-            _ev.run_calls(calls, ctx, ctx.run.values)
+        html = ctx.html_all()
+        if html:
+            _ev.run_calls(lists[_html_img(html), _html_area(html)], ctx, ctx.run.values)
         return 0
     return g
 
@@ -3005,7 +3010,8 @@ def bind_calls(todo: list) -> list:
     (kind, rule, function) entries of an area, in order: each rule as bind()
     makes it, except that the check_for_shifted_date rules are one call
     (one date difference, compared with each rule's bounds) and so are the
-    HTML evals of _HTML_LOOPS (nothing to do without HTML), the forged
+    HTML evals of _HTML_LOOPS (nothing to do without HTML, no image rule
+    without an image), the forged
     Received checks of _FROM_DOMAIN (nothing to do unless the From address
     holds their domain), the address-list evals (those of an empty list
     left out) and the calls whose binder marked them as a test of one
@@ -3155,6 +3161,7 @@ def _b_html_image_only(mn, mx):
             if "img" in (h.get("inside") or {}) and "length" in h and nmn < h["length"] <= nmx:
                 return 1
         return 0
+    f.html_needs = "img"        # (no hit unless _html_img: _html_group)
     return f
 
 
@@ -3169,6 +3176,7 @@ def _b_html_image_ratio(mn, mx):
                 if nmn < r <= nmx:
                     return 1
         return 0
+    f.html_needs = "area"       # (no hit unless _html_area: _html_group)
     return f
 
 
