@@ -83,8 +83,10 @@ from __future__ import annotations
 
 import hashlib
 import time
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 import hyperscan as hs
 import re2 as _re2
@@ -2503,8 +2505,6 @@ class Run:
                     i = joined.find(v)
                     if i >= 0:
                         # (rarely: a value is in a subject)
-                        from bisect import bisect_right
-                        from itertools import accumulate
                         starts = texts.get("starts")
                         if starts is None:
                             starts = texts["starts"] = list(
