@@ -10,16 +10,18 @@
     verdict.headers       # header lines to add when it passes
 
 amavisd-new's job inside postier, before the 250 to DATA.  What runs, at
-the same time (the clamd scan on the event loop, the CPU work in a thread):
+the same time (the clamd scan on the event loop, the spam scan in the spam
+batcher's one thread, the rest of the CPU work in the loop's executor):
 
 * antivirus: clamd INSTREAM through the `av_scanners` list with failover
   (postier.content.antivirus);
 * banned names and types, also inside archives (postier.content.banned);
 * spam: the SpamAssassin-compatible engine (postier.content.spam), when
-  `spam_checks = yes`; the scans of concurrent sessions in one process
-  that wait for each other run together, up to `spam_scan_batch_limit`,
-  phase by phase (SpamBatcher: less CPU per message under load, an
-  ordinary scan when alone);
+  `spam_checks = yes`; one thread per process runs every session's scan
+  (a waiting session holds no thread), and the scans that wait for each
+  other run together, up to `spam_scan_batch_limit`, phase by phase
+  (SpamBatcher: less CPU per message under load, an ordinary scan when
+  alone);
 * bad header section (amavisd's checks): non-encoded 8-bit characters
   (unless SMTPUTF8), control characters, lines longer than 998 characters,
   continuation lines made of whitespace only, duplicate single-occurrence
@@ -68,6 +70,7 @@ import threading
 import time
 import weakref
 from collections import Counter, deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,59 +203,71 @@ def _spam_engine(cfg: Any) -> Any:
         return eng
 
 
-class _Request:
-    __slots__ = ("data", "done", "result")
-
-    def __init__(self, data: bytes):
-        self.data = data
-        self.done = False
-        self.result: Any = None
-
-
 class SpamBatcher:
-    """The spam scans of this process's threads, one batch at a time (the
-    engine's scratch space is shared): a thread whose scan finds no batch
-    running runs its own; the scans that arrive meanwhile wait, and the next
-    of them to wake up runs them all, up to `limit`, as one batch
-    (SpamScanner.scan_many: phase by phase, less CPU per message).  A scan
-    alone is an ordinary scan(): batching costs nothing when the host is
-    quiet and saves CPU when scans pile up.  Each caller gets its own
-    message's verdict, or its own exception."""
+    """The spam scans of this process, run by one scan thread of its own, a
+    batch at a time (one set of the engine's scratch space, one thread stack,
+    however many sessions scan at once): `submit` queues a message and
+    returns a concurrent.futures.Future at once, so a waiting scan holds no
+    thread of its caller's.  The scan thread runs a message that finds it
+    idle as an ordinary scan(); the messages queued meanwhile are the next
+    batch, up to `limit` (SpamScanner.scan_many: phase by phase, less CPU per
+    message).  Batching costs nothing when the host is quiet and saves CPU
+    when scans pile up.  Each message's future gets its own verdict, or its
+    own exception.  A forked child starts its own scan thread when it first
+    scans."""
 
     def __init__(self, engine: Any, limit: int = 8):
         self.engine = engine
         self.limit = max(1, limit)
         self.batches: Counter = Counter()       # batch size -> how many ran
+        self._reset()
+        _ALL_BATCHERS.add(self)
+
+    def _reset(self) -> None:
         self._cond = threading.Condition()
-        self._queue: deque[_Request] = deque()
+        self._queue: deque[tuple[bytes, Future]] = deque()
         self._busy = False
+        self._thread: threading.Thread | None = None
+
+    def submit(self, data: bytes) -> Future:
+        """Queue one message; its future's result is the engine's verdict."""
+        fut: Future = Future()
+        with self._cond:
+            self._queue.append((data, fut))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="spam-scan",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return fut
 
     def scan(self, data: bytes) -> Any:
-        req = _Request(data)
-        with self._cond:
-            self._queue.append(req)
-            while not req.done:
-                if self._busy:
+        """submit(data) and wait: the verdict, or the scan's exception raised."""
+        return self.submit(data).result()
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
                     self._cond.wait()
+                batch = [self._queue.popleft() for _ in range(min(self.limit, len(self._queue)))]
+                # a future its caller cancelled (a session that went away) is not scanned
+                batch = [(d, f) for d, f in batch if f.set_running_or_notify_cancel()]
+                if not batch:
                     continue
                 self._busy = True
-                batch = [self._queue.popleft() for _ in range(min(self.limit, len(self._queue)))]
-                self._cond.release()
-                results: list | None = None
-                try:
-                    results = self._run([r.data for r in batch])
-                finally:
-                    self._cond.acquire()
-                    self._busy = False
-                    if results is None:     # interrupted (KeyboardInterrupt, ...)
-                        results = [RuntimeError("spam scan interrupted")] * len(batch)
-                    for r, v in zip(batch, results, strict=True):
-                        r.result, r.done = v, True
-                    self.batches[len(batch)] += 1
-                    self._cond.notify_all()
-        if isinstance(req.result, Exception):
-            raise req.result
-        return req.result
+            try:
+                results = self._run([d for d, _f in batch])
+            except BaseException as e:  # noqa: BLE001 - never leave a caller waiting
+                results = [RuntimeError(f"spam scan interrupted: {type(e).__name__}")] * len(batch)
+            with self._cond:
+                self._busy = False
+                self.batches[len(batch)] += 1
+            for (_d, fut), v in zip(batch, results, strict=True):
+                if isinstance(v, BaseException):
+                    fut.set_exception(v)
+                else:
+                    fut.set_result(v)
 
     def _run(self, datas: list[bytes]) -> list:
         if len(datas) == 1:
@@ -266,6 +281,16 @@ class SpamBatcher:
             return [e] * len(datas)
 
 
+_ALL_BATCHERS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # the parent's scan thread (and its queue's waiters) did not come along
+    for b in list(_ALL_BATCHERS):
+        b._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 _BATCHERS: dict[int, SpamBatcher] = {}
 
 
@@ -276,13 +301,6 @@ def _spam_batcher(eng: Any, cfg: Any) -> SpamBatcher:
         if b is None or b.engine is not eng:
             b = _BATCHERS[id(eng)] = SpamBatcher(eng, cfg.get_int("spam_scan_batch_limit"))
         return b
-
-
-def _run_spam(cfg: Any, data: bytes) -> SpamResult | None:
-    eng = _spam_engine(cfg)
-    if eng is None:
-        return None
-    return SpamResult.from_engine(_spam_batcher(eng, cfg).scan(data))
 
 
 # --------------------------------------------------------------------------- bad header
@@ -388,8 +406,10 @@ async def scan(message: Any, envelope: Any, cfg: Any) -> Verdict:
             data = source.read(0, source.size)
         else:
             data = source.read(0, min(source.size, st.header_size_limit + 4096))
+        # the spam scan runs in the batcher's own thread, meanwhile the rest here
+        eng = _spam_engine(st.cfg) if need_spam else None
+        spam = _spam_batcher(eng, st.cfg).submit(data) if eng is not None else None
         banned = check_message(data, st.banned) if need_banned else []
-        spam = _run_spam(st.cfg, data) if need_spam else None
         head = header_problems(data, smtputf8=smtputf8,
                                limit=st.header_size_limit) if need_header else []
         return banned, spam, head
@@ -397,7 +417,9 @@ async def scan(message: Any, envelope: Any, cfg: Any) -> Verdict:
     cpu_error: BaseException | None = None
     if need_banned or need_spam or need_header:
         try:
-            f.banned, f.spam, f.bad_header = await loop.run_in_executor(None, cpu_work)
+            f.banned, spam, f.bad_header = await loop.run_in_executor(None, cpu_work)
+            if spam is not None:
+                f.spam = SpamResult.from_engine(await asyncio.wrap_future(spam))
         except Exception as e:  # noqa: BLE001 - a scanner bug must defer, not lose mail
             cpu_error = e
     if av_task is not None:

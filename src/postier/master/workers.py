@@ -15,8 +15,10 @@ pipe; unhandled exceptions of its event loop are logged as `error:` lines.
 smtpd worker (`smtpd_worker`): one master.cf inet smtpd service.  The
 settings and the restriction engine were built by the master before the
 fork (shared pages, tables already open); the worker makes the SmtpdServer
-in its own uvloop event loop, with the shared anvil view and the new-mail
-notifier, and accepts on the inherited listening sockets.  SIGHUP (reload:
+in its own uvloop event loop (whose default executor has CPU_THREADS
+threads: its work, the content scan's, holds the GIL), with the shared
+anvil view and the new-mail notifier, and accepts on the inherited
+listening sockets.  SIGHUP (reload:
 a newer worker took over) and SIGTERM (stop) both stop accepting at once;
 then the sessions in progress may finish -- after SIGTERM for at most
 $smtpd_drain_time, after SIGHUP without a bound of its own (each session
@@ -42,6 +44,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,9 +195,20 @@ def _tracked(cls: type, tasks: set[asyncio.Task]) -> type:
 
 
 async def _smtpd_main(ctx: ChildContext) -> int:
-    from postier.smtpd.server import SmtpdServer
+    from concurrent.futures import ThreadPoolExecutor
+
+    from postier.smtpd.server import CPU_THREADS, THREAD_STACK, SmtpdServer
     loop = asyncio.get_running_loop()
     _log_exceptions(loop)
+    # the content scan's CPU work holds the GIL: asyncio's default pool (up
+    # to CPUs + 4 threads) only adds thread stacks (8 MB of address space
+    # each), which under a RLIMIT_AS cap (`postier bench --memory`) ran the
+    # worker into bad_alloc; the spam scans have one thread of their own.
+    # Half pthread's 8 MB stack is plenty (a spam scan of the whole corpus
+    # runs in 256 KB) and leaves the address space to memory in use.
+    threading.stack_size(THREAD_STACK)
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=CPU_THREADS,
+                                                 thread_name_prefix="smtpd-cpu"))
     server = SmtpdServer(ctx.settings, ctx.engine, loop=loop)
     if ctx.anvil is not None and ctx.column >= 0:
         server.anvil = ctx.anvil.view(ctx.settings.service_name, ctx.column)

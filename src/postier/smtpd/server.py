@@ -73,6 +73,8 @@ OFF_T_MAX = 2**63 - 1
 READ_CHUNK = 256 * 1024
 LINE_LIMIT = 2048          # Postfix's line_length_limit default for command lines
 IO_THREADS = 2             # SmtpdServer.io
+CPU_THREADS = 2            # the worker loop's default executor (content scan CPU work)
+THREAD_STACK = 4 << 20     # bytes of stack per worker thread (pthread's default: 8 MB)
 
 XCLIENT_ATTRS = "NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT"
 XFORWARD_ATTRS = "NAME ADDR PROTO HELO SOURCE PORT IDENT"

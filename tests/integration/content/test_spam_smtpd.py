@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 import pytest
 from content_peers import PostierServer, plain, queue_cat, smtp_send
@@ -145,6 +146,46 @@ def test_concurrent_sessions_each_get_their_own_verdict(start_postier, rules_dir
         else:
             assert "X-Spam" not in head, (k, head)
     assert len(queued(srv)) == 12
+
+
+def test_a_workers_threads_stay_few_under_concurrent_scans(start_postier, rules_dir):
+    """Regression (the smtpd worker of the 256M lab run aborted with
+    bad_alloc under load): every session waiting for its content scan held a
+    thread of asyncio's default executor (up to CPUs + 4, 8 MB of address
+    space each).  Now a worker has the event loop, the queue-file I/O pool,
+    a default executor of CPU_THREADS and one spam scan thread, however
+    many sessions scan at once; every message still gets its verdict."""
+    import concurrent.futures
+
+    from postier.smtpd.server import CPU_THREADS, IO_THREADS
+    srv = start_postier(spam_params(rules_dir, smtpd_worker_processes="1"))
+    [worker] = _smtpd_workers(srv.pid)
+    filler = b"some filler text on a line of its own\n" * 40000    # scans that overlap
+
+    def send(k: int):
+        return smtp_send(srv.port, plain(b"plughtag %d\n" % k + filler, subject=f"m{k}"))[1]
+
+    most = 0
+    with concurrent.futures.ThreadPoolExecutor(24) as ex:
+        futs = [ex.submit(send, k) for k in range(24)]
+        while not all(f.done() for f in futs):
+            most = max(most, len(os.listdir(f"/proc/{worker}/task")))
+            time.sleep(0.01)
+        replies = [f.result() for f in futs]
+    assert all(r.code == 250 for r in replies), [r.text for r in replies if r.code != 250]
+    assert len(queued(srv)) == 24
+    assert 3 <= most <= 1 + IO_THREADS + CPU_THREADS + 1, most
+
+
+def _smtpd_workers(master: int) -> list[int]:
+    out = []
+    for tid in os.listdir(f"/proc/{master}/task"):
+        with open(f"/proc/{master}/task/{tid}/children") as f:
+            for pid in f.read().split():
+                with open(f"/proc/{pid}/comm") as c:
+                    if c.read().strip() == "postier-smtpd":
+                        out.append(int(pid))
+    return out
 
 
 def test_empty_rules_directory_fails_startup(start_postier, tmp_path):

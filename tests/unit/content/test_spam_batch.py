@@ -3,7 +3,8 @@ batch of messages phase by phase (Run.steps) and give every message what
 run() / scan() give it alone; a message whose run raises gets its own
 exception and the others go on.  postier.content.scan.SpamBatcher runs the
 scans that wait for each other in one process as one batch, up to its limit,
-and hands each caller its own verdict or exception."""
+and hands each caller its own verdict or exception, in one scan thread of
+its own (a forked child starts its own)."""
 
 from __future__ import annotations
 
@@ -162,14 +163,18 @@ class _HeldFirst:
         self.release = threading.Event()
         self.calls: list[tuple[str, int]] = []
 
+        self.threads: set[int] = set()
+
     def scan(self, data):
         self.calls.append(("scan", 1))
+        self.threads.add(threading.get_ident())
         if len(self.calls) == 1:
             assert self.release.wait(30)
         return self.sc.scan(data)
 
     def scan_many(self, datas):
         self.calls.append(("scan_many", len(datas)))
+        self.threads.add(threading.get_ident())
         return self.sc.scan_many(datas)
 
 
@@ -208,6 +213,56 @@ def test_batcher_runs_waiting_scans_as_batches_up_to_its_limit():
     assert sorted(b.engine.calls) == [("scan", 1), ("scan", 1), ("scan_many", 4),
                                       ("scan_many", 4)]
     assert not b._busy and not b._queue
+    # every batch ran in the batcher's one scan thread, none in a caller's
+    [tid] = b.engine.threads
+    assert b._thread is not None and b._thread.ident == tid and b._thread.name == "spam-scan"
+
+
+def test_a_cancelled_scan_is_skipped_and_the_scan_thread_goes_on():
+    sc = _scanner()
+    b = S.SpamBatcher(_HeldFirst(sc), limit=8)
+    first = b.submit(MESSAGES[0])
+    deadline = time.monotonic() + 30
+    while not b.engine.calls and time.monotonic() < deadline:
+        time.sleep(0.005)
+    gone, kept = b.submit(MESSAGES[1]), b.submit(MESSAGES[3])
+    assert gone.cancel()                # its session went away while it waited
+    b.engine.release.set()
+    assert first.result(30) == sc.scan(MESSAGES[0])
+    assert kept.result(30) == sc.scan(MESSAGES[3])
+    assert b.engine.calls == [("scan", 1), ("scan", 1)] and b.batches == {1: 2}
+    assert b.scan(MESSAGES[1]) == sc.scan(MESSAGES[1])     # and it serves on
+
+
+def test_a_forked_child_scans_in_a_thread_of_its_own():
+    """smtpd forks its workers after loading the rules: a batcher whose scan
+    thread ran in the parent must start a new one in the child."""
+    import warnings
+
+    sc = _scanner()
+    b = S.SpamBatcher(sc, limit=8)
+    want = b.scan(MESSAGES[0])
+    assert b._thread is not None and b._thread.is_alive()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)     # fork with threads
+        pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if b.scan(MESSAGES[0]) == want else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.02)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the child's scan hangs")
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_batcher_hands_each_caller_its_own_exception(monkeypatch):

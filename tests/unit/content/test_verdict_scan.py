@@ -118,6 +118,53 @@ def test_scan_with_a_spam_engine(monkeypatch):
     assert v.action == "discard" and v.reply.code == 250
 
 
+def test_waiting_spam_scans_hold_no_executor_thread(monkeypatch):
+    """Regression: every session's spam scan used to wait for its batch in a
+    thread of the loop's default executor (up to 6 threads, each with its
+    own stack and Hyperscan scratch: the smtpd worker of the 256M lab run
+    aborted with bad_alloc under load).  Now they queue for the batcher's
+    one scan thread, and the executor stays free while they wait."""
+    import threading
+
+    release = threading.Event()
+
+    class Engine:
+        def __init__(self) -> None:
+            self.threads: set[int] = set()
+            self.scanned = 0
+
+        def scan(self, data: bytes):
+            self.threads.add(threading.get_ident())
+            assert release.wait(30)
+            self.scanned += 1
+            return SimpleNamespace(score=0.5, hits={"X": 0.5}, required=5.0)
+
+        def scan_many(self, datas):
+            return [self.scan(d) for d in datas]
+
+    engine = Engine()
+    monkeypatch.setattr(scan_mod, "_spam_engine", lambda cfg: engine)
+    c = cfg("spam_checks = yes")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        sessions = [asyncio.ensure_future(scan(GOOD_HEAD + b"\nmail %d\n" % k, env(), c))
+                    for k in range(20)]
+        # more sessions than the default executor has threads, all waiting ...
+        await asyncio.sleep(0.5)
+        assert not any(s.done() for s in sessions)
+        # ... and the executor still runs other work at once
+        assert await asyncio.wait_for(loop.run_in_executor(None, lambda: 42), 10) == 42
+        release.set()
+        return await asyncio.gather(*sessions)
+
+    verdicts = asyncio.run(main())
+    assert [v.action for v in verdicts] == ["pass"] * 20
+    assert all(v.findings.spam.score == 0.5 for v in verdicts)
+    assert engine.scanned == 20
+    assert len(engine.threads) == 1 and threading.get_ident() not in engine.threads
+
+
 def test_scan_without_the_spam_engine_passes(monkeypatch):
     monkeypatch.setattr(scan_mod, "_spam_engine", lambda cfg: None)
     v = asyncio.run(scan(GOOD_HEAD + b"\nx\n", env(), cfg("spam_checks = yes")))
