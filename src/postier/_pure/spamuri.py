@@ -68,7 +68,7 @@ texts appended once each; a URI without types gets {"parsed": 1}, and
 one whose types hold "noclean" adds no cleaned forms.
 
 uri_bytes(udl) -> list[bytes]: every cleaned form of the detail list udl
-(its entries' "cleaned" lists, in order) once (uri.uri_list), each encoded
+(its entries' "cleaned" lists, in order) once (get_uri_list), each encoded
 in Latin-1, or in UTF-8 (surrogates passed) when it holds a character
 above U+00FF: the subjects of uri rules (Run.uri_list).
 

@@ -2,7 +2,7 @@
 
 - spamuri.uri_bytes (Run.uri_list's encoding loop, compiled) gives every
   cleaned URI of a detail list once, Latin-1 encoded or else UTF-8 with
-  surrogates passed, as uri.uri_list and str.encode do;
+  surrogates passed, as get_uri_list (written plainly here) and str.encode do;
 - Run._template_possible's search of the joined subjects (the subject
   holding each place a value is found) selects the subjects the
   per-subject test selects, values spanning two subjects, holding a line
@@ -19,9 +19,18 @@ from postier.content.spam import uri as U
 from postier.content.spam.engine import Run
 
 
+def _uri_list(udl: dict[str, dict]) -> list[str]:
+    """SpamAssassin's get_uri_list, written plainly: every cleaned URI, once."""
+    out: dict[str, None] = {}
+    for info in udl.values():
+        for c in info.get("cleaned", []):
+            out.setdefault(c, None)
+    return list(out)
+
+
 def _uri_bytes_reference(udl: dict) -> list[bytes]:
     out = []
-    for u in U.uri_list(udl):
+    for u in _uri_list(udl):
         try:
             out.append(u.encode("latin-1"))
         except UnicodeEncodeError:

@@ -1,7 +1,9 @@
 """URIs of a message as SpamAssassin finds them (the text `uri` rules see).
 
     reg = Registry(tlds, two_level, three_level)      # util_rb_tld/2tld/3tld
-    uris = uri_list(body_lines, html_parts, reg, redirector_patterns)
+    ux = UriExtractor(reg, redirectors)                # redirector_pattern entries
+    udl = ux.detail_list(body_lines, html_parts)       # get_uri_detail_list
+    uris = ux.uri_bytes(udl)                           # get_uri_list, as uri rules see it
 
 Sources (PerMsgStatus::get_uri_detail_list): URIs linkified the way
 Thunderbird/Outlook would in the rendered body text (scheme URLs, www./ftp.
@@ -974,12 +976,3 @@ _MAIL_PREFIX = re.compile(r"^(?:skype|e?-?mail)?:+", re.I).sub
 _PCT_ANY_I = re.compile(r"%[0-9a-f]{2}", re.I).search
 _AT_HOST = re.compile(r"@([^?&>]*)", re.S).search
 _PCT20_TAIL = re.compile(r"(?:%20)+$").sub
-
-
-def uri_list(udl: dict[str, dict]) -> list[str]:
-    """get_uri_list: every cleaned URI, once."""
-    out: dict[str, None] = {}
-    for info in udl.values():
-        for c in info.get("cleaned", []):
-            out.setdefault(c, None)
-    return list(out)
