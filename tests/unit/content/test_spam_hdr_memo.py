@@ -161,41 +161,6 @@ def test_engine_results_with_and_without_the_memo():
     assert first[1].values["H_NEG"] == 1 and first[1].values["H_UNSET"] == 1
 
 
-_MIME_RULES = """
-mimeheader M_TEXT Content-Type =~ /text\\/plain/
-mimeheader M_CS Content-Type =~ /charset=/
-tflags M_CS multiple
-mimeheader M_RAW Content-Type:raw =~ /utf-8/i
-mimeheader M_NEG Content-Transfer-Encoding !~ /base64/
-mimeheader M_UNSET X-Nope =~ /^$/
-"""
-
-
-def _mime_msg(cte: bytes) -> bytes:
-    return (b"From: a@b.c\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n"
-            b"--b\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: " + cte +
-            b"\n\nhi\n--b\nContent-Type: text/plain; charset=us-ascii\n\nho\n--b--\n")
-
-
-def test_mimeheader_results_with_and_without_the_memo():
-    rs = C.parse_text(_MIME_RULES, "rules.cf")
-    assert rs.warnings == []
-    sc = SpamScanner(rules=rs, cache_dir=None)
-    msgs = [_mime_msg(b"7bit"), _mime_msg(b"base64"), _mime_msg(b"7bit")]
-    first = [sc.run(m).values for m in msgs]
-    memo = sc.compiled.__dict__["_mime_memo"]
-    assert any(memo)                        # the part values are remembered
-    again = [sc.run(m).values for m in msgs]
-    plain = []
-    for m in msgs:
-        sc.compiled.__dict__["_mime_memo"] = [{} for _ in memo]     # nothing remembered
-        plain.append(sc.run(m).values)
-    assert first == again == plain
-    assert first[0]["M_TEXT"] == 1 and first[0]["M_CS"] == 2 and first[0]["M_RAW"] == 1
-    assert first[0]["M_NEG"] == 1 and "M_NEG" in first[1]      # (a negated rule always hits)
-    assert first[0]["M_UNSET"] == 1
-
-
 def _envfrom_reference(hv) -> list:
     """HeaderView._envelope_from_inner's answer asking get() for every header
     (no relay envelope sender, no envelope_sender_header)."""

@@ -1,8 +1,9 @@
-"""The mimeheader area's whole-message memo (engine.Run._mimeheaders): the
-area's hits are a function of the part values of every header group, so a
-message whose values were seen before replays them.  Compared here with the
-area run with no memo at all, on mutated messages (NULs, 8-bit bytes,
-unterminated quotes, huge values, many parts)."""
+"""The mimeheader area's memos (engine.Run._mimeheaders): the area's hits
+are a function of the part values of every header group, so a message whose
+values were seen before replays them (the whole-message memo), and a group's
+values seen before give its results again (the per-group memo).  Compared
+here with the area run with no memo at all, on mutated messages (NULs, 8-bit
+bytes, unterminated quotes, huge values, many parts)."""
 
 from __future__ import annotations
 
@@ -80,3 +81,25 @@ def test_the_whole_message_memo_is_bounded(monkeypatch):
     got = [sc.run(m).values for m in msgs]
     assert len(sc.compiled.__dict__["_mime_whole"]) <= 4
     assert got == [_no_memo(sc, m) for m in msgs]
+
+
+def _mime_msg(cte: bytes) -> bytes:
+    return (b"From: a@b.c\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n"
+            b"--b\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: " + cte +
+            b"\n\nhi\n--b\nContent-Type: text/plain; charset=us-ascii\n\nho\n--b--\n")
+
+
+def test_the_per_group_memo_gives_what_the_area_gives_without_memos():
+    rs = C.parse_text(_RULES, "rules.cf")
+    assert rs.warnings == []
+    sc = SpamScanner(rules=rs, cache_dir=None)
+    msgs = [_mime_msg(b"7bit"), _mime_msg(b"base64"), _mime_msg(b"7bit")]
+    first = [sc.run(m).values for m in msgs]
+    assert any(sc.compiled.__dict__["_mime_memo"])      # the part values are remembered
+    sc.compiled.__dict__["_mime_whole"].clear()          # (the per-group memo answers)
+    again = [sc.run(m).values for m in msgs]
+    plain = [_no_memo(sc, m) for m in msgs]
+    assert first == again == plain
+    assert first[0]["M_TEXT"] == 1 and first[0]["M_CS"] == 2 and first[0]["M_RAW"] == 1
+    assert first[0]["M_NEG"] == 1 and "M_NEG" in first[1]      # (a negated rule always hits)
+    assert first[0]["M_UNSET"] == 1
