@@ -1,18 +1,22 @@
-"""The full area's scanner without the solo databases of linelen rules
-(engine.Run._full_scanner): a rule /^[^\\r\\n]{N}/m is a candidate on every
-message and spameng.long_line answers it, as when its loose Hyperscan entry
-reported.  Compared with the scanner of every database on mutated messages
-(NULs, 8-bit bytes, CRs, lines just under and over the length, huge lines)."""
+"""Line-length rules (/^[^\\r\\n]{N}/m, SpamAssassin's __LONGLINE): no
+Hyperscan entry (their expression is a loose prefilter that reports on
+nearly every message, in a solo database of its own), an always candidate
+that spameng.long_line answers.  Their hits are compared with the same
+pattern written so that it takes the ordinary Hyperscan + confirmation
+path, and with Python's re, on mutated messages (NULs, 8-bit bytes, CRs,
+lines just under and over the length, huge lines)."""
 
 from __future__ import annotations
 
 import random
+import re
 
 from postier.content.spam import conf as C
 from postier.content.spam.scanner import SpamScanner
 
 _RULES = r"""
 full     F_LONG     /^[^\r\n]{998}/m
+full     F_LONG_HS  /^[^\r\n]{998}(?:)/m
 full     F_RCVD     /Received/
 full     F_NUL      /\x00/
 full     F_MANY     /\bsend\b/i
@@ -31,25 +35,33 @@ def _messages() -> list[bytes]:
     return out + [b"", b"x" * 2000, b"Subject: " + b"y" * 1200 + b"\n\nhi\n"]
 
 
-def test_linelen_rules_without_their_solo_database_give_the_same_hits():
+def _scanner() -> SpamScanner:
     rs = C.parse_text(_RULES, "rules.cf")
     assert rs.warnings == []
-    sc = SpamScanner(rules=rs, cache_dir=None)
-    msgs = _messages()
-    fast = [sc.run(m).values for m in msgs]
-    d = sc.compiled.__dict__
-    assert d["_full_linelen_solos"]           # the fast path was taken
-    d["_full_linelen_solos"] = ()               # every database scanned
-    slow = [sc.run(m).values for m in msgs]
-    assert fast == slow
-    assert any("F_LONG" in v for v in fast) and any("F_LONG" not in v for v in fast)
-    assert any("F_NUL" in v for v in fast) and any(v.get("F_MANY") == 3 for v in fast)
+    return SpamScanner(rules=rs, cache_dir=None)
 
 
-def test_only_linelen_solo_entries_are_skipped():
-    rs = C.parse_text(_RULES, "rules.cf")
-    sc = SpamScanner(rules=rs, cache_dir=None)
-    sc.run(b"Subject: s\n\nhi\n")
+def test_a_linelen_rule_is_an_always_candidate_without_hyperscan_form():
+    sc = _scanner()
     rules = sc.compiled.area_rules["full"]
-    skip = sc.compiled.__dict__["_full_linelen_solos"]
-    assert [rules[i].name for i in skip] == ["F_LONG"]
+    db = sc.compiled.dbs["full"]
+    [k] = [i for i, rr in enumerate(rules) if rr.name == "F_LONG"]
+    [h] = [i for i, rr in enumerate(rules) if rr.name == "F_LONG_HS"]
+    assert rules[k].linelen == 998 and rules[k].entry.exprs == [] and k in db.always
+    assert rules[h].linelen == 0 and rules[h].entry.exprs and h not in db.always
+    assert not any(db.entries[i].solo for i in (k,))
+
+
+def test_linelen_rules_hit_as_the_hyperscan_path_and_re_do():
+    sc = _scanner()
+    msgs = _messages()
+    long_re = re.compile(rb"^[^\r\n]{998}", re.M)
+    seen = set()
+    for m in msgs:
+        v = sc.run(m).values
+        want = bool(long_re.search(m))
+        assert ("F_LONG" in v) == want == ("F_LONG_HS" in v), m[:80]
+        seen.add(want)
+        assert ("F_NUL" in v) == (b"\x00" in m)
+    assert seen == {True, False}
+    assert any(sc.run(m).values.get("F_MANY") == 3 for m in msgs)

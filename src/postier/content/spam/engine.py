@@ -549,14 +549,20 @@ class CompiledRules:
                 capture = None
         p = rulecache.pattern_from_record(rec["p"])
         exprs, flags, exact, solo = rec["e"]
-        entry = Entry(exprs, flags, exact, solo=solo)
-        rr = RRule(r.name, AREA_OF[r.kind], p, entry, multiple=rs.has_flag(r.name, "multiple"),
+        multiple = rs.has_flag(r.name, "multiple")
+        m = _LONG_LINE.fullmatch(pat)
+        linelen = int(m.group(1)) if (m is not None and mods == "m" and not multiple
+                                      and r.kind != C.HEADER) else 0
+        # a line-length rule (/^[^\r\n]{998}/m, __LONGLINE) has no Hyperscan
+        # form: its expression is a loose prefilter (a 64-byte line) that
+        # reports on nearly every message, in a solo database of its own,
+        # while spameng.long_line answers it exactly; so it is an always
+        # candidate (no Hyperscan call, no ScanTerminated)
+        entry = Entry([]) if linelen else Entry(exprs, flags, exact, solo=solo)
+        rr = RRule(r.name, AREA_OF[r.kind], p, entry, multiple=multiple,
                    maxhits=rs.maxhits(r.name), nosubject=rs.has_flag(r.name, "nosubject"),
                    negate=r.negate, header=r.header, capture=capture, source=(pat, mods),
-                   direct=rec["dir"])
-        m = _LONG_LINE.fullmatch(pat)
-        if m is not None and mods == "m" and not rr.multiple and r.kind != C.HEADER:
-            rr.linelen = int(m.group(1))
+                   direct=rec["dir"], linelen=linelen)
         pre = rec["pre"]
         if pre is not None:
             rr.pre = rulecache.compile_re2(*pre)
@@ -1832,36 +1838,11 @@ class Run:
             return
         rules = cr.area_rules["full"]
         val = self.msg.pristine
-        for rr, n in self._single(db, self._full_scanner(db, rules), rules, range(len(rules)), val):
+        for rr, n in self._single(db, db.scanners().get(0, _no_hits), rules, range(len(rules)),
+                                  val):
             if n:
                 self.hit(rr.name, n if rr.multiple else 1, rr.multiple)
                 self._capture(rr, val)
-
-    def _full_scanner(self, db: AreaDatabase, rules: list[RRule]):
-        """db's scanner of partition 0, without its solo databases when
-        every solo entry is a linelen rule's (/^[^\r\n]{998}/m, __LONGLINE):
-        such an entry is a loose prefilter (a 64-byte line) that reports on
-        nearly every message, and spameng.long_line answers the rule
-        exactly, so the rule is a candidate on every message instead (one
-        Hyperscan call and its ScanTerminated less, ~4.5 us per message)."""
-        cr = self.cr
-        skip = cr.__dict__.get("_full_linelen_solos")
-        if skip is None:
-            solo = [i for i, e in enumerate(db.entries) if e.solo]
-            skip = cr.__dict__["_full_linelen_solos"] = (
-                tuple(solo) if solo and all(rules[i].linelen for i in solo) else ())
-        pdbs = db.part_dbs()
-        if not skip or not pdbs:
-            return db.scanners().get(0, _no_hits)
-        whole = pdbs[0][0]
-        on_match = _eng.on_match
-
-        def scan(data: bytes) -> set[int]:
-            hits = set(skip)
-            for d, scratch in whole:
-                d.scan(data, on_match, 0, hits, scratch)
-            return hits
-        return scan
 
     def _lines(self, area: str, lines: list[bytes], subject_first: bool = False) -> None:
         """The rules of a line area on its subjects, scanned as one joined
