@@ -226,7 +226,6 @@ class SpamBatcher:
     def _reset(self) -> None:
         self._cond = threading.Condition()
         self._queue: deque[tuple[bytes, Future]] = deque()
-        self._busy = False
         self._thread: threading.Thread | None = None
 
     def submit(self, data: bytes) -> Future:
@@ -255,13 +254,11 @@ class SpamBatcher:
                 batch = [(d, f) for d, f in batch if f.set_running_or_notify_cancel()]
                 if not batch:
                     continue
-                self._busy = True
             try:
                 results = self._run([d for d, _f in batch])
             except BaseException as e:  # noqa: BLE001 - never leave a caller waiting
                 results = [RuntimeError(f"spam scan interrupted: {type(e).__name__}")] * len(batch)
             with self._cond:
-                self._busy = False
                 self.batches[len(batch)] += 1
             for (_d, fut), v in zip(batch, results, strict=True):
                 if isinstance(v, BaseException):

@@ -238,7 +238,7 @@ def test_batcher_runs_waiting_scans_as_batches_up_to_its_limit():
     assert b.batches == {1: 2, 4: 2}          # the held one, 4 + 4, the last one
     assert sorted(b.engine.calls) == [("scan", 1), ("scan", 1), ("scan_many", 4),
                                       ("scan_many", 4)]
-    assert not b._busy and not b._queue
+    assert not b._queue
     # every batch ran in the batcher's one scan thread, none in a caller's
     [tid] = b.engine.threads
     assert b._thread is not None and b._thread.ident == tid and b._thread.name == "spam-scan"

@@ -122,7 +122,7 @@ class SpamScanner:
     def scan(self, data: bytes) -> Verdict:
         with _gc_paused():
             r = self.compiled.run(data)
-            v = Verdict(round(r.score, 3), list(r.hits), self.required)
+            v = self._verdict(r)
             del r       # freed before the collector is back (_gc_paused)
         return v
 
@@ -132,8 +132,9 @@ class SpamScanner:
         raised gets that exception instead of its Verdict."""
         with _gc_paused():
             runs = self.compiled.run_many(datas)
-            out = [r if isinstance(r, Exception) else
-                   Verdict(round(r.score, 3), list(r.hits), self.required)
-                   for r in runs]
+            out = [r if isinstance(r, Exception) else self._verdict(r) for r in runs]
             del runs    # freed before the collector is back (_gc_paused)
         return out
+
+    def _verdict(self, r: Run) -> Verdict:
+        return Verdict(round(r.score, 3), list(r.hits), self.required)
